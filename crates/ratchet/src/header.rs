@@ -1,0 +1,111 @@
+//! Message headers and their encryption under header keys.
+
+use chacha20poly1305::{
+    KeyInit, Tag, XChaCha20Poly1305, XNonce,
+    aead::{AeadInOut, inout::InOutBuf},
+};
+use rand_core::CryptoRng;
+use x25519_dalek::PublicKey;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Bytes of a plaintext header: ratchet key (32) || PN (u32) || N (u32).
+pub const HEADER_LEN: usize = 40;
+/// Bytes of the random XChaCha20 nonce in front of an encrypted header.
+const HEADER_NONCE_LEN: usize = 24;
+/// Bytes of an encrypted header: nonce || ciphertext || tag.
+pub const ENCRYPTED_HEADER_LEN: usize = HEADER_NONCE_LEN + HEADER_LEN + 16;
+
+/// What the receiver needs to find a message's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// The sender's current ratchet public key.
+    pub(crate) ratchet_key: PublicKey,
+    /// How many messages the sender sent in its previous sending chain (PN).
+    pub(crate) previous_chain_length: u32,
+    /// This message's number in the sending chain (N).
+    pub(crate) counter: u32,
+}
+
+impl Header {
+    fn to_bytes(self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[..32].copy_from_slice(self.ratchet_key.as_bytes());
+        out[32..36].copy_from_slice(&self.previous_chain_length.to_be_bytes());
+        out[36..].copy_from_slice(&self.counter.to_be_bytes());
+        out
+    }
+
+    fn from_bytes(bytes: &[u8; HEADER_LEN]) -> Self {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&bytes[..32]);
+        let mut pn = [0u8; 4];
+        pn.copy_from_slice(&bytes[32..36]);
+        let mut n = [0u8; 4];
+        n.copy_from_slice(&bytes[36..]);
+        Self {
+            ratchet_key: PublicKey::from(key),
+            previous_chain_length: u32::from_be_bytes(pn),
+            counter: u32::from_be_bytes(n),
+        }
+    }
+}
+
+/// A header key (HK or NHK): hides ratchet keys and counters from everyone but the peer.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub(crate) struct HeaderKey([u8; 32]);
+
+impl HeaderKey {
+    pub(crate) fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&self.0).into())
+    }
+
+    /// XChaCha20-Poly1305 under a random nonce: `nonce (24) || ciphertext (40) || tag (16)`.
+    pub(crate) fn encrypt<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        header: Header,
+    ) -> [u8; ENCRYPTED_HEADER_LEN] {
+        let mut out = [0u8; ENCRYPTED_HEADER_LEN];
+        let (nonce, rest) = out.split_at_mut(HEADER_NONCE_LEN);
+        rng.fill_bytes(nonce);
+        let (body, tag_out) = rest.split_at_mut(HEADER_LEN);
+        body.copy_from_slice(&header.to_bytes());
+        let nonce = XNonce::try_from(&*nonce).unwrap_or_default();
+        // A 40-byte plaintext is always within XChaCha20's limits.
+        if let Ok(tag) = self
+            .cipher()
+            .encrypt_inout_detached(&nonce, &[], InOutBuf::from(body))
+        {
+            tag_out.copy_from_slice(&tag);
+        }
+        out
+    }
+
+    /// Opens an encrypted header; `None` if it was not sealed under this key.
+    pub(crate) fn decrypt(&self, encrypted: &[u8; ENCRYPTED_HEADER_LEN]) -> Option<Header> {
+        let (nonce, rest) = encrypted.split_at(HEADER_NONCE_LEN);
+        let (ciphertext, tag) = rest.split_at(HEADER_LEN);
+        let nonce = XNonce::try_from(nonce).ok()?;
+        let tag = Tag::try_from(tag).ok()?;
+        let mut plaintext = [0u8; HEADER_LEN];
+        plaintext.copy_from_slice(ciphertext);
+        self.cipher()
+            .decrypt_inout_detached(&nonce, &[], InOutBuf::from(&mut plaintext[..]), &tag)
+            .ok()?;
+        Some(Header::from_bytes(&plaintext))
+    }
+}
+
+impl std::fmt::Debug for HeaderKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeaderKey(<redacted>)")
+    }
+}

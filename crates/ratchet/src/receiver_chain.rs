@@ -1,0 +1,214 @@
+//! Receiving chains, and the message keys skipped in them.
+
+use std::collections::VecDeque;
+
+use subtle::ConstantTimeEq;
+use x25519_dalek::PublicKey;
+
+use crate::{
+    DecodeError, MAX_SKIPPED_KEYS,
+    chain_key::ChainKey,
+    codec::{Reader, Writer},
+    header::{ENCRYPTED_HEADER_LEN, Header, HeaderKey},
+    message_key::MessageKey,
+};
+
+/// Closed chains kept (with their header keys) even when they hold no skipped keys, so a
+/// replayed message of a recent chain is recognised as a duplicate.
+pub const MAX_RECENT_CHAINS: usize = 5;
+
+/// One of the peer's sending chains, as seen by us.
+#[derive(Clone)]
+pub(crate) struct ReceiverChain {
+    /// The peer's ratchet public key for this chain.
+    pub(crate) ratchet_key: PublicKey,
+    /// The header key its headers are sealed under.
+    pub(crate) header_key: HeaderKey,
+    /// `None` once the peer has moved on to a newer chain: nothing more can arrive in it.
+    pub(crate) chain_key: Option<ChainKey>,
+    /// The counter of the next message not yet derived (Nr).
+    pub(crate) next_counter: u32,
+    /// Keys of messages skipped over, in increasing counter order.
+    pub(crate) skipped: VecDeque<(u32, MessageKey)>,
+}
+
+impl ReceiverChain {
+    pub(crate) fn new(ratchet_key: PublicKey, header_key: HeaderKey) -> Self {
+        Self {
+            ratchet_key,
+            header_key,
+            chain_key: None,
+            next_counter: 0,
+            skipped: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn has_ratchet_key(&self, key: &PublicKey) -> bool {
+        self.ratchet_key.as_bytes().ct_eq(key.as_bytes()).into()
+    }
+
+    pub(crate) fn skipped_key(&self, counter: u32) -> Option<(usize, &MessageKey)> {
+        let position = self
+            .skipped
+            .binary_search_by_key(&counter, |(n, _)| *n)
+            .ok()?;
+        Some((position, &self.skipped[position].1))
+    }
+}
+
+/// All receiving chains of a session, oldest first; the last one is the current chain.
+///
+/// Skipped keys are only ever added to the current chain, so their global insertion
+/// order is chain order, then counter order: evicting "oldest first" means popping the
+/// front of the oldest chain that still has keys.
+#[derive(Clone, Default)]
+pub(crate) struct ReceiverChains {
+    chains: VecDeque<ReceiverChain>,
+    skipped_total: usize,
+}
+
+impl ReceiverChains {
+    pub(crate) fn get(&self, index: usize) -> Option<&ReceiverChain> {
+        self.chains.get(index)
+    }
+
+    pub(crate) fn current(&self) -> Option<&ReceiverChain> {
+        self.chains.back()
+    }
+
+    pub(crate) fn current_mut(&mut self) -> Option<&mut ReceiverChain> {
+        self.chains.back_mut()
+    }
+
+    pub(crate) fn skipped_total(&self) -> usize {
+        self.skipped_total
+    }
+
+    /// Tries each chain's header key, newest first.
+    pub(crate) fn open_header(
+        &self,
+        encrypted: &[u8; ENCRYPTED_HEADER_LEN],
+    ) -> Option<(usize, Header)> {
+        self.chains
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(index, chain)| Some((index, chain.header_key.decrypt(encrypted)?)))
+    }
+
+    pub(crate) fn remove_skipped(&mut self, chain: usize, position: usize) {
+        if let Some(chain) = self.chains.get_mut(chain)
+            && chain.skipped.remove(position).is_some()
+        {
+            self.skipped_total -= 1;
+        }
+        self.prune();
+    }
+
+    /// Stores keys skipped in the current chain, evicting the oldest beyond the cap.
+    pub(crate) fn add_skipped_to_current(&mut self, keys: Vec<(u32, MessageKey)>) {
+        let added = keys.len();
+        if let Some(current) = self.chains.back_mut() {
+            current.skipped.extend(keys);
+            self.skipped_total += added;
+        }
+        while self.skipped_total > MAX_SKIPPED_KEYS {
+            let Some(oldest) = self.chains.iter_mut().find(|c| !c.skipped.is_empty()) else {
+                break;
+            };
+            oldest.skipped.pop_front();
+            self.skipped_total -= 1;
+        }
+        self.prune();
+    }
+
+    /// Closes the current chain and makes `chain` the current one.
+    pub(crate) fn push(&mut self, chain: ReceiverChain) {
+        if let Some(current) = self.chains.back_mut() {
+            current.chain_key = None;
+        }
+        self.chains.push_back(chain);
+        self.prune();
+    }
+
+    /// Drops closed chains that are neither recent nor holding skipped keys.
+    fn prune(&mut self) {
+        let recent_from = self.chains.len().saturating_sub(MAX_RECENT_CHAINS);
+        let mut index = 0;
+        self.chains.retain(|chain| {
+            let keep = index >= recent_from || !chain.skipped.is_empty();
+            index += 1;
+            keep
+        });
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer) {
+        w.u32(self.chains.len() as u32);
+        for chain in &self.chains {
+            w.bytes(chain.ratchet_key.as_bytes());
+            w.bytes(chain.header_key.as_bytes());
+            match &chain.chain_key {
+                Some(key) => {
+                    w.bool(true);
+                    w.bytes(key.as_bytes());
+                }
+                None => w.bool(false),
+            }
+            w.u32(chain.next_counter);
+            w.u32(chain.skipped.len() as u32);
+            for (counter, key) in &chain.skipped {
+                w.u32(*counter);
+                w.bytes(key.as_bytes());
+            }
+        }
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        // Every stored chain is recent or holds at least one skipped key.
+        let count = r.count(MAX_RECENT_CHAINS + MAX_SKIPPED_KEYS)?;
+        let mut chains = VecDeque::with_capacity(count.min(MAX_RECENT_CHAINS + 1));
+        let mut skipped_total = 0usize;
+        for _ in 0..count {
+            let ratchet_key = PublicKey::from(r.array::<32>()?);
+            let header_key = HeaderKey::new(r.array()?);
+            let chain_key = if r.bool()? {
+                Some(ChainKey::new(r.array()?))
+            } else {
+                None
+            };
+            let next_counter = r.u32()?;
+            let skipped_count = r.count(MAX_SKIPPED_KEYS)?;
+            skipped_total += skipped_count;
+            if skipped_total > MAX_SKIPPED_KEYS {
+                return Err(DecodeError::Invalid {
+                    what: "session",
+                    reason: "more skipped message keys than the cap",
+                });
+            }
+            let mut skipped = VecDeque::with_capacity(skipped_count);
+            let mut previous: Option<u32> = None;
+            for _ in 0..skipped_count {
+                let counter = r.u32()?;
+                if previous.is_some_and(|p| p >= counter) || counter >= next_counter {
+                    return Err(DecodeError::Invalid {
+                        what: "session",
+                        reason: "skipped message keys out of order",
+                    });
+                }
+                previous = Some(counter);
+                skipped.push_back((counter, MessageKey::new(r.array()?)));
+            }
+            chains.push_back(ReceiverChain {
+                ratchet_key,
+                header_key,
+                chain_key,
+                next_counter,
+                skipped,
+            });
+        }
+        Ok(Self {
+            chains,
+            skipped_total,
+        })
+    }
+}

@@ -1,0 +1,444 @@
+//! One Double Ratchet session with header encryption (Signal's Double Ratchet spec,
+//! section 4), created by X3DH.
+
+use rand_core::CryptoRng;
+use subtle::ConstantTimeEq;
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+use crate::{
+    DecodeError, DecryptError, EncryptError, IdentityKey, MAX_AD_LEN, MAX_SKIP,
+    chain_key::ChainKey,
+    codec::{Reader, Writer},
+    dh::{self, KeyPair},
+    header::{Header, HeaderKey},
+    message::Message,
+    message_key::MessageKey,
+    receiver_chain::{ReceiverChain, ReceiverChains},
+    root_key::RootKey,
+    x3dh::X3dhSecrets,
+};
+
+/// What an initiator repeats in every message until the responder answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PendingPreKey {
+    pub(crate) signed_prekey_id: u32,
+    pub(crate) one_time_prekey_id: Option<u32>,
+}
+
+/// Who a session is between and which X3DH run made it.
+pub(crate) struct SessionParties {
+    pub(crate) local_identity: IdentityKey,
+    pub(crate) remote_identity: IdentityKey,
+    /// AD from X3DH.
+    pub(crate) associated_data: Vec<u8>,
+    /// EK_A.
+    pub(crate) base_key: PublicKey,
+}
+
+/// The sending half of the ratchet.
+#[derive(Clone)]
+struct SendingChain {
+    chain_key: ChainKey,
+    header_key: HeaderKey,
+    /// Counter of the next message to send (Ns).
+    next_counter: u32,
+}
+
+/// A Double Ratchet session with one peer.
+#[derive(Clone)]
+pub(crate) struct Session {
+    pub(crate) local_identity: IdentityKey,
+    pub(crate) remote_identity: IdentityKey,
+    /// AD from X3DH, bound into every message body.
+    associated_data: Vec<u8>,
+    /// EK_A: names the X3DH run this session came from.
+    pub(crate) base_key: PublicKey,
+    pub(crate) pending_prekey: Option<PendingPreKey>,
+    root_key: RootKey,
+    /// Our current ratchet key pair (DHs).
+    ratchet: KeyPair,
+    /// `None` only for a responder before its first DH step.
+    sending: Option<SendingChain>,
+    /// NHKs.
+    next_sending_header_key: HeaderKey,
+    /// PN: length of our previous sending chain.
+    previous_sending_length: u32,
+    receiving: ReceiverChains,
+    /// NHKr.
+    next_receiving_header_key: HeaderKey,
+}
+
+/// Everything a DH step computes, applied only once the message authenticates.
+struct RatchetStep {
+    closing_skipped: Vec<(u32, MessageKey)>,
+    root_key: RootKey,
+    receiving: ReceiverChain,
+    receiving_skipped: Vec<(u32, MessageKey)>,
+    /// The key of the message that caused the step.
+    message_key: MessageKey,
+    next_receiving_header_key: HeaderKey,
+    ratchet: KeyPair,
+    sending: SendingChain,
+    next_sending_header_key: HeaderKey,
+}
+
+impl Session {
+    /// Alice's `RatchetInitAliceHE`: the first DH step against Bob's signed prekey.
+    pub(crate) fn new_initiator<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        secrets: X3dhSecrets,
+        parties: SessionParties,
+        remote_signed_prekey: &PublicKey,
+        pending: PendingPreKey,
+    ) -> Result<Self, DecryptError> {
+        let ratchet = KeyPair::generate(rng);
+        let shared = dh::diffie_hellman(&ratchet.secret, remote_signed_prekey)
+            .ok_or(DecryptError::NonContributory)?;
+        let (root_key, chain_key, next_sending_header_key) = secrets.root_key.advance(&shared);
+        Ok(Self {
+            local_identity: parties.local_identity,
+            remote_identity: parties.remote_identity,
+            associated_data: parties.associated_data,
+            base_key: parties.base_key,
+            pending_prekey: Some(pending),
+            root_key,
+            ratchet,
+            sending: Some(SendingChain {
+                chain_key,
+                header_key: secrets.initiator_header_key.clone(),
+                next_counter: 0,
+            }),
+            next_sending_header_key,
+            previous_sending_length: 0,
+            receiving: ReceiverChains::default(),
+            next_receiving_header_key: secrets.responder_next_header_key.clone(),
+        })
+    }
+
+    /// Bob's `RatchetInitBobHE`: his signed prekey is his first ratchet key.
+    pub(crate) fn new_responder(
+        secrets: X3dhSecrets,
+        parties: SessionParties,
+        signed_prekey: KeyPair,
+    ) -> Self {
+        Self {
+            local_identity: parties.local_identity,
+            remote_identity: parties.remote_identity,
+            associated_data: parties.associated_data,
+            base_key: parties.base_key,
+            pending_prekey: None,
+            root_key: secrets.root_key.clone(),
+            ratchet: signed_prekey,
+            sending: None,
+            next_sending_header_key: secrets.responder_next_header_key.clone(),
+            previous_sending_length: 0,
+            receiving: ReceiverChains::default(),
+            next_receiving_header_key: secrets.initiator_header_key.clone(),
+        }
+    }
+
+    pub(crate) fn has_base_key(&self, base_key: &PublicKey) -> bool {
+        self.base_key.as_bytes().ct_eq(base_key.as_bytes()).into()
+    }
+
+    pub(crate) fn can_send(&self) -> bool {
+        self.sending.is_some()
+    }
+
+    pub(crate) fn skipped_key_count(&self) -> usize {
+        self.receiving.skipped_total()
+    }
+
+    /// `RatchetEncryptHE`.
+    pub(crate) fn encrypt<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        plaintext: &[u8],
+    ) -> Result<Message, EncryptError> {
+        let associated_data = &self.associated_data;
+        let sending = self.sending.as_mut().ok_or(EncryptError::NoSession)?;
+        let counter = sending.next_counter;
+        let next_counter = counter
+            .checked_add(1)
+            .ok_or(EncryptError::ChainExhausted(counter))?;
+        let (message_key, chain_key) = sending.chain_key.step();
+        let header = Header {
+            ratchet_key: self.ratchet.public,
+            previous_chain_length: self.previous_sending_length,
+            counter,
+        };
+        let encrypted_header = sending.header_key.encrypt(rng, header);
+        let body = message_key.encrypt(plaintext, &aad(associated_data, &encrypted_header));
+        sending.chain_key = chain_key;
+        sending.next_counter = next_counter;
+        Ok(Message::from_parts(&encrypted_header, &body))
+    }
+
+    fn aad(&self, encrypted_header: &[u8]) -> Vec<u8> {
+        aad(&self.associated_data, encrypted_header)
+    }
+
+    /// `RatchetDecryptHE`, transactional: nothing changes unless the body authenticates.
+    pub(crate) fn decrypt<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        message: &Message,
+    ) -> Result<Vec<u8>, DecryptError> {
+        let encrypted_header = message.encrypted_header();
+        let plaintext = if let Some((chain, header)) = self.receiving.open_header(encrypted_header)
+        {
+            self.decrypt_in_known_chain(chain, &header, message)?
+        } else if let Some(header) = self.next_receiving_header_key.decrypt(encrypted_header) {
+            self.decrypt_with_ratchet_step(rng, &header, message)?
+        } else {
+            return Err(DecryptError::UnknownHeaderKey);
+        };
+        // The peer has answered, so it holds this session: stop sending prekey messages.
+        self.pending_prekey = None;
+        Ok(plaintext)
+    }
+
+    fn decrypt_in_known_chain(
+        &mut self,
+        chain_index: usize,
+        header: &Header,
+        message: &Message,
+    ) -> Result<Vec<u8>, DecryptError> {
+        let aad = self.aad(message.encrypted_header());
+        let Some(chain) = self.receiving.get(chain_index) else {
+            return Err(DecryptError::UnknownHeaderKey);
+        };
+        if !chain.has_ratchet_key(&header.ratchet_key) {
+            return Err(DecryptError::RatchetKeyMismatch);
+        }
+        if let Some((position, key)) = chain.skipped_key(header.counter) {
+            let plaintext = key.decrypt(message.body(), &aad)?;
+            self.receiving.remove_skipped(chain_index, position);
+            return Ok(plaintext);
+        }
+        if header.counter < chain.next_counter {
+            return Err(DecryptError::Duplicate {
+                counter: header.counter,
+            });
+        }
+        let Some(chain_key) = &chain.chain_key else {
+            return Err(DecryptError::PastChainEnd {
+                counter: header.counter,
+                length: chain.next_counter,
+            });
+        };
+        check_jump(chain.next_counter, header.counter)?;
+        let (skipped, message_key, next_chain_key) =
+            chain_key.walk(chain.next_counter, header.counter);
+        let plaintext = message_key.decrypt(message.body(), &aad)?;
+
+        if let Some(current) = self.receiving.current_mut() {
+            current.chain_key = Some(next_chain_key);
+            current.next_counter = header.counter + 1;
+        }
+        self.receiving.add_skipped_to_current(skipped);
+        Ok(plaintext)
+    }
+
+    fn decrypt_with_ratchet_step<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        header: &Header,
+        message: &Message,
+    ) -> Result<Vec<u8>, DecryptError> {
+        let step = self.ratchet_step(rng, header)?;
+        let plaintext = step
+            .message_key
+            .decrypt(message.body(), &self.aad(message.encrypted_header()))?;
+        self.apply(step);
+        Ok(plaintext)
+    }
+
+    /// `DHRatchetHE` and the skips around it, computed without touching `self`.
+    fn ratchet_step<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        header: &Header,
+    ) -> Result<RatchetStep, DecryptError> {
+        // Keys of the rest of the chain the peer just closed, up to its PN.
+        let closing_skipped = match self.receiving.current() {
+            Some(ReceiverChain {
+                chain_key: Some(chain_key),
+                next_counter,
+                ..
+            }) if header.previous_chain_length > *next_counter => {
+                check_jump(*next_counter, header.previous_chain_length)?;
+                let (mut skipped, last, _) =
+                    chain_key.walk(*next_counter, header.previous_chain_length - 1);
+                skipped.push((header.previous_chain_length - 1, last));
+                skipped
+            }
+            _ => Vec::new(),
+        };
+        check_jump(0, header.counter)?;
+
+        let receiving_secret = dh::diffie_hellman(&self.ratchet.secret, &header.ratchet_key)
+            .ok_or(DecryptError::NonContributory)?;
+        let (root_key, receiving_chain_key, next_receiving_header_key) =
+            self.root_key.advance(&receiving_secret);
+        let ratchet = KeyPair::generate(rng);
+        let sending_secret = dh::diffie_hellman(&ratchet.secret, &header.ratchet_key)
+            .ok_or(DecryptError::NonContributory)?;
+        let (root_key, sending_chain_key, next_sending_header_key) =
+            root_key.advance(&sending_secret);
+
+        let (receiving_skipped, message_key, chain_key) =
+            receiving_chain_key.walk(0, header.counter);
+        let mut receiving =
+            ReceiverChain::new(header.ratchet_key, self.next_receiving_header_key.clone());
+        receiving.chain_key = Some(chain_key);
+        receiving.next_counter = header.counter + 1;
+
+        Ok(RatchetStep {
+            closing_skipped,
+            root_key,
+            receiving,
+            receiving_skipped,
+            message_key,
+            next_receiving_header_key,
+            ratchet,
+            sending: SendingChain {
+                chain_key: sending_chain_key,
+                header_key: self.next_sending_header_key.clone(),
+                next_counter: 0,
+            },
+            next_sending_header_key,
+        })
+    }
+
+    fn apply(&mut self, step: RatchetStep) {
+        if !step.closing_skipped.is_empty() {
+            if let Some(current) = self.receiving.current_mut() {
+                current.next_counter = current
+                    .next_counter
+                    .max(step.closing_skipped.last().map_or(0, |(n, _)| n + 1));
+            }
+            self.receiving.add_skipped_to_current(step.closing_skipped);
+        }
+        self.receiving.push(step.receiving);
+        self.receiving
+            .add_skipped_to_current(step.receiving_skipped);
+        self.next_receiving_header_key = step.next_receiving_header_key;
+        self.previous_sending_length = self.sending.as_ref().map_or(0, |s| s.next_counter);
+        self.sending = Some(step.sending);
+        self.next_sending_header_key = step.next_sending_header_key;
+        self.ratchet = step.ratchet;
+        self.root_key = step.root_key;
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer) {
+        w.bytes(self.local_identity.as_bytes());
+        w.bytes(self.remote_identity.as_bytes());
+        w.var_bytes(&self.associated_data);
+        w.bytes(self.base_key.as_bytes());
+        match self.pending_prekey {
+            Some(pending) => {
+                w.bool(true);
+                w.u32(pending.signed_prekey_id);
+                w.u32(pending.one_time_prekey_id.unwrap_or(0));
+            }
+            None => w.bool(false),
+        }
+        w.bytes(self.root_key.as_bytes());
+        w.bytes(self.ratchet.secret.as_bytes());
+        match &self.sending {
+            Some(sending) => {
+                w.bool(true);
+                w.bytes(sending.chain_key.as_bytes());
+                w.bytes(sending.header_key.as_bytes());
+                w.u32(sending.next_counter);
+            }
+            None => w.bool(false),
+        }
+        w.bytes(self.next_sending_header_key.as_bytes());
+        w.u32(self.previous_sending_length);
+        self.receiving.write(w);
+        w.bytes(self.next_receiving_header_key.as_bytes());
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let identity = |bytes: [u8; 32]| {
+            IdentityKey::from_bytes(&bytes).map_err(|_| DecodeError::Invalid {
+                what: "session",
+                reason: "identity key is not a valid Ed25519 key",
+            })
+        };
+        let local_identity = identity(r.array()?)?;
+        let remote_identity = identity(r.array()?)?;
+        let associated_data = r.var_bytes(MAX_AD_LEN)?.to_vec();
+        let base_key = PublicKey::from(r.array::<32>()?);
+        let pending_prekey = if r.bool()? {
+            Some(PendingPreKey {
+                signed_prekey_id: r.u32()?,
+                one_time_prekey_id: Some(r.u32()?).filter(|&id| id != 0),
+            })
+        } else {
+            None
+        };
+        let root_key = RootKey::new(r.array()?);
+        let secret = Zeroizing::new(r.array::<32>()?);
+        let ratchet = KeyPair::from_secret(StaticSecret::from(*secret));
+        let sending = if r.bool()? {
+            Some(SendingChain {
+                chain_key: ChainKey::new(r.array()?),
+                header_key: HeaderKey::new(r.array()?),
+                next_counter: r.u32()?,
+            })
+        } else {
+            None
+        };
+        let next_sending_header_key = HeaderKey::new(r.array()?);
+        let previous_sending_length = r.u32()?;
+        let receiving = ReceiverChains::read(r)?;
+        let next_receiving_header_key = HeaderKey::new(r.array()?);
+        Ok(Self {
+            local_identity,
+            remote_identity,
+            associated_data,
+            base_key,
+            pending_prekey,
+            root_key,
+            ratchet,
+            sending,
+            next_sending_header_key,
+            previous_sending_length,
+            receiving,
+            next_receiving_header_key,
+        })
+    }
+}
+
+/// The body AEAD's associated data: `AD || encrypted header`.
+fn aad(associated_data: &[u8], encrypted_header: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(associated_data.len() + encrypted_header.len());
+    aad.extend_from_slice(associated_data);
+    aad.extend_from_slice(encrypted_header);
+    aad
+}
+
+/// Refuses a jump from `next` to `counter` of more than [`MAX_SKIP`] message keys.
+fn check_jump(next: u32, counter: u32) -> Result<(), DecryptError> {
+    let jump = counter.saturating_sub(next);
+    if jump > MAX_SKIP {
+        return Err(DecryptError::TooFarAhead { counter, jump });
+    }
+    Ok(())
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("local_identity", &self.local_identity)
+            .field("remote_identity", &self.remote_identity)
+            .field("pending_prekey", &self.pending_prekey)
+            .field("can_send", &self.can_send())
+            .field("skipped_keys", &self.skipped_key_count())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,329 @@
+//! Everything one party keeps about one peer: the current session and a few archived
+//! ones, so that simultaneous initiation converges.
+
+use std::collections::VecDeque;
+
+use rand_core::CryptoRng;
+use zeroize::Zeroizing;
+
+use crate::{
+    DecodeError, DecryptError, EncryptError, EncryptedMessage, IdentityKey, IdentityKeyPair,
+    Message, OneTimePreKeyPair, PreKeyBundle, PreKeyMessage, SignedPreKeyPair, X3dhError,
+    codec::{Reader, Writer},
+    session::{PendingPreKey, Session, SessionParties},
+    x3dh,
+};
+
+/// Archived sessions kept per peer (libsignal keeps 40 too).
+pub const MAX_ARCHIVED_SESSIONS: usize = 40;
+
+/// Version byte of the stored session record format.
+const RECORD_FORMAT_VERSION: u8 = 1;
+
+/// The result of decrypting a prekey message.
+#[derive(Debug)]
+pub struct PreKeyDecryption {
+    /// The message text.
+    pub plaintext: Vec<u8>,
+    /// The one-time prekey this message used up: delete it in the same transaction that
+    /// stores the record. `None` when no one-time prekey was used, or when the message
+    /// went to a session that already existed.
+    pub consumed_one_time_prekey: Option<u32>,
+    /// Whether this message created a new session.
+    pub created_session: bool,
+}
+
+/// All sessions with one peer. Serialize it with [`SessionRecord::to_bytes`] after every
+/// successful encrypt or decrypt.
+#[derive(Clone, Default)]
+pub struct SessionRecord {
+    current: Option<Session>,
+    /// Newest first.
+    archived: VecDeque<Session>,
+}
+
+impl SessionRecord {
+    /// An empty record.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether there is a session to encrypt with.
+    pub fn has_session(&self) -> bool {
+        self.current.as_ref().is_some_and(Session::can_send)
+    }
+
+    /// The peer's identity key in the current session.
+    pub fn remote_identity(&self) -> Option<IdentityKey> {
+        self.current.as_ref().map(|s| s.remote_identity)
+    }
+
+    /// Whether messages are still sent as prekey messages (no reply received yet).
+    pub fn awaiting_reply(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|s| s.pending_prekey.is_some())
+    }
+
+    /// How many archived sessions are kept.
+    pub fn archived_sessions(&self) -> usize {
+        self.archived.len()
+    }
+
+    /// Skipped message keys held by the current session.
+    pub fn skipped_message_keys(&self) -> usize {
+        self.current.as_ref().map_or(0, Session::skipped_key_count)
+    }
+
+    fn install(&mut self, session: Session) {
+        if let Some(previous) = self.current.replace(session) {
+            self.archived.push_front(previous);
+            self.archived.truncate(MAX_ARCHIVED_SESSIONS);
+        }
+    }
+
+    /// Runs X3DH as the initiator against `bundle` and makes the result the current
+    /// session; the previous one is archived. Messages are prekey messages until the
+    /// peer replies.
+    pub fn initiate<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        local_identity: &IdentityKeyPair,
+        local_email: &str,
+        remote_email: &str,
+        bundle: &PreKeyBundle,
+    ) -> Result<(), X3dhError> {
+        let associated_data = x3dh::associated_data(
+            local_email,
+            &local_identity.public_key(),
+            remote_email,
+            &bundle.identity_key,
+        )?;
+        let initiation = x3dh::initiate(rng, local_identity, bundle)?;
+        let session = Session::new_initiator(
+            rng,
+            initiation.secrets,
+            SessionParties {
+                local_identity: local_identity.public_key(),
+                remote_identity: bundle.identity_key,
+                associated_data,
+                base_key: initiation.base_key,
+            },
+            &bundle.signed_prekey_public(),
+            PendingPreKey {
+                signed_prekey_id: bundle.signed_prekey_id,
+                one_time_prekey_id: bundle.one_time_prekey.map(|(id, _)| id),
+            },
+        )
+        .map_err(|_| X3dhError::NonContributory {
+            which: "signed prekey",
+        })?;
+        self.install(session);
+        Ok(())
+    }
+
+    /// Encrypts with the current session: a prekey message until the peer has replied,
+    /// a normal message after.
+    pub fn encrypt<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        plaintext: &[u8],
+    ) -> Result<EncryptedMessage, EncryptError> {
+        let session = self.current.as_mut().ok_or(EncryptError::NoSession)?;
+        let message = session.encrypt(rng, plaintext)?;
+        Ok(match session.pending_prekey {
+            Some(pending) => EncryptedMessage::PreKey(Box::new(PreKeyMessage {
+                identity_key: session.local_identity,
+                base_key: session.base_key,
+                signed_prekey_id: pending.signed_prekey_id,
+                one_time_prekey_id: pending.one_time_prekey_id,
+                message,
+            })),
+            None => EncryptedMessage::Normal(message),
+        })
+    }
+
+    /// Decrypts a normal message with the current session or, failing that, an archived
+    /// one, which then becomes current. On error nothing changes.
+    pub fn decrypt<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        message: &Message,
+    ) -> Result<Vec<u8>, DecryptError> {
+        let Some(current) = self.current.as_mut() else {
+            return Err(DecryptError::NoSession);
+        };
+        match current.decrypt(rng, message) {
+            Ok(plaintext) => return Ok(plaintext),
+            // The current session recognised the header: its answer stands.
+            Err(DecryptError::UnknownHeaderKey) => {}
+            Err(error) => return Err(error),
+        }
+        for index in 0..self.archived.len() {
+            let Some(session) = self.archived.get_mut(index) else {
+                break;
+            };
+            match session.decrypt(rng, message) {
+                Ok(plaintext) => {
+                    self.promote(index);
+                    return Ok(plaintext);
+                }
+                Err(DecryptError::UnknownHeaderKey) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Err(DecryptError::UnknownHeaderKey)
+    }
+
+    fn promote(&mut self, archived_index: usize) {
+        if let Some(session) = self.archived.remove(archived_index) {
+            self.install(session);
+        }
+    }
+
+    /// Decrypts a prekey message. If a session from the same X3DH run exists, the message
+    /// goes to it; otherwise X3DH runs as the responder with the keys the message names,
+    /// which the caller loads by [`PreKeyMessage::signed_prekey_id`] and
+    /// [`PreKeyMessage::one_time_prekey_id`] (`None` when it has no such key). The new
+    /// session becomes current only if the message authenticates.
+    ///
+    /// Checking the sender's identity key against the pinned one is the caller's job:
+    /// see [`PreKeyMessage::identity_key`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn decrypt_prekey<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        local_identity: &IdentityKeyPair,
+        local_email: &str,
+        remote_email: &str,
+        message: &PreKeyMessage,
+        signed_prekey: Option<&SignedPreKeyPair>,
+        one_time_prekey: Option<OneTimePreKeyPair>,
+    ) -> Result<PreKeyDecryption, DecryptError> {
+        if let Some(plaintext) = self.decrypt_in_existing(rng, message)? {
+            return Ok(PreKeyDecryption {
+                plaintext,
+                consumed_one_time_prekey: None,
+                created_session: false,
+            });
+        }
+
+        let signed_prekey = signed_prekey.ok_or(X3dhError::MissingSignedPreKey {
+            id: message.signed_prekey_id,
+        })?;
+        if signed_prekey.id() != message.signed_prekey_id {
+            return Err(X3dhError::SignedPreKeyMismatch {
+                expected: message.signed_prekey_id,
+                provided: signed_prekey.id(),
+            }
+            .into());
+        }
+        let provided = one_time_prekey.as_ref().map(OneTimePreKeyPair::id);
+        match (message.one_time_prekey_id, provided) {
+            (Some(id), None) => return Err(X3dhError::MissingOneTimePreKey { id }.into()),
+            (expected, provided) if expected != provided => {
+                return Err(X3dhError::OneTimePreKeyMismatch { expected, provided }.into());
+            }
+            _ => {}
+        }
+
+        let associated_data = x3dh::associated_data(
+            remote_email,
+            &message.identity_key,
+            local_email,
+            &local_identity.public_key(),
+        )?;
+        let secrets = x3dh::respond(
+            local_identity,
+            signed_prekey,
+            one_time_prekey.as_ref(),
+            &message.identity_key,
+            &message.base_key,
+        )?;
+        let mut session = Session::new_responder(
+            secrets,
+            SessionParties {
+                local_identity: local_identity.public_key(),
+                remote_identity: message.identity_key,
+                associated_data,
+                base_key: message.base_key,
+            },
+            signed_prekey.key_pair().clone(),
+        );
+        let plaintext = session.decrypt(rng, &message.message)?;
+        self.install(session);
+        Ok(PreKeyDecryption {
+            plaintext,
+            consumed_one_time_prekey: one_time_prekey.map(|key| key.id()),
+            created_session: true,
+        })
+    }
+
+    /// A repeated prekey message (same EK_A and identity) goes to the session it created.
+    fn decrypt_in_existing<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        message: &PreKeyMessage,
+    ) -> Result<Option<Vec<u8>>, DecryptError> {
+        let same_run = |s: &Session| {
+            s.has_base_key(&message.base_key) && s.remote_identity == message.identity_key
+        };
+        if let Some(current) = self.current.as_mut().filter(|s| same_run(s)) {
+            return current.decrypt(rng, &message.message).map(Some);
+        }
+        let Some(index) = self.archived.iter().position(same_run) else {
+            return Ok(None);
+        };
+        let plaintext = match self.archived.get_mut(index) {
+            Some(session) => session.decrypt(rng, &message.message)?,
+            None => return Ok(None),
+        };
+        self.promote(index);
+        Ok(Some(plaintext))
+    }
+
+    /// Versioned encoding of the whole record, secrets included: store it encrypted.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::with_capacity(1024);
+        w.u8(RECORD_FORMAT_VERSION);
+        match &self.current {
+            Some(session) => {
+                w.bool(true);
+                session.write(&mut w);
+            }
+            None => w.bool(false),
+        }
+        w.u32(self.archived.len() as u32);
+        for session in &self.archived {
+            session.write(&mut w);
+        }
+        w.finish()
+    }
+
+    /// Decodes [`Self::to_bytes`]. Any malformed input is an error, never a panic.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes, "session record");
+        r.version(RECORD_FORMAT_VERSION)?;
+        let current = if r.bool()? {
+            Some(Session::read(&mut r)?)
+        } else {
+            None
+        };
+        let count = r.count(MAX_ARCHIVED_SESSIONS)?;
+        let mut archived = VecDeque::with_capacity(count);
+        for _ in 0..count {
+            archived.push_back(Session::read(&mut r)?);
+        }
+        r.finish()?;
+        Ok(Self { current, archived })
+    }
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("current", &self.current)
+            .field("archived", &self.archived.len())
+            .finish()
+    }
+}
