@@ -1,0 +1,176 @@
+//! Request authentication: the three `X-E2EE-*` headers, the ±5 minute window,
+//! strict Ed25519 verification over [`e2ee_proto::request_signing_bytes`], and the
+//! shared replay cache for everything but GET.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, Method, StatusCode};
+use e2ee_proto::{
+    HEADER_ACCOUNT, HEADER_SIGNATURE, HEADER_TIMESTAMP, SIGNATURE_WINDOW_MS, decode_b64,
+    normalize_email, request_signing_bytes,
+};
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use super::{ApiError, AppState};
+use crate::directory::Account;
+
+/// A request whose signature headers were parsed and body read, but not yet verified:
+/// registration verifies it against the key in its own body.
+#[derive(Debug)]
+pub struct RawSigned {
+    /// Normalized `X-E2EE-Account`.
+    pub email: String,
+    /// `X-E2EE-Timestamp`.
+    pub timestamp_ms: u64,
+    /// `X-E2EE-Signature`.
+    pub signature: [u8; 64],
+    /// Request method.
+    pub method: Method,
+    /// Path and query exactly as on the request line.
+    pub path_and_query: String,
+    /// Raw body, within the route's size limit.
+    pub body: Bytes,
+}
+
+/// An authenticated request of an existing, unbanned account.
+#[derive(Debug)]
+pub struct Signed {
+    /// The signer.
+    pub account: Account,
+    /// Raw body.
+    pub body: Bytes,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
+    let value = headers.get(name).ok_or_else(|| {
+        ApiError::unauthorized(
+            "missing_auth",
+            format!("header {name} is missing; sign every request (see docs/API.md)"),
+        )
+    })?;
+    value.to_str().map_err(|_| {
+        ApiError::bad_request("bad_auth_header", format!("header {name} is not ASCII"))
+    })
+}
+
+impl RawSigned {
+    /// Checks the signature with `identity_key` (strict verification).
+    pub fn verify(&self, identity_key: &[u8; 32]) -> Result<(), ApiError> {
+        let bad = || {
+            ApiError::unauthorized(
+                "bad_signature",
+                "the request signature does not verify; sign \"e2ee-v1/request\" || method || \
+                 path-and-query || timestamp (u64 BE) || SHA-256(body) with the identity key",
+            )
+        };
+        let key = VerifyingKey::from_bytes(identity_key).map_err(|_| bad())?;
+        let message = request_signing_bytes(
+            self.method.as_str(),
+            &self.path_and_query,
+            self.timestamp_ms,
+            &self.body,
+        );
+        key.verify_strict(&message, &Signature::from_bytes(&self.signature))
+            .map_err(|_| bad())
+    }
+
+    /// Accepts the signature once (state-changing requests only): the cache is shared
+    /// by every relay process through the queue store.
+    pub async fn check_replay(&self, state: &AppState) -> Result<(), ApiError> {
+        if self.method == Method::GET {
+            return Ok(());
+        }
+        let expires = self.timestamp_ms.saturating_add(SIGNATURE_WINDOW_MS);
+        if state.replay.first_use(&self.signature, expires).await? {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized(
+                "replayed_request",
+                "this signed request was already accepted; sign a new one with a fresh timestamp",
+            ))
+        }
+    }
+}
+
+impl FromRequest<Arc<AppState>> for RawSigned {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let headers = req.headers();
+        let email = normalize_email(header(headers, HEADER_ACCOUNT)?)
+            .map_err(|e| ApiError::bad_request("bad_email", format!("{HEADER_ACCOUNT}: {e}")))?;
+        let timestamp_ms: u64 = header(headers, HEADER_TIMESTAMP)?.parse().map_err(|_| {
+            ApiError::bad_request(
+                "bad_auth_header",
+                format!("{HEADER_TIMESTAMP} must be unix milliseconds, decimal"),
+            )
+        })?;
+        let signature: [u8; 64] = decode_b64(header(headers, HEADER_SIGNATURE)?)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_auth_header",
+                    format!("{HEADER_SIGNATURE} must be 64 bytes, base64url without padding"),
+                )
+            })?;
+        let now = state.clock.now_ms();
+        if now.abs_diff(timestamp_ms) > SIGNATURE_WINDOW_MS {
+            return Err(ApiError::unauthorized(
+                "stale_timestamp",
+                format!(
+                    "{HEADER_TIMESTAMP} is more than 5 minutes from the relay's clock ({now}); \
+                     fix the clock and sign again"
+                ),
+            ));
+        }
+        let method = req.method().clone();
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+        let body = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is larger than this route accepts; send less per request",
+                )
+            } else {
+                ApiError::bad_request("bad_body", format!("could not read the body: {rejection}"))
+            }
+        })?;
+        Ok(Self {
+            email,
+            timestamp_ms,
+            signature,
+            method,
+            path_and_query,
+            body,
+        })
+    }
+}
+
+impl FromRequest<Arc<AppState>> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let raw = RawSigned::from_request(req, state).await?;
+        let account = state.directory.account(&raw.email).await?.ok_or_else(|| {
+            ApiError::unauthorized(
+                "unknown_account",
+                "the signing account is not registered here; register first",
+            )
+        })?;
+        raw.verify(&account.identity_key)?;
+        if account.banned {
+            return Err(ApiError::banned());
+        }
+        raw.check_replay(state).await?;
+        Ok(Self {
+            account,
+            body: raw.body,
+        })
+    }
+}

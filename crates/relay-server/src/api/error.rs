@@ -1,0 +1,141 @@
+//! The API's error answer: a status and the JSON body `{"error", "message"}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use e2ee_proto::ErrorBody;
+
+use crate::directory::DirectoryError;
+use crate::queue::QueueError;
+
+/// An error answer. Bad input always maps to a 4xx; 5xx only for real internal faults,
+/// which are logged here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable snake_case code.
+    pub code: &'static str,
+    /// What went wrong and what to do.
+    pub message: String,
+    /// Seconds for the `Retry-After` header.
+    pub retry_after_secs: Option<u64>,
+    /// For `queue_full`: ids queued before the full queue was met.
+    pub queued_ids: Option<Vec<u64>>,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+            queued_ids: None,
+        }
+    }
+
+    /// 400 with this code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 401 with this code.
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    /// 403 `account_banned`.
+    pub fn banned() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "account_banned",
+            "this account is banned on this relay; contact its operator",
+        )
+    }
+
+    /// 500 `internal`, logging the cause (never shown to the client).
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the relay failed internally; retry later",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code.to_owned(),
+            message: self.message,
+            queued_ids: self.queued_ids,
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<DirectoryError> for ApiError {
+    fn from(error: DirectoryError) -> Self {
+        match error {
+            DirectoryError::EmailTaken => Self::new(
+                StatusCode::CONFLICT,
+                "email_taken",
+                "this email is already registered; pick another or use the existing account",
+            ),
+            DirectoryError::UnknownAccount => Self::new(
+                StatusCode::NOT_FOUND,
+                "unknown_account",
+                "no account with this email",
+            ),
+            DirectoryError::TooManyPreKeys => Self::bad_request(
+                "too_many_prekeys",
+                format!(
+                    "the relay keeps at most {} one-time prekeys per account; upload fewer",
+                    crate::directory::MAX_STORED_ONE_TIME_PREKEYS
+                ),
+            ),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(error: QueueError) -> Self {
+        match error {
+            QueueError::Full => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "queue_full",
+                "the recipient's queue is full; retry after they have fetched their messages",
+            ),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+/// Turns a JSON parse failure into 400 `malformed_json`, `bad_base64` or
+/// `invalid_request`, so clients can tell a broken encoder from a wrong field.
+pub fn json_error(error: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
+            "malformed_json",
+            format!("the body is not valid JSON ({error}); send a JSON object"),
+        ),
+        Category::Data if error.to_string().contains("invalid base64url") => ApiError::bad_request(
+            "bad_base64",
+            format!("{error}; binary values are base64url without padding"),
+        ),
+        Category::Data => ApiError::bad_request(
+            "invalid_request",
+            format!("the JSON does not match the expected shape: {error}; see docs/API.md"),
+        ),
+    }
+}

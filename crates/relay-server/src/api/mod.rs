@@ -1,0 +1,490 @@
+//! The HTTP API (docs/API.md): routes, authentication, errors, rate limits.
+
+mod auth;
+mod error;
+mod ratelimit;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use e2ee_proto::{
+    AccountInfo, AckRequest, AckResponse, Base64Bytes, Envelope, MAX_ACK_IDS,
+    MAX_ENVELOPE_BODY_BYTES, MAX_MESSAGES_PER_REQUEST, MAX_ONE_TIME_PREKEYS_PER_REQUEST,
+    MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS, OneTimePreKey, PollResponse, PreKeyBundle, PreKeyCount,
+    RegisterRequest, RegisterResponse, SendRequest, SendResponse, UploadPreKeysRequest,
+    normalize_email,
+};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+pub use self::auth::{RawSigned, Signed};
+pub use self::error::{ApiError, json_error};
+pub use self::ratelimit::{BUNDLE_FETCH_BURST, BUNDLE_FETCHES_PER_MINUTE, RateLimit, RateLimiter};
+use crate::directory::{Directory, NewAccount};
+use crate::metrics::{Gauges, Metrics};
+use crate::queue::{Clock, QueueBackend, QueueError, QueuedEnvelope, ReplayCache, recipient_tag};
+
+/// Largest body of any route but `POST /v1/messages`: a registration with 200
+/// one-time prekeys is about 16 KiB.
+pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
+/// Largest `POST /v1/messages` body: 100 envelopes of 64 KiB, base64 (4/3) plus
+/// JSON framing.
+pub const MAX_SEND_BODY_BYTES: usize =
+    MAX_MESSAGES_PER_REQUEST * (MAX_ENVELOPE_BODY_BYTES * 4 / 3 + 1024);
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// Accounts and prekeys.
+    pub directory: Directory,
+    /// Envelope queues.
+    pub queue: Arc<dyn QueueBackend>,
+    /// Signatures already accepted.
+    pub replay: Arc<dyn ReplayCache>,
+    /// Time source for signature windows.
+    pub clock: Arc<dyn Clock>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Bundle fetch limiter.
+    pub bundle_limiter: RateLimiter,
+    /// Set to `true` when the relay shuts down; waiting polls return at once.
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("directory", &self.directory.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The router with every route, the size limits and the latency middleware.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/accounts", post(register).get(lookup))
+        .route("/v1/accounts/{email}/bundle", get(bundle))
+        .route("/v1/prekeys", put(upload_prekeys))
+        .route("/v1/prekeys/count", get(prekey_count))
+        .route(
+            "/v1/messages",
+            post(send)
+                .layer(DefaultBodyLimit::max(MAX_SEND_BODY_BYTES))
+                .get(poll),
+        )
+        .route("/v1/messages/ack", post(ack))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
+        .with_state(state)
+}
+
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let response = next.run(req).await;
+    state.metrics.observe(&method, &route, started.elapsed());
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see docs/API.md",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see docs/API.md",
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let queue_depth = match state.queue.total_depth().await {
+        Ok(depth) => depth,
+        Err(error) => {
+            tracing::warn!(%error, "reading the queue depth failed");
+            0
+        }
+    };
+    let gauges = Gauges {
+        queue_depth,
+        poll_waiters: state.queue.waiters().waiting() as u64,
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(gauges),
+    )
+        .into_response()
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| json_error(&e))
+}
+
+fn email_param(raw: &str, what: &str) -> Result<String, ApiError> {
+    normalize_email(raw).map_err(|e| ApiError::bad_request("bad_email", format!("{what}: {e}")))
+}
+
+fn check_one_time_prekeys(keys: &[OneTimePreKey]) -> Result<(), ApiError> {
+    if keys.len() > MAX_ONE_TIME_PREKEYS_PER_REQUEST {
+        return Err(ApiError::bad_request(
+            "too_many_prekeys",
+            format!(
+                "at most {MAX_ONE_TIME_PREKEYS_PER_REQUEST} one-time prekeys per request; \
+                 split the upload"
+            ),
+        ));
+    }
+    if keys.iter().any(|k| k.id == 0) {
+        return Err(ApiError::bad_request(
+            "bad_prekey_id",
+            "one-time prekey ids start at 1 (0 means \"none\" in prekey messages)",
+        ));
+    }
+    Ok(())
+}
+
+fn bad_signed_prekey() -> ApiError {
+    ApiError::bad_request(
+        "bad_signed_prekey",
+        "the signed prekey signature does not verify; sign \"e2ee-v1/spk\" || id (u32 BE) || \
+         public key with the identity key",
+    )
+}
+
+async fn register(
+    State(state): State<Arc<AppState>>,
+    raw: RawSigned,
+) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+    let request: RegisterRequest = parse(&raw.body)?;
+    let email = email_param(&request.email, "email")?;
+    if email != raw.email {
+        return Err(ApiError::bad_request(
+            "account_mismatch",
+            "X-E2EE-Account must equal the email being registered",
+        ));
+    }
+    let identity_key = request.identity_key.0;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&identity_key).map_err(|_| {
+        ApiError::bad_request(
+            "bad_identity_key",
+            "identity_key is not a valid Ed25519 public key",
+        )
+    })?;
+    if key.is_weak() {
+        return Err(ApiError::bad_request(
+            "weak_identity_key",
+            "identity_key is a small-order point; generate a real key pair",
+        ));
+    }
+    raw.verify(&identity_key)?;
+    if !request.signed_prekey.verify(&identity_key) {
+        return Err(bad_signed_prekey());
+    }
+    check_one_time_prekeys(&request.one_time_prekeys)?;
+    raw.check_replay(&state).await?;
+    state
+        .directory
+        .register(NewAccount {
+            email: &email,
+            identity_key: &identity_key,
+            signed_prekey: &request.signed_prekey,
+            one_time_prekeys: &request.one_time_prekeys,
+            now_ms: state.clock.now_ms(),
+        })
+        .await?;
+    tracing::info!(%email, "account registered");
+    Ok((StatusCode::CREATED, Json(RegisterResponse { email })))
+}
+
+#[derive(Deserialize)]
+struct LookupQuery {
+    email: String,
+}
+
+fn query_error(rejection: &QueryRejection) -> ApiError {
+    ApiError::bad_request(
+        "bad_query",
+        format!("{}; see docs/API.md", rejection.body_text()),
+    )
+}
+
+async fn lookup(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<LookupQuery>, QueryRejection>,
+    _signed: Signed,
+) -> Result<Json<AccountInfo>, ApiError> {
+    let Query(query) = query.map_err(|r| query_error(&r))?;
+    let email = email_param(&query.email, "email")?;
+    let account = state.directory.account(&email).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_account",
+            "no account with this email",
+        )
+    })?;
+    if account.banned {
+        return Err(ApiError::banned());
+    }
+    Ok(Json(AccountInfo {
+        email: account.email,
+        identity_key: e2ee_proto::Base64Key(account.identity_key),
+    }))
+}
+
+async fn bundle(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+    signed: Signed,
+) -> Result<Json<PreKeyBundle>, ApiError> {
+    let Path(raw_email) = path.map_err(|r| ApiError::bad_request("bad_path", r.body_text()))?;
+    let email = email_param(&raw_email, "path")?;
+    if let Err(retry_after) = state
+        .bundle_limiter
+        .check(&signed.account.email, state.clock.now_ms())
+    {
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many bundle fetches (at most {} per minute, bursts of {}); retry after \
+                 {retry_after} s",
+                state.bundle_limiter.limit().per_minute,
+                state.bundle_limiter.limit().burst
+            ),
+        );
+        error.retry_after_secs = Some(retry_after);
+        return Err(error);
+    }
+    let bundle = state.directory.bundle(&email).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_account",
+            "no account with this email",
+        )
+    })?;
+    if bundle.account.banned {
+        return Err(ApiError::banned());
+    }
+    Ok(Json(PreKeyBundle {
+        email: bundle.account.email,
+        identity_key: e2ee_proto::Base64Key(bundle.account.identity_key),
+        signed_prekey: bundle.signed_prekey,
+        one_time_prekey: bundle.one_time_prekey,
+    }))
+}
+
+async fn upload_prekeys(
+    State(state): State<Arc<AppState>>,
+    signed: Signed,
+) -> Result<Json<PreKeyCount>, ApiError> {
+    let request: UploadPreKeysRequest = parse(&signed.body)?;
+    if let Some(spk) = &request.signed_prekey
+        && !spk.verify(&signed.account.identity_key)
+    {
+        return Err(bad_signed_prekey());
+    }
+    let one_time_prekeys = request.one_time_prekeys.unwrap_or_default();
+    check_one_time_prekeys(&one_time_prekeys)?;
+    let count = state
+        .directory
+        .upload_prekeys(
+            &signed.account.email,
+            request.signed_prekey.as_ref(),
+            &one_time_prekeys,
+            state.clock.now_ms(),
+        )
+        .await?;
+    Ok(Json(PreKeyCount {
+        one_time_prekeys: count,
+    }))
+}
+
+async fn prekey_count(
+    State(state): State<Arc<AppState>>,
+    signed: Signed,
+) -> Result<Json<PreKeyCount>, ApiError> {
+    let count = state.directory.prekey_count(&signed.account.email).await?;
+    Ok(Json(PreKeyCount {
+        one_time_prekeys: count,
+    }))
+}
+
+async fn send(
+    State(state): State<Arc<AppState>>,
+    signed: Signed,
+) -> Result<Json<SendResponse>, ApiError> {
+    let request: SendRequest = parse(&signed.body)?;
+    if request.messages.is_empty() || request.messages.len() > MAX_MESSAGES_PER_REQUEST {
+        return Err(ApiError::bad_request(
+            "bad_message_count",
+            format!("send 1 to {MAX_MESSAGES_PER_REQUEST} messages per request"),
+        ));
+    }
+    let mut recipients = Vec::with_capacity(request.messages.len());
+    for (i, message) in request.messages.iter().enumerate() {
+        if message.body.0.len() > MAX_ENVELOPE_BODY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "envelope_too_large",
+                format!("messages[{i}].body is over {MAX_ENVELOPE_BODY_BYTES} bytes decoded"),
+            ));
+        }
+        recipients.push(email_param(&message.to, &format!("messages[{i}].to"))?);
+    }
+    // Every recipient is checked before anything is queued, so an unknown address
+    // never leaves half a request delivered.
+    for email in recipients.iter().collect::<BTreeSet<_>>() {
+        match state.directory.account(email).await? {
+            Some(account) if !account.banned => {}
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_recipient",
+                    format!("{email} has no account here; nothing was sent"),
+                ));
+            }
+        }
+    }
+    let mut ids = Vec::with_capacity(recipients.len());
+    for (to, message) in recipients.iter().zip(&request.messages) {
+        match state
+            .queue
+            .enqueue(to, &signed.account.email, &message.body.0)
+            .await
+        {
+            Ok(id) => ids.push(id),
+            Err(QueueError::Full) => {
+                Metrics::add(&state.metrics.enqueued, ids.len() as u64);
+                let mut error = ApiError::from(QueueError::Full);
+                error.message = format!(
+                    "the queue of {to} is full; the first {} message(s) of this request were \
+                     queued (queued_ids), retry the rest after the recipient has fetched",
+                    ids.len()
+                );
+                error.queued_ids = Some(ids);
+                return Err(error);
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Metrics::add(&state.metrics.enqueued, ids.len() as u64);
+    Ok(Json(SendResponse { ids }))
+}
+
+#[derive(Deserialize)]
+struct PollQuery {
+    timeout_ms: Option<u64>,
+    limit: Option<usize>,
+}
+
+fn to_wire(envelope: QueuedEnvelope) -> Envelope {
+    Envelope {
+        id: envelope.id,
+        from: envelope.from,
+        received_at: envelope.received_at,
+        body: Base64Bytes(envelope.body),
+    }
+}
+
+async fn poll(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<PollQuery>, QueryRejection>,
+    signed: Signed,
+) -> Result<Json<PollResponse>, ApiError> {
+    let Query(query) = query.map_err(|r| query_error(&r))?;
+    let timeout_ms = query.timeout_ms.unwrap_or(0);
+    if timeout_ms > MAX_POLL_TIMEOUT_MS {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("timeout_ms must be 0..={MAX_POLL_TIMEOUT_MS}"),
+        ));
+    }
+    let limit = query.limit.unwrap_or(MAX_POLL_LIMIT);
+    if !(1..=MAX_POLL_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("limit must be 1..={MAX_POLL_LIMIT}"),
+        ));
+    }
+    let envelopes = wait_for_envelopes(
+        &state,
+        &signed.account.email,
+        limit,
+        Duration::from_millis(timeout_ms),
+    )
+    .await?;
+    Metrics::add(&state.metrics.delivered, envelopes.len() as u64);
+    Ok(Json(PollResponse {
+        envelopes: envelopes.into_iter().map(to_wire).collect(),
+    }))
+}
+
+/// The long poll: register as a waiter first, then read, then sleep until woken, the
+/// deadline, or shutdown. Registering before reading means a send landing between
+/// the read and the sleep still wakes us.
+async fn wait_for_envelopes(
+    state: &AppState,
+    email: &str,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<QueuedEnvelope>, ApiError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let waiter = state.queue.waiters().register(&recipient_tag(email));
+    let mut shutdown = state.shutdown.subscribe();
+    loop {
+        let notified = waiter.notify().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let envelopes = state.queue.fetch(email, limit).await?;
+        if !envelopes.is_empty() || *shutdown.borrow() {
+            return Ok(envelopes);
+        }
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
+            _ = shutdown.changed() => return Ok(Vec::new()),
+        }
+    }
+}
+
+async fn ack(
+    State(state): State<Arc<AppState>>,
+    signed: Signed,
+) -> Result<Json<AckResponse>, ApiError> {
+    let request: AckRequest = parse(&signed.body)?;
+    if request.ids.len() > MAX_ACK_IDS {
+        return Err(ApiError::bad_request(
+            "too_many_ids",
+            format!("ack at most {MAX_ACK_IDS} ids per request"),
+        ));
+    }
+    let acked = state.queue.ack(&signed.account.email, &request.ids).await?;
+    Metrics::add(&state.metrics.acked, acked);
+    Ok(Json(AckResponse { acked }))
+}

@@ -1,0 +1,218 @@
+//! A minimal signed HTTP/1.1 client of the relay API, for the load generator and the
+//! tests that drive a real listener. (The messenger's own client lives elsewhere; it
+//! shares only `e2ee-proto`.)
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::http::{Method, Request, StatusCode, header};
+use e2ee_proto::{
+    Base64Key, Base64Signature, HEADER_ACCOUNT, HEADER_SIGNATURE, HEADER_TIMESTAMP, OneTimePreKey,
+    RegisterRequest, SignedPreKey, encode_b64, sign_request, signed_prekey_signing_bytes,
+};
+use ed25519_dalek::{Signer as _, SigningKey};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rand::RngExt as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Errors of [`RelayClient`].
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The request could not be built (bad URL or header).
+    #[error("invalid request: {0}")]
+    Build(#[from] axum::http::Error),
+    /// Connecting or exchanging the request failed.
+    #[error("http: {0}")]
+    Http(#[from] hyper_util::client::legacy::Error),
+    /// Reading the answer failed.
+    #[error("reading the answer: {0}")]
+    Body(#[from] hyper::Error),
+    /// The relay answered with an unexpected status.
+    #[error("relay answered {status}: {body}")]
+    Status {
+        /// Status code.
+        status: StatusCode,
+        /// Body text.
+        body: String,
+    },
+    /// The answer was not the expected JSON.
+    #[error("bad JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// An account's email and identity key.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Normalized email.
+    pub email: String,
+    /// Ed25519 identity key.
+    pub key: SigningKey,
+}
+
+/// Current unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Identity {
+    /// A fresh random identity for `email` (already normalized).
+    pub fn generate(email: &str) -> Self {
+        let mut seed = [0u8; 32];
+        rand::rng().fill(&mut seed);
+        Self {
+            email: email.to_owned(),
+            key: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// The three signature headers for a request sent at `timestamp_ms`.
+    pub fn sign_headers(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        timestamp_ms: u64,
+        body: &[u8],
+    ) -> [(&'static str, String); 3] {
+        let signature = sign_request(&self.key, method, path_and_query, timestamp_ms, body);
+        [
+            (HEADER_ACCOUNT, self.email.clone()),
+            (HEADER_TIMESTAMP, timestamp_ms.to_string()),
+            (HEADER_SIGNATURE, encode_b64(&signature)),
+        ]
+    }
+
+    /// A signed prekey with a random public key, correctly signed.
+    pub fn signed_prekey(&self, id: u32) -> SignedPreKey {
+        let mut public_key = [0u8; 32];
+        rand::rng().fill(&mut public_key);
+        let signature = self
+            .key
+            .sign(&signed_prekey_signing_bytes(id, &public_key))
+            .to_bytes();
+        SignedPreKey {
+            id,
+            public_key: Base64Key(public_key),
+            signature: Base64Signature(signature),
+        }
+    }
+
+    /// `count` one-time prekeys with random public keys and ids `first..`.
+    pub fn one_time_prekeys(first: u32, count: u32) -> Vec<OneTimePreKey> {
+        (first..first.saturating_add(count))
+            .map(|id| {
+                let mut public_key = [0u8; 32];
+                rand::rng().fill(&mut public_key);
+                OneTimePreKey {
+                    id,
+                    public_key: Base64Key(public_key),
+                }
+            })
+            .collect()
+    }
+
+    /// A valid registration with `opks` one-time prekeys (the relay never checks that
+    /// prekeys are real X25519 keys: it cannot use them).
+    pub fn registration(&self, opks: u32) -> RegisterRequest {
+        RegisterRequest {
+            email: self.email.clone(),
+            identity_key: Base64Key(self.key.verifying_key().to_bytes()),
+            signed_prekey: self.signed_prekey(1),
+            one_time_prekeys: Self::one_time_prekeys(1, opks),
+        }
+    }
+}
+
+/// A pooled HTTP/1.1 client of one relay.
+#[derive(Debug, Clone)]
+pub struct RelayClient {
+    base: String,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl RelayClient {
+    /// A client of the relay at `base_url` (`http://host:port`, no trailing slash).
+    pub fn new(base_url: &str) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(1024)
+                .build(connector),
+        }
+    }
+
+    /// Sends a request, signed by `identity` when given; returns status and body.
+    pub async fn send_raw(
+        &self,
+        identity: Option<&Identity>,
+        method: Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{path_and_query}", self.base))
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(identity) = identity {
+            for (name, value) in
+                identity.sign_headers(method.as_str(), path_and_query, now_ms(), &body)
+            {
+                builder = builder.header(name, value);
+            }
+        }
+        let response = self
+            .http
+            .request(builder.body(Full::new(Bytes::from(body)))?)
+            .await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    /// Sends `body` as JSON and decodes a JSON answer, failing on any status but `expect`.
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        identity: &Identity,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+        expect: StatusCode,
+    ) -> Result<T, ClientError> {
+        let bytes = match body {
+            Some(body) => serde_json::to_vec(body)?,
+            None => Vec::new(),
+        };
+        let (status, answer) = self
+            .send_raw(Some(identity), method, path_and_query, bytes)
+            .await?;
+        if status != expect {
+            return Err(ClientError::Status {
+                status,
+                body: String::from_utf8_lossy(&answer).into_owned(),
+            });
+        }
+        Ok(serde_json::from_slice(&answer)?)
+    }
+
+    /// Registers `identity` with `opks` one-time prekeys.
+    pub async fn register(&self, identity: &Identity, opks: u32) -> Result<(), ClientError> {
+        let _: e2ee_proto::RegisterResponse = self
+            .call(
+                identity,
+                Method::POST,
+                "/v1/accounts",
+                Some(&identity.registration(opks)),
+                StatusCode::CREATED,
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,266 @@
+//! The account directory: accounts, signed prekeys and one-time prekeys, on SQLite
+//! (default, a file in the data dir) or PostgreSQL. Queries are runtime
+//! `sqlx::query` so no database is needed at build time; each backend embeds and
+//! applies its own migrations at open.
+
+mod postgres;
+mod sqlite;
+
+use std::path::Path;
+
+use e2ee_proto::{OneTimePreKey, SignedPreKey};
+use sqlx::{PgPool, SqlitePool};
+
+/// Most one-time prekeys the relay stores per account; uploads beyond it are refused
+/// so one account cannot fill the database.
+pub const MAX_STORED_ONE_TIME_PREKEYS: u64 = 1000;
+
+/// Errors of the directory.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// Registration of an email that already has an account.
+    #[error("the email is already registered")]
+    EmailTaken,
+    /// The account does not exist.
+    #[error("no such account")]
+    UnknownAccount,
+    /// An upload would exceed [`MAX_STORED_ONE_TIME_PREKEYS`].
+    #[error("too many one-time prekeys stored")]
+    TooManyPreKeys,
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the embedded migrations failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value did not have the shape this relay writes.
+    #[error("corrupt directory row: {0}")]
+    Corrupt(&'static str),
+}
+
+/// An account as the directory knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Normalized email.
+    pub email: String,
+    /// Ed25519 identity key.
+    pub identity_key: [u8; 32],
+    /// Registration time, unix milliseconds.
+    pub created_at: u64,
+    /// Banned accounts can neither send nor poll, and their bundle is not handed out.
+    pub banned: bool,
+}
+
+/// An account with its count of stored one-time prekeys, for `admin list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    /// The account.
+    pub account: Account,
+    /// One-time prekeys left.
+    pub one_time_prekeys: u64,
+}
+
+/// What `GET /v1/accounts/{email}/bundle` hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    /// The owner.
+    pub account: Account,
+    /// Current signed prekey.
+    pub signed_prekey: SignedPreKey,
+    /// The one-time prekey this fetch consumed, if any were left.
+    pub one_time_prekey: Option<OneTimePreKey>,
+}
+
+/// A registration, already validated by the API layer.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAccount<'a> {
+    /// Normalized email.
+    pub email: &'a str,
+    /// Ed25519 identity key (checked not weak).
+    pub identity_key: &'a [u8; 32],
+    /// Signed prekey (signature verified).
+    pub signed_prekey: &'a SignedPreKey,
+    /// One-time prekeys (ids checked non-zero).
+    pub one_time_prekeys: &'a [OneTimePreKey],
+    /// Registration time, unix milliseconds.
+    pub now_ms: u64,
+}
+
+/// The directory database.
+#[derive(Debug, Clone)]
+pub enum Directory {
+    /// Embedded SQLite file.
+    Sqlite(SqlitePool),
+    /// PostgreSQL server.
+    Postgres(PgPool),
+}
+
+fn key32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], DirectoryError> {
+    bytes.try_into().map_err(|_| DirectoryError::Corrupt(what))
+}
+
+fn key64(bytes: &[u8], what: &'static str) -> Result<[u8; 64], DirectoryError> {
+    bytes.try_into().map_err(|_| DirectoryError::Corrupt(what))
+}
+
+fn id_u32(id: i64) -> Result<u32, DirectoryError> {
+    u32::try_from(id).map_err(|_| DirectoryError::Corrupt("prekey id out of range"))
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+}
+
+impl Directory {
+    /// Opens (creating if needed) the SQLite directory at `path` and migrates it.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, DirectoryError> {
+        sqlite::open(path).await.map(Self::Sqlite)
+    }
+
+    /// Connects to PostgreSQL and migrates. With `schema`, every connection uses it as
+    /// its `search_path` (tests give each run a fresh schema); it must already exist.
+    pub async fn connect_postgres(url: &str, schema: Option<&str>) -> Result<Self, DirectoryError> {
+        postgres::connect(url, schema).await.map(Self::Postgres)
+    }
+
+    /// Opens the directory named by `database_url`, or the SQLite file
+    /// `directory.sqlite` in `data_dir` when there is none. `sqlite:` URLs are
+    /// accepted too.
+    pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Self, DirectoryError> {
+        match database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Self::connect_postgres(url, None).await
+            }
+            Some(url) => {
+                let path = url
+                    .strip_prefix("sqlite://")
+                    .or_else(|| url.strip_prefix("sqlite:"))
+                    .unwrap_or(url);
+                Self::open_sqlite(Path::new(path)).await
+            }
+            None => Self::open_sqlite(&data_dir.join("directory.sqlite")).await,
+        }
+    }
+
+    /// Which database this is, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Creates an account with its prekeys in one transaction;
+    /// [`DirectoryError::EmailTaken`] when the email exists.
+    pub async fn register(&self, new: NewAccount<'_>) -> Result<(), DirectoryError> {
+        let result = match self {
+            Self::Sqlite(pool) => sqlite::register(pool, new).await,
+            Self::Postgres(pool) => postgres::register(pool, new).await,
+        };
+        match result {
+            Err(DirectoryError::Database(e)) if is_unique_violation(&e) => {
+                Err(DirectoryError::EmailTaken)
+            }
+            other => other,
+        }
+    }
+
+    /// The account, if it exists.
+    pub async fn account(&self, email: &str) -> Result<Option<Account>, DirectoryError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::account(pool, email).await,
+            Self::Postgres(pool) => postgres::account(pool, email).await,
+        }
+    }
+
+    /// The account's bundle, consuming its lowest-id one-time prekey atomically: two
+    /// concurrent fetches never get the same one. `None` when there is no account.
+    /// Banned accounts are returned as such; the caller refuses them.
+    pub async fn bundle(&self, email: &str) -> Result<Option<Bundle>, DirectoryError> {
+        let Some(account) = self.account(email).await? else {
+            return Ok(None);
+        };
+        if account.banned {
+            return Ok(Some(Bundle {
+                signed_prekey: self.signed_prekey(email).await?,
+                account,
+                one_time_prekey: None,
+            }));
+        }
+        let signed_prekey = self.signed_prekey(email).await?;
+        let one_time_prekey = match self {
+            Self::Sqlite(pool) => sqlite::take_one_time_prekey(pool, email).await?,
+            Self::Postgres(pool) => postgres::take_one_time_prekey(pool, email).await?,
+        };
+        Ok(Some(Bundle {
+            account,
+            signed_prekey,
+            one_time_prekey,
+        }))
+    }
+
+    async fn signed_prekey(&self, email: &str) -> Result<SignedPreKey, DirectoryError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::signed_prekey(pool, email).await,
+            Self::Postgres(pool) => postgres::signed_prekey(pool, email).await,
+        }
+    }
+
+    /// Replaces the signed prekey and/or adds one-time prekeys (ids already stored
+    /// are kept as they are); returns how many one-time prekeys are stored after.
+    pub async fn upload_prekeys(
+        &self,
+        email: &str,
+        signed_prekey: Option<&SignedPreKey>,
+        one_time_prekeys: &[OneTimePreKey],
+        now_ms: u64,
+    ) -> Result<u64, DirectoryError> {
+        match self {
+            Self::Sqlite(pool) => {
+                sqlite::upload_prekeys(pool, email, signed_prekey, one_time_prekeys, now_ms).await
+            }
+            Self::Postgres(pool) => {
+                postgres::upload_prekeys(pool, email, signed_prekey, one_time_prekeys, now_ms).await
+            }
+        }
+    }
+
+    /// How many one-time prekeys the account has left.
+    pub async fn prekey_count(&self, email: &str) -> Result<u64, DirectoryError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::prekey_count(pool, email).await,
+            Self::Postgres(pool) => postgres::prekey_count(pool, email).await,
+        }
+    }
+
+    /// Bans or unbans; [`DirectoryError::UnknownAccount`] when there is no such account.
+    pub async fn set_banned(&self, email: &str, banned: bool) -> Result<(), DirectoryError> {
+        let changed = match self {
+            Self::Sqlite(pool) => sqlite::set_banned(pool, email, banned).await?,
+            Self::Postgres(pool) => postgres::set_banned(pool, email, banned).await?,
+        };
+        if changed {
+            Ok(())
+        } else {
+            Err(DirectoryError::UnknownAccount)
+        }
+    }
+
+    /// Every account, ordered by email.
+    pub async fn list(&self) -> Result<Vec<AccountSummary>, DirectoryError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::list(pool).await,
+            Self::Postgres(pool) => postgres::list(pool).await,
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! PostgreSQL statements of the directory.
+
+use e2ee_proto::{Base64Key, Base64Signature, OneTimePreKey, SignedPreKey};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row as _};
+
+use super::{
+    Account, AccountSummary, DirectoryError, MAX_STORED_ONE_TIME_PREKEYS, NewAccount, id_u32,
+    key32, key64,
+};
+
+/// Connections in the directory pool of one relay process.
+const POOL_CONNECTIONS: u32 = 16;
+
+pub(super) async fn connect(url: &str, schema: Option<&str>) -> Result<PgPool, DirectoryError> {
+    let mut options: PgConnectOptions = url.parse()?;
+    if let Some(schema) = schema {
+        options = options.options([("search_path", schema)]);
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(POOL_CONNECTIONS)
+        .connect_with(options)
+        .await?;
+    sqlx::migrate!("../../migrations/postgres")
+        .run(&pool)
+        .await?;
+    Ok(pool)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn account_from_row(row: &PgRow) -> Result<Account, DirectoryError> {
+    let key: Vec<u8> = row.try_get("identity_key")?;
+    let created_at: i64 = row.try_get("created_at")?;
+    let banned: bool = row.try_get("banned")?;
+    Ok(Account {
+        email: row.try_get("email")?,
+        identity_key: key32(&key, "identity key")?,
+        created_at: u64::try_from(created_at).unwrap_or(0),
+        banned,
+    })
+}
+
+pub(super) async fn register(pool: &PgPool, new: NewAccount<'_>) -> Result<(), DirectoryError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO accounts (email, identity_key, created_at) VALUES ($1, $2, $3)")
+        .bind(new.email)
+        .bind(&new.identity_key[..])
+        .bind(to_i64(new.now_ms))
+        .execute(&mut *tx)
+        .await?;
+    upsert_signed_prekey(&mut tx, new.email, new.signed_prekey, new.now_ms).await?;
+    for opk in new.one_time_prekeys {
+        insert_one_time_prekey(&mut tx, new.email, opk).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn upsert_signed_prekey(
+    tx: &mut sqlx::PgConnection,
+    email: &str,
+    spk: &SignedPreKey,
+    now_ms: u64,
+) -> Result<(), DirectoryError> {
+    sqlx::query(
+        "INSERT INTO signed_prekeys (email, id, public_key, signature, updated_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (email) DO UPDATE SET id = excluded.id, public_key = excluded.public_key,
+             signature = excluded.signature, updated_at = excluded.updated_at",
+    )
+    .bind(email)
+    .bind(i64::from(spk.id))
+    .bind(&spk.public_key.0[..])
+    .bind(&spk.signature.0[..])
+    .bind(to_i64(now_ms))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_one_time_prekey(
+    tx: &mut sqlx::PgConnection,
+    email: &str,
+    opk: &OneTimePreKey,
+) -> Result<(), DirectoryError> {
+    sqlx::query(
+        "INSERT INTO one_time_prekeys (email, id, public_key) VALUES ($1, $2, $3)
+         ON CONFLICT (email, id) DO NOTHING",
+    )
+    .bind(email)
+    .bind(i64::from(opk.id))
+    .bind(&opk.public_key.0[..])
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn account(pool: &PgPool, email: &str) -> Result<Option<Account>, DirectoryError> {
+    let row = sqlx::query(
+        "SELECT email, identity_key, created_at, banned FROM accounts WHERE email = $1",
+    )
+    .bind(email)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(account_from_row).transpose()
+}
+
+pub(super) async fn signed_prekey(
+    pool: &PgPool,
+    email: &str,
+) -> Result<SignedPreKey, DirectoryError> {
+    let row = sqlx::query("SELECT id, public_key, signature FROM signed_prekeys WHERE email = $1")
+        .bind(email)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(DirectoryError::Corrupt("account without signed prekey"))?;
+    let public_key: Vec<u8> = row.try_get(1)?;
+    let signature: Vec<u8> = row.try_get(2)?;
+    Ok(SignedPreKey {
+        id: id_u32(row.try_get(0)?)?,
+        public_key: Base64Key(key32(&public_key, "signed prekey")?),
+        signature: Base64Signature(key64(&signature, "signed prekey signature")?),
+    })
+}
+
+pub(super) async fn take_one_time_prekey(
+    pool: &PgPool,
+    email: &str,
+) -> Result<Option<OneTimePreKey>, DirectoryError> {
+    // The row is locked by the subselect; a concurrent fetch skips it and takes the
+    // next one instead of waiting for (and then missing) the same row.
+    let row = sqlx::query(
+        "DELETE FROM one_time_prekeys WHERE email = $1
+         AND id = (SELECT id FROM one_time_prekeys WHERE email = $1
+                   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING id, public_key",
+    )
+    .bind(email)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| {
+        let public_key: Vec<u8> = row.try_get(1)?;
+        Ok(OneTimePreKey {
+            id: id_u32(row.try_get(0)?)?,
+            public_key: Base64Key(key32(&public_key, "one-time prekey")?),
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn upload_prekeys(
+    pool: &PgPool,
+    email: &str,
+    signed_prekey: Option<&SignedPreKey>,
+    one_time_prekeys: &[OneTimePreKey],
+    now_ms: u64,
+) -> Result<u64, DirectoryError> {
+    let mut tx = pool.begin().await?;
+    if let Some(spk) = signed_prekey {
+        upsert_signed_prekey(&mut tx, email, spk, now_ms).await?;
+    }
+    for opk in one_time_prekeys {
+        insert_one_time_prekey(&mut tx, email, opk).await?;
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM one_time_prekeys WHERE email = $1")
+        .bind(email)
+        .fetch_one(&mut *tx)
+        .await?;
+    let count = u64::try_from(count).unwrap_or(0);
+    if count > MAX_STORED_ONE_TIME_PREKEYS {
+        tx.rollback().await?;
+        return Err(DirectoryError::TooManyPreKeys);
+    }
+    tx.commit().await?;
+    Ok(count)
+}
+
+pub(super) async fn prekey_count(pool: &PgPool, email: &str) -> Result<u64, DirectoryError> {
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM one_time_prekeys WHERE email = $1")
+        .bind(email)
+        .fetch_one(pool)
+        .await?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+pub(super) async fn set_banned(
+    pool: &PgPool,
+    email: &str,
+    banned: bool,
+) -> Result<bool, DirectoryError> {
+    let done = sqlx::query("UPDATE accounts SET banned = $2 WHERE email = $1")
+        .bind(email)
+        .bind(banned)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn list(pool: &PgPool) -> Result<Vec<AccountSummary>, DirectoryError> {
+    let rows = sqlx::query(
+        "SELECT a.email, a.identity_key, a.created_at, a.banned,
+                (SELECT COUNT(*) FROM one_time_prekeys o WHERE o.email = a.email) AS opks
+         FROM accounts a ORDER BY a.email",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let opks: i64 = row.try_get("opks")?;
+            Ok(AccountSummary {
+                account: account_from_row(row)?,
+                one_time_prekeys: u64::try_from(opks).unwrap_or(0),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,261 @@
+//! The load generator behind `e2ee-relay-load`: registers users with real Ed25519
+//! keys, then drives signed sends and long polls against a running relay and
+//! measures send-to-delivery latency from a timestamp embedded in each body.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::{Method, StatusCode};
+use e2ee_proto::{
+    AckRequest, AckResponse, Base64Bytes, OutgoingMessage, PollResponse, SendRequest, SendResponse,
+};
+use rand::RngExt as _;
+use tokio::sync::Mutex;
+
+use crate::client::{ClientError, Identity, RelayClient};
+
+/// How long pollers keep draining after the senders stop.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// Registrations in flight at once.
+const REGISTER_CONCURRENCY: usize = 32;
+/// Long-poll wait each poller asks for.
+const POLL_TIMEOUT_MS: u64 = 1000;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Relay base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    /// Users to register; each runs one long-polling receiver.
+    pub users: usize,
+    /// Concurrent sending tasks.
+    pub senders: usize,
+    /// Envelopes per `POST /v1/messages`.
+    pub batch: usize,
+    /// Target envelopes per second over all senders; 0 sends as fast as possible.
+    pub rate: u64,
+    /// How long the senders run.
+    pub duration: Duration,
+    /// Envelope body size in bytes (at least 8: the send timestamp).
+    pub body_size: usize,
+}
+
+/// What was measured.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Envelopes accepted by the relay.
+    pub sent: u64,
+    /// Envelopes received by pollers (redeliveries included).
+    pub delivered: u64,
+    /// Send requests that failed.
+    pub send_errors: u64,
+    /// How long the senders ran, seconds.
+    pub send_seconds: f64,
+    /// Accepted envelopes per second during the send phase.
+    pub sent_per_second: f64,
+    /// Delivered envelopes per second, from the first send to the last delivery.
+    pub delivered_per_second: f64,
+    /// Send-to-delivery latency percentiles, milliseconds: p50, p99, max.
+    pub latency_ms: [f64; 3],
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "sent {} envelopes in {:.1} s: {:.0} msg/s accepted ({} failed requests)",
+            self.sent, self.send_seconds, self.sent_per_second, self.send_errors
+        )?;
+        writeln!(
+            f,
+            "delivered {} envelopes: {:.0} msg/s end to end",
+            self.delivered, self.delivered_per_second
+        )?;
+        write!(
+            f,
+            "send-to-delivery latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.latency_ms[0], self.latency_ms[1], self.latency_ms[2]
+        )
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted.get(rank).copied().unwrap_or(0) as f64 / 1000.0
+}
+
+/// Registers the users, runs the load, returns the figures.
+pub async fn run(config: &LoadConfig) -> Result<LoadReport, ClientError> {
+    let client = RelayClient::new(&config.url);
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let users: Vec<Arc<Identity>> = (0..config.users.max(1))
+        .map(|i| {
+            Arc::new(Identity::generate(&format!(
+                "load-{}-{i}@bench.invalid",
+                &run_id[..8]
+            )))
+        })
+        .collect();
+    for chunk in users.chunks(REGISTER_CONCURRENCY) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for user in chunk {
+            let (client, user) = (client.clone(), Arc::clone(user));
+            tasks.spawn(async move { client.register(&user, 0).await });
+        }
+        while let Some(result) = tasks.join_next().await {
+            result.map_err(|e| ClientError::Status {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                body: e.to_string(),
+            })??;
+        }
+    }
+
+    let stop_polling = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let send_errors = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let last_delivery = Arc::new(Mutex::new(Instant::now()));
+
+    let mut pollers = tokio::task::JoinSet::new();
+    for user in &users {
+        let (client, user) = (client.clone(), Arc::clone(user));
+        let (stop, delivered) = (Arc::clone(&stop_polling), Arc::clone(&delivered));
+        let (latencies, last_delivery) = (Arc::clone(&latencies), Arc::clone(&last_delivery));
+        pollers.spawn(async move {
+            let mut local = Vec::new();
+            let path = format!("/v1/messages?timeout_ms={POLL_TIMEOUT_MS}&limit=100");
+            while !stop.load(Ordering::Relaxed) {
+                let poll: Result<PollResponse, _> = client
+                    .call::<(), _>(&user, Method::GET, &path, None, StatusCode::OK)
+                    .await;
+                let Ok(poll) = poll else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                if poll.envelopes.is_empty() {
+                    continue;
+                }
+                let received = now_us();
+                for envelope in &poll.envelopes {
+                    if let Some(stamp) = envelope.body.0.get(..8) {
+                        let mut bytes = [0u8; 8];
+                        bytes.copy_from_slice(stamp);
+                        local.push(received.saturating_sub(u64::from_be_bytes(bytes)));
+                    }
+                }
+                delivered.fetch_add(poll.envelopes.len() as u64, Ordering::Relaxed);
+                *last_delivery.lock().await = Instant::now();
+                let ids = poll.envelopes.iter().map(|e| e.id).collect();
+                let _: Result<AckResponse, _> = client
+                    .call(
+                        &user,
+                        Method::POST,
+                        "/v1/messages/ack",
+                        Some(&AckRequest { ids }),
+                        StatusCode::OK,
+                    )
+                    .await;
+            }
+            latencies.lock().await.extend(local);
+        });
+    }
+
+    let started = Instant::now();
+    let deadline = started + config.duration;
+    let batch = config.batch.clamp(1, e2ee_proto::MAX_MESSAGES_PER_REQUEST);
+    let senders = config.senders.max(1);
+    let mut sending = tokio::task::JoinSet::new();
+    for s in 0..senders {
+        let (client, users) = (client.clone(), users.clone());
+        let (sent, send_errors) = (Arc::clone(&sent), Arc::clone(&send_errors));
+        let body_size = config.body_size.max(8);
+        let period = (config.rate > 0)
+            .then(|| Duration::from_secs_f64((senders * batch) as f64 / config.rate as f64));
+        sending.spawn(async move {
+            let me = &users[s % users.len()];
+            let mut tick = period.map(|p| {
+                let mut t = tokio::time::interval(p);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
+            while Instant::now() < deadline {
+                if let Some(tick) = tick.as_mut() {
+                    tick.tick().await;
+                }
+                let messages = (0..batch)
+                    .map(|_| {
+                        let to = &users[rand::rng().random_range(0..users.len())];
+                        let mut body = vec![0u8; body_size];
+                        body[..8].copy_from_slice(&now_us().to_be_bytes());
+                        OutgoingMessage {
+                            to: to.email.clone(),
+                            body: Base64Bytes(body),
+                        }
+                    })
+                    .collect();
+                let answer: Result<SendResponse, _> = client
+                    .call(
+                        me,
+                        Method::POST,
+                        "/v1/messages",
+                        Some(&SendRequest { messages }),
+                        StatusCode::OK,
+                    )
+                    .await;
+                match answer {
+                    Ok(answer) => {
+                        sent.fetch_add(answer.ids.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        if send_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("first send error: {error}");
+                        }
+                    }
+                }
+            }
+        });
+    }
+    while sending.join_next().await.is_some() {}
+    let send_seconds = started.elapsed().as_secs_f64();
+    let total_sent = sent.load(Ordering::Relaxed);
+    let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
+    while delivered.load(Ordering::Relaxed) < total_sent && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_polling.store(true, Ordering::Relaxed);
+    while pollers.join_next().await.is_some() {}
+
+    let end_to_end = last_delivery
+        .lock()
+        .await
+        .duration_since(started)
+        .as_secs_f64();
+    let mut latencies = std::mem::take(&mut *latencies.lock().await);
+    latencies.sort_unstable();
+    let delivered = delivered.load(Ordering::Relaxed);
+    Ok(LoadReport {
+        sent: total_sent,
+        delivered,
+        send_errors: send_errors.load(Ordering::Relaxed),
+        send_seconds,
+        sent_per_second: total_sent as f64 / send_seconds.max(1e-9),
+        delivered_per_second: delivered as f64 / end_to_end.max(1e-9),
+        latency_ms: [
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
+        ],
+    })
+}

@@ -1,0 +1,188 @@
+//! Envelope queues: one trait, two backends (Redis for production, embedded SQLite
+//! by default), plus the local waiter registry that long polls sleep on.
+//!
+//! Delivery is at least once: [`QueueBackend::fetch`] never removes anything, only
+//! [`QueueBackend::ack`] does. Both backends enforce a per-recipient cap and a TTL
+//! given by [`QueueLimits`], and read time from a [`Clock`] so tests can move it.
+
+mod redis;
+mod sqlite;
+mod waiters;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+pub use self::redis::RedisQueue;
+pub use self::sqlite::SqliteQueue;
+pub use self::waiters::{WaiterGuard, WaiterRegistry};
+
+/// Most envelopes one recipient's queue holds; beyond it sends get `507 queue_full`.
+pub const MAX_QUEUE_LEN: usize = 10_000;
+/// How long an unacknowledged envelope is kept: 30 days.
+pub const ENVELOPE_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// A boxed future, so the queue traits stay object safe (`Arc<dyn QueueBackend>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Errors of the queue backends.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The recipient's queue holds [`QueueLimits::max_len`] envelopes; nothing was added.
+    #[error("the recipient's queue is full")]
+    Full,
+    /// Redis refused or failed a command.
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// SQLite refused or failed a statement.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] sqlx::Error),
+    /// A stored value did not have the shape this relay writes.
+    #[error("corrupt queue entry: {0}")]
+    Corrupt(&'static str),
+    /// The configuration cannot work (for example a key prefix with braces).
+    #[error("invalid queue configuration: {0}")]
+    Config(String),
+}
+
+/// Cap and TTL of every queue of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most envelopes per recipient.
+    pub max_len: usize,
+    /// Age at which an unacknowledged envelope is dropped.
+    pub ttl: Duration,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            max_len: MAX_QUEUE_LEN,
+            ttl: ENVELOPE_TTL,
+        }
+    }
+}
+
+impl QueueLimits {
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Source of "now" in unix milliseconds.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Current time in unix milliseconds.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that only moves when told to; for tests of TTLs and signature windows.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// A clock reading `now_ms`.
+    pub fn new(now_ms: u64) -> Self {
+        Self(AtomicU64::new(now_ms))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.0.fetch_add(by, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// An envelope as a queue stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedEnvelope {
+    /// Assigned by the queue, strictly increasing per recipient, never reused.
+    pub id: u64,
+    /// Normalized email of the sender.
+    pub from: String,
+    /// When it was queued, unix milliseconds.
+    pub received_at: u64,
+    /// Opaque ciphertext.
+    pub body: Vec<u8>,
+}
+
+/// The queue tag of a recipient: hex of SHA-256 of the normalized email. Redis keys
+/// use it as their hash tag (a raw address may itself contain braces) and wake-ups
+/// carry it instead of the address.
+pub fn recipient_tag(email: &str) -> String {
+    hex::encode(Sha256::digest(email.as_bytes()))
+}
+
+/// Per-recipient envelope queues.
+///
+/// `recipient` is always a normalized email. Implementations wake the recipient's
+/// waiters in [`QueueBackend::waiters`] (in this process and, for Redis, in every
+/// other relay process) after an enqueue is durable.
+pub trait QueueBackend: Send + Sync {
+    /// Appends an envelope and returns its id, or [`QueueError::Full`] leaving the
+    /// queue untouched.
+    fn enqueue<'a>(
+        &'a self,
+        recipient: &'a str,
+        from: &'a str,
+        body: &'a [u8],
+    ) -> BoxFuture<'a, Result<u64, QueueError>>;
+
+    /// Up to `limit` unexpired envelopes, oldest first, without removing them.
+    fn fetch<'a>(
+        &'a self,
+        recipient: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<QueuedEnvelope>, QueueError>>;
+
+    /// Removes the envelopes with these ids; returns how many existed.
+    fn ack<'a>(
+        &'a self,
+        recipient: &'a str,
+        ids: &'a [u64],
+    ) -> BoxFuture<'a, Result<u64, QueueError>>;
+
+    /// Envelopes currently held for `recipient` (expired ones may still count until
+    /// the next fetch or enqueue sweeps them).
+    fn depth<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>>;
+
+    /// Envelopes held for everybody, for the metrics gauge. Redis answers from a
+    /// counter the relays keep up to date, so it is approximate there.
+    fn total_depth(&self) -> BoxFuture<'_, Result<u64, QueueError>>;
+
+    /// The registry local long polls wait in.
+    fn waiters(&self) -> &Arc<WaiterRegistry>;
+}
+
+/// Remembers request signatures so each is accepted once, across every relay
+/// process sharing the store.
+pub trait ReplayCache: Send + Sync {
+    /// Records `signature` until `expires_at_ms`; `false` when it was already there.
+    fn first_use<'a>(
+        &'a self,
+        signature: &'a [u8; 64],
+        expires_at_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, QueueError>>;
+}

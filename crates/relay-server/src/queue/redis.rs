@@ -1,0 +1,472 @@
+//! The Redis queue backend, for a single Redis or a Redis Cluster.
+//!
+//! Keys of one recipient share the hash tag `{<recipient_tag>}` so they live in one
+//! cluster slot and one Lua script can touch all of them:
+//! - `<prefix>:{tag}:q`   sorted set, score = envelope id, member = `id\nreceived_at\nfrom\nbody`
+//! - `<prefix>:{tag}:t`   sorted set, score = received_at, member = id (for the TTL)
+//! - `<prefix>:{tag}:seq` INCR counter of ids; never expires, so ids are never reused
+//!
+//! Enqueue is one script: sweep expired, check the cap, INCR, ZADD, PUBLISH. The
+//! PUBLISH goes to `<prefix>:wake` with the recipient tag as payload. On a cluster a
+//! plain PUBLISH is forwarded to every node over the cluster bus, so each relay keeps
+//! ONE subscriber connection, to any node, and hears every wake-up (no RESP3 or
+//! sharded pub/sub needed). Pub/sub is fire-and-forget; waiters re-read their queue
+//! after registering, and after the subscriber reconnects every local waiter is
+//! woken to re-read, so a lost message costs at most a re-read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+
+use super::{
+    BoxFuture, Clock, QueueBackend, QueueError, QueueLimits, QueuedEnvelope, ReplayCache,
+    WaiterRegistry, recipient_tag,
+};
+
+/// How often the local change of the total-depth counter is pushed to Redis.
+const DEPTH_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Pause before reconnecting the subscriber after it lost its connection.
+const SUBSCRIBER_RETRY: Duration = Duration::from_millis(500);
+/// Per-command timeout; scripts touch at most one queue, so this is generous.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const ENQUEUE_SCRIPT: &str = r"
+local now = tonumber(ARGV[1])
+local cutoff = now - tonumber(ARGV[2])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff)
+for _, id in ipairs(expired) do
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], id, id)
+end
+if #expired > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cutoff)
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return {-1, #expired}
+end
+local id = redis.call('INCR', KEYS[3])
+redis.call('ZADD', KEYS[1], id, id .. '\n' .. ARGV[1] .. '\n' .. ARGV[4] .. '\n' .. ARGV[5])
+redis.call('ZADD', KEYS[2], now, id)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return {id, #expired}
+";
+
+const FETCH_SCRIPT: &str = r"
+local cutoff = tonumber(ARGV[1]) - tonumber(ARGV[2])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff)
+for _, id in ipairs(expired) do
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], id, id)
+end
+if #expired > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cutoff)
+end
+local items = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+table.insert(items, 1, #expired)
+return items
+";
+
+const ACK_SCRIPT: &str = r"
+local n = 0
+for i = 1, #ARGV do
+  n = n + redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[i], ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+end
+return n
+";
+
+/// A command connection to a single Redis or to a cluster.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Redis-backed queues; cheap to clone (connections are multiplexed).
+#[derive(Clone)]
+pub struct RedisQueue {
+    conn: Connection,
+    prefix: Arc<str>,
+    limits: QueueLimits,
+    clock: Arc<dyn Clock>,
+    waiters: Arc<WaiterRegistry>,
+    depth_delta: Arc<AtomicI64>,
+    enqueue: Arc<Script>,
+    fetch: Arc<Script>,
+    ack: Arc<Script>,
+    cluster: bool,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("prefix", &self.prefix)
+            .field("limits", &self.limits)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+fn as_bytes(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn as_int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(n) => Some(*n),
+        _ => None,
+    }
+}
+
+fn parse_member(member: &[u8]) -> Result<QueuedEnvelope, QueueError> {
+    let mut parts = member.splitn(4, |b| *b == b'\n');
+    let mut field = || parts.next().ok_or(QueueError::Corrupt("missing field"));
+    let number = |raw: &[u8]| -> Result<u64, QueueError> {
+        std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(QueueError::Corrupt("bad number"))
+    };
+    let id = number(field()?)?;
+    let received_at = number(field()?)?;
+    let from = std::str::from_utf8(field()?)
+        .map_err(|_| QueueError::Corrupt("sender is not UTF-8"))?
+        .to_owned();
+    let body = field()?.to_vec();
+    Ok(QueuedEnvelope {
+        id,
+        from,
+        received_at,
+        body,
+    })
+}
+
+impl RedisQueue {
+    /// Connects to Redis. `urls` is one URL or a comma-separated list of cluster
+    /// seed nodes; whether the server is a cluster is asked (`INFO cluster`), not
+    /// configured. `prefix` namespaces every key and the wake-up channel.
+    pub async fn connect(
+        urls: &str,
+        prefix: &str,
+        limits: QueueLimits,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, QueueError> {
+        if prefix.contains(['{', '}']) {
+            return Err(QueueError::Config(
+                "the Redis key prefix must not contain braces (they would change the hash tag)"
+                    .into(),
+            ));
+        }
+        let nodes: Vec<&str> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let Some(first) = nodes.first() else {
+            return Err(QueueError::Config("empty Redis URL".into()));
+        };
+        let client = redis::Client::open(*first)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(RESPONSE_TIMEOUT));
+        let mut manager =
+            ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut manager)
+            .await?;
+        let cluster = info.contains("cluster_enabled:1");
+        let conn = if cluster {
+            let cluster_client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                .response_timeout(RESPONSE_TIMEOUT)
+                .build()?;
+            Connection::Cluster(cluster_client.get_async_connection().await?)
+        } else {
+            Connection::Single(manager)
+        };
+        let queue = Self {
+            conn,
+            prefix: Arc::from(prefix),
+            limits,
+            clock,
+            waiters: Arc::new(WaiterRegistry::default()),
+            depth_delta: Arc::new(AtomicI64::new(0)),
+            enqueue: Arc::new(Script::new(ENQUEUE_SCRIPT)),
+            fetch: Arc::new(Script::new(FETCH_SCRIPT)),
+            ack: Arc::new(Script::new(ACK_SCRIPT)),
+            cluster,
+        };
+        // Subscribe before serving so no wake-up published after start is missed.
+        let pubsub = subscribe(&client, &queue.wake_channel()).await?;
+        tokio::spawn(run_subscriber(
+            client,
+            queue.wake_channel(),
+            Arc::clone(&queue.waiters),
+            pubsub,
+        ));
+        tokio::spawn(flush_depth(queue.clone()));
+        Ok(queue)
+    }
+
+    /// Whether the server turned out to be a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    fn wake_channel(&self) -> String {
+        format!("{}:wake", self.prefix)
+    }
+
+    fn key(&self, tag: &str, suffix: &str) -> String {
+        format!("{}:{{{tag}}}:{suffix}", self.prefix)
+    }
+
+    fn depth_key(&self) -> String {
+        format!("{}:stats:depth", self.prefix)
+    }
+
+    /// Pushes the locally accumulated change of the total depth to Redis.
+    pub async fn flush_depth(&self) -> Result<(), QueueError> {
+        let delta = self.depth_delta.swap(0, Ordering::SeqCst);
+        if delta != 0 {
+            let mut conn = self.conn.clone();
+            let result: Result<i64, _> = redis::cmd("INCRBY")
+                .arg(self.depth_key())
+                .arg(delta)
+                .query_async(&mut conn)
+                .await;
+            if let Err(error) = result {
+                self.depth_delta.fetch_add(delta, Ordering::SeqCst);
+                return Err(error.into());
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSub, QueueError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
+}
+
+/// The process's single subscriber: forwards wake-ups to local waiters and
+/// reconnects forever when the connection drops.
+async fn run_subscriber(
+    client: redis::Client,
+    channel: String,
+    waiters: Arc<WaiterRegistry>,
+    mut pubsub: redis::aio::PubSub,
+) {
+    loop {
+        {
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                if let Ok(tag) = std::str::from_utf8(message.get_payload_bytes()) {
+                    waiters.wake(tag);
+                }
+            }
+        }
+        tracing::warn!("redis wake-up subscription lost; reconnecting");
+        pubsub = loop {
+            tokio::time::sleep(SUBSCRIBER_RETRY).await;
+            match subscribe(&client, &channel).await {
+                Ok(pubsub) => break pubsub,
+                Err(error) => tracing::warn!(%error, "redis subscriber reconnect failed"),
+            }
+        };
+        // Wake-ups published while we were away are gone: make every waiter re-read.
+        waiters.wake_all();
+    }
+}
+
+async fn flush_depth(queue: RedisQueue) {
+    let mut tick = tokio::time::interval(DEPTH_FLUSH_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(error) = queue.flush_depth().await {
+            tracing::debug!(%error, "flushing the queue depth counter failed");
+        }
+    }
+}
+
+impl QueueBackend for RedisQueue {
+    fn enqueue<'a>(
+        &'a self,
+        recipient: &'a str,
+        from: &'a str,
+        body: &'a [u8],
+    ) -> BoxFuture<'a, Result<u64, QueueError>> {
+        Box::pin(async move {
+            let tag = recipient_tag(recipient);
+            let mut conn = self.conn.clone();
+            let (id, expired): (i64, i64) = self
+                .enqueue
+                .key(self.key(&tag, "q"))
+                .key(self.key(&tag, "t"))
+                .key(self.key(&tag, "seq"))
+                .arg(self.clock.now_ms())
+                .arg(self.limits.ttl_ms())
+                .arg(self.limits.max_len)
+                .arg(from)
+                .arg(body)
+                .arg(self.wake_channel())
+                .arg(&tag)
+                .invoke_async(&mut conn)
+                .await?;
+            let added = i64::from(id >= 0);
+            self.depth_delta
+                .fetch_add(added - expired, Ordering::Relaxed);
+            u64::try_from(id).map_err(|_| QueueError::Full)
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        recipient: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<QueuedEnvelope>, QueueError>> {
+        Box::pin(async move {
+            let tag = recipient_tag(recipient);
+            let mut conn = self.conn.clone();
+            let items: Vec<Value> = self
+                .fetch
+                .key(self.key(&tag, "q"))
+                .key(self.key(&tag, "t"))
+                .arg(self.clock.now_ms())
+                .arg(self.limits.ttl_ms())
+                .arg(limit)
+                .invoke_async(&mut conn)
+                .await?;
+            let mut items = items.into_iter();
+            let expired = items
+                .next()
+                .as_ref()
+                .and_then(as_int)
+                .ok_or(QueueError::Corrupt("fetch script answer"))?;
+            if expired > 0 {
+                self.depth_delta.fetch_sub(expired, Ordering::Relaxed);
+            }
+            items
+                .map(|item| {
+                    as_bytes(&item)
+                        .ok_or(QueueError::Corrupt("queue member is not a string"))
+                        .and_then(parse_member)
+                })
+                .collect()
+        })
+    }
+
+    fn ack<'a>(
+        &'a self,
+        recipient: &'a str,
+        ids: &'a [u64],
+    ) -> BoxFuture<'a, Result<u64, QueueError>> {
+        Box::pin(async move {
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            let tag = recipient_tag(recipient);
+            let mut conn = self.conn.clone();
+            let acked: u64 = self
+                .ack
+                .key(self.key(&tag, "q"))
+                .key(self.key(&tag, "t"))
+                .arg(ids)
+                .invoke_async(&mut conn)
+                .await?;
+            self.depth_delta
+                .fetch_sub(i64::try_from(acked).unwrap_or(0), Ordering::Relaxed);
+            Ok(acked)
+        })
+    }
+
+    fn depth<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let n: u64 = redis::cmd("ZCARD")
+                .arg(self.key(&recipient_tag(recipient), "q"))
+                .query_async(&mut conn)
+                .await?;
+            Ok(n)
+        })
+    }
+
+    fn total_depth(&self) -> BoxFuture<'_, Result<u64, QueueError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let n: Option<i64> = redis::cmd("GET")
+                .arg(self.depth_key())
+                .query_async(&mut conn)
+                .await?;
+            let pending = self.depth_delta.load(Ordering::Relaxed);
+            Ok(u64::try_from(n.unwrap_or(0) + pending).unwrap_or(0))
+        })
+    }
+
+    fn waiters(&self) -> &Arc<WaiterRegistry> {
+        &self.waiters
+    }
+}
+
+impl ReplayCache for RedisQueue {
+    fn first_use<'a>(
+        &'a self,
+        signature: &'a [u8; 64],
+        expires_at_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, QueueError>> {
+        Box::pin(async move {
+            let ttl_ms = expires_at_ms.saturating_sub(self.clock.now_ms()).max(1);
+            let mut conn = self.conn.clone();
+            let set: Option<String> = redis::cmd("SET")
+                .arg(format!("{}:replay:{}", self.prefix, hex::encode(signature)))
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async(&mut conn)
+                .await?;
+            Ok(set.is_some())
+        })
+    }
+}

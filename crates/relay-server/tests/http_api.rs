@@ -1,0 +1,405 @@
+//! The HTTP API through the real router, on real SQLite files and a real Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use common::{Backend, TestRelay};
+use e2ee_relay_server::api::RateLimit;
+use serde_json::json;
+
+fn msg(to: &str, body: &[u8]) -> serde_json::Value {
+    json!({"to": to, "body": e2ee_proto::encode_b64(body)})
+}
+
+async fn register_and_duplicate(backend: Backend) {
+    let relay = TestRelay::start(backend).await;
+    let alice = relay.register("alice@example.org", 3).await;
+    // Same email, other key, other case: 409.
+    let again = e2ee_relay_server::client::Identity::generate("alice@example.org");
+    let mut body = serde_json::to_value(again.registration(1)).unwrap();
+    body["email"] = json!("  ALICE@example.org ");
+    let (status, answer) = relay
+        .call(Some(&again), Method::POST, "/v1/accounts", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(answer["error"], "email_taken");
+    let (status, answer) = relay
+        .call(
+            Some(&alice),
+            Method::GET,
+            "/v1/accounts?email=Alice@Example.org",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        answer["identity_key"],
+        e2ee_proto::encode_b64(alice.key.verifying_key().as_bytes())
+    );
+    let (status, answer) = relay
+        .call(
+            Some(&alice),
+            Method::GET,
+            "/v1/accounts?email=nobody@example.org",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["error"], "unknown_account");
+}
+
+async fn bundle_consumes_one_prekey(backend: Backend) {
+    let relay = TestRelay::start(backend).await;
+    let alice = relay.register("alice@example.org", 2).await;
+    let bob = relay.register("bob@example.org", 0).await;
+    let path = "/v1/accounts/alice@example.org/bundle";
+    let (status, first) = relay.call(Some(&bob), Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["one_time_prekey"]["id"], 1);
+    assert_eq!(first["signed_prekey"]["id"], 1);
+    let spk: e2ee_proto::SignedPreKey =
+        serde_json::from_value(first["signed_prekey"].clone()).unwrap();
+    assert!(spk.verify(alice.key.verifying_key().as_bytes()));
+    let (_, second) = relay.call(Some(&bob), Method::GET, path, None).await;
+    assert_eq!(second["one_time_prekey"]["id"], 2);
+    let (_, third) = relay.call(Some(&bob), Method::GET, path, None).await;
+    assert!(third["one_time_prekey"].is_null());
+    let (status, count) = relay
+        .call(Some(&alice), Method::GET, "/v1/prekeys/count", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(count["one_time_prekeys"], 0);
+    // Refill and rotate.
+    let upload = json!({
+        "signed_prekey": alice.signed_prekey(2),
+        "one_time_prekeys": e2ee_relay_server::client::Identity::one_time_prekeys(10, 5),
+    });
+    let (status, count) = relay
+        .call(Some(&alice), Method::PUT, "/v1/prekeys", Some(upload))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{count}");
+    assert_eq!(count["one_time_prekeys"], 5);
+    let (_, fourth) = relay.call(Some(&bob), Method::GET, path, None).await;
+    assert_eq!(fourth["signed_prekey"]["id"], 2);
+    assert_eq!(fourth["one_time_prekey"]["id"], 10);
+    // An SPK signed by someone else is refused.
+    let bad = json!({"signed_prekey": bob.signed_prekey(3)});
+    let (status, answer) = relay
+        .call(Some(&alice), Method::PUT, "/v1/prekeys", Some(bad))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"], "bad_signed_prekey");
+    let (status, answer) = relay
+        .call(
+            Some(&bob),
+            Method::GET,
+            "/v1/accounts/nobody@example.org/bundle",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["error"], "unknown_account");
+}
+
+async fn send_poll_ack(backend: Backend) {
+    let relay = TestRelay::start(backend).await;
+    let alice = relay.register("alice@example.org", 0).await;
+    let bob = relay.register("bob@example.org", 0).await;
+    let send =
+        json!({"messages": [msg("bob@example.org", b"one"), msg("BOB@example.org", b"two")]});
+    let (status, sent) = relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let ids: Vec<u64> = serde_json::from_value(sent["ids"].clone()).unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0] < ids[1]);
+    // Non-empty queue: returns at once even with a long timeout.
+    let started = Instant::now();
+    let (status, polled) = relay
+        .call(
+            Some(&bob),
+            Method::GET,
+            "/v1/messages?timeout_ms=30000&limit=100",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let envelopes = polled["envelopes"].as_array().unwrap();
+    assert_eq!(envelopes.len(), 2);
+    assert_eq!(envelopes[0]["from"], "alice@example.org");
+    assert_eq!(envelopes[0]["id"], ids[0]);
+    assert_eq!(envelopes[1]["body"], e2ee_proto::encode_b64(b"two"));
+    assert!(envelopes[0]["received_at"].as_u64().unwrap() > 1_600_000_000_000);
+    // Unacked: delivered again. limit is honoured.
+    let (_, again) = relay
+        .call(Some(&bob), Method::GET, "/v1/messages?limit=1", None)
+        .await;
+    assert_eq!(again["envelopes"].as_array().unwrap().len(), 1);
+    assert_eq!(again["envelopes"][0]["id"], ids[0]);
+    // Ack one (plus an unknown id): only the other is redelivered.
+    let (status, acked) = relay
+        .call(
+            Some(&bob),
+            Method::POST,
+            "/v1/messages/ack",
+            Some(json!({"ids": [ids[0], 12345678]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(acked["acked"], 1);
+    let (_, rest) = relay
+        .call(Some(&bob), Method::GET, "/v1/messages", None)
+        .await;
+    assert_eq!(rest["envelopes"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["envelopes"][0]["id"], ids[1]);
+    // Alice cannot ack Bob's envelopes.
+    let (_, acked) = relay
+        .call(
+            Some(&alice),
+            Method::POST,
+            "/v1/messages/ack",
+            Some(json!({"ids": [ids[1]]})),
+        )
+        .await;
+    assert_eq!(acked["acked"], 0);
+    relay
+        .call(
+            Some(&bob),
+            Method::POST,
+            "/v1/messages/ack",
+            Some(json!({"ids": [ids[1]]})),
+        )
+        .await;
+    // Empty queue: waits for the timeout, then [].
+    let started = Instant::now();
+    let (status, empty) = relay
+        .call(Some(&bob), Method::GET, "/v1/messages?timeout_ms=300", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(empty, json!({"envelopes": []}));
+    assert!(
+        started.elapsed() >= Duration::from_millis(290),
+        "{:?}",
+        started.elapsed()
+    );
+    // Unknown recipient anywhere in the batch: 404 and nothing queued.
+    let send = json!({"messages": [msg("bob@example.org", b"x"), msg("ghost@example.org", b"y")]});
+    let (status, answer) = relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["error"], "unknown_recipient");
+    let (_, none) = relay
+        .call(Some(&bob), Method::GET, "/v1/messages", None)
+        .await;
+    assert_eq!(none, json!({"envelopes": []}));
+    // Metrics reflect it.
+    let (status, text) = relay.call(None, Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap().to_owned();
+    assert!(
+        text.contains("e2ee_relay_envelopes_enqueued_total 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("e2ee_relay_envelopes_acked_total 2"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "e2ee_relay_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/messages\""
+    ));
+    let (status, _) = relay.call(None, Method::GET, "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn waiting_poll_wakes_on_send(backend: Backend) {
+    let relay = std::sync::Arc::new(TestRelay::start(backend).await);
+    let alice = relay.register("alice@example.org", 0).await;
+    let bob = relay.register("bob@example.org", 0).await;
+    let poller = {
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let answer = relay
+                .call(
+                    Some(&bob),
+                    Method::GET,
+                    "/v1/messages?timeout_ms=20000",
+                    None,
+                )
+                .await;
+            (answer, Instant::now())
+        })
+    };
+    // Let the poll register and go to sleep.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!poller.is_finished());
+    let sent_at = Instant::now();
+    let send = json!({"messages": [msg("bob@example.org", b"wake")]});
+    let (status, _) = relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let ((status, polled), woke_at) = poller.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        polled["envelopes"][0]["body"],
+        e2ee_proto::encode_b64(b"wake")
+    );
+    let latency = woke_at.duration_since(sent_at);
+    assert!(
+        latency < Duration::from_millis(500),
+        "woken after {latency:?}"
+    );
+}
+
+async fn shutdown_releases_polls(backend: Backend) {
+    let relay = std::sync::Arc::new(TestRelay::start(backend).await);
+    let bob = relay.register("bob@example.org", 0).await;
+    let poller = {
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            relay
+                .call(
+                    Some(&bob),
+                    Method::GET,
+                    "/v1/messages?timeout_ms=30000",
+                    None,
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    relay.relay.begin_shutdown();
+    let (status, answer) = poller.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer, json!({"envelopes": []}));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+async fn queue_full_is_507(backend: Backend) {
+    let relay = TestRelay::with(backend, |c| c.queue_limits.max_len = 2).await;
+    let alice = relay.register("alice@example.org", 0).await;
+    relay.register("bob@example.org", 0).await;
+    let send = json!({"messages": [msg("bob@example.org", b"1"), msg("bob@example.org", b"2"), msg("bob@example.org", b"3")]});
+    let (status, answer) = relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(answer["error"], "queue_full");
+    assert_eq!(answer["queued_ids"].as_array().unwrap().len(), 2);
+}
+
+async fn bundle_rate_limit(backend: Backend) {
+    let relay = TestRelay::with(backend, |c| {
+        c.bundle_rate = RateLimit {
+            per_minute: 1,
+            burst: 2,
+        }
+    })
+    .await;
+    relay.register("alice@example.org", 5).await;
+    let bob = relay.register("bob@example.org", 0).await;
+    let path = "/v1/accounts/alice@example.org/bundle";
+    for _ in 0..2 {
+        assert_eq!(
+            relay.call(Some(&bob), Method::GET, path, None).await.0,
+            StatusCode::OK
+        );
+    }
+    let (status, answer) = relay.call(Some(&bob), Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(answer["error"], "rate_limited");
+}
+
+async fn banned_accounts(backend: Backend) {
+    let relay = TestRelay::start(backend).await;
+    let alice = relay.register("alice@example.org", 2).await;
+    let bob = relay.register("bob@example.org", 2).await;
+    relay
+        .relay
+        .state()
+        .directory
+        .set_banned("alice@example.org", true)
+        .await
+        .unwrap();
+    let send = json!({"messages": [msg("bob@example.org", b"x")]});
+    let (status, answer) = relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(answer["error"], "account_banned");
+    let (status, _) = relay
+        .call(Some(&alice), Method::GET, "/v1/messages", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, answer) = relay
+        .call(
+            Some(&bob),
+            Method::GET,
+            "/v1/accounts/alice@example.org/bundle",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(answer["error"], "account_banned");
+    relay
+        .relay
+        .state()
+        .directory
+        .set_banned("alice@example.org", false)
+        .await
+        .unwrap();
+    let (status, _) = relay
+        .call(Some(&alice), Method::GET, "/v1/messages", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+macro_rules! api_suite {
+    ($name:ident, $backend:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn register_and_duplicate() {
+                super::register_and_duplicate($backend).await
+            }
+            #[tokio::test]
+            async fn bundle_consumes_one_prekey() {
+                super::bundle_consumes_one_prekey($backend).await
+            }
+            #[tokio::test]
+            async fn send_poll_ack() {
+                super::send_poll_ack($backend).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn waiting_poll_wakes_on_send() {
+                super::waiting_poll_wakes_on_send($backend).await
+            }
+            #[tokio::test]
+            async fn shutdown_releases_polls() {
+                super::shutdown_releases_polls($backend).await
+            }
+            #[tokio::test]
+            async fn queue_full_is_507() {
+                super::queue_full_is_507($backend).await
+            }
+            #[tokio::test]
+            async fn bundle_rate_limit() {
+                super::bundle_rate_limit($backend).await
+            }
+            #[tokio::test]
+            async fn banned_accounts() {
+                super::banned_accounts($backend).await
+            }
+        }
+    };
+}
+
+api_suite!(sqlite, Backend::Sqlite);
+api_suite!(redis, Backend::Redis);
