@@ -23,17 +23,17 @@ const CHAIN_KEY_SEED: u8 = 0x02;
 
 /// HKDF-SHA256 with output length `L`. `salt: None` is the all-zero salt of hash length.
 pub(crate) fn hkdf<const L: usize>(
-    salt: Option<&[u8; 32]>,
+    salt: Option<&[u8]>,
     ikm: &[&[u8]],
     info: &[u8],
 ) -> Zeroizing<[u8; L]> {
-    let mut extract = hkdf::HkdfExtract::<Sha256>::new(salt.map(|s| s.as_slice()));
+    let mut extract = hkdf::HkdfExtract::<Sha256>::new(salt);
     for part in ikm {
         extract.input_ikm(part);
     }
     let (_, hkdf): (_, Hkdf<Sha256>) = extract.finalize();
     let mut okm = Zeroizing::new([0u8; L]);
-    // L is a compile-time constant of at most 96 bytes, far below HKDF's 255 * 32 limit.
+    // The protocol's L (44 or 96 bytes) is far below HKDF's 255 * 32 limit.
     let _ = hkdf.expand(info, okm.as_mut_slice());
     okm
 }

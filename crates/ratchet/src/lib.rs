@@ -90,6 +90,9 @@ mod session;
 mod session_record;
 mod x3dh;
 
+#[cfg(test)]
+mod vectors;
+
 pub use error::{DecodeError, DecryptError, EncryptError, KeyError, X3dhError};
 pub use fingerprint::{SAFETY_NUMBER_ITERATIONS, SafetyNumber};
 pub use header::{ENCRYPTED_HEADER_LEN, HEADER_LEN};

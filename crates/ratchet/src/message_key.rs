@@ -4,7 +4,7 @@ use chacha20poly1305::{
     ChaCha20Poly1305, Key, KeyInit, Nonce,
     aead::{AeadInOut, Buffer},
 };
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::{DecryptError, kdf, padding};
 
@@ -25,20 +25,16 @@ impl MessageKey {
     }
 
     /// `key || nonce = HKDF(salt = 0^32, ikm = MK, info = "e2ee-v1/msg", 44)`.
-    fn cipher(&self) -> (ChaCha20Poly1305, Nonce) {
-        let okm = kdf::hkdf::<44>(None, &[&self.0], kdf::MESSAGE_INFO);
-        let key = Key::try_from(&okm[..32]).unwrap_or_default();
-        let nonce = Nonce::try_from(&okm[32..]).unwrap_or_default();
-        (ChaCha20Poly1305::new(&key), nonce)
+    fn aead_key_and_nonce(&self) -> Zeroizing<[u8; 44]> {
+        kdf::hkdf::<44>(None, &[&self.0], kdf::MESSAGE_INFO)
     }
 
     /// Pads and encrypts `plaintext`, binding `associated_data` (AD || encrypted header).
     /// Consumes the key: a message key encrypts one message.
     pub(crate) fn encrypt(self, plaintext: &[u8], associated_data: &[u8]) -> Vec<u8> {
-        let (cipher, nonce) = self.cipher();
+        let okm = self.aead_key_and_nonce();
         let mut buffer = padding::pad(plaintext, TAG_LEN);
-        // Encryption into a Vec cannot fail: ChaCha20's per-nonce limit is 256 GiB.
-        let _ = cipher.encrypt_in_place(&nonce, associated_data, &mut buffer);
+        seal(&okm[..32], &okm[32..], associated_data, &mut buffer);
         buffer
     }
 
@@ -48,14 +44,34 @@ impl MessageKey {
         body: &[u8],
         associated_data: &[u8],
     ) -> Result<Vec<u8>, DecryptError> {
-        let (cipher, nonce) = self.cipher();
+        let okm = self.aead_key_and_nonce();
         let mut buffer = body.to_vec();
-        cipher
-            .decrypt_in_place(&nonce, associated_data, &mut buffer as &mut dyn Buffer)
-            .map_err(|_| DecryptError::BadTag)?;
+        open(&okm[..32], &okm[32..], associated_data, &mut buffer).ok_or(DecryptError::BadTag)?;
         padding::unpad(&mut buffer).ok_or(DecryptError::BadPadding)?;
         Ok(buffer)
     }
+}
+
+/// ChaCha20-Poly1305 (RFC 8439) in place: appends the tag.
+pub(crate) fn seal(key: &[u8], nonce: &[u8], associated_data: &[u8], buffer: &mut Vec<u8>) {
+    let key = Key::try_from(key).unwrap_or_default();
+    let nonce = Nonce::try_from(nonce).unwrap_or_default();
+    // Encryption into a Vec cannot fail: ChaCha20's per-nonce limit is 256 GiB.
+    let _ = ChaCha20Poly1305::new(&key).encrypt_in_place(&nonce, associated_data, buffer);
+}
+
+/// ChaCha20-Poly1305 (RFC 8439) in place: checks and strips the tag; `None` if forged.
+pub(crate) fn open(
+    key: &[u8],
+    nonce: &[u8],
+    associated_data: &[u8],
+    buffer: &mut Vec<u8>,
+) -> Option<()> {
+    let key = Key::try_from(key).ok()?;
+    let nonce = Nonce::try_from(nonce).ok()?;
+    ChaCha20Poly1305::new(&key)
+        .decrypt_in_place(&nonce, associated_data, buffer as &mut dyn Buffer)
+        .ok()
 }
 
 impl std::fmt::Debug for MessageKey {

@@ -84,14 +84,29 @@ impl ReceiverChains {
         self.skipped_total
     }
 
-    /// Tries each chain's header key, newest first.
-    pub(crate) fn open_header(
+    /// Tries the current chain's header key.
+    pub(crate) fn open_header_current(
         &self,
         encrypted: &[u8; ENCRYPTED_HEADER_LEN],
     ) -> Option<(usize, Header)> {
+        let index = self.chains.len().checked_sub(1)?;
+        Some((
+            index,
+            self.chains.get(index)?.header_key.decrypt(encrypted)?,
+        ))
+    }
+
+    /// Tries the header keys of closed chains, newest first: only late messages and
+    /// replays get here, so the common cases pay for one or two header trials.
+    pub(crate) fn open_header_closed(
+        &self,
+        encrypted: &[u8; ENCRYPTED_HEADER_LEN],
+    ) -> Option<(usize, Header)> {
+        let closed = self.chains.len().saturating_sub(1);
         self.chains
             .iter()
             .enumerate()
+            .take(closed)
             .rev()
             .find_map(|(index, chain)| Some((index, chain.header_key.decrypt(encrypted)?)))
     }

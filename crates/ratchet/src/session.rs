@@ -186,14 +186,19 @@ impl Session {
         message: &Message,
     ) -> Result<Vec<u8>, DecryptError> {
         let encrypted_header = message.encrypted_header();
-        let plaintext = if let Some((chain, header)) = self.receiving.open_header(encrypted_header)
-        {
-            self.decrypt_in_known_chain(chain, &header, message)?
-        } else if let Some(header) = self.next_receiving_header_key.decrypt(encrypted_header) {
-            self.decrypt_with_ratchet_step(rng, &header, message)?
-        } else {
-            return Err(DecryptError::UnknownHeaderKey);
-        };
+        // Most likely first: the current chain, then the peer's next chain, then late
+        // messages of older chains.
+        let receiving = &self.receiving;
+        let plaintext =
+            if let Some((chain, header)) = receiving.open_header_current(encrypted_header) {
+                self.decrypt_in_known_chain(chain, &header, message)?
+            } else if let Some(header) = self.next_receiving_header_key.decrypt(encrypted_header) {
+                self.decrypt_with_ratchet_step(rng, &header, message)?
+            } else if let Some((chain, header)) = receiving.open_header_closed(encrypted_header) {
+                self.decrypt_in_known_chain(chain, &header, message)?
+            } else {
+                return Err(DecryptError::UnknownHeaderKey);
+            };
         // The peer has answered, so it holds this session: stop sending prekey messages.
         self.pending_prekey = None;
         Ok(plaintext)
