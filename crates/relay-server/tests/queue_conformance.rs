@@ -313,3 +313,17 @@ async fn default_limits_are_the_design_constants() {
     assert_eq!(limits.max_len, 10_000);
     assert_eq!(limits.ttl, Duration::from_secs(30 * 24 * 3600));
 }
+
+/// The same suite on a 3-master Redis Cluster started for this test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_conformance() {
+    let cluster = common::RedisCluster::start();
+    let url = cluster.url();
+    order_and_ack(redis_at(&url, limits(100, 3600)).await).await;
+    cap(redis_at(&url, limits(3, 3600)).await).await;
+    ttl(redis_at(&url, limits(2, 60)).await).await;
+    wake_up(redis_at(&url, limits(100, 3600)).await).await;
+    concurrent_producers(redis_at(&url, limits(1000, 3600)).await).await;
+    cap_under_concurrency(redis_at(&url, limits(10, 3600)).await).await;
+    replay_cache(redis_at(&url, limits(10, 3600)).await).await;
+}

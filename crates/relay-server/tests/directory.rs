@@ -1,0 +1,229 @@
+//! The directory suite, on SQLite and on PostgreSQL (E2EE_TEST_DATABASE_URL, a fresh
+//! schema per test).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::collections::HashSet;
+
+use e2ee_relay_server::client::Identity;
+use e2ee_relay_server::directory::{Directory, DirectoryError, NewAccount};
+
+struct Fixture {
+    directory: Directory,
+    _dir: tempfile::TempDir,
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let directory = Directory::open(None, dir.path()).await.unwrap();
+    Fixture {
+        directory,
+        _dir: dir,
+    }
+}
+
+async fn postgres() -> Fixture {
+    let schema = common::fresh_pg_schema().await;
+    let directory = Directory::connect_postgres(&common::postgres_url(), Some(&schema))
+        .await
+        .unwrap();
+    Fixture {
+        directory,
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+async fn register(d: &Directory, email: &str, opks: u32) -> Identity {
+    let who = Identity::generate(email);
+    let reg = who.registration(opks);
+    d.register(NewAccount {
+        email,
+        identity_key: &reg.identity_key.0,
+        signed_prekey: &reg.signed_prekey,
+        one_time_prekeys: &reg.one_time_prekeys,
+        now_ms: 1234,
+    })
+    .await
+    .unwrap();
+    who
+}
+
+async fn accounts_and_duplicates(f: Fixture) {
+    let d = &f.directory;
+    let alice = register(d, "alice@x.org", 3).await;
+    let account = d.account("alice@x.org").await.unwrap().unwrap();
+    assert_eq!(account.identity_key, alice.key.verifying_key().to_bytes());
+    assert_eq!(account.created_at, 1234);
+    assert!(!account.banned);
+    assert!(d.account("bob@x.org").await.unwrap().is_none());
+    let other = Identity::generate("alice@x.org").registration(0);
+    let dup = d
+        .register(NewAccount {
+            email: "alice@x.org",
+            identity_key: &other.identity_key.0,
+            signed_prekey: &other.signed_prekey,
+            one_time_prekeys: &[],
+            now_ms: 1,
+        })
+        .await;
+    assert!(matches!(dup, Err(DirectoryError::EmailTaken)), "{dup:?}");
+    // The failed registration left the original untouched.
+    assert_eq!(d.prekey_count("alice@x.org").await.unwrap(), 3);
+    assert_eq!(
+        d.account("alice@x.org")
+            .await
+            .unwrap()
+            .unwrap()
+            .identity_key,
+        alice.key.verifying_key().to_bytes()
+    );
+}
+
+async fn bundles_and_prekeys(f: Fixture) {
+    let d = &f.directory;
+    let alice = register(d, "alice@x.org", 2).await;
+    let b1 = d.bundle("alice@x.org").await.unwrap().unwrap();
+    assert_eq!(b1.one_time_prekey.as_ref().unwrap().id, 1);
+    assert!(
+        b1.signed_prekey
+            .verify(&alice.key.verifying_key().to_bytes())
+    );
+    let b2 = d.bundle("alice@x.org").await.unwrap().unwrap();
+    assert_eq!(b2.one_time_prekey.unwrap().id, 2);
+    assert!(
+        d.bundle("alice@x.org")
+            .await
+            .unwrap()
+            .unwrap()
+            .one_time_prekey
+            .is_none()
+    );
+    assert!(d.bundle("nobody@x.org").await.unwrap().is_none());
+    let spk = alice.signed_prekey(9);
+    let count = d
+        .upload_prekeys(
+            "alice@x.org",
+            Some(&spk),
+            &Identity::one_time_prekeys(5, 3),
+            99,
+        )
+        .await
+        .unwrap();
+    assert_eq!(count, 3);
+    // Re-uploading known ids changes nothing.
+    let count = d
+        .upload_prekeys("alice@x.org", None, &Identity::one_time_prekeys(5, 4), 99)
+        .await
+        .unwrap();
+    assert_eq!(count, 4);
+    let b = d.bundle("alice@x.org").await.unwrap().unwrap();
+    assert_eq!(b.signed_prekey, spk);
+    assert_eq!(b.one_time_prekey.unwrap().id, 5);
+    let too_many = Identity::one_time_prekeys(100, 200);
+    for chunk in 0..5 {
+        let keys: Vec<_> = Identity::one_time_prekeys(1000 + chunk * 200, 200);
+        let _ = d.upload_prekeys("alice@x.org", None, &keys, 1).await;
+    }
+    let r = d.upload_prekeys("alice@x.org", None, &too_many, 1).await;
+    assert!(matches!(r, Err(DirectoryError::TooManyPreKeys)), "{r:?}");
+    assert!(d.prekey_count("alice@x.org").await.unwrap() <= 1000);
+}
+
+async fn concurrent_fetches_never_share_a_prekey(f: Fixture) {
+    let d = &f.directory;
+    register(d, "alice@x.org", 60).await;
+    let mut tasks = Vec::new();
+    for _ in 0..80 {
+        let d = d.clone();
+        tasks.push(tokio::spawn(async move {
+            d.bundle("alice@x.org")
+                .await
+                .unwrap()
+                .unwrap()
+                .one_time_prekey
+                .map(|k| k.id)
+        }));
+    }
+    let mut got = Vec::new();
+    for task in tasks {
+        if let Some(id) = task.await.unwrap() {
+            got.push(id);
+        }
+    }
+    let unique: HashSet<_> = got.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        got.len(),
+        "a one-time prekey was handed out twice: {got:?}"
+    );
+    assert!(
+        got.len() >= 50,
+        "only {} of 60 prekeys handed out to 80 fetches",
+        got.len()
+    );
+    // Whatever was not handed out is still there.
+    assert_eq!(
+        d.prekey_count("alice@x.org").await.unwrap() as usize,
+        60 - got.len()
+    );
+}
+
+async fn bans_and_listing(f: Fixture) {
+    let d = &f.directory;
+    register(d, "bob@x.org", 1).await;
+    register(d, "alice@x.org", 2).await;
+    d.set_banned("bob@x.org", true).await.unwrap();
+    assert!(d.account("bob@x.org").await.unwrap().unwrap().banned);
+    // A banned account's bundle does not consume its prekeys.
+    let b = d.bundle("bob@x.org").await.unwrap().unwrap();
+    assert!(b.account.banned && b.one_time_prekey.is_none());
+    assert_eq!(d.prekey_count("bob@x.org").await.unwrap(), 1);
+    assert!(matches!(
+        d.set_banned("nobody@x.org", true).await,
+        Err(DirectoryError::UnknownAccount)
+    ));
+    let list = d.list().await.unwrap();
+    let summary: Vec<_> = list
+        .iter()
+        .map(|s| {
+            (
+                s.account.email.as_str(),
+                s.account.banned,
+                s.one_time_prekeys,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("alice@x.org", false, 2), ("bob@x.org", true, 1)]
+    );
+    d.set_banned("bob@x.org", false).await.unwrap();
+    assert!(!d.account("bob@x.org").await.unwrap().unwrap().banned);
+}
+
+macro_rules! directory_suite {
+    ($backend:ident) => {
+        mod $backend {
+            #[tokio::test]
+            async fn accounts_and_duplicates() {
+                super::accounts_and_duplicates(super::$backend().await).await
+            }
+            #[tokio::test]
+            async fn bundles_and_prekeys() {
+                super::bundles_and_prekeys(super::$backend().await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_fetches_never_share_a_prekey() {
+                super::concurrent_fetches_never_share_a_prekey(super::$backend().await).await
+            }
+            #[tokio::test]
+            async fn bans_and_listing() {
+                super::bans_and_listing(super::$backend().await).await
+            }
+        }
+    };
+}
+
+directory_suite!(sqlite);
+directory_suite!(postgres);
