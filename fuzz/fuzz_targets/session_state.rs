@@ -1,0 +1,7 @@
+//! Fuzz target `session_state`: see `fuzz/harness.rs` for the invariants checked.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::session_state(data));
