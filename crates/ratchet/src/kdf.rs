@@ -1,5 +1,7 @@
 //! The protocol's key derivations: HKDF-SHA256 and HMAC-SHA256 with fixed labels.
 
+use std::sync::LazyLock;
+
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -27,22 +29,42 @@ pub(crate) fn hkdf<const L: usize>(
     ikm: &[&[u8]],
     info: &[u8],
 ) -> Zeroizing<[u8; L]> {
-    let mut extract = hkdf::HkdfExtract::<Sha256>::new(salt);
+    // Extract is HMAC(salt, IKM); the all-zero salt's keyed state is computed once,
+    // which saves two of the SHA-256 compressions every message key costs.
+    let mut extract = match salt {
+        Some(salt) => keyed_hmac(salt),
+        None => ZERO_SALT.clone(),
+    };
     for part in ikm {
-        extract.input_ikm(part);
+        extract.update(part);
     }
-    let (_, hkdf): (_, Hkdf<Sha256>) = extract.finalize();
+    let prk = Zeroizing::new(<[u8; 32]>::from(extract.finalize().into_bytes()));
+    let Ok(hkdf) = Hkdf::<Sha256>::from_prk(prk.as_slice()) else {
+        unreachable_prk_length()
+    };
     let mut okm = Zeroizing::new([0u8; L]);
     // The protocol's L (44 or 96 bytes) is far below HKDF's 255 * 32 limit.
     let _ = hkdf.expand(info, okm.as_mut_slice());
     okm
 }
 
+/// HMAC-SHA256 keyed with the all-zero salt HKDF uses when none is given.
+static ZERO_SALT: LazyLock<Hmac<Sha256>> = LazyLock::new(|| keyed_hmac(&[0u8; 32]));
+
+fn keyed_hmac(key: &[u8]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable_hmac_key())
+}
+
+/// A PRK is one SHA-256 output, exactly the length `from_prk` wants.
+#[cold]
+fn unreachable_prk_length() -> ! {
+    unreachable!("HMAC-SHA256 output is a valid HKDF-SHA256 PRK")
+}
+
 /// `KDF_CK`: returns (message key seed, next chain key) from one keyed HMAC state.
 pub(crate) fn chain_step(chain_key: &[u8; 32]) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
     // Keying once and cloning saves the second pass over the padded key.
-    let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(chain_key)
-        .unwrap_or_else(|_| unreachable_hmac_key());
+    let keyed = keyed_hmac(chain_key);
     let mut message = keyed.clone();
     message.update(&[MESSAGE_KEY_SEED]);
     let mut next = keyed;
