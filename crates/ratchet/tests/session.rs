@@ -614,3 +614,62 @@ fn debug_output_shows_no_secret() {
     assert!(!printed.contains(&spk_hex));
     assert!(printed.contains("IdentityKeyPair"));
 }
+
+/// Post-compromise security: a copy of Bob's state opens what is sent to the chain it
+/// knows, but once Bob and Alice exchange a round trip with fresh ratchet keys the copy
+/// opens nothing new.
+#[test]
+fn stolen_state_heals_after_a_round_trip() {
+    let (mut rng, mut alice, mut bob) = established(22);
+    let mut stolen = SessionRecord::from_bytes(&bob.record.to_bytes()).unwrap();
+    let before_healing = alice.encrypt(&mut rng, b"readable by the thief");
+    assert_eq!(
+        stolen.decrypt(&mut rng, &normal(&before_healing)).unwrap(),
+        b"readable by the thief"
+    );
+    bob.decrypt(&mut rng, ALICE, &before_healing).unwrap();
+    let reply = bob.encrypt(&mut rng, b"fresh ratchet key");
+    alice.decrypt(&mut rng, BOB, &reply).unwrap();
+    let after_healing = alice.encrypt(&mut rng, b"not readable by the thief");
+    // Header keys run one chain ahead, so the thief still opens this header, but the
+    // chain key needs Bob's fresh ratchet private key: the body stays sealed.
+    assert_eq!(
+        stolen
+            .decrypt(&mut rng, &normal(&after_healing))
+            .unwrap_err(),
+        DecryptError::BadTag
+    );
+    assert_eq!(
+        bob.decrypt(&mut rng, ALICE, &after_healing).unwrap(),
+        b"not readable by the thief"
+    );
+    // One more round trip and even the headers are out of reach.
+    let reply = bob.encrypt(&mut rng, b"again");
+    alice.decrypt(&mut rng, BOB, &reply).unwrap();
+    let later = alice.encrypt(&mut rng, b"later");
+    assert_eq!(
+        stolen.decrypt(&mut rng, &normal(&later)).unwrap_err(),
+        DecryptError::UnknownHeaderKey
+    );
+    assert_eq!(bob.decrypt(&mut rng, ALICE, &later).unwrap(), b"later");
+}
+
+/// Forward secrecy: once a message is decrypted its key is gone, so state stolen later
+/// cannot open it again.
+#[test]
+fn state_stolen_after_decryption_cannot_open_the_message() {
+    let (mut rng, mut alice, mut bob) = established(23);
+    let wire = alice.encrypt(&mut rng, b"gone after reading");
+    let skipped_then_read = alice.encrypt(&mut rng, b"read late");
+    let newest = alice.encrypt(&mut rng, b"newest");
+    bob.decrypt(&mut rng, ALICE, &wire).unwrap();
+    bob.decrypt(&mut rng, ALICE, &newest).unwrap();
+    bob.decrypt(&mut rng, ALICE, &skipped_then_read).unwrap();
+    let mut stolen = SessionRecord::from_bytes(&bob.record.to_bytes()).unwrap();
+    for message in [&wire, &skipped_then_read, &newest] {
+        assert!(matches!(
+            stolen.decrypt(&mut rng, &normal(message)),
+            Err(DecryptError::Duplicate { .. })
+        ));
+    }
+}
