@@ -429,6 +429,60 @@ fn primitives(c: &mut Criterion) {
     group.finish();
 }
 
+/// SHA-256 is the symmetric hot spot (no SHA-NI on the benchmark machine), so its
+/// compression count per message decides the one-direction figures. These replay the
+/// crate's derivations with the same crates, to price each compression and the saving of
+/// keying the all-zero HKDF salt once.
+fn kdf(c: &mut Criterion) {
+    use hkdf::{Hkdf, HkdfExtract};
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::{Digest, Sha256};
+
+    fn expand(extract: HkdfExtract<Sha256>, key: &[u8; 32]) -> [u8; 44] {
+        let mut extract = extract;
+        extract.input_ikm(key);
+        let (_, hkdf): (_, Hkdf<Sha256>) = extract.finalize();
+        let mut okm = [0u8; 44];
+        hkdf.expand(b"e2ee-v1/msg", &mut okm).unwrap();
+        okm
+    }
+
+    let mut group = c.benchmark_group("kdf");
+    configure(&mut group);
+    let key = [7u8; 32];
+    group.bench_function("sha256_one_compression", |b| {
+        b.iter(|| Sha256::digest(black_box([0u8; 55])));
+    });
+    // As kdf::hkdf does today: HMAC keyed with the zero salt on every message (10 compressions).
+    group.bench_function("message_key_hkdf", |b| {
+        b.iter(|| expand(HkdfExtract::<Sha256>::new(None), black_box(&key)));
+    });
+    // The zero-salt HMAC state keyed once and cloned (8 compressions), same output.
+    let zero_salt = HkdfExtract::<Sha256>::new(None);
+    assert_eq!(
+        expand(zero_salt.clone(), &key),
+        expand(HkdfExtract::<Sha256>::new(None), &key)
+    );
+    group.bench_function("message_key_hkdf_cached_salt", |b| {
+        b.iter(|| expand(zero_salt.clone(), black_box(&key)));
+    });
+    // As kdf::chain_step does: keyed once, two finalizations (6 compressions).
+    group.bench_function("chain_step", |b| {
+        b.iter(|| {
+            let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(black_box(&key)).unwrap();
+            let mut message = keyed.clone();
+            message.update(&[0x01]);
+            let mut next = keyed;
+            next.update(&[0x02]);
+            (
+                message.finalize().into_bytes(),
+                next.finalize().into_bytes(),
+            )
+        });
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     encrypt,
@@ -438,6 +492,7 @@ criterion_group!(
     alternating,
     session_creation,
     safety_number,
-    primitives
+    primitives,
+    kdf
 );
 criterion_main!(benches);
