@@ -1,7 +1,7 @@
 #!/bin/bash
 # Relay load benchmark: redis-benchmark beside the relay on Redis and on SQLite.
 set -u
-cd /work/main
+cd "$(dirname "$0")/../.."
 B=target/release
 echo "== redis-benchmark"
 redis-benchmark -h 127.0.0.1 -p 6379 -t lpush,rpop -n 200000 -c 50 -q
