@@ -1,0 +1,21 @@
+//! `e2ee contacts`.
+
+use e2ee_client_core::Client;
+
+use crate::output::Output;
+
+/// Arguments of `contacts`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {}
+
+pub(crate) async fn run(client: &Client, _args: &Args, out: &Output) -> anyhow::Result<()> {
+    for contact in client.contacts().await? {
+        let trust = serde_json::to_value(contact.trust)?;
+        let trust_text = trust.as_str().unwrap_or_default().to_owned();
+        out.result(
+            &format!("{}\t{trust_text}", contact.email),
+            &serde_json::to_value(&contact)?,
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! `e2ee poll [--timeout SECS] [--follow]`.
+
+use std::time::Duration;
+
+use e2ee_client_core::{Client, ClientError, ErrorKind, PollOutcome};
+use serde_json::json;
+
+use crate::output::Output;
+
+/// Seconds a poll waits for the first message when `--timeout` is not given.
+const DEFAULT_TIMEOUT_SECS: u64 = 5;
+/// Longest single wait of `--follow`; the relay caps a long poll at 60 s.
+const FOLLOW_WAIT: Duration = Duration::from_secs(60);
+/// Pause before `--follow` retries after the relay could not be reached.
+const FOLLOW_RETRY: Duration = Duration::from_secs(2);
+
+/// Arguments of `poll`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Wait up to SECS for a message when none is waiting (0: just check).
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT_SECS)]
+    timeout: u64,
+    /// Keep polling and print messages as they arrive, until interrupted.
+    #[arg(long)]
+    follow: bool,
+}
+
+fn print(client_out: &Output, outcome: &PollOutcome) -> anyhow::Result<()> {
+    for warning in &outcome.warnings {
+        client_out.warn(warning);
+    }
+    for message in &outcome.messages {
+        if message.identity_changed {
+            client_out.warn(&format!(
+                "{from}'s identity key changed. Check the new safety number with 'e2ee verify {from}', then run 'e2ee trust {from}'.",
+                from = message.from
+            ));
+        }
+        client_out.result(
+            &format!("{}: {}", message.from, message.text),
+            &json!({
+                "id": message.id,
+                "from": message.from,
+                "text": message.text,
+                "sent_at": message.sent_at,
+                "received_at": message.received_at,
+                "identity_changed": message.identity_changed,
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(args.timeout);
+    if !args.follow {
+        let outcome = {
+            let _spinner = out.spinner("waiting for messages…");
+            client.poll(timeout).await?
+        };
+        print(out, &outcome)?;
+        client.mark_shown(&outcome.messages).await?;
+        return Ok(());
+    }
+    let wait = if args.timeout == 0 {
+        FOLLOW_WAIT
+    } else {
+        timeout.min(FOLLOW_WAIT)
+    };
+    loop {
+        match client.poll(wait).await {
+            Ok(outcome) => {
+                print(out, &outcome)?;
+                client.mark_shown(&outcome.messages).await?;
+            }
+            Err(error @ ClientError::Relay(_)) if error.kind() == ErrorKind::Network => {
+                out.warn(&format!("{error}; retrying"));
+                tokio::time::sleep(FOLLOW_RETRY).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}

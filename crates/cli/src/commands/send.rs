@@ -1,0 +1,52 @@
+//! `e2ee send EMAIL [MESSAGE]`.
+
+use std::io::Read as _;
+
+use e2ee_client_core::Client;
+use serde_json::json;
+
+use crate::UserError;
+use crate::output::Output;
+
+/// Arguments of `send`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The recipient; added as a contact first if needed (trust on first use).
+    email: String,
+    /// The text; omitted or `-` reads stdin.
+    message: Option<String>,
+}
+
+pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
+    let text = match args.message.as_deref() {
+        None | Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| UserError(format!("cannot read the message from stdin: {e}")))?;
+            // A trailing newline comes from the shell, not from the writer.
+            if text.ends_with('\n') {
+                text.pop();
+            }
+            text
+        }
+        Some(text) => text.to_owned(),
+    };
+    if text.is_empty() {
+        return Err(UserError("the message is empty; nothing was sent".to_owned()).into());
+    }
+    let sent = {
+        let _spinner = out.spinner("sending…");
+        client.send(&args.email, &text).await?
+    };
+    if sent.new_contact && !out.json() {
+        out.warn(&format!(
+            "{} was added as a contact on first use; compare safety numbers with 'e2ee verify {}'",
+            sent.to, sent.to
+        ));
+    }
+    out.result(
+        &format!("sent to {}", sent.to),
+        &json!({"id": sent.id, "to": sent.to, "sent_at": sent.sent_at, "new_contact": sent.new_contact}),
+    )
+}

@@ -1,0 +1,1113 @@
+//! The [`Client`]: one profile, its store, and its relay.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use e2ee_proto::{
+    Base64Key, Base64Signature, OneTimePreKey, OutgoingMessage, RegisterRequest, SendRequest,
+    SignedPreKey, UploadPreKeysRequest,
+};
+use e2ee_ratchet::{
+    DecryptError, EncryptedMessage, IdentityKey, IdentityKeyPair, OneTimePreKeyPair, PreKeyBundle,
+    SafetyNumber, SessionRecord, SignedPreKeyPair,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::SqliteConnection;
+use zeroize::Zeroizing;
+
+use crate::relay::{RelayClient, Signer, now_ms};
+use crate::secret::StoreKey;
+use crate::store::{self, AccountRow, ContactRow, Store, Trust};
+use crate::{ClientError, RelayError, StoreError};
+
+/// One-time prekeys uploaded at registration and topped up to.
+pub const ONE_TIME_PREKEY_TARGET: u32 = 100;
+/// Refill one-time prekeys when the relay holds fewer than this.
+pub const ONE_TIME_PREKEY_LOW_WATER: u64 = 25;
+/// Age at which the signed prekey is replaced.
+pub const SIGNED_PREKEY_ROTATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a replaced signed prekey's private part is kept for late prekey messages.
+pub const SIGNED_PREKEY_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often a long-running client re-checks its prekeys.
+const PREKEY_CHECK_INTERVAL: Duration = Duration::from_secs(600);
+/// Seen envelope ids are kept a little longer than the relay's 30-day envelope TTL.
+const SEEN_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
+/// Longest message text, in bytes; leaves room for the content record, padding and
+/// the ratchet's framing inside one 64 KiB envelope.
+pub const MAX_TEXT_BYTES: usize = 48 * 1024;
+/// Envelopes fetched per long poll, and outbox rows per POST.
+const BATCH: usize = e2ee_proto::MAX_MESSAGES_PER_REQUEST;
+/// Version of the content record inside the ratchet.
+const CONTENT_VERSION: u32 = 1;
+/// Serializes outbox flushes between processes of one profile, so a row is posted once.
+const OUTBOX_LOCK_FILE: &str = "outbox.lock";
+
+/// Environment variable naming a point where the process aborts: a test hook for
+/// crash-safety tests. Values: [`CRASH_AFTER_COMMIT_BEFORE_ACK`],
+/// [`CRASH_AFTER_ENCRYPT_BEFORE_POST`]. Never set it in normal use.
+pub const CRASH_ENV: &str = "E2EE_TEST_CRASH_AT";
+/// [`CRASH_ENV`] value: abort after a received message is committed, before the ack.
+pub const CRASH_AFTER_COMMIT_BEFORE_ACK: &str = "after-commit-before-ack";
+/// [`CRASH_ENV`] value: abort after a sent message is encrypted and committed to the
+/// outbox, before it is posted.
+pub const CRASH_AFTER_ENCRYPT_BEFORE_POST: &str = "after-encrypt-before-post";
+
+fn crash_point(name: &str) {
+    if std::env::var(CRASH_ENV).is_ok_and(|value| value == name) {
+        std::process::abort();
+    }
+}
+
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The content record: what the ratchet encrypts.
+#[derive(Debug, Serialize, Deserialize)]
+struct Content {
+    v: u32,
+    id: String,
+    sent_at: u64,
+    text: String,
+}
+
+/// How to open a profile.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The home directory holding profiles.
+    pub home: PathBuf,
+    /// Profile name, a directory under `home`.
+    pub profile: String,
+    /// Relay URL: used by `register` and saved; overrides the saved one for this client.
+    pub relay_url: Option<String>,
+    /// Passphrase protecting the store key; `None` keeps the key in a 0600 file.
+    pub passphrase: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl ClientOptions {
+    /// Options for `profile` under `home`, with no relay override and no passphrase.
+    pub fn new(home: impl Into<PathBuf>, profile: impl Into<String>) -> Self {
+        Self {
+            home: home.into(),
+            profile: profile.into(),
+            relay_url: None,
+            passphrase: None,
+        }
+    }
+}
+
+/// The profile's own account.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountInfo {
+    /// Normalized email.
+    pub email: String,
+    /// The relay it is registered on.
+    pub relay_url: String,
+    /// Public identity key, base64url.
+    pub identity_key: String,
+    /// Messages encrypted but not yet accepted by the relay.
+    pub outbox: u64,
+}
+
+/// A contact and its trust state.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contact {
+    /// Normalized email.
+    pub email: String,
+    /// Trust state of its identity key.
+    pub trust: Trust,
+    /// The safety number of the pinned key (of the new key, when it changed).
+    pub safety_number: String,
+}
+
+/// A received message.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceivedMessage {
+    /// The sender's message id (uuid).
+    pub id: String,
+    /// Sender email.
+    pub from: String,
+    /// The text.
+    pub text: String,
+    /// When the sender wrote it, unix ms (the sender's clock).
+    pub sent_at: u64,
+    /// When this client stored it, unix ms.
+    pub received_at: u64,
+    /// The sender's identity key differs from the trusted one.
+    pub identity_changed: bool,
+    #[serde(skip)]
+    seq: i64,
+}
+
+/// What one [`Client::poll`] produced.
+#[derive(Debug, Clone, Default)]
+pub struct PollOutcome {
+    /// New messages, oldest first; pass them to [`Client::mark_shown`] once displayed.
+    pub messages: Vec<ReceivedMessage>,
+    /// Envelopes that could not be decrypted (forged, corrupted, unknown session),
+    /// each already dropped; for the user's information.
+    pub warnings: Vec<String>,
+}
+
+/// A message accepted for sending.
+#[derive(Debug, Clone, Serialize)]
+pub struct SentMessage {
+    /// Message id (uuid).
+    pub id: String,
+    /// Recipient email.
+    pub to: String,
+    /// Unix ms.
+    pub sent_at: u64,
+    /// The recipient was added as a contact by this send (trust on first use).
+    pub new_contact: bool,
+}
+
+/// A message of the history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryMessage {
+    /// Message id (uuid).
+    pub id: String,
+    /// The peer.
+    pub peer: String,
+    /// Sent by us.
+    pub outgoing: bool,
+    /// The text.
+    pub text: String,
+    /// When the sender wrote it, unix ms.
+    pub sent_at: u64,
+    /// When it was stored here (received, or accepted by the relay), unix ms.
+    pub received_at: u64,
+}
+
+/// The result of adding a contact.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddedContact {
+    /// Normalized email.
+    pub email: String,
+    /// The safety number, 60 digits in groups of five.
+    pub safety_number: String,
+    /// Whether the contact was new.
+    pub new: bool,
+}
+
+/// One profile: its store, its identity and its relay.
+#[derive(Debug)]
+pub struct Client {
+    dir: PathBuf,
+    store: Store,
+    key: StoreKey,
+    relay_override: Option<String>,
+    last_prekey_check: Mutex<Option<Instant>>,
+}
+
+/// A loaded account: row plus identity.
+struct Me {
+    row: AccountRow,
+    identity: IdentityKeyPair,
+    relay: RelayClient,
+}
+
+impl Me {
+    fn signer(&self) -> Signer<'_> {
+        Signer {
+            email: &self.row.email,
+            identity: &self.identity,
+        }
+    }
+
+    fn relay_account(&self) -> String {
+        format!("{}|{}", self.row.relay_url, self.row.email)
+    }
+}
+
+/// Validates and normalizes an email the way the relay does.
+pub fn normalize_email(raw: &str) -> Result<String, ClientError> {
+    e2ee_proto::normalize_email(raw).map_err(|e| ClientError::InvalidEmail {
+        email: raw.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn identity_key(bytes: &[u8; 32]) -> Result<IdentityKey, ClientError> {
+    IdentityKey::from_bytes(bytes)
+        .map_err(|e| ClientError::Inconsistent(format!("stored identity key: {e}")))
+}
+
+fn safety_number(me: &Me, email: &str, key: &[u8; 32]) -> Result<String, ClientError> {
+    Ok(SafetyNumber::new(
+        &me.row.email,
+        &me.identity.public_key(),
+        email,
+        &identity_key(key)?,
+    )
+    .grouped())
+}
+
+fn map_bundle_error(error: RelayError, email: &str) -> ClientError {
+    match error {
+        RelayError::Status { status: 404, .. } => ClientError::UnknownAccount {
+            email: email.to_owned(),
+        },
+        other => ClientError::Relay(other),
+    }
+}
+
+fn ratchet_bundle(bundle: &e2ee_proto::PreKeyBundle) -> Result<PreKeyBundle, ClientError> {
+    let bad = |reason: String| ClientError::BadBundle {
+        email: bundle.email.clone(),
+        reason,
+    };
+    let converted = PreKeyBundle {
+        identity_key: IdentityKey::from_bytes(&bundle.identity_key.0)
+            .map_err(|e| bad(e.to_string()))?,
+        signed_prekey_id: bundle.signed_prekey.id,
+        signed_prekey: bundle.signed_prekey.public_key.0,
+        signed_prekey_signature: bundle.signed_prekey.signature.0,
+        one_time_prekey: bundle
+            .one_time_prekey
+            .as_ref()
+            .map(|k| (k.id, k.public_key.0)),
+    };
+    converted.verify().map_err(|e| bad(e.to_string()))?;
+    Ok(converted)
+}
+
+fn wire_signed_prekey(prekey: &SignedPreKeyPair) -> SignedPreKey {
+    SignedPreKey {
+        id: prekey.id(),
+        public_key: Base64Key(prekey.public_key()),
+        signature: Base64Signature(prekey.signature()),
+    }
+}
+
+fn wire_one_time_prekeys(prekeys: &[OneTimePreKeyPair]) -> Vec<OneTimePreKey> {
+    prekeys
+        .iter()
+        .map(|k| OneTimePreKey {
+            id: k.id(),
+            public_key: Base64Key(k.public_key()),
+        })
+        .collect()
+}
+
+/// What decrypting one envelope led to.
+enum Decrypted {
+    Message(ReceivedMessage),
+    Dropped(Option<String>),
+}
+
+impl Client {
+    /// Opens the profile `options.profile` under `options.home`, creating its
+    /// directory, store key and store on first use.
+    pub async fn open(options: ClientOptions) -> Result<Self, ClientError> {
+        let dir = options.home.join(&options.profile);
+        create_private_dir(&dir)?;
+        let key = StoreKey::load_or_create(&dir, options.passphrase.as_deref().map(|p| &p[..]))?;
+        let store = Store::open(&dir).await?;
+        Ok(Self {
+            dir,
+            store,
+            key,
+            relay_override: options.relay_url,
+            last_prekey_check: Mutex::new(None),
+        })
+    }
+
+    /// The profile directory.
+    pub fn profile_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Closes the store cleanly.
+    pub async fn close(self) {
+        self.store.close().await;
+    }
+
+    async fn me(&self) -> Result<Me, ClientError> {
+        let mut conn = self.store.conn().await?;
+        let row = store::account(&mut conn)
+            .await?
+            .ok_or(ClientError::NotRegistered)?;
+        let identity = store::open_identity(&self.key, &row)?;
+        let url = self.relay_override.as_deref().unwrap_or(&row.relay_url);
+        let relay = RelayClient::new(url)?;
+        Ok(Me {
+            row,
+            identity,
+            relay,
+        })
+    }
+
+    /// Creates an identity, a signed prekey and one-time prekeys, registers them on
+    /// the relay and saves the relay URL in the profile.
+    pub async fn register(&self, email: &str) -> Result<AccountInfo, ClientError> {
+        let email = normalize_email(email)?;
+        let relay_url = self.relay_override.clone().ok_or(ClientError::NoRelay)?;
+        let relay = RelayClient::new(&relay_url)?;
+        let relay_url = relay.url().to_owned();
+        let mut tx = self.store.write().await?;
+        if let Some(existing) = store::account(&mut tx).await? {
+            return Err(ClientError::AlreadyRegisteredLocally {
+                email: existing.email,
+            });
+        }
+        let (identity, signed_prekey, one_time_prekeys) = {
+            let mut rng = rand::rng();
+            let identity = IdentityKeyPair::generate(&mut rng);
+            let signed_prekey = SignedPreKeyPair::generate(&mut rng, &identity, 1);
+            let one_time_prekeys =
+                OneTimePreKeyPair::generate_batch(&mut rng, 1, ONE_TIME_PREKEY_TARGET);
+            (identity, signed_prekey, one_time_prekeys)
+        };
+        let now = now_ms();
+        // The keys are stored before the relay learns them and the transaction only
+        // commits once it accepted them: a refusal leaves the profile unregistered.
+        store::insert_account(
+            &mut tx,
+            &self.key,
+            &email,
+            &relay_url,
+            &identity,
+            (ONE_TIME_PREKEY_TARGET + 1, 2),
+            now,
+        )
+        .await?;
+        store::insert_signed_prekey(&mut tx, &self.key, &signed_prekey, now).await?;
+        store::insert_one_time_prekeys(&mut tx, &self.key, &one_time_prekeys).await?;
+        let request = RegisterRequest {
+            email: email.clone(),
+            identity_key: Base64Key(identity.public_key().to_bytes()),
+            signed_prekey: wire_signed_prekey(&signed_prekey),
+            one_time_prekeys: wire_one_time_prekeys(&one_time_prekeys),
+        };
+        let signer = Signer {
+            email: &email,
+            identity: &identity,
+        };
+        match relay.register(&signer, &request).await {
+            Ok(_) => {}
+            Err(RelayError::Status { status: 409, .. }) => {
+                return Err(ClientError::EmailTaken { email });
+            }
+            Err(other) => return Err(other.into()),
+        }
+        tx.commit().await?;
+        *lock(&self.last_prekey_check) = Some(Instant::now());
+        Ok(AccountInfo {
+            email,
+            relay_url,
+            identity_key: e2ee_proto::encode_b64(&identity.public_key().to_bytes()),
+            outbox: 0,
+        })
+    }
+
+    /// The profile's account.
+    pub async fn whoami(&self) -> Result<AccountInfo, ClientError> {
+        let me = self.me().await?;
+        let mut conn = self.store.conn().await?;
+        let outbox = store::outbox_len(&mut conn).await?;
+        Ok(AccountInfo {
+            email: me.row.email.clone(),
+            relay_url: me.relay.url().to_owned(),
+            identity_key: e2ee_proto::encode_b64(&me.identity.public_key().to_bytes()),
+            outbox,
+        })
+    }
+
+    async fn fetch_bundle(&self, me: &Me, email: &str) -> Result<PreKeyBundle, ClientError> {
+        let bundle = me
+            .relay
+            .bundle(&me.signer(), email)
+            .await
+            .map_err(|e| map_bundle_error(e, email))?;
+        if bundle.email != email {
+            return Err(ClientError::BadBundle {
+                email: email.to_owned(),
+                reason: format!("the relay returned the bundle of {}", bundle.email),
+            });
+        }
+        ratchet_bundle(&bundle)
+    }
+
+    /// Pins `bundle`'s identity for `email` (trust on first use) and starts a session
+    /// if there is none with that identity. A bundle whose key differs from the pinned
+    /// one marks the contact `identity_changed` and fails.
+    async fn adopt_bundle(
+        &self,
+        conn: &mut SqliteConnection,
+        me: &Me,
+        email: &str,
+        bundle: &PreKeyBundle,
+    ) -> Result<bool, ClientError> {
+        let bundle_key = bundle.identity_key.to_bytes();
+        let now = now_ms();
+        let existing = store::contact(conn, email).await?;
+        let new = existing.is_none();
+        match existing {
+            None => {
+                store::upsert_contact(
+                    conn,
+                    &ContactRow {
+                        email: email.to_owned(),
+                        identity_key: bundle_key,
+                        trust: Trust::Tofu,
+                        pending_identity_key: None,
+                    },
+                    now,
+                )
+                .await?;
+            }
+            Some(contact) if contact.identity_key != bundle_key => {
+                store::upsert_contact(
+                    conn,
+                    &ContactRow {
+                        trust: Trust::IdentityChanged,
+                        pending_identity_key: Some(bundle_key),
+                        ..contact
+                    },
+                    now,
+                )
+                .await?;
+                return Err(ClientError::IdentityChanged {
+                    email: email.to_owned(),
+                });
+            }
+            Some(_) => {}
+        }
+        let mut record = store::session(conn, &self.key, email).await?;
+        if record.remote_identity() != Some(bundle.identity_key) {
+            let mut rng = rand::rng();
+            record
+                .initiate(&mut rng, &me.identity, &me.row.email, email, bundle)
+                .map_err(|e| ClientError::BadBundle {
+                    email: email.to_owned(),
+                    reason: e.to_string(),
+                })?;
+            store::save_session(conn, &self.key, email, &record, now).await?;
+        }
+        Ok(new)
+    }
+
+    /// Fetches `email`'s prekey bundle, pins its identity key (trust on first use),
+    /// starts a session and returns the safety number.
+    pub async fn add_contact(&self, email: &str) -> Result<AddedContact, ClientError> {
+        let email = normalize_email(email)?;
+        let me = self.me().await?;
+        if email == me.row.email {
+            return Err(ClientError::SelfMessage { email });
+        }
+        let bundle = self.fetch_bundle(&me, &email).await?;
+        let mut tx = self.store.write().await?;
+        let result = self.adopt_bundle(&mut tx, &me, &email, &bundle).await;
+        // The identity_changed mark must persist even though the call fails.
+        tx.commit().await?;
+        let new = result?;
+        Ok(AddedContact {
+            safety_number: safety_number(&me, &email, &bundle.identity_key.to_bytes())?,
+            email,
+            new,
+        })
+    }
+
+    /// Contacts, by email.
+    pub async fn contacts(&self) -> Result<Vec<Contact>, ClientError> {
+        let me = self.me().await?;
+        let mut conn = self.store.conn().await?;
+        store::contacts(&mut conn)
+            .await?
+            .into_iter()
+            .map(|c| {
+                let key = c.pending_identity_key.unwrap_or(c.identity_key);
+                Ok(Contact {
+                    safety_number: safety_number(&me, &c.email, &key)?,
+                    email: c.email,
+                    trust: c.trust,
+                })
+            })
+            .collect()
+    }
+
+    /// The safety number with `email`, in groups of five; of the new key when it changed.
+    pub async fn safety_number(&self, email: &str) -> Result<Contact, ClientError> {
+        let email = normalize_email(email)?;
+        let me = self.me().await?;
+        let mut conn = self.store.conn().await?;
+        let contact = store::contact(&mut conn, &email).await?.ok_or_else(|| {
+            ClientError::UnknownContact {
+                email: email.clone(),
+            }
+        })?;
+        let key = contact.pending_identity_key.unwrap_or(contact.identity_key);
+        Ok(Contact {
+            safety_number: safety_number(&me, &email, &key)?,
+            email,
+            trust: contact.trust,
+        })
+    }
+
+    /// Marks `email`'s current identity key as verified, accepting a changed key.
+    pub async fn trust(&self, email: &str) -> Result<Contact, ClientError> {
+        let email = normalize_email(email)?;
+        let me = self.me().await?;
+        let mut tx = self.store.write().await?;
+        let contact =
+            store::contact(&mut tx, &email)
+                .await?
+                .ok_or_else(|| ClientError::UnknownContact {
+                    email: email.clone(),
+                })?;
+        let key = contact.pending_identity_key.unwrap_or(contact.identity_key);
+        store::upsert_contact(
+            &mut tx,
+            &ContactRow {
+                email: email.clone(),
+                identity_key: key,
+                trust: Trust::Verified,
+                pending_identity_key: None,
+            },
+            now_ms(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Contact {
+            safety_number: safety_number(&me, &email, &key)?,
+            email,
+            trust: Trust::Verified,
+        })
+    }
+
+    /// The last `limit` messages exchanged with `email`, oldest first.
+    pub async fn history(
+        &self,
+        email: &str,
+        limit: u32,
+    ) -> Result<Vec<HistoryMessage>, ClientError> {
+        let email = normalize_email(email)?;
+        let mut conn = self.store.conn().await?;
+        Ok(store::history(&mut conn, &email, limit)
+            .await?
+            .into_iter()
+            .map(|m| HistoryMessage {
+                id: m.message_id,
+                peer: m.peer,
+                outgoing: m.outgoing,
+                text: m.text,
+                sent_at: m.sent_at,
+                received_at: m.received_at,
+            })
+            .collect())
+    }
+
+    /// Encrypts `text` for `email`, stores the new session state and the ciphertext
+    /// in the outbox in one transaction, then posts everything in the outbox. A
+    /// recipient who is not a contact yet is added first (trust on first use).
+    ///
+    /// When posting fails the message stays in the outbox and the error is returned;
+    /// any later `send` or `poll` retries the same ciphertext.
+    pub async fn send(&self, email: &str, text: &str) -> Result<SentMessage, ClientError> {
+        let email = normalize_email(email)?;
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(ClientError::MessageTooLong {
+                len: text.len(),
+                max: MAX_TEXT_BYTES,
+            });
+        }
+        let me = self.me().await?;
+        if email == me.row.email {
+            return Err(ClientError::SelfMessage { email });
+        }
+        // Earlier messages go first so the recipient sees them in order. A relay that
+        // is down fails the final post below with the same error.
+        match self.flush_outbox(&me).await {
+            Ok(()) | Err(ClientError::Relay(RelayError::Unreachable { .. })) => {}
+            Err(other) => return Err(other),
+        }
+        let mut new_contact = false;
+        let needs_bundle = {
+            let mut conn = self.store.conn().await?;
+            match store::contact(&mut conn, &email).await? {
+                Some(contact) if contact.trust == Trust::IdentityChanged => {
+                    return Err(ClientError::IdentityChanged { email });
+                }
+                Some(contact) => {
+                    let record = store::session(&mut conn, &self.key, &email).await?;
+                    record.remote_identity().map(|k| k.to_bytes()) != Some(contact.identity_key)
+                }
+                None => true,
+            }
+        };
+        let bundle = if needs_bundle {
+            Some(self.fetch_bundle(&me, &email).await?)
+        } else {
+            None
+        };
+
+        let content = Content {
+            v: CONTENT_VERSION,
+            id: uuid::Uuid::new_v4().to_string(),
+            sent_at: now_ms(),
+            text: text.to_owned(),
+        };
+        let plaintext = Zeroizing::new(
+            serde_json::to_vec(&content)
+                .map_err(|e| ClientError::Inconsistent(format!("encoding content: {e}")))?,
+        );
+        let mut tx = self.store.write().await?;
+        if let Some(bundle) = &bundle {
+            let adopted = self.adopt_bundle(&mut tx, &me, &email, bundle).await;
+            if let Err(error) = adopted {
+                tx.commit().await?;
+                return Err(error);
+            }
+            new_contact = adopted.unwrap_or(false);
+        }
+        let contact = store::contact(&mut tx, &email)
+            .await?
+            .ok_or_else(|| ClientError::Inconsistent(format!("contact {email} vanished")))?;
+        if contact.trust == Trust::IdentityChanged {
+            return Err(ClientError::IdentityChanged { email });
+        }
+        let mut record = store::session(&mut tx, &self.key, &email).await?;
+        if record.remote_identity().map(|k| k.to_bytes()) != Some(contact.identity_key) {
+            // The pinned key changed under us (a concurrent `trust`): start over.
+            return Err(ClientError::Inconsistent(format!(
+                "the session with {email} does not match the trusted key; retry"
+            )));
+        }
+        let wire = encrypt(&mut record, &plaintext).map_err(|source| ClientError::Encrypt {
+            email: email.clone(),
+            source,
+        })?;
+        let now = now_ms();
+        store::save_session(&mut tx, &self.key, &email, &record, now).await?;
+        store::insert_outbox(&mut tx, &email, &content.id, &wire, text, content.sent_at).await?;
+        tx.commit().await?;
+        crash_point(CRASH_AFTER_ENCRYPT_BEFORE_POST);
+        self.flush_outbox(&me).await?;
+        Ok(SentMessage {
+            id: content.id,
+            to: email,
+            sent_at: content.sent_at,
+            new_contact,
+        })
+    }
+
+    /// Posts every message waiting in the outbox, oldest first, exactly as encrypted.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let me = self.me().await?;
+        self.flush_outbox(&me).await
+    }
+
+    async fn flush_outbox(&self, me: &Me) -> Result<(), ClientError> {
+        let lock = OutboxLock::acquire(&self.dir.join(OUTBOX_LOCK_FILE)).await?;
+        loop {
+            let rows = {
+                let mut conn = self.store.conn().await?;
+                store::outbox(&mut conn, BATCH).await?
+            };
+            if rows.is_empty() {
+                break;
+            }
+            let request = SendRequest {
+                messages: rows
+                    .iter()
+                    .map(|row| OutgoingMessage {
+                        to: row.recipient.clone(),
+                        body: e2ee_proto::Base64Bytes(row.body.clone()),
+                    })
+                    .collect(),
+            };
+            match me.relay.send(&me.signer(), &request).await {
+                Ok(_) => {}
+                Err(RelayError::Status {
+                    status: 404,
+                    message,
+                    ..
+                }) => {
+                    // A recipient is gone from the relay: drop the first such row, which
+                    // can never be delivered, and retry the rest.
+                    let mut conn = self.store.conn().await?;
+                    for row in &rows {
+                        if message.contains(&row.recipient) {
+                            tracing::warn!(to = %row.recipient, "dropping undeliverable message: {message}");
+                            store::delete_outbox(&mut conn, row.seq).await?;
+                        }
+                    }
+                    continue;
+                }
+                Err(other) => return Err(other.into()),
+            }
+            let now = now_ms();
+            let mut tx = self.store.write().await?;
+            for row in &rows {
+                if store::delete_outbox(&mut tx, row.seq).await? {
+                    store::insert_message(
+                        &mut tx,
+                        &row.recipient,
+                        true,
+                        &row.message_id,
+                        &row.text,
+                        row.sent_at,
+                        now,
+                        true,
+                    )
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        drop(lock);
+        Ok(())
+    }
+
+    /// Long-polls the relay for up to `timeout`, decrypts and stores what arrives,
+    /// then acks it. Messages stored by an earlier poll but never marked shown (the
+    /// process died before displaying them) come first. Call [`Self::mark_shown`]
+    /// once the messages are displayed.
+    pub async fn poll(&self, timeout: Duration) -> Result<PollOutcome, ClientError> {
+        let me = self.me().await?;
+        self.flush_outbox(&me).await?;
+        self.maintain_prekeys(&me).await?;
+        let mut outcome = PollOutcome::default();
+        {
+            let mut conn = self.store.conn().await?;
+            for row in store::unshown(&mut conn).await? {
+                outcome.messages.push(ReceivedMessage {
+                    id: row.message_id,
+                    from: row.peer,
+                    text: row.text,
+                    sent_at: row.sent_at,
+                    received_at: row.received_at,
+                    identity_changed: false,
+                    seq: row.seq,
+                });
+            }
+        }
+        // Messages already waiting are returned at once, without a long wait.
+        let timeout = if outcome.messages.is_empty() {
+            timeout.min(Duration::from_millis(e2ee_proto::MAX_POLL_TIMEOUT_MS))
+        } else {
+            Duration::ZERO
+        };
+        let response = me.relay.poll(&me.signer(), timeout, BATCH).await?;
+        let mut ack = Vec::with_capacity(response.envelopes.len());
+        let mut consumed_prekey = false;
+        for envelope in &response.envelopes {
+            let (decrypted, consumed) = self.receive(&me, envelope).await?;
+            crash_point(CRASH_AFTER_COMMIT_BEFORE_ACK);
+            consumed_prekey |= consumed;
+            ack.push(envelope.id);
+            match decrypted {
+                Decrypted::Message(message) => outcome.messages.push(message),
+                Decrypted::Dropped(Some(warning)) => {
+                    tracing::warn!("{warning}");
+                    outcome.warnings.push(warning);
+                }
+                Decrypted::Dropped(None) => {}
+            }
+        }
+        if !ack.is_empty() {
+            me.relay.ack(&me.signer(), &ack).await?;
+        }
+        if consumed_prekey {
+            *lock(&self.last_prekey_check) = None;
+        }
+        Ok(outcome)
+    }
+
+    /// Records that `messages` were displayed, so a later poll does not return them again.
+    pub async fn mark_shown(&self, messages: &[ReceivedMessage]) -> Result<(), ClientError> {
+        let mut conn = self.store.conn().await?;
+        for message in messages {
+            store::mark_shown(&mut conn, message.seq).await?;
+        }
+        Ok(())
+    }
+
+    /// Decrypts and stores one envelope in one transaction: message, session state,
+    /// consumed one-time prekey and the envelope id. Returns whether a one-time
+    /// prekey was consumed.
+    async fn receive(
+        &self,
+        me: &Me,
+        envelope: &e2ee_proto::Envelope,
+    ) -> Result<(Decrypted, bool), ClientError> {
+        let relay_account = me.relay_account();
+        let now = now_ms();
+        let mut tx = self.store.write().await?;
+        if store::is_seen(&mut tx, &relay_account, envelope.id).await? {
+            return Ok((Decrypted::Dropped(None), false));
+        }
+        store::mark_seen(&mut tx, &relay_account, envelope.id, now).await?;
+        let from = match normalize_email(&envelope.from) {
+            Ok(from) => from,
+            Err(e) => {
+                tx.commit().await?;
+                return Ok((
+                    Decrypted::Dropped(Some(format!("dropped envelope {}: {e}", envelope.id))),
+                    false,
+                ));
+            }
+        };
+        let drop_with = |reason: String| {
+            Decrypted::Dropped(Some(format!(
+                "dropped a message from {from} that cannot be decrypted ({reason})"
+            )))
+        };
+        let message = match EncryptedMessage::from_bytes(&envelope.body.0) {
+            Ok(message) => message,
+            Err(e) => {
+                tx.commit().await?;
+                return Ok((drop_with(e.to_string()), false));
+            }
+        };
+        let contact = store::contact(&mut tx, &from).await?;
+        let mut record = store::session(&mut tx, &self.key, &from).await?;
+        let mut consumed = None;
+        let mut identity_changed = false;
+        let mut new_contact = None;
+        let result = match &message {
+            EncryptedMessage::Normal(normal) => {
+                let mut rng = rand::rng();
+                record.decrypt(&mut rng, normal)
+            }
+            EncryptedMessage::PreKey(prekey) => {
+                let sender_key = prekey.identity_key().to_bytes();
+                match &contact {
+                    None => {
+                        new_contact = Some(ContactRow {
+                            email: from.clone(),
+                            identity_key: sender_key,
+                            trust: Trust::Tofu,
+                            pending_identity_key: None,
+                        });
+                    }
+                    Some(c) if c.identity_key != sender_key => {
+                        identity_changed = true;
+                        new_contact = Some(ContactRow {
+                            trust: Trust::IdentityChanged,
+                            pending_identity_key: Some(sender_key),
+                            ..c.clone()
+                        });
+                    }
+                    Some(_) => {}
+                }
+                // A session with another identity cannot take this message: the peer
+                // re-registered. Start a fresh record; it only replaces the old one if
+                // the message authenticates.
+                if record.remote_identity() != Some(prekey.identity_key()) {
+                    record = SessionRecord::new();
+                }
+                let signed =
+                    store::signed_prekey(&mut tx, &self.key, prekey.signed_prekey_id()).await?;
+                let one_time = match prekey.one_time_prekey_id() {
+                    Some(id) => store::one_time_prekey(&mut tx, &self.key, id).await?,
+                    None => None,
+                };
+                let mut rng = rand::rng();
+                record
+                    .decrypt_prekey(
+                        &mut rng,
+                        &me.identity,
+                        &me.row.email,
+                        &from,
+                        prekey,
+                        signed.as_ref(),
+                        one_time,
+                    )
+                    .map(|d| {
+                        consumed = d.consumed_one_time_prekey;
+                        d.plaintext
+                    })
+            }
+        };
+        let plaintext = match result {
+            Ok(plaintext) => Zeroizing::new(plaintext),
+            Err(DecryptError::Duplicate { .. }) => {
+                tx.commit().await?;
+                return Ok((Decrypted::Dropped(None), false));
+            }
+            Err(e) => {
+                tx.commit().await?;
+                return Ok((drop_with(e.to_string()), false));
+            }
+        };
+        store::save_session(&mut tx, &self.key, &from, &record, now).await?;
+        if let Some(id) = consumed {
+            store::delete_one_time_prekey(&mut tx, id).await?;
+        }
+        if let Some(contact) = &new_contact {
+            store::upsert_contact(&mut tx, contact, now).await?;
+        }
+        let content = match serde_json::from_slice::<Content>(&plaintext) {
+            Ok(content) if content.v == CONTENT_VERSION => content,
+            Ok(content) => {
+                tx.commit().await?;
+                return Ok((
+                    drop_with(format!("unknown content version {}", content.v)),
+                    consumed.is_some(),
+                ));
+            }
+            Err(e) => {
+                tx.commit().await?;
+                return Ok((
+                    drop_with(format!("bad content record: {e}")),
+                    consumed.is_some(),
+                ));
+            }
+        };
+        let inserted = store::insert_message(
+            &mut tx,
+            &from,
+            false,
+            &content.id,
+            &content.text,
+            content.sent_at,
+            now,
+            false,
+        )
+        .await?;
+        let seq: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if !inserted {
+            return Ok((Decrypted::Dropped(None), consumed.is_some()));
+        }
+        let identity_changed =
+            identity_changed || contact.is_some_and(|c| c.trust == Trust::IdentityChanged);
+        Ok((
+            Decrypted::Message(ReceivedMessage {
+                id: content.id,
+                from,
+                text: content.text,
+                sent_at: content.sent_at,
+                received_at: now,
+                identity_changed,
+                seq,
+            }),
+            consumed.is_some(),
+        ))
+    }
+
+    /// Refills one-time prekeys when the relay holds fewer than
+    /// [`ONE_TIME_PREKEY_LOW_WATER`] and rotates the signed prekey when it is older
+    /// than [`SIGNED_PREKEY_ROTATION`]. Runs at most every few minutes per client.
+    pub async fn maintain_prekeys_now(&self) -> Result<(), ClientError> {
+        let me = self.me().await?;
+        *lock(&self.last_prekey_check) = None;
+        self.maintain_prekeys(&me).await
+    }
+
+    async fn maintain_prekeys(&self, me: &Me) -> Result<(), ClientError> {
+        if lock(&self.last_prekey_check).is_some_and(|at| at.elapsed() < PREKEY_CHECK_INTERVAL) {
+            return Ok(());
+        }
+        let count = me.relay.prekey_count(&me.signer()).await?.one_time_prekeys;
+        let now = now_ms();
+        let mut upload = UploadPreKeysRequest::default();
+        let mut tx = self.store.write().await?;
+        let row = store::account(&mut tx)
+            .await?
+            .ok_or(ClientError::NotRegistered)?;
+        let mut next_otk = row.next_one_time_prekey_id;
+        let mut next_spk = row.next_signed_prekey_id;
+        if count < ONE_TIME_PREKEY_LOW_WATER {
+            let missing = ONE_TIME_PREKEY_TARGET.saturating_sub(u32::try_from(count).unwrap_or(0));
+            let fresh = {
+                let mut rng = rand::rng();
+                OneTimePreKeyPair::generate_batch(&mut rng, next_otk, missing)
+            };
+            next_otk = next_otk.wrapping_add(missing).max(1);
+            store::insert_one_time_prekeys(&mut tx, &self.key, &fresh).await?;
+            upload.one_time_prekeys = Some(wire_one_time_prekeys(&fresh));
+        }
+        let current = store::current_signed_prekey(&mut tx).await?;
+        if current
+            .is_none_or(|(_, created)| now.saturating_sub(created) >= ms(SIGNED_PREKEY_ROTATION))
+        {
+            let fresh = {
+                let mut rng = rand::rng();
+                SignedPreKeyPair::generate(&mut rng, &me.identity, next_spk)
+            };
+            next_spk = next_spk.wrapping_add(1).max(1);
+            store::insert_signed_prekey(&mut tx, &self.key, &fresh, now).await?;
+            upload.signed_prekey = Some(wire_signed_prekey(&fresh));
+        }
+        store::delete_retired_signed_prekeys(&mut tx, now.saturating_sub(ms(SIGNED_PREKEY_GRACE)))
+            .await?;
+        store::prune_seen(&mut tx, now.saturating_sub(ms(SEEN_RETENTION))).await?;
+        store::set_next_ids(&mut tx, next_otk, next_spk).await?;
+        // Private halves are committed before the relay hands out the public ones.
+        tx.commit().await?;
+        if upload.one_time_prekeys.is_some() || upload.signed_prekey.is_some() {
+            me.relay.upload_prekeys(&me.signer(), &upload).await?;
+        }
+        *lock(&self.last_prekey_check) = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Points the profile at another relay URL (same relay, new address).
+    pub async fn set_relay_url(&self, url: &str) -> Result<(), ClientError> {
+        let relay = RelayClient::new(url)?;
+        let mut conn = self.store.conn().await?;
+        store::set_relay_url(&mut conn, relay.url()).await?;
+        Ok(())
+    }
+}
+
+fn encrypt(
+    record: &mut SessionRecord,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, e2ee_ratchet::EncryptError> {
+    let mut rng = rand::rng();
+    Ok(record.encrypt(&mut rng, plaintext)?.to_bytes())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// An exclusive lock on a file, held across processes; released on drop or death.
+struct OutboxLock(std::fs::File);
+
+impl OutboxLock {
+    async fn acquire(path: &Path) -> Result<Self, StoreError> {
+        let io = |source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await
+            .map_err(|e| io(std::io::Error::other(e)))?
+            .map_err(io)?;
+        Ok(Self(file))
+    }
+}
+
+impl Drop for OutboxLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}

@@ -1,0 +1,256 @@
+//! Error types: one enum per layer. The CLI maps [`ClientError`] to exit codes through
+//! [`ClientError::kind`].
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// The local store could not be opened, read or written.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// SQLite failed (I/O, lock timeout, constraint).
+    #[error("local store: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the store's schema migrations failed.
+    #[error("local store migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A file next to the store (key file, directory) could not be used.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store key file is readable by others than its owner.
+    #[error(
+        "{} is readable by other users (mode {mode:o}); run `chmod 600 {}` after checking nobody copied it",
+        path.display(),
+        path.display()
+    )]
+    KeyFilePermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The store is protected by a passphrase and none was given.
+    #[error(
+        "this profile's store is protected by a passphrase; give it with --passphrase-file or E2EE_PASSPHRASE_COMMAND"
+    )]
+    PassphraseRequired,
+    /// The passphrase does not unwrap the store key.
+    #[error("wrong passphrase for this profile's store")]
+    WrongPassphrase,
+    /// A key file has an unknown format or length.
+    #[error("{} is not a valid store key file: {reason}", path.display())]
+    BadKeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An encrypted row does not authenticate under the store key: wrong key, a
+    /// tampered row, or a row moved to another place.
+    #[error("encrypted {what} in the local store does not authenticate (tampered or wrong key)")]
+    Corrupt {
+        /// Which secret.
+        what: &'static str,
+    },
+    /// A stored value could not be decoded.
+    #[error("stored {what} cannot be decoded: {reason}")]
+    Decode {
+        /// Which value.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Deriving the passphrase key failed (bad parameters).
+    #[error("passphrase key derivation failed: {0}")]
+    Kdf(String),
+}
+
+/// Talking to the relay failed.
+#[derive(Debug, Error)]
+pub enum RelayError {
+    /// The relay could not be reached (connection refused, DNS, TLS, timeout).
+    #[error("cannot reach relay at {url}: {cause}")]
+    Unreachable {
+        /// The relay's base URL.
+        url: String,
+        /// The innermost cause, e.g. `connection refused`.
+        cause: String,
+    },
+    /// The relay answered with an error status and body `{error, message}`.
+    #[error("relay refused the request ({status} {code}): {message}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// The relay's stable snake_case code, e.g. `unknown_account`.
+        code: String,
+        /// The relay's human text.
+        message: String,
+    },
+    /// The relay rate-limited us.
+    #[error("the relay is rate limiting this account; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds from `Retry-After` (0 when absent).
+        retry_after_secs: u64,
+    },
+    /// The relay's answer was not what the API promises.
+    #[error("unexpected answer from the relay: {0}")]
+    Protocol(String),
+    /// The relay URL is not usable.
+    #[error("invalid relay URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a [`ClientError`] means for the user, and so for the CLI's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The user asked for something impossible (exit 1).
+    User,
+    /// A bug or local fault (exit 2).
+    Internal,
+    /// The relay is unreachable (exit 3).
+    Network,
+    /// The peer's identity key changed and is not trusted yet (exit 4).
+    Untrusted,
+    /// The relay rate-limited us (exit 5).
+    RateLimited,
+}
+
+/// Everything [`crate::Client`] can fail with.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The relay failed or refused, in a way not covered by a more specific variant.
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    /// The profile has no account yet.
+    #[error("this profile has no account yet; run `e2ee register EMAIL --relay URL` first")]
+    NotRegistered,
+    /// `register` on a profile that already has an account.
+    #[error("this profile is already registered as {email}; use another --profile or --home")]
+    AlreadyRegisteredLocally {
+        /// The profile's account.
+        email: String,
+    },
+    /// The relay already has an account with this email.
+    #[error("{email} is already registered on this relay")]
+    EmailTaken {
+        /// The email.
+        email: String,
+    },
+    /// The peer has no account on the relay.
+    #[error("{email} is not registered on this relay")]
+    UnknownAccount {
+        /// The email.
+        email: String,
+    },
+    /// No relay URL was given at registration.
+    #[error("no relay given; pass --relay URL or set E2EE_RELAY")]
+    NoRelay,
+    /// An email address is malformed.
+    #[error("invalid email {email:?}: {reason}")]
+    InvalidEmail {
+        /// The address as given.
+        email: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The peer is not a contact.
+    #[error("{email} is not a contact; run `e2ee add-contact {email}`")]
+    UnknownContact {
+        /// The email.
+        email: String,
+    },
+    /// Sending to oneself is not supported.
+    #[error("cannot send to yourself ({email})")]
+    SelfMessage {
+        /// The profile's own email.
+        email: String,
+    },
+    /// The contact's identity key changed since it was pinned.
+    #[error(
+        "{email}'s identity key changed. Check the new safety number with 'e2ee verify {email}', then run 'e2ee trust {email}'."
+    )]
+    IdentityChanged {
+        /// The contact.
+        email: String,
+    },
+    /// The message is too long to fit one envelope.
+    #[error("message is {len} bytes; the limit is {max}")]
+    MessageTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The relay handed out a bundle that does not verify.
+    #[error("the relay's prekey bundle for {email} is invalid: {reason}")]
+    BadBundle {
+        /// Whose bundle.
+        email: String,
+        /// Why.
+        reason: String,
+    },
+    /// The ratchet refused to encrypt.
+    #[error("encrypting for {email}: {source}")]
+    Encrypt {
+        /// The recipient.
+        email: String,
+        /// The ratchet's reason.
+        #[source]
+        source: e2ee_ratchet::EncryptError,
+    },
+    /// Stored state is inconsistent (e.g. a session without its contact).
+    #[error("local store is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl ClientError {
+    /// How the error should be reported: its exit code class.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Relay(RelayError::Unreachable { .. }) => ErrorKind::Network,
+            Self::Relay(RelayError::RateLimited { .. }) => ErrorKind::RateLimited,
+            Self::Relay(RelayError::BadUrl { .. }) => ErrorKind::User,
+            Self::Relay(RelayError::Status { status, .. }) if *status < 500 => ErrorKind::User,
+            Self::Relay(_) => ErrorKind::Network,
+            Self::IdentityChanged { .. } => ErrorKind::Untrusted,
+            Self::Store(
+                StoreError::PassphraseRequired
+                | StoreError::WrongPassphrase
+                | StoreError::KeyFilePermissions { .. },
+            ) => ErrorKind::User,
+            Self::Store(_)
+            | Self::Inconsistent(_)
+            | Self::Encrypt { .. }
+            | Self::BadBundle { .. } => ErrorKind::Internal,
+            Self::NotRegistered
+            | Self::AlreadyRegisteredLocally { .. }
+            | Self::EmailTaken { .. }
+            | Self::UnknownAccount { .. }
+            | Self::NoRelay
+            | Self::InvalidEmail { .. }
+            | Self::UnknownContact { .. }
+            | Self::SelfMessage { .. }
+            | Self::MessageTooLong { .. } => ErrorKind::User,
+        }
+    }
+}
+
+impl From<sqlx::Error> for ClientError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Store(StoreError::Database(error))
+    }
+}

@@ -1,0 +1,47 @@
+//! The e2ee client library: what an app embeds to talk through an e2ee relay.
+//!
+//! A [`Client`] opens one profile directory (`<home>/<profile>`), which holds a SQLite
+//! store with the account's identity, prekey private parts, sessions, contacts with
+//! their trust state, history, the outbox and the ids of envelopes already processed.
+//! Secrets in it are sealed under a store key kept in a 0600 file, or wrapped by an
+//! Argon2id key derived from a passphrase.
+//!
+//! Every step is crash-safe: a message is encrypted and queued in the outbox in one
+//! transaction before it is posted, and a received envelope is decrypted and stored
+//! (with the new session state and its envelope id) in one transaction before it is
+//! acked. docs/CLIENT.md explains the design.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), e2ee_client_core::ClientError> {
+//! use std::time::Duration;
+//! use e2ee_client_core::{Client, ClientOptions};
+//!
+//! let mut options = ClientOptions::new("/tmp/alice-home", "default");
+//! options.relay_url = Some("http://127.0.0.1:8080".to_owned());
+//! let client = Client::open(options).await?;
+//! client.register("alice@example.org").await?;
+//! client.send("bob@example.org", "hi Bob").await?;
+//! let outcome = client.poll(Duration::from_secs(30)).await?;
+//! for message in &outcome.messages {
+//!     println!("{}: {}", message.from, message.text);
+//! }
+//! client.mark_shown(&outcome.messages).await?;
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+mod relay;
+mod secret;
+mod store;
+
+pub use client::{
+    AccountInfo, AddedContact, CRASH_AFTER_COMMIT_BEFORE_ACK, CRASH_AFTER_ENCRYPT_BEFORE_POST,
+    CRASH_ENV, Client, ClientOptions, Contact, HistoryMessage, MAX_TEXT_BYTES,
+    ONE_TIME_PREKEY_LOW_WATER, ONE_TIME_PREKEY_TARGET, PollOutcome, ReceivedMessage,
+    SIGNED_PREKEY_GRACE, SIGNED_PREKEY_ROTATION, SentMessage, normalize_email,
+};
+pub use error::{ClientError, ErrorKind, RelayError, StoreError};
+pub use relay::RelayClient;
+pub use secret::{KEY_FILE, WRAPPED_KEY_FILE};
+pub use store::{STORE_FILE, Trust};

@@ -1,0 +1,329 @@
+//! The store key: how secrets are sealed at rest, and where the key itself lives.
+//!
+//! Secret columns are `nonce (24) || XChaCha20-Poly1305(ciphertext || tag)` with
+//! associated data naming the table and the row, so a row copied over another one
+//! (say, Carol's session over Bob's) fails to authenticate instead of being used.
+
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Read as _, Write as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead as _, Payload};
+use chacha20poly1305::{KeyInit as _, XChaCha20Poly1305, XNonce};
+use rand::Rng as _;
+use zeroize::Zeroizing;
+
+use crate::StoreError;
+
+/// Bytes of the store key.
+pub const STORE_KEY_LEN: usize = 32;
+/// File holding the raw store key, mode 0600.
+pub const KEY_FILE: &str = "store.key";
+/// File holding the store key wrapped under a passphrase.
+pub const WRAPPED_KEY_FILE: &str = "store.key.wrapped";
+
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+const AAD_PREFIX: &[u8] = b"e2ee-client/v1/";
+const WRAP_AAD: &[u8] = b"e2ee-client/v1/wrapped-store-key";
+const WRAP_VERSION: u8 = 1;
+const SALT_LEN: usize = 16;
+/// Argon2id memory cost in KiB (OWASP's 19 MiB minimum for Argon2id).
+const ARGON2_M_COST_KIB: u32 = 19 * 1024;
+/// Argon2id passes.
+const ARGON2_T_COST: u32 = 2;
+/// Argon2id lanes.
+const ARGON2_P_COST: u32 = 1;
+const WRAPPED_LEN: usize = 1 + 12 + SALT_LEN + NONCE_LEN + STORE_KEY_LEN + TAG_LEN;
+/// Permission bits that must be clear on a key file: nothing for group or others.
+const FORBIDDEN_MODE_BITS: u32 = 0o077;
+
+/// The 32-byte key every secret column is sealed under. Zeroized on drop.
+pub struct StoreKey(Zeroizing<[u8; STORE_KEY_LEN]>);
+
+impl std::fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreKey(..)")
+    }
+}
+
+fn aad(table: &str, row: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(AAD_PREFIX.len() + table.len() + 1 + row.len());
+    out.extend_from_slice(AAD_PREFIX);
+    out.extend_from_slice(table.as_bytes());
+    out.push(b'/');
+    out.extend_from_slice(row.as_bytes());
+    out
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    rand::rng().fill_bytes(&mut out);
+    out
+}
+
+fn seal_with(cipher: &XChaCha20Poly1305, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let nonce_bytes = random::<NONCE_LEN>();
+    let nonce = XNonce::from(nonce_bytes);
+    // XChaCha20-Poly1305 only fails on inputs over 256 GiB; nothing we store is near it.
+    let ciphertext = cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+    out.extend_from_slice(&nonce_bytes);
+    out.extend_from_slice(&ciphertext);
+    out
+}
+
+fn open_with(cipher: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return None;
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let nonce = XNonce::try_from(nonce).ok()?;
+    cipher
+        .decrypt(
+            &nonce,
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .ok()
+}
+
+impl StoreKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        Self(Zeroizing::new(random()))
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&*self.0).into())
+    }
+
+    /// Seals `plaintext` for the column of `table` in the row named `row`.
+    pub fn seal(&self, table: &str, row: &str, plaintext: &[u8]) -> Vec<u8> {
+        seal_with(&self.cipher(), &aad(table, row), plaintext)
+    }
+
+    /// Opens what [`Self::seal`] produced for the same table and row.
+    pub fn open(
+        &self,
+        table: &'static str,
+        row: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        open_with(&self.cipher(), &aad(table, row), sealed)
+            .map(Zeroizing::new)
+            .ok_or(StoreError::Corrupt { what: table })
+    }
+
+    /// Loads the profile's key from `dir`, creating it on first use: a 0600
+    /// [`KEY_FILE`], or a [`WRAPPED_KEY_FILE`] when a passphrase is given.
+    pub fn load_or_create(dir: &Path, passphrase: Option<&[u8]>) -> Result<Self, StoreError> {
+        let wrapped = dir.join(WRAPPED_KEY_FILE);
+        let plain = dir.join(KEY_FILE);
+        if wrapped.exists() {
+            let passphrase = passphrase.ok_or(StoreError::PassphraseRequired)?;
+            return Self::unwrap(&wrapped, passphrase);
+        }
+        if plain.exists() {
+            return Self::read_plain(&plain);
+        }
+        let key = Self::generate();
+        let (path, contents) = match passphrase {
+            Some(passphrase) => (wrapped, Zeroizing::new(key.wrap(passphrase)?)),
+            None => (plain, Zeroizing::new(key.0.to_vec())),
+        };
+        match write_new_private(&path, &contents) {
+            Ok(()) => Ok(key),
+            // Another process created the key first: use theirs.
+            Err(StoreError::Io { source, .. }) if source.kind() == ErrorKind::AlreadyExists => {
+                Self::load_or_create(dir, passphrase)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    fn read_plain(path: &Path) -> Result<Self, StoreError> {
+        let io = |source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mode = file.metadata().map_err(io)?.permissions().mode();
+        if mode & FORBIDDEN_MODE_BITS != 0 {
+            return Err(StoreError::KeyFilePermissions {
+                path: path.to_path_buf(),
+                mode: mode & 0o777,
+            });
+        }
+        let mut bytes = Zeroizing::new(Vec::new());
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let key: [u8; STORE_KEY_LEN] =
+            bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::BadKeyFile {
+                    path: path.to_path_buf(),
+                    reason: "it must hold exactly 32 bytes",
+                })?;
+        Ok(Self(Zeroizing::new(key)))
+    }
+
+    fn passphrase_key(
+        passphrase: &[u8],
+        salt: &[u8],
+        m_cost: u32,
+        t_cost: u32,
+        p_cost: u32,
+    ) -> Result<Zeroizing<[u8; STORE_KEY_LEN]>, StoreError> {
+        let params = argon2::Params::new(m_cost, t_cost, p_cost, Some(STORE_KEY_LEN))
+            .map_err(|e| StoreError::Kdf(e.to_string()))?;
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut out = Zeroizing::new([0u8; STORE_KEY_LEN]);
+        argon
+            .hash_password_into(passphrase, salt, &mut *out)
+            .map_err(|e| StoreError::Kdf(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// `version || m_cost || t_cost || p_cost (u32 BE) || salt || sealed key`.
+    fn wrap(&self, passphrase: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let salt = random::<SALT_LEN>();
+        let kek = Self::passphrase_key(
+            passphrase,
+            &salt,
+            ARGON2_M_COST_KIB,
+            ARGON2_T_COST,
+            ARGON2_P_COST,
+        )?;
+        let cipher = XChaCha20Poly1305::new((&*kek).into());
+        let mut out = Vec::with_capacity(WRAPPED_LEN);
+        out.push(WRAP_VERSION);
+        out.extend_from_slice(&ARGON2_M_COST_KIB.to_be_bytes());
+        out.extend_from_slice(&ARGON2_T_COST.to_be_bytes());
+        out.extend_from_slice(&ARGON2_P_COST.to_be_bytes());
+        out.extend_from_slice(&salt);
+        out.extend_from_slice(&seal_with(&cipher, WRAP_AAD, &*self.0));
+        Ok(out)
+    }
+
+    fn unwrap(path: &Path, passphrase: &[u8]) -> Result<Self, StoreError> {
+        let bytes = std::fs::read(path).map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |reason| StoreError::BadKeyFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if bytes.len() != WRAPPED_LEN {
+            return Err(bad("wrong length"));
+        }
+        if bytes[0] != WRAP_VERSION {
+            return Err(bad("unknown version"));
+        }
+        let cost = |at: usize| {
+            let mut word = [0u8; 4];
+            word.copy_from_slice(&bytes[at..at + 4]);
+            u32::from_be_bytes(word)
+        };
+        let salt = &bytes[13..13 + SALT_LEN];
+        let kek = Self::passphrase_key(passphrase, salt, cost(1), cost(5), cost(9))?;
+        let cipher = XChaCha20Poly1305::new((&*kek).into());
+        let key = open_with(&cipher, WRAP_AAD, &bytes[13 + SALT_LEN..])
+            .map(Zeroizing::new)
+            .ok_or(StoreError::WrongPassphrase)?;
+        let key: [u8; STORE_KEY_LEN] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad("wrapped key has the wrong length"))?;
+        Ok(Self(Zeroizing::new(key)))
+    }
+}
+
+/// Writes a new file that only its owner can read; fails if it exists.
+fn write_new_private(path: &Path, contents: &[u8]) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Write to a temporary name and link it into place, so a crash never leaves a
+    // half-written key that a later run would read.
+    let tmp: PathBuf = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(contents).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    linked.map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn sealed_rows_cannot_be_swapped() {
+        let key = StoreKey::generate();
+        let sealed = key.seal("sessions", "bob@y", b"state");
+        assert_eq!(&*key.open("sessions", "bob@y", &sealed).unwrap(), b"state");
+        assert!(key.open("sessions", "carol@z", &sealed).is_err());
+        assert!(key.open("contacts", "bob@y", &sealed).is_err());
+        assert!(
+            StoreKey::generate()
+                .open("sessions", "bob@y", &sealed)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn plain_key_file_is_private_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = StoreKey::load_or_create(dir.path(), None).unwrap();
+        let path = dir.path().join(KEY_FILE);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = StoreKey::load_or_create(dir.path(), None).unwrap();
+        assert_eq!(*key.0, *again.0);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            StoreKey::load_or_create(dir.path(), None),
+            Err(StoreError::KeyFilePermissions { .. })
+        ));
+    }
+
+    #[test]
+    fn wrapped_key_needs_the_right_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = StoreKey::load_or_create(dir.path(), Some(b"correct horse")).unwrap();
+        assert!(!dir.path().join(KEY_FILE).exists());
+        let again = StoreKey::load_or_create(dir.path(), Some(b"correct horse")).unwrap();
+        assert_eq!(*key.0, *again.0);
+        assert!(matches!(
+            StoreKey::load_or_create(dir.path(), Some(b"wrong")),
+            Err(StoreError::WrongPassphrase)
+        ));
+        assert!(matches!(
+            StoreKey::load_or_create(dir.path(), None),
+            Err(StoreError::PassphraseRequired)
+        ));
+    }
+}

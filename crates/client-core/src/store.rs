@@ -1,0 +1,664 @@
+//! The profile's SQLite store: one file, WAL mode, runtime queries only.
+//!
+//! Functions take a `&mut SqliteConnection` so callers compose them inside one
+//! `BEGIN IMMEDIATE` transaction (see [`Store::write`]): two processes on one profile
+//! (a `poll --follow` and a `send`) then serialize their read-modify-write of a
+//! session instead of both loading the same state and one overwriting the other.
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use e2ee_ratchet::{IdentityKeyPair, OneTimePreKeyPair, SessionRecord, SignedPreKeyPair};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Row as _, Sqlite, Transaction};
+
+use crate::StoreError;
+use crate::secret::StoreKey;
+
+/// The store's file name inside the profile directory.
+pub const STORE_FILE: &str = "store.sqlite";
+/// How long a writer waits for another process's write transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections per process: one writer at a time anyway, plus a reader.
+const MAX_CONNECTIONS: u32 = 2;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Trust state of a contact's identity key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trust {
+    /// Pinned the first time we saw it, not verified by the user.
+    Tofu,
+    /// The user ran `trust` after comparing safety numbers.
+    Verified,
+    /// A different key was seen; sending is blocked until the user trusts it.
+    IdentityChanged,
+}
+
+impl Trust {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Tofu => "tofu",
+            Self::Verified => "verified",
+            Self::IdentityChanged => "identity_changed",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "tofu" => Ok(Self::Tofu),
+            "verified" => Ok(Self::Verified),
+            "identity_changed" => Ok(Self::IdentityChanged),
+            other => Err(StoreError::Decode {
+                what: "trust state",
+                reason: format!("unknown value {other:?}"),
+            }),
+        }
+    }
+}
+
+/// The profile's own account row.
+#[derive(Debug, Clone)]
+pub(crate) struct AccountRow {
+    pub(crate) email: String,
+    pub(crate) relay_url: String,
+    pub(crate) identity_sealed: Vec<u8>,
+    pub(crate) next_one_time_prekey_id: u32,
+    pub(crate) next_signed_prekey_id: u32,
+}
+
+/// A contact as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContactRow {
+    pub(crate) email: String,
+    pub(crate) identity_key: [u8; 32],
+    pub(crate) trust: Trust,
+    pub(crate) pending_identity_key: Option<[u8; 32]>,
+}
+
+/// A message in the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MessageRow {
+    pub(crate) seq: i64,
+    pub(crate) peer: String,
+    pub(crate) outgoing: bool,
+    pub(crate) message_id: String,
+    pub(crate) text: String,
+    pub(crate) sent_at: u64,
+    pub(crate) received_at: u64,
+}
+
+/// An encrypted message waiting for the relay to accept it.
+#[derive(Debug, Clone)]
+pub(crate) struct OutboxRow {
+    pub(crate) seq: i64,
+    pub(crate) recipient: String,
+    pub(crate) message_id: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) text: String,
+    pub(crate) sent_at: u64,
+}
+
+/// An open profile store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+fn key32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Decode {
+        what,
+        reason: format!("expected 32 bytes, got {}", bytes.len()),
+    })
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn to_u32(value: i64, what: &'static str) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Decode {
+        what,
+        reason: format!("{value} is out of range"),
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` and applies migrations.
+    pub async fn open(dir: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(StoreError::Database)?
+            .filename(dir.join(STORE_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit survives power loss too; we ack the relay right after it.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Starts a write transaction that holds SQLite's write lock from its first
+    /// statement, so its reads cannot go stale before its writes.
+    pub(crate) async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// A connection for reads and single-statement writes.
+    pub(crate) async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+// ---- account -------------------------------------------------------------------
+
+pub(crate) async fn account(conn: &mut SqliteConnection) -> Result<Option<AccountRow>, StoreError> {
+    let row = sqlx::query(
+        "SELECT email, relay_url, identity_sealed, next_one_time_prekey_id, \
+         next_signed_prekey_id FROM account WHERE id = 1",
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| {
+        Ok(AccountRow {
+            email: row.try_get(0)?,
+            relay_url: row.try_get(1)?,
+            identity_sealed: row.try_get(2)?,
+            next_one_time_prekey_id: to_u32(row.try_get(3)?, "next one-time prekey id")?,
+            next_signed_prekey_id: to_u32(row.try_get(4)?, "next signed prekey id")?,
+        })
+    })
+    .transpose()
+}
+
+pub(crate) fn open_identity(
+    key: &StoreKey,
+    account: &AccountRow,
+) -> Result<IdentityKeyPair, StoreError> {
+    let seed = key.open("account", &account.email, &account.identity_sealed)?;
+    let seed: [u8; 32] = key32(&seed, "identity key")?;
+    let identity = IdentityKeyPair::from_bytes(&seed);
+    let mut seed = seed;
+    zeroize::Zeroize::zeroize(&mut seed);
+    Ok(identity)
+}
+
+pub(crate) async fn insert_account(
+    conn: &mut SqliteConnection,
+    key: &StoreKey,
+    email: &str,
+    relay_url: &str,
+    identity: &IdentityKeyPair,
+    (next_one_time_prekey_id, next_signed_prekey_id): (u32, u32),
+    now: u64,
+) -> Result<(), StoreError> {
+    let sealed = key.seal("account", email, &*identity.to_bytes());
+    sqlx::query(
+        "INSERT INTO account (id, email, relay_url, identity_key, identity_sealed, \
+         next_one_time_prekey_id, next_signed_prekey_id, created_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(email)
+    .bind(relay_url)
+    .bind(identity.public_key().to_bytes().to_vec())
+    .bind(sealed)
+    .bind(i64::from(next_one_time_prekey_id))
+    .bind(i64::from(next_signed_prekey_id))
+    .bind(to_i64(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn set_next_ids(
+    conn: &mut SqliteConnection,
+    next_one_time_prekey_id: u32,
+    next_signed_prekey_id: u32,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE account SET next_one_time_prekey_id = ?, next_signed_prekey_id = ? WHERE id = 1",
+    )
+    .bind(i64::from(next_one_time_prekey_id))
+    .bind(i64::from(next_signed_prekey_id))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn set_relay_url(
+    conn: &mut SqliteConnection,
+    url: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE account SET relay_url = ? WHERE id = 1")
+        .bind(url)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+// ---- prekeys -------------------------------------------------------------------
+
+pub(crate) async fn insert_signed_prekey(
+    conn: &mut SqliteConnection,
+    key: &StoreKey,
+    prekey: &SignedPreKeyPair,
+    now: u64,
+) -> Result<(), StoreError> {
+    let id = prekey.id();
+    sqlx::query("UPDATE signed_prekeys SET retired_at = ? WHERE retired_at IS NULL")
+        .bind(to_i64(now))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO signed_prekeys (id, key_sealed, created_at) VALUES (?, ?, ?)")
+        .bind(i64::from(id))
+        .bind(key.seal("signed_prekeys", &id.to_string(), &prekey.to_bytes()))
+        .bind(to_i64(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The current signed prekey's id and creation time.
+pub(crate) async fn current_signed_prekey(
+    conn: &mut SqliteConnection,
+) -> Result<Option<(u32, u64)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, created_at FROM signed_prekeys WHERE retired_at IS NULL ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| {
+        Ok((
+            to_u32(row.try_get(0)?, "signed prekey id")?,
+            to_u64(row.try_get(1)?),
+        ))
+    })
+    .transpose()
+}
+
+pub(crate) async fn signed_prekey(
+    conn: &mut SqliteConnection,
+    key: &StoreKey,
+    id: u32,
+) -> Result<Option<SignedPreKeyPair>, StoreError> {
+    let row = sqlx::query("SELECT key_sealed FROM signed_prekeys WHERE id = ?")
+        .bind(i64::from(id))
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let sealed: Vec<u8> = row.try_get(0)?;
+    let bytes = key.open("signed_prekeys", &id.to_string(), &sealed)?;
+    SignedPreKeyPair::from_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| StoreError::Decode {
+            what: "signed prekey",
+            reason: e.to_string(),
+        })
+}
+
+/// Deletes signed prekeys retired before `cutoff`.
+pub(crate) async fn delete_retired_signed_prekeys(
+    conn: &mut SqliteConnection,
+    cutoff: u64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM signed_prekeys WHERE retired_at IS NOT NULL AND retired_at < ?")
+        .bind(to_i64(cutoff))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn insert_one_time_prekeys(
+    conn: &mut SqliteConnection,
+    key: &StoreKey,
+    prekeys: &[OneTimePreKeyPair],
+) -> Result<(), StoreError> {
+    for prekey in prekeys {
+        let id = prekey.id();
+        sqlx::query("INSERT OR REPLACE INTO one_time_prekeys (id, key_sealed) VALUES (?, ?)")
+            .bind(i64::from(id))
+            .bind(key.seal("one_time_prekeys", &id.to_string(), &prekey.to_bytes()))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn one_time_prekey(
+    conn: &mut SqliteConnection,
+    key: &StoreKey,
+    id: u32,
+) -> Result<Option<OneTimePreKeyPair>, StoreError> {
+    let row = sqlx::query("SELECT key_sealed FROM one_time_prekeys WHERE id = ?")
+        .bind(i64::from(id))
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let sealed: Vec<u8> = row.try_get(0)?;
+    let bytes = key.open("one_time_prekeys", &id.to_string(), &sealed)?;
+    OneTimePreKeyPair::from_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| StoreError::Decode {
+            what: "one-time prekey",
+            reason: e.to_string(),
+        })
+}
+
+pub(crate) async fn delete_one_time_prekey(
+    conn: &mut SqliteConnection,
+    id: u32,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM one_time_prekeys WHERE id = ?")
+        .bind(i64::from(id))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+// ---- contacts and sessions -----------------------------------------------------
+
+pub(crate) async fn contact(
+    conn: &mut SqliteConnection,
+    email: &str,
+) -> Result<Option<ContactRow>, StoreError> {
+    let row = sqlx::query(
+        "SELECT email, identity_key, trust, pending_identity_key FROM contacts WHERE email = ?",
+    )
+    .bind(email)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| contact_from_row(&row)).transpose()
+}
+
+fn contact_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ContactRow, StoreError> {
+    let identity: Vec<u8> = row.try_get(1)?;
+    let trust: String = row.try_get(2)?;
+    let pending: Option<Vec<u8>> = row.try_get(3)?;
+    Ok(ContactRow {
+        email: row.try_get(0)?,
+        identity_key: key32(&identity, "contact identity key")?,
+        trust: Trust::parse(&trust)?,
+        pending_identity_key: pending
+            .map(|p| key32(&p, "pending identity key"))
+            .transpose()?,
+    })
+}
+
+pub(crate) async fn contacts(conn: &mut SqliteConnection) -> Result<Vec<ContactRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT email, identity_key, trust, pending_identity_key FROM contacts ORDER BY email",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(contact_from_row).collect()
+}
+
+pub(crate) async fn upsert_contact(
+    conn: &mut SqliteConnection,
+    contact: &ContactRow,
+    now: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO contacts (email, identity_key, trust, pending_identity_key, added_at) \
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET identity_key = excluded.identity_key, \
+         trust = excluded.trust, pending_identity_key = excluded.pending_identity_key",
+    )
+    .bind(&contact.email)
+    .bind(contact.identity_key.to_vec())
+    .bind(contact.trust.as_str())
+    .bind(contact.pending_identity_key.map(|k| k.to_vec()))
+    .bind(to_i64(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn session(
+    conn: &mut SqliteConnection,
+    key: &StoreKey,
+    email: &str,
+) -> Result<SessionRecord, StoreError> {
+    let row = sqlx::query("SELECT record_sealed FROM sessions WHERE email = ?")
+        .bind(email)
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(SessionRecord::new());
+    };
+    let sealed: Vec<u8> = row.try_get(0)?;
+    let bytes = key.open("sessions", email, &sealed)?;
+    SessionRecord::from_bytes(&bytes).map_err(|e| StoreError::Decode {
+        what: "session",
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) async fn save_session(
+    conn: &mut SqliteConnection,
+    key: &StoreKey,
+    email: &str,
+    record: &SessionRecord,
+    now: u64,
+) -> Result<(), StoreError> {
+    let sealed = key.seal("sessions", email, &record.to_bytes());
+    sqlx::query(
+        "INSERT INTO sessions (email, record_sealed, updated_at) VALUES (?, ?, ?) \
+         ON CONFLICT (email) DO UPDATE SET record_sealed = excluded.record_sealed, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(email)
+    .bind(sealed)
+    .bind(to_i64(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// ---- history -------------------------------------------------------------------
+
+/// Inserts a message unless one with the same (peer, direction, id) exists; returns
+/// whether it was new.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn insert_message(
+    conn: &mut SqliteConnection,
+    peer: &str,
+    outgoing: bool,
+    message_id: &str,
+    text: &str,
+    sent_at: u64,
+    received_at: u64,
+    shown: bool,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "INSERT OR IGNORE INTO messages (peer, direction, message_id, text, sent_at, received_at, shown) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(peer)
+    .bind(if outgoing { "out" } else { "in" })
+    .bind(message_id)
+    .bind(text)
+    .bind(to_i64(sent_at))
+    .bind(to_i64(received_at))
+    .bind(shown)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, StoreError> {
+    let direction: String = row.try_get(2)?;
+    Ok(MessageRow {
+        seq: row.try_get(0)?,
+        peer: row.try_get(1)?,
+        outgoing: direction == "out",
+        message_id: row.try_get(3)?,
+        text: row.try_get(4)?,
+        sent_at: to_u64(row.try_get(5)?),
+        received_at: to_u64(row.try_get(6)?),
+    })
+}
+
+/// The last `limit` messages with `peer`, oldest first.
+pub(crate) async fn history(
+    conn: &mut SqliteConnection,
+    peer: &str,
+    limit: u32,
+) -> Result<Vec<MessageRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM (SELECT seq, peer, direction, message_id, text, sent_at, received_at \
+         FROM messages WHERE peer = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+    )
+    .bind(peer)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(message_from_row).collect()
+}
+
+/// Received messages not yet handed to the user, oldest first.
+pub(crate) async fn unshown(conn: &mut SqliteConnection) -> Result<Vec<MessageRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT seq, peer, direction, message_id, text, sent_at, received_at \
+         FROM messages WHERE shown = 0 ORDER BY seq",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(message_from_row).collect()
+}
+
+pub(crate) async fn mark_shown(conn: &mut SqliteConnection, seq: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE messages SET shown = 1 WHERE seq = ?")
+        .bind(seq)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+// ---- outbox --------------------------------------------------------------------
+
+pub(crate) async fn insert_outbox(
+    conn: &mut SqliteConnection,
+    recipient: &str,
+    message_id: &str,
+    body: &[u8],
+    text: &str,
+    sent_at: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (recipient, message_id, body, text, sent_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(recipient)
+    .bind(message_id)
+    .bind(body)
+    .bind(text)
+    .bind(to_i64(sent_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Up to `limit` outbox rows, oldest first.
+pub(crate) async fn outbox(
+    conn: &mut SqliteConnection,
+    limit: usize,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT seq, recipient, message_id, body, text, sent_at FROM outbox ORDER BY seq LIMIT ?",
+    )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(OutboxRow {
+                seq: row.try_get(0)?,
+                recipient: row.try_get(1)?,
+                message_id: row.try_get(2)?,
+                body: row.try_get(3)?,
+                text: row.try_get(4)?,
+                sent_at: to_u64(row.try_get(5)?),
+            })
+        })
+        .collect()
+}
+
+/// Removes an outbox row; returns whether this call removed it (a concurrent
+/// process may have flushed the same row).
+pub(crate) async fn delete_outbox(
+    conn: &mut SqliteConnection,
+    seq: i64,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query("DELETE FROM outbox WHERE seq = ?")
+        .bind(seq)
+        .execute(conn)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub(crate) async fn outbox_len(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+        .fetch_one(conn)
+        .await?;
+    Ok(to_u64(count))
+}
+
+// ---- seen envelopes ------------------------------------------------------------
+
+pub(crate) async fn is_seen(
+    conn: &mut SqliteConnection,
+    relay_account: &str,
+    envelope_id: u64,
+) -> Result<bool, StoreError> {
+    let row =
+        sqlx::query("SELECT 1 FROM seen_envelopes WHERE relay_account = ? AND envelope_id = ?")
+            .bind(relay_account)
+            .bind(to_i64(envelope_id))
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.is_some())
+}
+
+pub(crate) async fn mark_seen(
+    conn: &mut SqliteConnection,
+    relay_account: &str,
+    envelope_id: u64,
+    now: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO seen_envelopes (relay_account, envelope_id, seen_at) VALUES (?, ?, ?)",
+    )
+    .bind(relay_account)
+    .bind(to_i64(envelope_id))
+    .bind(to_i64(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets envelope ids seen before `cutoff`: the relay drops envelopes after their
+/// TTL, so older ids can never be redelivered.
+pub(crate) async fn prune_seen(conn: &mut SqliteConnection, cutoff: u64) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM seen_envelopes WHERE seen_at < ?")
+        .bind(to_i64(cutoff))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
