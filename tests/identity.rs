@@ -1,0 +1,98 @@
+//! A contact who re-registers with a new identity key: the change is noticed, sending
+//! is blocked with an error that says what to do, and `trust` unblocks it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use e2ee_e2e_tests::{Relay, User, texts_from};
+
+/// Drops `email`'s account from the relay's directory, as if an operator deleted it,
+/// so the address can be registered again with a new identity.
+fn forget_account(relay: &mut Relay, email: &str) {
+    relay.stop();
+    relay.sql(
+        "directory.sqlite",
+        &format!(
+            "PRAGMA foreign_keys = ON; DELETE FROM one_time_prekeys WHERE email = '{email}'; \
+             DELETE FROM signed_prekeys WHERE email = '{email}'; \
+             DELETE FROM accounts WHERE email = '{email}';"
+        ),
+    );
+    relay.restart();
+}
+
+fn changed(email: &str) -> String {
+    format!(
+        "{email}'s identity key changed. Check the new safety number with 'e2ee verify {email}', then run 'e2ee trust {email}'."
+    )
+}
+
+#[test]
+fn new_identity_in_a_fresh_bundle_blocks_sending_until_trust() {
+    let mut relay = Relay::start();
+    let alice = User::registered("alice@x", &relay);
+    let bob = User::registered("bob@y", &relay);
+    alice.send("bob@y", "hi");
+    bob.poll_until(1);
+    let old_number = alice.safety_number("bob@y");
+
+    forget_account(&mut relay, "bob@y");
+    let new_bob = User::registered("bob@y", &relay);
+
+    alice
+        .run(&["add-contact", "bob@y"])
+        .fails_with(4, &changed("bob@y"));
+    alice
+        .run(&["send", "bob@y", "blocked"])
+        .fails_with(4, &changed("bob@y"));
+    let contacts = alice.run(&["--json", "contacts"]).ok().json_lines();
+    assert_eq!(contacts[0]["trust"], "identity_changed");
+
+    // `verify` shows the new key's number, which both sides agree on.
+    let new_number = alice.safety_number("bob@y");
+    assert_ne!(new_number, old_number);
+    new_bob.run(&["add-contact", "alice@x"]).ok();
+    assert_eq!(new_bob.safety_number("alice@x"), new_number);
+
+    alice.run(&["trust", "bob@y"]).ok();
+    alice.send("bob@y", "welcome back");
+    assert_eq!(
+        texts_from(&new_bob.poll_until(1), "alice@x"),
+        ["welcome back"]
+    );
+    new_bob.send("alice@x", "thanks");
+    assert_eq!(texts_from(&alice.poll_until(1), "bob@y"), ["thanks"]);
+}
+
+#[test]
+fn new_identity_in_a_received_message_is_shown_with_a_warning_and_blocks_sending() {
+    let mut relay = Relay::start();
+    let carol = User::registered("carol@x", &relay);
+    let dave = User::registered("dave@y", &relay);
+    carol.send("dave@y", "hi dave");
+    dave.poll_until(1);
+    dave.send("carol@x", "hi carol");
+    carol.poll_until(1);
+
+    forget_account(&mut relay, "dave@y");
+    let new_dave = User::registered("dave@y", &relay);
+    new_dave.send("carol@x", "new phone, new keys");
+
+    let run = carol.run(&["poll", "--timeout", "5"]).ok();
+    assert_eq!(run.stdout, "dave@y: new phone, new keys\n");
+    assert!(run.stderr.contains(&changed("dave@y")), "{}", run.stderr);
+    carol
+        .run(&["send", "dave@y", "who are you?"])
+        .fails_with(4, &changed("dave@y"));
+    assert_eq!(
+        carol.safety_number("dave@y"),
+        new_dave.safety_number("carol@x")
+    );
+
+    carol.run(&["trust", "dave@y"]).ok();
+    let contacts = carol.run(&["--json", "contacts"]).ok().json_lines();
+    assert_eq!(contacts[0]["trust"], "verified");
+    carol.send("dave@y", "ok, trusted");
+    assert_eq!(
+        texts_from(&new_dave.poll_until(1), "carol@x"),
+        ["ok, trusted"]
+    );
+}
