@@ -147,6 +147,12 @@ pub enum DecryptError {
         /// How many message keys would have to be skipped.
         jump: u32,
     },
+    /// The header names counter `u32::MAX`, which no sender ever uses.
+    #[error("message counter {counter} is out of range")]
+    CounterOutOfRange {
+        /// The counter the header names.
+        counter: u32,
+    },
     /// The header names a counter past the end of a chain the sender already closed.
     #[error("message {counter} is past the end ({length}) of a closed chain")]
     PastChainEnd {

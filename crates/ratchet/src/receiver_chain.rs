@@ -76,8 +76,8 @@ impl ReceiverChains {
         self.chains.back()
     }
 
-    pub(crate) fn current_mut(&mut self) -> Option<&mut ReceiverChain> {
-        self.chains.back_mut()
+    pub(crate) fn len(&self) -> usize {
+        self.chains.len()
     }
 
     pub(crate) fn skipped_total(&self) -> usize {
@@ -120,11 +120,28 @@ impl ReceiverChains {
         self.prune();
     }
 
-    /// Stores keys skipped in the current chain, evicting the oldest beyond the cap.
-    pub(crate) fn add_skipped_to_current(&mut self, keys: Vec<(u32, MessageKey)>) {
-        let added = keys.len();
-        if let Some(current) = self.chains.back_mut() {
-            current.skipped.extend(keys);
+    /// Moves chain `index` forward to `next_counter` with `chain_key`, keeping the keys
+    /// skipped on the way and evicting the oldest beyond the cap. Only the current chain
+    /// ever moves, so skipped keys stay in global insertion order.
+    pub(crate) fn advance(
+        &mut self,
+        index: usize,
+        chain_key: Option<ChainKey>,
+        next_counter: u32,
+        skipped: Vec<(u32, MessageKey)>,
+    ) {
+        if let Some(chain) = self.chains.get_mut(index) {
+            chain.chain_key = chain_key;
+            chain.next_counter = next_counter;
+        }
+        self.store_skipped(index, skipped);
+    }
+
+    /// Keeps keys skipped in chain `index`, evicting the oldest beyond the cap.
+    pub(crate) fn store_skipped(&mut self, index: usize, skipped: Vec<(u32, MessageKey)>) {
+        let added = skipped.len();
+        if let Some(chain) = self.chains.get_mut(index) {
+            chain.skipped.extend(skipped);
             self.skipped_total += added;
         }
         while self.skipped_total > MAX_SKIPPED_KEYS {
@@ -183,10 +200,16 @@ impl ReceiverChains {
         let count = r.count(MAX_RECENT_CHAINS + MAX_SKIPPED_KEYS)?;
         let mut chains = VecDeque::with_capacity(count.min(MAX_RECENT_CHAINS + 1));
         let mut skipped_total = 0usize;
-        for _ in 0..count {
+        for index in 0..count {
             let ratchet_key = PublicKey::from(r.array::<32>()?);
             let header_key = HeaderKey::new(r.array()?);
             let chain_key = if r.bool()? {
+                if index + 1 != count {
+                    return Err(DecodeError::Invalid {
+                        what: "session",
+                        reason: "a closed receiving chain holds a chain key",
+                    });
+                }
                 Some(ChainKey::new(r.array()?))
             } else {
                 None

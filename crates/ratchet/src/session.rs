@@ -234,15 +234,12 @@ impl Session {
             });
         };
         check_jump(chain.next_counter, header.counter)?;
+        let next_counter = counter_after(header.counter)?;
         let (skipped, message_key, next_chain_key) =
             chain_key.walk(chain.next_counter, header.counter);
         let plaintext = message_key.decrypt(message.body(), &aad)?;
-
-        if let Some(current) = self.receiving.current_mut() {
-            current.chain_key = Some(next_chain_key);
-            current.next_counter = header.counter + 1;
-        }
-        self.receiving.add_skipped_to_current(skipped);
+        self.receiving
+            .advance(chain_index, Some(next_chain_key), next_counter, skipped);
         Ok(plaintext)
     }
 
@@ -273,6 +270,7 @@ impl Session {
                 next_counter,
                 ..
             }) if header.previous_chain_length > *next_counter => {
+                counter_after(header.previous_chain_length)?;
                 check_jump(*next_counter, header.previous_chain_length)?;
                 let (mut skipped, last, _) =
                     chain_key.walk(*next_counter, header.previous_chain_length - 1);
@@ -282,6 +280,7 @@ impl Session {
             _ => Vec::new(),
         };
         check_jump(0, header.counter)?;
+        let next_counter = counter_after(header.counter)?;
 
         let receiving_secret = dh::diffie_hellman(&self.ratchet.secret, &header.ratchet_key)
             .ok_or(DecryptError::NonContributory)?;
@@ -298,7 +297,7 @@ impl Session {
         let mut receiving =
             ReceiverChain::new(header.ratchet_key, self.next_receiving_header_key.clone());
         receiving.chain_key = Some(chain_key);
-        receiving.next_counter = header.counter + 1;
+        receiving.next_counter = next_counter;
 
         Ok(RatchetStep {
             closing_skipped,
@@ -318,17 +317,18 @@ impl Session {
     }
 
     fn apply(&mut self, step: RatchetStep) {
-        if !step.closing_skipped.is_empty() {
-            if let Some(current) = self.receiving.current_mut() {
-                current.next_counter = current
-                    .next_counter
-                    .max(step.closing_skipped.last().map_or(0, |(n, _)| n + 1));
-            }
-            self.receiving.add_skipped_to_current(step.closing_skipped);
+        if let Some(&(last, _)) = step.closing_skipped.last()
+            && let Some(current) = self.receiving.len().checked_sub(1)
+        {
+            // `last` is PN - 1 of a header that passed counter_after's bound.
+            self.receiving
+                .advance(current, None, last.saturating_add(1), step.closing_skipped);
         }
         self.receiving.push(step.receiving);
-        self.receiving
-            .add_skipped_to_current(step.receiving_skipped);
+        if let Some(current) = self.receiving.len().checked_sub(1) {
+            self.receiving
+                .store_skipped(current, step.receiving_skipped);
+        }
         self.next_receiving_header_key = step.next_receiving_header_key;
         self.previous_sending_length = self.sending.as_ref().map_or(0, |s| s.next_counter);
         self.sending = Some(step.sending);
@@ -427,6 +427,13 @@ fn aad(associated_data: &[u8], encrypted_header: &[u8]) -> Vec<u8> {
     aad
 }
 
+/// The counter after `counter`; u32::MAX is never sent, since a sender stops there.
+fn counter_after(counter: u32) -> Result<u32, DecryptError> {
+    counter
+        .checked_add(1)
+        .ok_or(DecryptError::CounterOutOfRange { counter })
+}
+
 /// Refuses a jump from `next` to `counter` of more than [`MAX_SKIP`] message keys.
 fn check_jump(next: u32, counter: u32) -> Result<(), DecryptError> {
     let jump = counter.saturating_sub(next);
@@ -445,5 +452,131 @@ impl std::fmt::Debug for Session {
             .field("can_send", &self.can_send())
             .field("skipped_keys", &self.skipped_key_count())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{SeedableRng, rngs::ChaCha20Rng};
+
+    use super::*;
+    use crate::{IdentityKeyPair, OneTimePreKeyPair, PreKeyBundle, SignedPreKeyPair, x3dh};
+
+    /// Alice's and Bob's sessions after Alice's first message reached Bob.
+    fn pair(rng: &mut ChaCha20Rng) -> (Session, Session) {
+        let alice = IdentityKeyPair::generate(rng);
+        let bob = IdentityKeyPair::generate(rng);
+        let spk = SignedPreKeyPair::generate(rng, &bob, 1);
+        let opk = OneTimePreKeyPair::generate(rng, 1);
+        let bundle = PreKeyBundle {
+            identity_key: bob.public_key(),
+            signed_prekey_id: 1,
+            signed_prekey: spk.public_key(),
+            signed_prekey_signature: spk.signature(),
+            one_time_prekey: Some((1, opk.public_key())),
+        };
+        let ad =
+            x3dh::associated_data("a@x", &alice.public_key(), "b@y", &bob.public_key()).unwrap();
+        let initiation = x3dh::initiate(rng, &alice, &bundle).unwrap();
+        let parties = |local: &IdentityKeyPair, remote: &IdentityKeyPair| SessionParties {
+            local_identity: local.public_key(),
+            remote_identity: remote.public_key(),
+            associated_data: ad.clone(),
+            base_key: initiation.base_key,
+        };
+        let mut a = Session::new_initiator(
+            rng,
+            initiation.secrets,
+            parties(&alice, &bob),
+            &bundle.signed_prekey_public(),
+            PendingPreKey {
+                signed_prekey_id: 1,
+                one_time_prekey_id: Some(1),
+            },
+        )
+        .unwrap();
+        let secrets = x3dh::respond(
+            &bob,
+            &spk,
+            Some(&opk),
+            &alice.public_key(),
+            &initiation.base_key,
+        )
+        .unwrap();
+        let mut b = Session::new_responder(secrets, parties(&bob, &alice), spk.key_pair().clone());
+        let first = a.encrypt(rng, b"first").unwrap();
+        assert_eq!(b.decrypt(rng, &first).unwrap(), b"first");
+        (a, b)
+    }
+
+    /// A peer that holds the header and chain keys can still name counter u32::MAX; the
+    /// receiver must refuse it rather than overflow its counter.
+    #[test]
+    fn counter_u32_max_is_refused_without_change() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let (mut alice, mut bob) = pair(&mut rng);
+        let sending = alice.sending.as_mut().unwrap();
+        sending.next_counter = u32::MAX - 1;
+        let current = bob.receiving.len() - 1;
+        bob.receiving.advance(
+            current,
+            Some(sending.chain_key.clone()),
+            u32::MAX - 1,
+            Vec::new(),
+        );
+        // An honest sender stops before u32::MAX...
+        alice.encrypt(&mut rng, b"last").unwrap();
+        assert_eq!(
+            alice.encrypt(&mut rng, b"one too many").unwrap_err(),
+            EncryptError::ChainExhausted(u32::MAX)
+        );
+        // ...so forge the message it would have sent, with valid keys.
+        let sending = alice.sending.as_ref().unwrap();
+        let header = Header {
+            ratchet_key: alice.ratchet.public,
+            previous_chain_length: 0,
+            counter: u32::MAX,
+        };
+        let encrypted_header = sending.header_key.encrypt(&mut rng, header);
+        let (message_key, _) = sending.chain_key.step();
+        let body = message_key.encrypt(b"forged", &aad(&alice.associated_data, &encrypted_header));
+        let forged = Message::from_parts(&encrypted_header, &body);
+
+        let mut before = Writer::with_capacity(1024);
+        bob.write(&mut before);
+        assert_eq!(
+            bob.decrypt(&mut rng, &forged).unwrap_err(),
+            DecryptError::CounterOutOfRange { counter: u32::MAX }
+        );
+        let mut after = Writer::with_capacity(1024);
+        bob.write(&mut after);
+        assert_eq!(*before.finish(), *after.finish());
+    }
+
+    #[test]
+    fn stored_state_with_a_chain_key_on_a_closed_chain_is_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(8);
+        let (mut alice, mut bob) = pair(&mut rng);
+        let reply = bob.encrypt(&mut rng, b"reply").unwrap();
+        alice.decrypt(&mut rng, &reply).unwrap();
+        let next = alice.encrypt(&mut rng, b"next").unwrap();
+        bob.decrypt(&mut rng, &next).unwrap();
+        assert_eq!(bob.receiving.len(), 2);
+        // Give the closed chain its chain key back, as a crafted record could.
+        let chain_key = bob.receiving.get(1).and_then(|c| c.chain_key.clone());
+        let next_counter = bob.receiving.get(0).map_or(0, |c| c.next_counter);
+        bob.receiving
+            .advance(0, chain_key, next_counter, Vec::new());
+        let mut w = Writer::with_capacity(1024);
+        bob.write(&mut w);
+        let bytes = w.finish();
+        let error = Session::read(&mut Reader::new(&bytes, "session")).unwrap_err();
+        assert_eq!(
+            error,
+            DecodeError::Invalid {
+                what: "session",
+                reason: "a closed receiving chain holds a chain key"
+            }
+        );
     }
 }
