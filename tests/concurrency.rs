@@ -59,8 +59,15 @@ fn follow_and_send_on_one_profile() {
             .expect("poll --follow stopped printing");
         followed.push(serde_json::from_str::<serde_json::Value>(&line).unwrap());
     }
-    let _ = follower.kill();
-    let _ = follower.wait();
+    // Ctrl-C stops a follower between messages, never between printing one and
+    // recording it as shown.
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &follower.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = follower.wait().unwrap();
+    assert!(status.success(), "poll --follow ended with {status}");
 
     let expected = |p: &str| {
         (0..MESSAGES)

@@ -51,33 +51,66 @@ fn print(client_out: &Output, outcome: &PollOutcome) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
-    let timeout = Duration::from_secs(args.timeout);
-    if !args.follow {
-        let outcome = {
-            let _spinner = out.spinner("waiting for messages…");
-            client.poll(timeout).await?
-        };
-        print(out, &outcome)?;
-        client.mark_shown(&outcome.messages).await?;
-        return Ok(());
+/// SIGINT and SIGTERM, caught so that they only stop the command between messages:
+/// a message is never printed without being marked shown, nor the reverse.
+struct Interrupts {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
-    let wait = if args.timeout == 0 {
-        FOLLOW_WAIT
-    } else {
-        timeout.min(FOLLOW_WAIT)
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
+    let mut interrupts = Interrupts::install()?;
+    let timeout = Duration::from_secs(args.timeout);
+    let wait = match (args.follow, args.timeout) {
+        (false, _) => timeout,
+        (true, 0) => FOLLOW_WAIT,
+        (true, _) => timeout.min(FOLLOW_WAIT),
     };
     loop {
-        match client.poll(wait).await {
+        // Stopping inside a poll is safe: whatever it committed but did not return is
+        // returned by the next poll, and unacked envelopes are redelivered.
+        let polled = {
+            let _spinner = (!args.follow).then(|| out.spinner("waiting for messages…"));
+            tokio::select! {
+                polled = client.poll(wait) => polled,
+                () = interrupts.recv() => return Ok(()),
+            }
+        };
+        match polled {
             Ok(outcome) => {
                 print(out, &outcome)?;
                 client.mark_shown(&outcome.messages).await?;
             }
-            Err(error @ ClientError::Relay(_)) if error.kind() == ErrorKind::Network => {
+            Err(error @ ClientError::Relay(_))
+                if args.follow && error.kind() == ErrorKind::Network =>
+            {
                 out.warn(&format!("{error}; retrying"));
-                tokio::time::sleep(FOLLOW_RETRY).await;
+                tokio::select! {
+                    () = tokio::time::sleep(FOLLOW_RETRY) => {}
+                    () = interrupts.recv() => return Ok(()),
+                }
             }
             Err(error) => return Err(error.into()),
+        }
+        if !args.follow {
+            return Ok(());
         }
     }
 }
