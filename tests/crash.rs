@@ -118,3 +118,35 @@ fn failed_post_is_retried_with_the_same_ciphertext() {
     assert_eq!(texts_from(&got, "alice@x"), ["before", "while down"]);
     assert!(bob.poll("1").is_empty());
 }
+
+#[test]
+fn outbox_rows_for_a_deleted_account_do_not_block_the_outbox() {
+    let mut relay = Relay::start();
+    let alice = User::registered("alice@x", &relay);
+    let _bob = User::registered("bob@y", &relay);
+    let carol = User::registered("carol@z", &relay);
+    alice.send("bob@y", "hi bob");
+    alice.send("carol@z", "hi carol");
+    assert_eq!(carol.poll_until(1).len(), 1);
+
+    relay.stop();
+    alice
+        .run(&["send", "bob@y", "lost cause"])
+        .fails_with(3, "connection refused");
+    alice
+        .run(&["send", "carol@z", "still deliverable"])
+        .fails_with(3, "connection refused");
+    relay.sql(
+        "directory.sqlite",
+        "PRAGMA foreign_keys = ON; DELETE FROM one_time_prekeys WHERE email = 'bob@y'; \
+         DELETE FROM signed_prekeys WHERE email = 'bob@y'; DELETE FROM accounts WHERE email = 'bob@y';",
+    );
+    relay.restart();
+    alice.run(&["poll", "--timeout", "0"]).ok();
+    let store = alice.profile_dir().join("store.sqlite");
+    assert_eq!(sqlite(&store, "SELECT count(*) FROM outbox").trim(), "0");
+    assert_eq!(
+        texts_from(&carol.poll_until(1), "alice@x"),
+        ["still deliverable"]
+    );
+}

@@ -722,17 +722,25 @@ impl Client {
                 Ok(_) => {}
                 Err(RelayError::Status {
                     status: 404,
+                    code,
                     message,
-                    ..
-                }) => {
-                    // A recipient is gone from the relay: drop the first such row, which
-                    // can never be delivered, and retry the rest.
+                }) if code == "unknown_recipient" => {
+                    // A recipient is gone from the relay: its rows can never be
+                    // delivered. Drop them and retry the rest; if the relay did not say
+                    // which one it was, give up rather than loop.
                     let mut conn = self.store.conn().await?;
-                    for row in &rows {
-                        if message.contains(&row.recipient) {
-                            tracing::warn!(to = %row.recipient, "dropping undeliverable message: {message}");
-                            store::delete_outbox(&mut conn, row.seq).await?;
+                    let mut dropped = false;
+                    for row in rows.iter().filter(|row| message.contains(&row.recipient)) {
+                        tracing::warn!(to = %row.recipient, "dropping undeliverable message: {message}");
+                        dropped |= store::delete_outbox(&mut conn, row.seq).await?;
+                    }
+                    if !dropped {
+                        return Err(RelayError::Status {
+                            status: 404,
+                            code,
+                            message,
                         }
+                        .into());
                     }
                     continue;
                 }
