@@ -2,9 +2,14 @@
 # Relay load benchmark: redis-benchmark beside the relay on Redis and on SQLite.
 set -u
 cd "$(dirname "$0")/../.."
-B=target/release
+# Binaries from `cargo build --release -p e2ee-relay-server`, honouring CARGO_TARGET_DIR.
+B=${CARGO_TARGET_DIR:-target}/release
+echo "== machine: $(nproc) cores; $(uptime)"
 echo "== redis-benchmark"
 redis-benchmark -h 127.0.0.1 -p 6379 -t lpush,rpop -n 200000 -c 50 -q
+# CPU seconds (user+sys) a process has used so far, from /proc (clock ticks).
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14+$15)/hz}' "/proc/$1/stat"; }
+redis_cpu() { redis-cli -h 127.0.0.1 -p 6379 info cpu | awk -F: '/^used_cpu_(user|sys):/{s+=$2} END{printf "%.1f", s}'; }
 run() { # label, extra relay args, loadgen args
   local dir; dir=$(mktemp -d)
   $B/e2ee-relay --listen 127.0.0.1:0 --data-dir "$dir" $2 > "$dir/out" 2>"$dir/err" &
@@ -12,7 +17,12 @@ run() { # label, extra relay args, loadgen args
   for i in $(seq 50); do grep -q listening "$dir/out" 2>/dev/null && break; sleep 0.1; done
   local url; url=$(sed -n 's/listening on //p' "$dir/out")
   echo "== $1: e2ee-relay-load --url $url $3"
-  $B/e2ee-relay-load --url "$url" $3
+  local relay0 redis0; relay0=$(cpu_of $pid); redis0=$(redis_cpu)
+  TIMEFORMAT="   CPU during the run: load generator %U s user + %S s sys over %R s wall"
+  time $B/e2ee-relay-load --url "$url" $3
+  echo "   CPU during the run: relay $(echo "$(cpu_of $pid) - $relay0" | bc) s," \
+    "redis-server $(echo "$(redis_cpu) - $redis0" | bc) s (both cores: 2 s per s);" \
+    "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
   kill -TERM $pid; wait $pid; rm -rf "$dir"
 }
 P="--redis-url redis://127.0.0.1:6379 --redis-key-prefix bench-$$"

@@ -138,6 +138,49 @@ async fn cap(f: Fixture) {
     q.enqueue("bob@x.org", "a@x.org", b"y").await.unwrap();
 }
 
+/// A batch queues in order, stops at the first full queue, and queues nothing after
+/// it, even for recipients with room; ids stay increasing per queue.
+async fn batch(f: Fixture) {
+    let q = &f.queue;
+    q.enqueue("bob@x.org", "a@x.org", b"b0").await.unwrap();
+    let envelopes: Vec<(&str, &[u8])> = vec![
+        ("carol@x.org", b"c1"),
+        ("bob@x.org", b"b1"),
+        ("carol@x.org", b"c2"),
+        ("bob@x.org", b"b2"),
+        ("bob@x.org", b"b3"),
+        ("carol@x.org", b"c3"),
+    ];
+    let outcome = q.enqueue_batch("a@x.org", &envelopes).await.unwrap();
+    // Cap 3: bob holds b0 b1 b2, so b3 is refused and c3 must not be queued.
+    assert!(outcome.full);
+    assert_eq!(outcome.ids.len(), 4);
+    let bob = q.fetch("bob@x.org", 100).await.unwrap();
+    let carol = q.fetch("carol@x.org", 100).await.unwrap();
+    let bodies = |v: &[e2ee_relay_server::queue::QueuedEnvelope]| {
+        v.iter().map(|e| e.body.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        bodies(&bob),
+        vec![b"b0".to_vec(), b"b1".to_vec(), b"b2".to_vec()]
+    );
+    assert_eq!(bodies(&carol), vec![b"c1".to_vec(), b"c2".to_vec()]);
+    assert_eq!(
+        outcome.ids,
+        vec![carol[0].id, bob[1].id, carol[1].id, bob[2].id]
+    );
+    assert!(bob.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(carol.iter().all(|e| e.from == "a@x.org"));
+    // A batch that fits is queued whole.
+    let outcome = q
+        .enqueue_batch("a@x.org", &[("dave@x.org", b"d1"), ("carol@x.org", b"c3")])
+        .await
+        .unwrap();
+    assert!(!outcome.full);
+    assert_eq!(outcome.ids.len(), 2);
+    assert_eq!(q.depth("carol@x.org").await.unwrap(), 3);
+}
+
 async fn ttl(f: Fixture) {
     let q = &f.queue;
     q.enqueue("bob@x.org", "a@x.org", b"old").await.unwrap();
@@ -281,6 +324,10 @@ macro_rules! conformance {
                 super::cap(super::$backend(limits(3, 3600)).await).await;
             }
             #[tokio::test]
+            async fn batch() {
+                super::batch(super::$backend(limits(3, 3600)).await).await;
+            }
+            #[tokio::test]
             async fn ttl() {
                 super::ttl(super::$backend(limits(2, 60)).await).await;
             }
@@ -321,6 +368,7 @@ async fn redis_cluster_conformance() {
     let url = cluster.url();
     order_and_ack(redis_at(&url, limits(100, 3600)).await).await;
     cap(redis_at(&url, limits(3, 3600)).await).await;
+    batch(redis_at(&url, limits(3, 3600)).await).await;
     ttl(redis_at(&url, limits(2, 60)).await).await;
     wake_up(redis_at(&url, limits(100, 3600)).await).await;
     concurrent_producers(redis_at(&url, limits(1000, 3600)).await).await;

@@ -157,12 +157,18 @@ impl FromRequest<Arc<AppState>> for Signed {
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let raw = RawSigned::from_request(req, state).await?;
-        let account = state.directory.account(&raw.email).await?.ok_or_else(|| {
-            ApiError::unauthorized(
-                "unknown_account",
-                "the signing account is not registered here; register first",
-            )
-        })?;
+        // Cached for a few seconds: this lookup is on every request (see
+        // ACCOUNT_CACHE_TTL for what that means for bans).
+        let account = state
+            .directory
+            .cached_account(&raw.email)
+            .await?
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "unknown_account",
+                    "the signing account is not registered here; register first",
+                )
+            })?;
         raw.verify(&account.identity_key)?;
         if account.banned {
             return Err(ApiError::banned());

@@ -359,42 +359,40 @@ async fn send(
     }
     // Every recipient is checked before anything is queued, so an unknown address
     // never leaves half a request delivered.
-    for email in recipients.iter().collect::<BTreeSet<_>>() {
-        match state.directory.account(email).await? {
-            Some(account) if !account.banned => {}
-            _ => {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "unknown_recipient",
-                    format!("{email} has no account here; nothing was sent"),
-                ));
-            }
-        }
+    let distinct: BTreeSet<&str> = recipients.iter().map(String::as_str).collect();
+    if let Some(email) = state.directory.first_inactive(&distinct).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_recipient",
+            format!("{email} has no account here; nothing was sent"),
+        ));
     }
-    let mut ids = Vec::with_capacity(recipients.len());
-    for (to, message) in recipients.iter().zip(&request.messages) {
-        match state
-            .queue
-            .enqueue(to, &signed.account.email, &message.body.0)
-            .await
-        {
-            Ok(id) => ids.push(id),
-            Err(QueueError::Full) => {
-                Metrics::add(&state.metrics.enqueued, ids.len() as u64);
-                let mut error = ApiError::from(QueueError::Full);
-                error.message = format!(
-                    "the queue of {to} is full; the first {} message(s) of this request were \
-                     queued (queued_ids), retry the rest after the recipient has fetched",
-                    ids.len()
-                );
-                error.queued_ids = Some(ids);
-                return Err(error);
-            }
-            Err(other) => return Err(other.into()),
-        }
+    let envelopes: Vec<(&str, &[u8])> = recipients
+        .iter()
+        .zip(&request.messages)
+        .map(|(to, message)| (to.as_str(), message.body.0.as_slice()))
+        .collect();
+    // One round trip (Redis) or one transaction (SQLite) for the whole request; it
+    // stops at the first full queue, so the ids are those of the first N messages.
+    let outcome = state
+        .queue
+        .enqueue_batch(&signed.account.email, &envelopes)
+        .await?;
+    Metrics::add(&state.metrics.enqueued, outcome.ids.len() as u64);
+    if outcome.full {
+        let to = recipients
+            .get(outcome.ids.len())
+            .map_or("a recipient", String::as_str);
+        let mut error = ApiError::from(QueueError::Full);
+        error.message = format!(
+            "the queue of {to} is full; the first {} message(s) of this request were \
+             queued (queued_ids), retry the rest after the recipient has fetched",
+            outcome.ids.len()
+        );
+        error.queued_ids = Some(outcome.ids);
+        return Err(error);
     }
-    Metrics::add(&state.metrics.enqueued, ids.len() as u64);
-    Ok(Json(SendResponse { ids }))
+    Ok(Json(SendResponse { ids: outcome.ids }))
 }
 
 #[derive(Deserialize)]

@@ -6,7 +6,10 @@
 mod postgres;
 mod sqlite;
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use e2ee_proto::{OneTimePreKey, SignedPreKey};
 use sqlx::{PgPool, SqlitePool};
@@ -14,6 +17,16 @@ use sqlx::{PgPool, SqlitePool};
 /// Most one-time prekeys the relay stores per account; uploads beyond it are refused
 /// so one account cannot fill the database.
 pub const MAX_STORED_ONE_TIME_PREKEYS: u64 = 1000;
+
+/// How long an unbanned account stays in the in-process cache that request
+/// authentication and recipient checks read. An account banned by *this* process is
+/// dropped from the cache at once; one banned by another process (`e2ee-relay admin
+/// ban`, another relay instance) is refused by this one within this TTL. Banned and
+/// unknown accounts are never cached, so an unban or a registration shows at once.
+pub const ACCOUNT_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Entries the account cache holds before it sweeps: bounds its memory when many
+/// distinct accounts are active within one TTL.
+const ACCOUNT_CACHE_MAX: usize = 100_000;
 
 /// Errors of the directory.
 #[derive(Debug, thiserror::Error)]
@@ -88,11 +101,19 @@ pub struct NewAccount<'a> {
 
 /// The directory database.
 #[derive(Debug, Clone)]
-pub enum Directory {
+enum Db {
     /// Embedded SQLite file.
     Sqlite(SqlitePool),
     /// PostgreSQL server.
     Postgres(PgPool),
+}
+
+/// The directory: its database plus an in-process cache of unbanned accounts, which
+/// every authenticated request and every send reads (see [`ACCOUNT_CACHE_TTL`]).
+#[derive(Debug, Clone)]
+pub struct Directory {
+    db: Db,
+    cache: Arc<AccountCache>,
 }
 
 fn key32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], DirectoryError> {
@@ -113,16 +134,62 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
         .is_some_and(|e| e.is_unique_violation())
 }
 
+/// Unbanned accounts read recently, with the instant they were read.
+#[derive(Debug, Default)]
+struct AccountCache {
+    entries: Mutex<HashMap<String, (Account, Instant)>>,
+}
+
+impl AccountCache {
+    fn get(&self, email: &str) -> Option<Account> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(email)
+            .filter(|(_, at)| at.elapsed() < ACCOUNT_CACHE_TTL)
+            .map(|(account, _)| account.clone())
+    }
+
+    fn put(&self, account: &Account) {
+        if account.banned {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= ACCOUNT_CACHE_MAX {
+            entries.retain(|_, (_, at)| at.elapsed() < ACCOUNT_CACHE_TTL);
+            if entries.len() >= ACCOUNT_CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(account.email.clone(), (account.clone(), Instant::now()));
+    }
+
+    fn forget(&self, email: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.remove(email);
+    }
+}
+
 impl Directory {
+    fn new(db: Db) -> Self {
+        Self {
+            db,
+            cache: Arc::new(AccountCache::default()),
+        }
+    }
+
     /// Opens (creating if needed) the SQLite directory at `path` and migrates it.
     pub async fn open_sqlite(path: &Path) -> Result<Self, DirectoryError> {
-        sqlite::open(path).await.map(Self::Sqlite)
+        sqlite::open(path)
+            .await
+            .map(|pool| Self::new(Db::Sqlite(pool)))
     }
 
     /// Connects to PostgreSQL and migrates. With `schema`, every connection uses it as
     /// its `search_path` (tests give each run a fresh schema); it must already exist.
     pub async fn connect_postgres(url: &str, schema: Option<&str>) -> Result<Self, DirectoryError> {
-        postgres::connect(url, schema).await.map(Self::Postgres)
+        postgres::connect(url, schema)
+            .await
+            .map(|pool| Self::new(Db::Postgres(pool)))
     }
 
     /// Opens the directory named by `database_url`, or the SQLite file
@@ -146,18 +213,18 @@ impl Directory {
 
     /// Which database this is, for logs.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
+        match &self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
         }
     }
 
     /// Creates an account with its prekeys in one transaction;
     /// [`DirectoryError::EmailTaken`] when the email exists.
     pub async fn register(&self, new: NewAccount<'_>) -> Result<(), DirectoryError> {
-        let result = match self {
-            Self::Sqlite(pool) => sqlite::register(pool, new).await,
-            Self::Postgres(pool) => postgres::register(pool, new).await,
+        let result = match &self.db {
+            Db::Sqlite(pool) => sqlite::register(pool, new).await,
+            Db::Postgres(pool) => postgres::register(pool, new).await,
         };
         match result {
             Err(DirectoryError::Database(e)) if is_unique_violation(&e) => {
@@ -169,10 +236,53 @@ impl Directory {
 
     /// The account, if it exists.
     pub async fn account(&self, email: &str) -> Result<Option<Account>, DirectoryError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::account(pool, email).await,
-            Self::Postgres(pool) => postgres::account(pool, email).await,
+        match &self.db {
+            Db::Sqlite(pool) => sqlite::account(pool, email).await,
+            Db::Postgres(pool) => postgres::account(pool, email).await,
         }
+    }
+
+    /// The account, read through the in-process cache: an unbanned account may be
+    /// answered from a read up to [`ACCOUNT_CACHE_TTL`] old. For request
+    /// authentication, where the directory would otherwise be read on every request.
+    pub async fn cached_account(&self, email: &str) -> Result<Option<Account>, DirectoryError> {
+        if let Some(account) = self.cache.get(email) {
+            return Ok(Some(account));
+        }
+        let account = self.account(email).await?;
+        if let Some(account) = &account {
+            self.cache.put(account);
+        }
+        Ok(account)
+    }
+
+    /// The first of `emails` (in sorted order) that is not an unbanned account, or
+    /// `None` when all are. Cache misses are read with one query, whatever their
+    /// number; the same TTL as [`Directory::cached_account`] applies.
+    pub async fn first_inactive<'a>(
+        &self,
+        emails: &BTreeSet<&'a str>,
+    ) -> Result<Option<&'a str>, DirectoryError> {
+        let misses: Vec<&str> = emails
+            .iter()
+            .copied()
+            .filter(|email| self.cache.get(email).is_none())
+            .collect();
+        if misses.is_empty() {
+            return Ok(None);
+        }
+        let found = match &self.db {
+            Db::Sqlite(pool) => sqlite::accounts(pool, &misses).await?,
+            Db::Postgres(pool) => postgres::accounts(pool, &misses).await?,
+        };
+        let mut active = BTreeSet::new();
+        for account in &found {
+            self.cache.put(account);
+            if !account.banned {
+                active.insert(account.email.as_str());
+            }
+        }
+        Ok(misses.into_iter().find(|email| !active.contains(email)))
     }
 
     /// The account's bundle, consuming its lowest-id one-time prekey atomically: two
@@ -190,9 +300,9 @@ impl Directory {
             }));
         }
         let signed_prekey = self.signed_prekey(email).await?;
-        let one_time_prekey = match self {
-            Self::Sqlite(pool) => sqlite::take_one_time_prekey(pool, email).await?,
-            Self::Postgres(pool) => postgres::take_one_time_prekey(pool, email).await?,
+        let one_time_prekey = match &self.db {
+            Db::Sqlite(pool) => sqlite::take_one_time_prekey(pool, email).await?,
+            Db::Postgres(pool) => postgres::take_one_time_prekey(pool, email).await?,
         };
         Ok(Some(Bundle {
             account,
@@ -202,9 +312,9 @@ impl Directory {
     }
 
     async fn signed_prekey(&self, email: &str) -> Result<SignedPreKey, DirectoryError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::signed_prekey(pool, email).await,
-            Self::Postgres(pool) => postgres::signed_prekey(pool, email).await,
+        match &self.db {
+            Db::Sqlite(pool) => sqlite::signed_prekey(pool, email).await,
+            Db::Postgres(pool) => postgres::signed_prekey(pool, email).await,
         }
     }
 
@@ -217,11 +327,11 @@ impl Directory {
         one_time_prekeys: &[OneTimePreKey],
         now_ms: u64,
     ) -> Result<u64, DirectoryError> {
-        match self {
-            Self::Sqlite(pool) => {
+        match &self.db {
+            Db::Sqlite(pool) => {
                 sqlite::upload_prekeys(pool, email, signed_prekey, one_time_prekeys, now_ms).await
             }
-            Self::Postgres(pool) => {
+            Db::Postgres(pool) => {
                 postgres::upload_prekeys(pool, email, signed_prekey, one_time_prekeys, now_ms).await
             }
         }
@@ -229,18 +339,21 @@ impl Directory {
 
     /// How many one-time prekeys the account has left.
     pub async fn prekey_count(&self, email: &str) -> Result<u64, DirectoryError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::prekey_count(pool, email).await,
-            Self::Postgres(pool) => postgres::prekey_count(pool, email).await,
+        match &self.db {
+            Db::Sqlite(pool) => sqlite::prekey_count(pool, email).await,
+            Db::Postgres(pool) => postgres::prekey_count(pool, email).await,
         }
     }
 
     /// Bans or unbans; [`DirectoryError::UnknownAccount`] when there is no such account.
     pub async fn set_banned(&self, email: &str, banned: bool) -> Result<(), DirectoryError> {
-        let changed = match self {
-            Self::Sqlite(pool) => sqlite::set_banned(pool, email, banned).await?,
-            Self::Postgres(pool) => postgres::set_banned(pool, email, banned).await?,
+        let changed = match &self.db {
+            Db::Sqlite(pool) => sqlite::set_banned(pool, email, banned).await?,
+            Db::Postgres(pool) => postgres::set_banned(pool, email, banned).await?,
         };
+        // Only this process's cache can be reached; other processes see the change
+        // within ACCOUNT_CACHE_TTL.
+        self.cache.forget(email);
         if changed {
             Ok(())
         } else {
@@ -250,17 +363,17 @@ impl Directory {
 
     /// Every account, ordered by email.
     pub async fn list(&self) -> Result<Vec<AccountSummary>, DirectoryError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::list(pool).await,
-            Self::Postgres(pool) => postgres::list(pool).await,
+        match &self.db {
+            Db::Sqlite(pool) => sqlite::list(pool).await,
+            Db::Postgres(pool) => postgres::list(pool).await,
         }
     }
 
     /// Closes the pool.
     pub async fn close(&self) {
-        match self {
-            Self::Sqlite(pool) => pool.close().await,
-            Self::Postgres(pool) => pool.close().await,
+        match &self.db {
+            Db::Sqlite(pool) => pool.close().await,
+            Db::Postgres(pool) => pool.close().await,
         }
     }
 }

@@ -108,6 +108,20 @@ pub(super) async fn account(pool: &PgPool, email: &str) -> Result<Option<Account
     row.as_ref().map(account_from_row).transpose()
 }
 
+/// The accounts among `emails` (one statement, whatever their number).
+pub(super) async fn accounts(
+    pool: &PgPool,
+    emails: &[&str],
+) -> Result<Vec<Account>, DirectoryError> {
+    let rows = sqlx::query(
+        "SELECT email, identity_key, created_at, banned FROM accounts WHERE email = ANY($1)",
+    )
+    .bind(emails)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(account_from_row).collect()
+}
+
 pub(super) async fn signed_prekey(
     pool: &PgPool,
     email: &str,

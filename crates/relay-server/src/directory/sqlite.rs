@@ -119,6 +119,22 @@ pub(super) async fn account(
     row.as_ref().map(account_from_row).transpose()
 }
 
+/// The accounts among `emails` (one statement, whatever their number).
+pub(super) async fn accounts(
+    pool: &SqlitePool,
+    emails: &[&str],
+) -> Result<Vec<Account>, DirectoryError> {
+    let emails_json = serde_json::Value::from(emails.to_vec()).to_string();
+    let rows = sqlx::query(
+        "SELECT email, identity_key, created_at, banned FROM accounts
+         WHERE email IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(emails_json)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(account_from_row).collect()
+}
+
 pub(super) async fn signed_prekey(
     pool: &SqlitePool,
     email: &str,

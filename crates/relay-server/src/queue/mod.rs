@@ -128,6 +128,16 @@ pub struct QueuedEnvelope {
     pub body: Vec<u8>,
 }
 
+/// What [`QueueBackend::enqueue_batch`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Ids of the envelopes queued, in request order: those of a prefix of the batch.
+    pub ids: Vec<u64>,
+    /// The envelope after that prefix was refused because its recipient's queue is
+    /// full (and nothing after it was queued).
+    pub full: bool,
+}
+
 /// The queue tag of a recipient: hex of SHA-256 of the normalized email. Redis keys
 /// use it as their hash tag (a raw address may itself contain braces) and wake-ups
 /// carry it instead of the address.
@@ -149,6 +159,33 @@ pub trait QueueBackend: Send + Sync {
         from: &'a str,
         body: &'a [u8],
     ) -> BoxFuture<'a, Result<u64, QueueError>>;
+
+    /// Appends `envelopes` (recipient, body) in order, all from `from`, stopping at
+    /// the first whose recipient's queue is full: the answer's ids are those of a
+    /// prefix of `envelopes`, and [`BatchOutcome::full`] says whether it stopped
+    /// early. Nothing after that envelope is queued, so a sender can retry exactly
+    /// the rest. Backends override this to queue a batch in one round trip or one
+    /// transaction; the default queues one envelope at a time.
+    fn enqueue_batch<'a>(
+        &'a self,
+        from: &'a str,
+        envelopes: &'a [(&'a str, &'a [u8])],
+    ) -> BoxFuture<'a, Result<BatchOutcome, QueueError>> {
+        Box::pin(async move {
+            let mut outcome = BatchOutcome::default();
+            for (recipient, body) in envelopes {
+                match self.enqueue(recipient, from, body).await {
+                    Ok(id) => outcome.ids.push(id),
+                    Err(QueueError::Full) => {
+                        outcome.full = true;
+                        break;
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            Ok(outcome)
+        })
+    }
 
     /// Up to `limit` unexpired envelopes, oldest first, without removing them.
     fn fetch<'a>(

@@ -6,7 +6,9 @@
 //! - `<prefix>:{tag}:t`   sorted set, score = received_at, member = id (for the TTL)
 //! - `<prefix>:{tag}:seq` INCR counter of ids; never expires, so ids are never reused
 //!
-//! Enqueue is one script: sweep expired, check the cap, INCR, ZADD, PUBLISH. The
+//! Enqueue is one script per request (per recipient run on a cluster): sweep
+//! expired, check the cap, INCR, ZADD for each envelope in order, then one PUBLISH
+//! per recipient. The
 //! PUBLISH goes to `<prefix>:wake` with the recipient tag as payload. On a cluster a
 //! plain PUBLISH is forwarded to every node over the cluster bus, so each relay keeps
 //! ONE subscriber connection, to any node, and hears every wake-up (no RESP3 or
@@ -24,8 +26,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::{
-    BoxFuture, Clock, QueueBackend, QueueError, QueueLimits, QueuedEnvelope, ReplayCache,
-    WaiterRegistry, recipient_tag,
+    BatchOutcome, BoxFuture, Clock, QueueBackend, QueueError, QueueLimits, QueuedEnvelope,
+    ReplayCache, WaiterRegistry, recipient_tag,
 };
 
 /// How often the local change of the total-depth counter is pushed to Redis.
@@ -35,26 +37,59 @@ const SUBSCRIBER_RETRY: Duration = Duration::from_millis(500);
 /// Per-command timeout; scripts touch at most one queue, so this is generous.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Queues a batch of envelopes atomically, in order, stopping at the first full
+/// queue. KEYS are `q`, `t`, `seq` of each distinct recipient; ARGV is now, TTL, cap,
+/// sender, wake channel, recipient count R, the R recipient tags, then pairs
+/// (1-based recipient index, body). Each recipient is swept once and woken once, after
+/// all of its envelopes are in. Answers `{expired, full, id...}`.
+///
+/// On a cluster every key of one call must be in one slot, so the caller sends one
+/// call per run of envelopes to the same recipient; on a single Redis one call takes
+/// the whole request.
 const ENQUEUE_SCRIPT: &str = r"
 local now = tonumber(ARGV[1])
 local cutoff = now - tonumber(ARGV[2])
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff)
-for _, id in ipairs(expired) do
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], id, id)
+local max = tonumber(ARGV[3])
+local nrec = tonumber(ARGV[6])
+local swept = {}
+local touched = {}
+local expired_total = 0
+local out = {0, 0}
+local i = 7 + nrec
+while i < #ARGV do
+  local r = tonumber(ARGV[i])
+  local q, t = KEYS[3 * r - 2], KEYS[3 * r - 1]
+  if not swept[r] then
+    swept[r] = true
+    local expired = redis.call('ZRANGEBYSCORE', t, '-inf', cutoff)
+    for _, id in ipairs(expired) do
+      redis.call('ZREMRANGEBYSCORE', q, id, id)
+    end
+    if #expired > 0 then
+      redis.call('ZREMRANGEBYSCORE', t, '-inf', cutoff)
+    end
+    expired_total = expired_total + #expired
+  end
+  if redis.call('ZCARD', q) >= max then
+    out[2] = 1
+    break
+  end
+  local id = redis.call('INCR', KEYS[3 * r])
+  redis.call('ZADD', q, id, id .. '\n' .. ARGV[1] .. '\n' .. ARGV[4] .. '\n' .. ARGV[i + 1])
+  redis.call('ZADD', t, now, id)
+  touched[r] = true
+  out[#out + 1] = id
+  i = i + 2
 end
-if #expired > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cutoff)
+for r = 1, nrec do
+  if touched[r] then
+    redis.call('PEXPIRE', KEYS[3 * r - 2], ARGV[2])
+    redis.call('PEXPIRE', KEYS[3 * r - 1], ARGV[2])
+    redis.call('PUBLISH', ARGV[5], ARGV[6 + r])
+  end
 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  return {-1, #expired}
-end
-local id = redis.call('INCR', KEYS[3])
-redis.call('ZADD', KEYS[1], id, id .. '\n' .. ARGV[1] .. '\n' .. ARGV[4] .. '\n' .. ARGV[5])
-redis.call('ZADD', KEYS[2], now, id)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('PUBLISH', ARGV[6], ARGV[7])
-return {id, #expired}
+out[1] = expired_total
+return out
 ";
 
 const FETCH_SCRIPT: &str = r"
@@ -262,6 +297,62 @@ impl RedisQueue {
         format!("{}:stats:depth", self.prefix)
     }
 
+    /// One call of [`ENQUEUE_SCRIPT`] for `envelopes`, whose recipients must share a
+    /// slot on a cluster.
+    async fn enqueue_run(
+        &self,
+        from: &str,
+        envelopes: &[(&str, &[u8])],
+    ) -> Result<BatchOutcome, QueueError> {
+        let mut recipients: Vec<&str> = Vec::new();
+        let mut invocation = self.enqueue.prepare_invoke();
+        let mut pairs: Vec<(usize, &[u8])> = Vec::with_capacity(envelopes.len());
+        for &(recipient, body) in envelopes {
+            let index = match recipients.iter().position(|r| *r == recipient) {
+                Some(index) => index,
+                None => {
+                    recipients.push(recipient);
+                    recipients.len() - 1
+                }
+            };
+            pairs.push((index + 1, body));
+        }
+        let tags: Vec<String> = recipients.iter().map(|r| recipient_tag(r)).collect();
+        for tag in &tags {
+            invocation
+                .key(self.key(tag, "q"))
+                .key(self.key(tag, "t"))
+                .key(self.key(tag, "seq"));
+        }
+        invocation
+            .arg(self.clock.now_ms())
+            .arg(self.limits.ttl_ms())
+            .arg(self.limits.max_len)
+            .arg(from)
+            .arg(self.wake_channel())
+            .arg(tags.len());
+        for tag in &tags {
+            invocation.arg(tag);
+        }
+        for (index, body) in pairs {
+            invocation.arg(index).arg(body);
+        }
+        let mut conn = self.conn.clone();
+        let answer: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+        let (expired, full, ids) = match answer.as_slice() {
+            [expired, full, ids @ ..] => (*expired, *full != 0, ids),
+            _ => return Err(QueueError::Corrupt("enqueue script answer")),
+        };
+        let ids = ids
+            .iter()
+            .map(|id| u64::try_from(*id).map_err(|_| QueueError::Corrupt("negative id")))
+            .collect::<Result<Vec<u64>, _>>()?;
+        let added = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+        self.depth_delta
+            .fetch_add(added - expired, Ordering::Relaxed);
+        Ok(BatchOutcome { ids, full })
+    }
+
     /// Pushes the locally accumulated change of the total depth to Redis.
     pub async fn flush_depth(&self) -> Result<(), QueueError> {
         let delta = self.depth_delta.swap(0, Ordering::SeqCst);
@@ -338,26 +429,35 @@ impl QueueBackend for RedisQueue {
         body: &'a [u8],
     ) -> BoxFuture<'a, Result<u64, QueueError>> {
         Box::pin(async move {
-            let tag = recipient_tag(recipient);
-            let mut conn = self.conn.clone();
-            let (id, expired): (i64, i64) = self
-                .enqueue
-                .key(self.key(&tag, "q"))
-                .key(self.key(&tag, "t"))
-                .key(self.key(&tag, "seq"))
-                .arg(self.clock.now_ms())
-                .arg(self.limits.ttl_ms())
-                .arg(self.limits.max_len)
-                .arg(from)
-                .arg(body)
-                .arg(self.wake_channel())
-                .arg(&tag)
-                .invoke_async(&mut conn)
-                .await?;
-            let added = i64::from(id >= 0);
-            self.depth_delta
-                .fetch_add(added - expired, Ordering::Relaxed);
-            u64::try_from(id).map_err(|_| QueueError::Full)
+            let outcome = self.enqueue_run(from, &[(recipient, body)]).await?;
+            outcome.ids.first().copied().ok_or(QueueError::Full)
+        })
+    }
+
+    fn enqueue_batch<'a>(
+        &'a self,
+        from: &'a str,
+        envelopes: &'a [(&'a str, &'a [u8])],
+    ) -> BoxFuture<'a, Result<BatchOutcome, QueueError>> {
+        Box::pin(async move {
+            if !self.cluster {
+                return self.enqueue_run(from, envelopes).await;
+            }
+            // A cluster refuses a script whose keys span slots, and calls to
+            // different nodes could not stop at the first full queue together (a
+            // later envelope could be queued on another node although an earlier one
+            // was refused, breaking "the first N were queued"). So: one call per run
+            // of consecutive envelopes to the same recipient, in order.
+            let mut outcome = BatchOutcome::default();
+            for run in envelopes.chunk_by(|a, b| a.0 == b.0) {
+                let part = self.enqueue_run(from, run).await?;
+                outcome.ids.extend(part.ids);
+                if part.full {
+                    outcome.full = true;
+                    break;
+                }
+            }
+            Ok(outcome)
         })
     }
 
