@@ -15,9 +15,14 @@ mod passphrase;
 
 use output::Output;
 
+/// Shown under `--help`: scripts branch on these.
+const EXIT_CODES_HELP: &str = "Exit codes: 0 ok, 1 user error (bad arguments, unknown contact, ...), \
+2 internal error, 3 relay unreachable or network error, 4 untrusted identity (run 'e2ee verify' \
+then 'e2ee trust'), 5 rate limited by the relay.";
+
 /// End-to-end encrypted messages through an e2ee relay.
 #[derive(Debug, Parser)]
-#[command(name = "e2ee", version, about)]
+#[command(name = "e2ee", version, about, after_help = EXIT_CODES_HELP)]
 struct Cli {
     /// Directory holding the profiles [default: the XDG data dir, e.g. ~/.local/share/e2ee].
     #[arg(long, env = "E2EE_HOME", global = true)]
@@ -133,7 +138,16 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
         )
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // clap exits 2 on usage errors, but 2 means "internal" here: a bad argument
+            // is the user's to fix.
+            let code = if error.use_stderr() { 1 } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
     let out = Output::new(cli.json);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
