@@ -151,39 +151,28 @@ pub fn recipient_tag(email: &str) -> String {
 /// waiters in [`QueueBackend::waiters`] (in this process and, for Redis, in every
 /// other relay process) after an enqueue is durable.
 pub trait QueueBackend: Send + Sync {
-    /// Appends an envelope and returns its id, or [`QueueError::Full`] leaving the
-    /// queue untouched.
+    /// Appends `envelopes` (recipient, body) in order, all from `from`, stopping at
+    /// the first whose recipient's queue is full: the answer's ids are those of a
+    /// prefix of `envelopes`, and [`BatchOutcome::full`] says whether it stopped
+    /// early. Nothing after that envelope is queued, so a sender can retry exactly
+    /// the rest. Backends queue a batch in one round trip or one transaction.
+    fn enqueue_batch<'a>(
+        &'a self,
+        from: &'a str,
+        envelopes: &'a [(&'a str, &'a [u8])],
+    ) -> BoxFuture<'a, Result<BatchOutcome, QueueError>>;
+
+    /// Appends one envelope and returns its id, or [`QueueError::Full`] leaving the
+    /// queue untouched: a batch of one.
     fn enqueue<'a>(
         &'a self,
         recipient: &'a str,
         from: &'a str,
         body: &'a [u8],
-    ) -> BoxFuture<'a, Result<u64, QueueError>>;
-
-    /// Appends `envelopes` (recipient, body) in order, all from `from`, stopping at
-    /// the first whose recipient's queue is full: the answer's ids are those of a
-    /// prefix of `envelopes`, and [`BatchOutcome::full`] says whether it stopped
-    /// early. Nothing after that envelope is queued, so a sender can retry exactly
-    /// the rest. Backends override this to queue a batch in one round trip or one
-    /// transaction; the default queues one envelope at a time.
-    fn enqueue_batch<'a>(
-        &'a self,
-        from: &'a str,
-        envelopes: &'a [(&'a str, &'a [u8])],
-    ) -> BoxFuture<'a, Result<BatchOutcome, QueueError>> {
+    ) -> BoxFuture<'a, Result<u64, QueueError>> {
         Box::pin(async move {
-            let mut outcome = BatchOutcome::default();
-            for (recipient, body) in envelopes {
-                match self.enqueue(recipient, from, body).await {
-                    Ok(id) => outcome.ids.push(id),
-                    Err(QueueError::Full) => {
-                        outcome.full = true;
-                        break;
-                    }
-                    Err(other) => return Err(other),
-                }
-            }
-            Ok(outcome)
+            let outcome = self.enqueue_batch(from, &[(recipient, body)]).await?;
+            outcome.ids.first().copied().ok_or(QueueError::Full)
         })
     }
 

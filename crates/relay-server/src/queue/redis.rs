@@ -422,18 +422,6 @@ async fn flush_depth(queue: RedisQueue) {
 }
 
 impl QueueBackend for RedisQueue {
-    fn enqueue<'a>(
-        &'a self,
-        recipient: &'a str,
-        from: &'a str,
-        body: &'a [u8],
-    ) -> BoxFuture<'a, Result<u64, QueueError>> {
-        Box::pin(async move {
-            let outcome = self.enqueue_run(from, &[(recipient, body)]).await?;
-            outcome.ids.first().copied().ok_or(QueueError::Full)
-        })
-    }
-
     fn enqueue_batch<'a>(
         &'a self,
         from: &'a str,

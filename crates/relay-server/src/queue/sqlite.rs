@@ -370,18 +370,6 @@ impl SqliteQueue {
 }
 
 impl QueueBackend for SqliteQueue {
-    fn enqueue<'a>(
-        &'a self,
-        recipient: &'a str,
-        from: &'a str,
-        body: &'a [u8],
-    ) -> BoxFuture<'a, Result<u64, QueueError>> {
-        Box::pin(async move {
-            let outcome = self.enqueue_batch(from, &[(recipient, body)]).await?;
-            outcome.ids.first().copied().ok_or(QueueError::Full)
-        })
-    }
-
     fn enqueue_batch<'a>(
         &'a self,
         from: &'a str,
