@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
+use e2ee_e2e_tests::redis::{RedisServer, redis_server_available};
 use e2ee_e2e_tests::{Relay, User, contains_bytes, files_under, texts_from};
 
 /// Messages with the marker that are sent before scanning.
@@ -53,64 +53,18 @@ fn sqlite_relay_storage_holds_no_plaintext() {
     assert_no_plaintext(relay.data_dir.path());
 }
 
-struct RedisServer(Child);
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn redis_relay_storage_holds_no_plaintext() {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("redis-server is not installed: skipping the Redis half of this test");
+    if !redis_server_available("redis_relay_storage_holds_no_plaintext") {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
     // Everything Redis persists: an AOF of every write plus an uncompressed snapshot.
-    let _redis = RedisServer(
-        Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .args(["--rdbcompression", "no", "--save", ""])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..50 {
-        let ping = Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "ping"])
-            .output();
-        if ping.is_ok_and(|o| o.stdout.starts_with(b"PONG")) {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(ready, "redis-server did not start");
+    let redis = RedisServer::start();
+    let url = redis.url();
     let relay = Relay::start_with(&["--redis-url", &url]);
     let (_alice, bob) = exchange(&relay);
-    let saved = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "save"])
-        .output()
-        .unwrap();
-    assert!(saved.status.success());
-    let persisted: usize = files_under(dir.path())
+    assert_eq!(redis.cli(&["save"]).trim(), "OK");
+    let persisted: usize = files_under(redis.dir())
         .iter()
         .map(|f| std::fs::metadata(f).unwrap().len() as usize)
         .sum();
@@ -118,7 +72,7 @@ fn redis_relay_storage_holds_no_plaintext() {
         persisted > MARKED * 100,
         "Redis persisted too little to hold the envelopes"
     );
-    assert_no_plaintext(dir.path());
+    assert_no_plaintext(redis.dir());
     assert_no_plaintext(relay.data_dir.path());
     let got = bob.poll_until(MARKED + 1);
     assert_eq!(texts_from(&got, "alice@x").len(), MARKED + 1);

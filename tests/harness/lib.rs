@@ -11,6 +11,16 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 use serde_json::Value;
 
+pub mod hostile;
+pub mod proxy;
+pub mod redis;
+pub mod report;
+
+/// How long a user waits before sending again a message their client did not accept.
+const RESEND_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+/// Attempts before a test gives up on getting a message accepted.
+const MAX_SEND_ATTEMPTS: usize = 300;
+
 /// Polls a user makes while waiting for messages before the test gives up.
 pub const MAX_EMPTY_POLLS: usize = 10;
 /// Seconds each of those polls waits on the relay.
@@ -270,6 +280,51 @@ impl User {
     /// Sends `text` to `to`, which must succeed.
     pub fn send(&self, to: &str, text: &str) {
         self.run(&["send", to, text]).ok();
+    }
+
+    /// Sends `text` to `to` (through `relay` when given, instead of the saved relay)
+    /// until the client accepts it: sent, or saved in the outbox because posting
+    /// failed. A refusal before that (the relay unreachable while fetching a bundle,
+    /// say) is what a user would retry. Returns how many attempts it took and whether
+    /// the message was left queued in the outbox.
+    pub fn send_until_accepted(&self, relay: Option<&str>, to: &str, text: &str) -> (usize, bool) {
+        for attempt in 1..=MAX_SEND_ATTEMPTS {
+            let mut args = vec!["--json"];
+            if let Some(relay) = relay {
+                args.extend(["--relay", relay]);
+            }
+            args.extend(["send", to, text]);
+            let run = self.run(&args);
+            if run.status.success() {
+                return (attempt, false);
+            }
+            let queued = run
+                .json_lines()
+                .iter()
+                .any(|line| line["queued"]["to"] == to);
+            if queued {
+                assert_eq!(run.code(), Some(3), "a queued message is a network error");
+                return (attempt, true);
+            }
+            std::thread::sleep(RESEND_PAUSE);
+        }
+        panic!("{text:?} was not accepted after {MAX_SEND_ATTEMPTS} attempts");
+    }
+
+    /// One `poll --json --timeout SECS` (through `relay` when given) that may fail:
+    /// the messages it printed, or the failed run.
+    pub fn try_poll(&self, relay: Option<&str>, timeout_secs: &str) -> Result<Vec<Value>, Run> {
+        let mut args = vec!["--json"];
+        if let Some(relay) = relay {
+            args.extend(["--relay", relay]);
+        }
+        args.extend(["poll", "--timeout", timeout_secs]);
+        let run = self.run(&args);
+        if run.status.success() {
+            Ok(run.json_lines())
+        } else {
+            Err(run)
+        }
     }
 
     /// One `poll --json --timeout SECS`, which must succeed; the messages it printed.

@@ -4,6 +4,7 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
+use e2ee_client_core::ClientError;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
@@ -42,11 +43,16 @@ impl Output {
         let _ = writeln!(std::io::stderr(), "warning: {text}");
     }
 
-    /// Reports a failed command: text on stderr; in JSON mode also an object on stdout.
+    /// Reports a failed command: text on stderr; in JSON mode also an object on stdout,
+    /// which for a message left in the outbox says which one (`queued`), so scripts know
+    /// not to send it again.
     pub(crate) fn error(&self, error: &anyhow::Error, code: u8) {
         let _ = writeln!(std::io::stderr(), "error: {error:#}");
         if self.json {
-            let value = serde_json::json!({"error": format!("{error:#}"), "exit_code": code});
+            let mut value = serde_json::json!({"error": format!("{error:#}"), "exit_code": code});
+            if let Some(ClientError::Queued { to, id, .. }) = error.downcast_ref::<ClientError>() {
+                value["queued"] = serde_json::json!({"id": id, "to": to});
+            }
             let _ = writeln!(std::io::stdout(), "{value}");
         }
     }

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use crate::relay::{RelayClient, Signer, now_ms};
 use crate::secret::StoreKey;
 use crate::store::{self, AccountRow, ContactRow, Store, Trust};
-use crate::{ClientError, RelayError, StoreError};
+use crate::{ClientError, ErrorKind, RelayError, StoreError};
 
 /// One-time prekeys uploaded at registration and topped up to.
 pub const ONE_TIME_PREKEY_TARGET: u32 = 100;
@@ -603,8 +603,8 @@ impl Client {
     /// in the outbox in one transaction, then posts everything in the outbox. A
     /// recipient who is not a contact yet is added first (trust on first use).
     ///
-    /// When posting fails the message stays in the outbox and the error is returned;
-    /// any later `send` or `poll` retries the same ciphertext.
+    /// When posting fails the message stays in the outbox and [`ClientError::Queued`]
+    /// is returned; any later `send`, `poll` or `flush` retries the same ciphertext.
     pub async fn send(&self, email: &str, text: &str) -> Result<SentMessage, ClientError> {
         let email = normalize_email(email)?;
         if text.len() > MAX_TEXT_BYTES {
@@ -620,7 +620,9 @@ impl Client {
         // Earlier messages go first so the recipient sees them in order. A relay that
         // is down fails the final post below with the same error.
         match self.flush_outbox(&me).await {
-            Ok(()) | Err(ClientError::Relay(RelayError::Unreachable { .. })) => {}
+            Ok(()) => {}
+            // The new message joins the outbox behind them and is retried with them.
+            Err(error) if error.kind() == ErrorKind::Network => {}
             Err(other) => return Err(other),
         }
         let mut new_contact = false;
@@ -684,7 +686,15 @@ impl Client {
         store::insert_outbox(&mut tx, &email, &content.id, &wire, text, content.sent_at).await?;
         tx.commit().await?;
         crash_point(CRASH_AFTER_ENCRYPT_BEFORE_POST);
-        self.flush_outbox(&me).await?;
+        // From here on the message is the outbox's: whatever fails, it is not lost, and
+        // the caller must not encrypt it again.
+        if let Err(source) = self.flush_outbox(&me).await {
+            return Err(ClientError::Queued {
+                to: email,
+                id: content.id,
+                source: Box::new(source),
+            });
+        }
         Ok(SentMessage {
             id: content.id,
             to: email,

@@ -8,9 +8,10 @@ use thiserror::Error;
 /// The local store could not be opened, read or written.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    /// SQLite failed (I/O, lock timeout, constraint).
-    #[error("local store: {0}")]
-    Database(#[from] sqlx::Error),
+    /// SQLite failed (I/O, lock timeout, constraint, full disk). Not a `#[source]`: its
+    /// text is already in this one, and a chain printer would repeat it.
+    #[error("local store: {0}{hint}", hint = database_hint(.0))]
+    Database(sqlx::Error),
     /// Applying the store's schema migrations failed.
     #[error("local store migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -69,6 +70,42 @@ pub enum StoreError {
     /// Deriving the passphrase key failed (bad parameters).
     #[error("passphrase key derivation failed: {0}")]
     Kdf(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error)
+    }
+}
+
+/// What the user can do about a SQLite failure they can fix, by its primary result code.
+fn database_hint(error: &sqlx::Error) -> &'static str {
+    const SQLITE_READONLY: i32 = 8;
+    const SQLITE_IOERR: i32 = 10;
+    const SQLITE_FULL: i32 = 13;
+    const SQLITE_CANTOPEN: i32 = 14;
+    let code = match error {
+        sqlx::Error::Database(db) => db.code().and_then(|code| code.parse::<i32>().ok()),
+        _ => None,
+    };
+    match code.map(|code| code & 0xff) {
+        Some(SQLITE_FULL) => {
+            "; the disk holding the profile is full: free some space and run the command \
+             again (nothing is lost: what was not stored stays on the relay or in the outbox)"
+        }
+        // Growing the shared-memory file of a full disk ends here, as SQLITE_IOERR_SHMSIZE.
+        Some(SQLITE_IOERR) => {
+            "; the disk holding the profile failed a write: check that it has free space and \
+             works, then run the command again (nothing is lost: what was not stored stays \
+             on the relay or in the outbox)"
+        }
+        Some(SQLITE_READONLY | SQLITE_CANTOPEN) => {
+            "; the profile directory must exist and be writable by you (is its disk mounted \
+             read-only?): fix that and run the command again (nothing is lost: what was not \
+             stored stays on the relay or in the outbox)"
+        }
+        _ => "",
+    }
 }
 
 /// Talking to the relay failed.
@@ -212,6 +249,20 @@ pub enum ClientError {
         #[source]
         source: e2ee_ratchet::EncryptError,
     },
+    /// The message was encrypted and saved in the outbox, but posting it failed. It is
+    /// not lost: the next send, poll or flush posts it, with the same ciphertext.
+    #[error(
+        "message to {to} not delivered yet, saved in the outbox (the next `e2ee send` or `e2ee poll` retries it)"
+    )]
+    Queued {
+        /// The recipient.
+        to: String,
+        /// The message id, as in [`crate::SentMessage::id`].
+        id: String,
+        /// Why posting failed.
+        #[source]
+        source: Box<ClientError>,
+    },
     /// Stored state is inconsistent (e.g. a session without its contact).
     #[error("local store is inconsistent: {0}")]
     Inconsistent(String),
@@ -227,6 +278,7 @@ impl ClientError {
             Self::Relay(RelayError::Status { status, .. }) if *status < 500 => ErrorKind::User,
             Self::Relay(_) => ErrorKind::Network,
             Self::IdentityChanged { .. } => ErrorKind::Untrusted,
+            Self::Queued { source, .. } => source.kind(),
             Self::Store(
                 StoreError::PassphraseRequired
                 | StoreError::WrongPassphrase

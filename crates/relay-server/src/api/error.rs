@@ -107,6 +107,25 @@ impl From<DirectoryError> for ApiError {
     }
 }
 
+/// `Retry-After` when the queue store is down: Redis restarts in about a second.
+const STORE_RETRY_AFTER_SECS: u64 = 1;
+
+/// Whether a Redis failure means "down or restarting" (503) rather than a relay bug.
+fn store_unavailable(error: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    error.is_io_error()
+        || error.is_unrecoverable_error()
+        || matches!(
+            error.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+            )
+        )
+}
+
 impl From<QueueError> for ApiError {
     fn from(error: QueueError) -> Self {
         match error {
@@ -115,6 +134,18 @@ impl From<QueueError> for ApiError {
                 "queue_full",
                 "the recipient's queue is full; retry after they have fetched their messages",
             ),
+            QueueError::Redis(ref cause) if store_unavailable(cause) => {
+                tracing::warn!(error = %cause, "queue store unavailable");
+                Self {
+                    retry_after_secs: Some(STORE_RETRY_AFTER_SECS),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "store_unavailable",
+                        "the relay's message store is unavailable for the moment; nothing \
+                         was changed, retry shortly",
+                    )
+                }
+            }
             other => Self::internal(&other),
         }
     }
