@@ -198,6 +198,9 @@ pub struct Client {
     store: Store,
     key: StoreKey,
     relay_override: Option<String>,
+    /// Built once and reused: an HTTP client loads the system's CA store when built,
+    /// and keeps connections to the relay alive between calls.
+    relay: Mutex<Option<RelayClient>>,
     last_prekey_check: Mutex<Option<Instant>>,
 }
 
@@ -310,6 +313,7 @@ impl Client {
             store,
             key,
             relay_override: options.relay_url,
+            relay: Mutex::new(None),
             last_prekey_check: Mutex::new(None),
         })
     }
@@ -331,7 +335,7 @@ impl Client {
             .ok_or(ClientError::NotRegistered)?;
         let identity = store::open_identity(&self.key, &row)?;
         let url = self.relay_override.as_deref().unwrap_or(&row.relay_url);
-        let relay = RelayClient::new(url)?;
+        let relay = self.relay_client(url)?;
         Ok(Me {
             row,
             identity,
@@ -339,12 +343,26 @@ impl Client {
         })
     }
 
+    /// The client of the relay at `url`, reused while the URL stays the same.
+    fn relay_client(&self, url: &str) -> Result<RelayClient, ClientError> {
+        let mut cached = lock(&self.relay);
+        if let Some(relay) = cached
+            .as_ref()
+            .filter(|relay| relay.url() == url.trim_end_matches('/'))
+        {
+            return Ok(relay.clone());
+        }
+        let relay = RelayClient::new(url)?;
+        *cached = Some(relay.clone());
+        Ok(relay)
+    }
+
     /// Creates an identity, a signed prekey and one-time prekeys, registers them on
     /// the relay and saves the relay URL in the profile.
     pub async fn register(&self, email: &str) -> Result<AccountInfo, ClientError> {
         let email = normalize_email(email)?;
         let relay_url = self.relay_override.clone().ok_or(ClientError::NoRelay)?;
-        let relay = RelayClient::new(&relay_url)?;
+        let relay = self.relay_client(&relay_url)?;
         let relay_url = relay.url().to_owned();
         let mut tx = self.store.write().await?;
         if let Some(existing) = store::account(&mut tx).await? {
@@ -1068,7 +1086,7 @@ impl Client {
 
     /// Points the profile at another relay URL (same relay, new address).
     pub async fn set_relay_url(&self, url: &str) -> Result<(), ClientError> {
-        let relay = RelayClient::new(url)?;
+        let relay = self.relay_client(url)?;
         let mut conn = self.store.conn().await?;
         store::set_relay_url(&mut conn, relay.url()).await?;
         Ok(())
