@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -123,6 +124,16 @@ impl Relay {
     ) -> std::io::Result<()> {
         let state = Arc::clone(&self.state);
         let router = self.router();
+        // axum::serve leaves Nagle's algorithm on. Every answer here is small and
+        // latency-bound (a poll answer is the delivery itself), and a response that
+        // goes out in more than one write would have its tail held until the client
+        // ACKs the first part, which a client with delayed ACKs does only after up to
+        // 40 ms.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY on an accepted connection");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 signal.await;

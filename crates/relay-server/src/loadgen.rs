@@ -1,6 +1,18 @@
 //! The load generator behind `e2ee-relay-load`: registers users with real Ed25519
 //! keys, then drives signed sends and long polls against a running relay and
 //! measures send-to-delivery latency from a timestamp embedded in each body.
+//!
+//! Two ways to send:
+//! - **closed loop** (default): `--senders` tasks each send a request and wait for
+//!   its answer before the next one (paced by `--rate` if given). Good for maximum
+//!   throughput; but a slow answer delays the next send, so the generator quietly
+//!   offers less load exactly when the relay is slow and the latency figure
+//!   undercounts (coordinated omission).
+//! - **open loop** (`--open-loop --rate R`): requests are issued on a fixed
+//!   timetable, one every `batch / R` seconds, whether or not earlier ones were
+//!   answered, and each body carries its *scheduled* time, so any delay (in the
+//!   generator, the network, the relay) counts as latency. This is the figure to
+//!   compare with a latency goal.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +33,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 const REGISTER_CONCURRENCY: usize = 32;
 /// Long-poll wait each poller asks for.
 const POLL_TIMEOUT_MS: u64 = 1000;
+/// Open loop: requests in flight beyond which a scheduled send is skipped (and
+/// counted) rather than piling up connections without bound when the relay stalls.
+const MAX_IN_FLIGHT: usize = 4096;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -39,6 +54,9 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// Envelope body size in bytes (at least 8: the send timestamp).
     pub body_size: usize,
+    /// Issue sends on a fixed timetable regardless of answers (needs `rate > 0`);
+    /// latency is then measured from each request's scheduled time.
+    pub open_loop: bool,
 }
 
 /// What was measured.
@@ -56,8 +74,14 @@ pub struct LoadReport {
     pub sent_per_second: f64,
     /// Delivered envelopes per second, from the first send to the last delivery.
     pub delivered_per_second: f64,
-    /// Send-to-delivery latency percentiles, milliseconds: p50, p99, max.
-    pub latency_ms: [f64; 3],
+    /// Send-to-delivery latency percentiles, milliseconds: p50, p90, p99, p99.9, max.
+    pub latency_ms: [f64; 5],
+    /// Open loop only: how late the generator issued requests against their
+    /// schedule, milliseconds: p99 and max (already included in the latency).
+    pub schedule_lag_ms: Option<[f64; 2]>,
+    /// Open loop only: scheduled sends skipped because [`MAX_IN_FLIGHT`] requests
+    /// were already waiting; non-zero means the offered rate was not offered.
+    pub skipped: u64,
 }
 
 impl std::fmt::Display for LoadReport {
@@ -72,11 +96,21 @@ impl std::fmt::Display for LoadReport {
             "delivered {} envelopes: {:.0} msg/s end to end",
             self.delivered, self.delivered_per_second
         )?;
+        let [p50, p90, p99, p999, max] = self.latency_ms;
         write!(
             f,
-            "send-to-delivery latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            self.latency_ms[0], self.latency_ms[1], self.latency_ms[2]
-        )
+            "send-to-delivery latency: p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms, \
+             p99.9 {p999:.2} ms, max {max:.2} ms"
+        )?;
+        if let Some([lag99, lag_max]) = self.schedule_lag_ms {
+            write!(
+                f,
+                "\nopen loop: requests issued late by p99 {lag99:.2} ms, max {lag_max:.2} ms; \
+                 {} scheduled requests skipped (over {MAX_IN_FLIGHT} in flight)",
+                self.skipped
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -173,61 +207,22 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, ClientError> {
     }
 
     let started = Instant::now();
-    let deadline = started + config.duration;
     let batch = config.batch.clamp(1, e2ee_proto::MAX_MESSAGES_PER_REQUEST);
-    let senders = config.senders.max(1);
-    let mut sending = tokio::task::JoinSet::new();
-    for s in 0..senders {
-        let (client, users) = (client.clone(), users.clone());
-        let (sent, send_errors) = (Arc::clone(&sent), Arc::clone(&send_errors));
-        let body_size = config.body_size.max(8);
-        let period = (config.rate > 0)
-            .then(|| Duration::from_secs_f64((senders * batch) as f64 / config.rate as f64));
-        sending.spawn(async move {
-            let me = &users[s % users.len()];
-            let mut tick = period.map(|p| {
-                let mut t = tokio::time::interval(p);
-                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                t
-            });
-            while Instant::now() < deadline {
-                if let Some(tick) = tick.as_mut() {
-                    tick.tick().await;
-                }
-                let messages = (0..batch)
-                    .map(|_| {
-                        let to = &users[rand::rng().random_range(0..users.len())];
-                        let mut body = vec![0u8; body_size];
-                        body[..8].copy_from_slice(&now_us().to_be_bytes());
-                        OutgoingMessage {
-                            to: to.email.clone(),
-                            body: Base64Bytes(body),
-                        }
-                    })
-                    .collect();
-                let answer: Result<SendResponse, _> = client
-                    .call(
-                        me,
-                        Method::POST,
-                        "/v1/messages",
-                        Some(&SendRequest { messages }),
-                        StatusCode::OK,
-                    )
-                    .await;
-                match answer {
-                    Ok(answer) => {
-                        sent.fetch_add(answer.ids.len() as u64, Ordering::Relaxed);
-                    }
-                    Err(error) => {
-                        if send_errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                            eprintln!("first send error: {error}");
-                        }
-                    }
-                }
-            }
-        });
-    }
-    while sending.join_next().await.is_some() {}
+    let senders = Senders {
+        client: client.clone(),
+        users: users.clone(),
+        identities: config.senders.max(1),
+        batch,
+        body_size: config.body_size.max(8),
+        sent: Arc::clone(&sent),
+        send_errors: Arc::clone(&send_errors),
+    };
+    let open_loop = if config.open_loop && config.rate > 0 {
+        Some(senders.open_loop(config.rate, config.duration).await)
+    } else {
+        senders.closed_loop(config.rate, config.duration).await;
+        None
+    };
     let send_seconds = started.elapsed().as_secs_f64();
     let total_sent = sent.load(Ordering::Relaxed);
     let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
@@ -254,8 +249,135 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, ClientError> {
         delivered_per_second: delivered as f64 / end_to_end.max(1e-9),
         latency_ms: [
             percentile(&latencies, 0.50),
+            percentile(&latencies, 0.90),
             percentile(&latencies, 0.99),
+            percentile(&latencies, 0.999),
             latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
         ],
+        schedule_lag_ms: open_loop.as_ref().map(|o| o.lag_ms),
+        skipped: open_loop.map_or(0, |o| o.skipped),
     })
+}
+
+/// What an open-loop run adds to the report.
+struct OpenLoopStats {
+    lag_ms: [f64; 2],
+    skipped: u64,
+}
+
+/// Everything a sending task needs.
+#[derive(Clone)]
+struct Senders {
+    client: RelayClient,
+    users: Vec<Arc<Identity>>,
+    /// How many of the users send (request `k` is signed by user `k % identities`).
+    identities: usize,
+    batch: usize,
+    body_size: usize,
+    sent: Arc<AtomicU64>,
+    send_errors: Arc<AtomicU64>,
+}
+
+impl Senders {
+    /// One signed `POST /v1/messages` from `me` of `batch` envelopes to random
+    /// recipients, each body starting with `stamp_us` (the time latency counts from).
+    async fn send_one(&self, me: &Identity, stamp_us: u64) {
+        let messages = (0..self.batch)
+            .map(|_| {
+                let to = &self.users[rand::rng().random_range(0..self.users.len())];
+                let mut body = vec![0u8; self.body_size];
+                body[..8].copy_from_slice(&stamp_us.to_be_bytes());
+                OutgoingMessage {
+                    to: to.email.clone(),
+                    body: Base64Bytes(body),
+                }
+            })
+            .collect();
+        let answer: Result<SendResponse, _> = self
+            .client
+            .call(
+                me,
+                Method::POST,
+                "/v1/messages",
+                Some(&SendRequest { messages }),
+                StatusCode::OK,
+            )
+            .await;
+        match answer {
+            Ok(answer) => {
+                self.sent
+                    .fetch_add(answer.ids.len() as u64, Ordering::Relaxed);
+            }
+            Err(error) => {
+                if self.send_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                    eprintln!("first send error: {error}");
+                }
+            }
+        }
+    }
+
+    /// `identities` tasks, each sending and awaiting the answer before its next tick
+    /// (`rate` 0: no ticks, as fast as answers come). Bodies are stamped when built.
+    async fn closed_loop(&self, rate: u64, duration: Duration) {
+        let deadline = Instant::now() + duration;
+        let period = (rate > 0)
+            .then(|| Duration::from_secs_f64((self.identities * self.batch) as f64 / rate as f64));
+        let mut sending = tokio::task::JoinSet::new();
+        for s in 0..self.identities {
+            let this = self.clone();
+            sending.spawn(async move {
+                let me = Arc::clone(&this.users[s % this.users.len()]);
+                let mut tick = period.map(|p| {
+                    let mut t = tokio::time::interval(p);
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
+                while Instant::now() < deadline {
+                    if let Some(tick) = tick.as_mut() {
+                        tick.tick().await;
+                    }
+                    this.send_one(&me, now_us()).await;
+                }
+            });
+        }
+        while sending.join_next().await.is_some() {}
+    }
+
+    /// Request `k` is due at `start + k * batch / rate`; it is issued then, in its own
+    /// task, however many earlier requests are still unanswered, and its bodies carry
+    /// that due time rather than the time it was actually issued, so lateness of the
+    /// generator itself is not hidden. Returns after the last answer.
+    async fn open_loop(&self, rate: u64, duration: Duration) -> OpenLoopStats {
+        let period_ns = 1e9 * self.batch as f64 / rate as f64;
+        let requests = (duration.as_secs_f64() * 1e9 / period_ns).floor() as u64;
+        let start = tokio::time::Instant::now();
+        let start_us = now_us();
+        let mut lags_us = Vec::with_capacity(usize::try_from(requests).unwrap_or(0));
+        let mut skipped = 0;
+        let mut in_flight = tokio::task::JoinSet::new();
+        for k in 0..requests {
+            let offset = Duration::from_nanos((k as f64 * period_ns) as u64);
+            let due = start + offset;
+            tokio::time::sleep_until(due).await;
+            lags_us.push(u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX));
+            while in_flight.try_join_next().is_some() {}
+            if in_flight.len() >= MAX_IN_FLIGHT {
+                skipped += 1;
+                continue;
+            }
+            let this = self.clone();
+            let stamp_us = start_us + u64::try_from(offset.as_micros()).unwrap_or(u64::MAX);
+            let me = Arc::clone(&self.users[(k as usize % self.identities) % self.users.len()]);
+            in_flight.spawn(async move { this.send_one(&me, stamp_us).await });
+        }
+        while in_flight.join_next().await.is_some() {}
+        lags_us.sort_unstable();
+        OpenLoopStats {
+            lag_ms: [
+                percentile(&lags_us, 0.99),
+                lags_us.last().copied().unwrap_or(0) as f64 / 1000.0,
+            ],
+            skipped,
+        }
+    }
 }

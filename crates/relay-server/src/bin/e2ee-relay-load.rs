@@ -32,6 +32,11 @@ struct Args {
     /// Envelope body size in bytes.
     #[arg(long, default_value_t = 256)]
     body_size: usize,
+    /// Issue one request every batch/rate seconds whether or not earlier ones were
+    /// answered, and measure latency from each request's scheduled time (needs
+    /// --rate; --senders is then the number of signing accounts, not of tasks).
+    #[arg(long, requires = "rate")]
+    open_loop: bool,
 }
 
 #[tokio::main]
@@ -45,9 +50,13 @@ async fn main() -> anyhow::Result<()> {
         rate: args.rate,
         duration: Duration::from_secs(args.seconds),
         body_size: args.body_size,
+        open_loop: args.open_loop,
     };
+    if config.open_loop && config.rate == 0 {
+        anyhow::bail!("--open-loop needs a --rate above 0");
+    }
     println!(
-        "load: {} users, {} senders, batch {}, rate {}, {} s, body {} B",
+        "load: {} users, {} senders, batch {}, rate {}{}, {} s, body {} B",
         config.users,
         config.senders,
         config.batch,
@@ -55,6 +64,11 @@ async fn main() -> anyhow::Result<()> {
             "max".to_owned()
         } else {
             config.rate.to_string()
+        },
+        if config.open_loop {
+            " (open loop)"
+        } else {
+            " (closed loop)"
         },
         args.seconds,
         config.body_size
