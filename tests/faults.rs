@@ -114,59 +114,87 @@ fn catch_up(user: &User, from: &str, texts: &[String], polled: &mut Polled) {
     polled.take(from, user.try_poll(None, "0"));
 }
 
-/// Alice sends a burst to Bob while Bob keeps polling and the relay is killed with
-/// SIGKILL and started again every few hundred milliseconds.
-fn relay_killed_during_burst(fault: &str, relay_args: &[&str]) -> Tally {
-    let relay = Relay::start_with(relay_args);
-    let alice = User::registered("alice@x", &relay);
-    let bob = User::registered("bob@y", &relay);
-    alice.run(&["add-contact", "bob@y"]).ok();
-    let texts = burst_texts(fault);
-    let relay = Mutex::new(relay);
+/// What happened while Alice sent a burst through a fault.
+struct Burst {
+    /// What Bob's polls showed, and the failed ones.
+    polled: Polled,
+    /// Sends that exited 3 with the message saved in the outbox.
+    queued: usize,
+    /// How many times the fault struck (kills, restarts).
+    strikes: usize,
+}
+
+/// Alice sends `texts` to Bob (through `via`, when given, instead of the saved relay
+/// URL) while Bob keeps long polling for `poll_secs` and `strike` runs beside them
+/// until the burst is over, returning how many times it struck.
+fn burst_through(
+    alice: &User,
+    bob: &User,
+    via: Option<&str>,
+    texts: &[String],
+    poll_secs: &str,
+    strike: impl FnOnce(&AtomicBool) -> usize + Send,
+) -> Burst {
     let done = AtomicBool::new(false);
-    let mut polled = Polled::default();
-    let mut queued = 0;
-    let mut kills = 0;
     std::thread::scope(|scope| {
-        let killer = scope.spawn(|| {
-            let mut kills = 0;
-            while !done.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(150 + 97 * (kills % 4)));
-                relay.lock().unwrap().restart();
-                kills += 1;
-            }
-            kills
-        });
+        let striker = scope.spawn(|| strike(&done));
         let poller = scope.spawn(|| {
             let mut polled = Polled::default();
             while !done.load(Ordering::Relaxed) {
-                polled.take("alice@x", bob.try_poll(None, "1"));
+                polled.take(&alice.email, bob.try_poll(via, poll_secs));
             }
             polled
         });
-        for text in &texts {
-            let (_, was_queued) = alice.send_until_accepted(None, "bob@y", text);
+        let mut queued = 0;
+        for text in texts {
+            let (_, was_queued) = alice.send_until_accepted(via, &bob.email, text);
             queued += usize::from(was_queued);
         }
         done.store(true, Ordering::Relaxed);
-        kills = killer.join().unwrap();
-        polled = poller.join().unwrap();
-    });
-    polled.failures_were(3, "relay");
-    drain_outbox(&alice);
-    catch_up(&bob, "alice@x", &texts, &mut polled);
-    assert!(kills >= 3, "the relay was killed only {kills} times");
-    assert_history_once(&bob, "alice@x", &texts);
-    Tally::count(
-        fault,
-        &texts,
-        &polled.shown,
-        &format!(
-            "{kills} kills; {queued} sends exit 3 `not delivered yet, saved in the outbox…`; \
-             polls exit 3: {}",
-            polled.errors_seen()
-        ),
-    )
+        Burst {
+            polled: poller.join().unwrap(),
+            queued,
+            strikes: striker.join().unwrap(),
+        }
+    })
+}
+
+impl Burst {
+    /// With the fault gone: Alice's outbox drains, Bob catches up, his history holds
+    /// each message once, and the count of what he was shown.
+    fn settle(
+        mut self,
+        fault: &str,
+        alice: &User,
+        bob: &User,
+        texts: &[String],
+        strikes: &str,
+    ) -> Tally {
+        drain_outbox(alice);
+        catch_up(bob, &alice.email, texts, &mut self.polled);
+        assert_history_once(bob, &alice.email, texts);
+        Tally::count(
+            fault,
+            texts,
+            &self.polled.shown,
+            &format!(
+                "{} {strikes}; {} sends exit 3 `not delivered yet, saved in the outbox…`; \
+                 polls exit 3: {}",
+                self.strikes,
+                self.queued,
+                self.polled.errors_seen()
+            ),
+        )
+    }
+}
+
+/// Registers Alice and Bob on `relay`; Alice has Bob as a contact already, so a send
+/// needs nothing from the relay but the post.
+fn alice_and_bob(relay: &Relay) -> (User, User) {
+    let alice = User::registered("alice@x", relay);
+    let bob = User::registered("bob@y", relay);
+    alice.run(&["add-contact", "bob@y"]).ok();
+    (alice, bob)
 }
 
 /// Bob's history holds each of `texts` from `peer` exactly once.
@@ -182,6 +210,34 @@ fn assert_history_once(user: &User, peer: &str, texts: &[String]) {
     let mut expected = texts.to_vec();
     expected.sort();
     assert_eq!(history, expected, "{}'s history with {peer}", user.email);
+}
+
+/// Alice sends a burst to Bob while Bob keeps polling and the relay is killed with
+/// SIGKILL and started again every few hundred milliseconds.
+fn relay_killed_during_burst(fault: &str, relay_args: &[&str]) -> Tally {
+    let relay = Relay::start_with(relay_args);
+    let (alice, bob) = alice_and_bob(&relay);
+    let texts = burst_texts(fault);
+    let relay = Mutex::new(relay);
+    let burst = burst_through(&alice, &bob, None, &texts, "1", |done| {
+        let mut kills: usize = 0;
+        let mut pause_ms: u64 = 150;
+        while !done.load(Ordering::Relaxed) {
+            // 150, 247, 344, 441, 150, … ms: kills land at every stage of a request.
+            std::thread::sleep(Duration::from_millis(pause_ms));
+            pause_ms = if pause_ms > 400 { 150 } else { pause_ms + 97 };
+            relay.lock().unwrap().restart();
+            kills += 1;
+        }
+        kills
+    });
+    burst.polled.failures_were(3, "cannot reach relay");
+    assert!(
+        burst.strikes >= 3,
+        "the relay was killed only {} times",
+        burst.strikes
+    );
+    burst.settle(fault, &alice, &bob, &texts, "kills")
 }
 
 #[test]
@@ -212,108 +268,51 @@ fn redis_restart_during_polls() {
     let redis = Mutex::new(RedisServer::start());
     let url = redis.lock().unwrap().url();
     let relay = Relay::start_with(&["--redis-url", &url]);
-    let alice = User::registered("alice@x", &relay);
-    let bob = User::registered("bob@y", &relay);
-    alice.run(&["add-contact", "bob@y"]).ok();
+    let (alice, bob) = alice_and_bob(&relay);
     let texts = burst_texts(fault);
-    let done = AtomicBool::new(false);
-    let mut polled = Polled::default();
-    let mut queued = 0;
-    let mut restarts = 0;
-    std::thread::scope(|scope| {
-        let restarter = scope.spawn(|| {
-            let mut restarts = 0;
-            while !done.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(400));
-                redis.lock().unwrap().kill();
-                std::thread::sleep(Duration::from_millis(300));
-                redis.lock().unwrap().restart();
-                restarts += 1;
-            }
-            restarts
-        });
-        let poller = scope.spawn(|| {
-            let mut polled = Polled::default();
-            while !done.load(Ordering::Relaxed) {
-                polled.take("alice@x", bob.try_poll(None, "2"));
-            }
-            polled
-        });
-        for text in &texts {
-            let (_, was_queued) = alice.send_until_accepted(None, "bob@y", text);
-            queued += usize::from(was_queued);
-            std::thread::sleep(Duration::from_millis(30));
+    let burst = burst_through(&alice, &bob, None, &texts, "2", |done| {
+        let mut restarts = 0;
+        while !done.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(400));
+            redis.lock().unwrap().kill();
+            std::thread::sleep(Duration::from_millis(300));
+            redis.lock().unwrap().restart();
+            restarts += 1;
         }
-        done.store(true, Ordering::Relaxed);
-        restarts = restarter.join().unwrap();
-        polled = poller.join().unwrap();
+        restarts
     });
     // The relay stays up: it answers 503 while its store is down, never 500.
-    polled.failures_were(3, "503 store_unavailable");
-    drain_outbox(&alice);
-    catch_up(&bob, "alice@x", &texts, &mut polled);
-    assert!(restarts >= 2, "Redis was restarted only {restarts} times");
-    assert_history_once(&bob, "alice@x", &texts);
-    Tally::count(
-        fault,
-        &texts,
-        &polled.shown,
-        &format!(
-            "{restarts} restarts; {queued} sends exit 3 `not delivered yet, saved in the \
-             outbox…`; polls exit 3: {}",
-            polled.errors_seen()
-        ),
-    )
-    .assert_nothing_lost_or_repeated();
+    burst.polled.failures_were(3, "503 store_unavailable");
+    assert!(
+        burst.strikes >= 2,
+        "Redis was restarted only {} times",
+        burst.strikes
+    );
+    burst
+        .settle(fault, &alice, &bob, &texts, "restarts")
+        .assert_nothing_lost_or_repeated();
 }
 
 #[test]
 fn connections_cut_mid_request() {
     let fault = "connections cut mid-request or before the answer (30 %)";
     let relay = Relay::start();
-    let alice = User::registered("alice@x", &relay);
-    let bob = User::registered("bob@y", &relay);
-    alice.run(&["add-contact", "bob@y"]).ok();
+    let (alice, bob) = alice_and_bob(&relay);
     let proxy = CuttingProxy::start(&relay.url, 30, 0x5eed);
     let texts = burst_texts(fault);
-    let done = AtomicBool::new(false);
-    let mut polled = Polled::default();
-    let mut queued = 0;
-    std::thread::scope(|scope| {
-        let poller = scope.spawn(|| {
-            let mut polled = Polled::default();
-            while !done.load(Ordering::Relaxed) {
-                polled.take("alice@x", bob.try_poll(Some(&proxy.url), "1"));
-            }
-            polled
-        });
-        for text in &texts {
-            let (_, was_queued) = alice.send_until_accepted(Some(&proxy.url), "bob@y", text);
-            queued += usize::from(was_queued);
-        }
-        done.store(true, Ordering::Relaxed);
-        polled = poller.join().unwrap();
-    });
-    polled.failures_were(3, "relay");
+    let mut burst = burst_through(&alice, &bob, Some(&proxy.url), &texts, "1", |_| 0);
+    burst.polled.failures_were(3, "relay");
     let (mid_request, before_answer) = proxy.cuts();
     assert!(
         mid_request > 0 && before_answer > 0,
         "the proxy cut too little: {mid_request} requests, {before_answer} answers"
     );
-    drain_outbox(&alice);
-    catch_up(&bob, "alice@x", &texts, &mut polled);
-    assert_history_once(&bob, "alice@x", &texts);
-    Tally::count(
-        fault,
-        &texts,
-        &polled.shown,
-        &format!(
-            "{mid_request} requests and {before_answer} answers cut; {queued} sends exit 3 \
-             `not delivered yet, saved in the outbox…`; polls exit 3: {}",
-            polled.errors_seen()
-        ),
-    )
-    .assert_nothing_lost_or_repeated();
+    burst.strikes = usize::try_from(mid_request + before_answer).unwrap();
+    let strikes =
+        format!("connections cut ({mid_request} mid-request, {before_answer} before the answer)");
+    burst
+        .settle(fault, &alice, &bob, &texts, &strikes)
+        .assert_nothing_lost_or_repeated();
 }
 
 /// A small tmpfs mounted over a user's home, unmounted when dropped.
@@ -402,12 +401,16 @@ fn store_fault(
     break_store: fn(&SmallDisk),
     repair_store: fn(&SmallDisk),
     expected_error: &str,
-) -> Option<Tally> {
+) {
     let relay = Relay::start();
     let alice = User::new("alice@x");
     let bob = User::new("bob@y");
-    let alice_disk = SmallDisk::mount(alice.home.path(), test)?;
-    let bob_disk = SmallDisk::mount(bob.home.path(), test)?;
+    let Some(alice_disk) = SmallDisk::mount(alice.home.path(), test) else {
+        return;
+    };
+    let Some(bob_disk) = SmallDisk::mount(bob.home.path(), test) else {
+        return;
+    };
     for user in [&alice, &bob] {
         user.run(&["register", &user.email, "--relay", &relay.url])
             .ok();
@@ -444,7 +447,7 @@ fn store_fault(
     assert_history_once(&bob, "alice@x", &texts);
     let error = polled.failures[0].stderr.lines().next().unwrap_or_default();
     let advice = error.split_once("; ").map_or(error, |(_, advice)| advice);
-    Some(Tally::count(
+    Tally::count(
         fault,
         &texts,
         &polled.shown,
@@ -452,47 +455,39 @@ fn store_fault(
             "polls and the send exit 2: `{}`; the refused send is sent again",
             advice.replace('|', "/")
         ),
-    ))
+    )
+    .assert_nothing_lost_or_repeated();
 }
 
 #[test]
 fn client_disk_full() {
-    let tally = store_fault(
+    store_fault(
         "client disk full (sender and recipient)",
         "client_disk_full",
         SmallDisk::fill,
         SmallDisk::free,
         "the disk holding the profile failed a write",
     );
-    if let Some(tally) = tally {
-        tally.assert_nothing_lost_or_repeated();
-    }
 }
 
 #[test]
 fn client_disk_full_mid_transaction() {
-    let tally = store_fault(
+    store_fault(
         "client disk full mid-transaction (sender and recipient)",
         "client_disk_full_mid_transaction",
         SmallDisk::fill_but_room_to_open,
         SmallDisk::free,
         "the disk holding the profile is full",
     );
-    if let Some(tally) = tally {
-        tally.assert_nothing_lost_or_repeated();
-    }
 }
 
 #[test]
 fn client_store_read_only() {
-    let tally = store_fault(
+    store_fault(
         "client store read-only (sender and recipient)",
         "client_store_read_only",
         SmallDisk::make_read_only,
         SmallDisk::make_writable,
         "the profile directory must exist and be writable",
     );
-    if let Some(tally) = tally {
-        tally.assert_nothing_lost_or_repeated();
-    }
 }
