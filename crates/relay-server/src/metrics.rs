@@ -21,6 +21,16 @@ struct Histogram {
     sum_seconds: f64,
 }
 
+/// The `method` label of a request: its method if standard, else `other`.
+fn method_label(method: &str) -> &str {
+    match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "OPTIONS" | "PATCH" | "CONNECT" | "TRACE" => {
+            method
+        }
+        _ => "other",
+    }
+}
+
 /// Counters of one relay process.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -49,11 +59,15 @@ impl Metrics {
     }
 
     /// Records one request's duration under its method and route template.
+    ///
+    /// Methods outside the standard set are all recorded as `other`: the method is the
+    /// client's choice, and one series per invented method would let anyone grow this
+    /// map, and every scrape, without bound.
     pub fn observe(&self, method: &str, route: &str, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         let mut latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
         let histogram = latency
-            .entry((method.to_owned(), route.to_owned()))
+            .entry((method_label(method).to_owned(), route.to_owned()))
             .or_default();
         for (bucket, bound) in histogram.buckets.iter_mut().zip(LATENCY_BUCKETS) {
             if seconds <= bound {

@@ -344,3 +344,34 @@ async fn bad_queries_and_routes() {
     assert_error(s, &a, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     still_serving(&relay, &alice).await;
 }
+
+/// The request method is the client's choice: an invented one must not become a
+/// metrics label, or anyone could grow the relay's memory and every scrape without
+/// bound (found by the `relay_request` fuzz target).
+#[tokio::test]
+async fn invented_methods_do_not_grow_the_metrics() {
+    let relay = TestRelay::start(Backend::Sqlite).await;
+    let alice = relay.register("alice@example.org", 0).await;
+    for i in 0..200 {
+        let method = Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        for pq in ["/healthz", "/v1/messages", "/nowhere"] {
+            let (status, _) = relay.call(None, method.clone(), pq, None).await;
+            assert!(status.is_client_error(), "{method} {pq}: {status}");
+        }
+    }
+    let (status, text) = relay.call(None, Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap();
+    assert!(!text.contains("INVENTED"), "{text}");
+    let series = text
+        .lines()
+        .filter(|line| line.starts_with("e2ee_relay_http_request_duration_seconds_count{"))
+        .count();
+    // alice's registration, the three routes under `other`, and this scrape.
+    assert!(series <= 5, "{series} series:\n{text}");
+    assert!(
+        text.contains(r#"method="other",route="/healthz""#),
+        "{text}"
+    );
+    still_serving(&relay, &alice).await;
+}
