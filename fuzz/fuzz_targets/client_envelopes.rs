@@ -141,20 +141,8 @@ fn start_relay(rt: &Runtime, dir: &std::path::Path) -> (String, String, Arc<AppS
     })
 }
 
-/// Every client call builds an HTTP client, which loads the system's CA store: with
-/// coverage instrumentation that is most of a run. `.ci/fuzz` points these at one
-/// certificate and an empty directory.
-const CA_ENV: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
-
 fn setup() -> Fixture {
     relay_env::init_logging();
-    if CA_ENV.iter().any(|name| std::env::var_os(name).is_none()) {
-        eprintln!(
-            "client_envelopes: set SSL_CERT_FILE to a file with one CA certificate and \
-             SSL_CERT_DIR to an empty directory (as .ci/fuzz does) for about twice the \
-             speed: each client call loads the whole system CA store"
-        );
-    }
     let relay_dir = relay_env::scratch_dir("relay-");
     let alice_home = relay_env::scratch_dir("alice-");
     let bob_home = relay_env::scratch_dir("bob-");
@@ -280,7 +268,7 @@ impl Fixture {
                 return;
             }
             self.refills += 1;
-            if self.refills % 4 == 0 {
+            if self.refills.is_multiple_of(4) {
                 self.bob_replies();
             }
             let template = self.alice_sends(&format!("message {}", self.refills + 100));
