@@ -377,6 +377,37 @@ fn session_creation(c: &mut Criterion) {
     group.finish();
 }
 
+/// Loading and storing a record, as a client does around every encrypt and decrypt: a
+/// current session plus one archived session that has sent and received.
+fn session_record(c: &mut Criterion) {
+    let mut group = c.benchmark_group("e2ee/session_record");
+    configure(&mut group);
+    let mut rng = rng(9);
+    let (mut alice, _bob) = e2ee_pair(&mut rng);
+    // A new X3DH with the same peer archives the first session.
+    let bob = Responder::new(&mut rng);
+    let one_time_prekey = OneTimePreKeyPair::generate(&mut rng, 2);
+    let alice_identity = IdentityKeyPair::generate(&mut rng);
+    alice
+        .initiate(
+            &mut rng,
+            &alice_identity,
+            ALICE,
+            BOB,
+            &bob.bundle(&one_time_prekey),
+        )
+        .unwrap();
+    assert_eq!(alice.archived_sessions(), 1);
+    let stored = alice.to_bytes();
+    group.bench_function("from_bytes", |b| {
+        b.iter(|| SessionRecord::from_bytes(black_box(&stored)).unwrap());
+    });
+    group.bench_function("to_bytes", |b| {
+        b.iter(|| black_box(&alice).to_bytes());
+    });
+    group.finish();
+}
+
 fn safety_number(c: &mut Criterion) {
     let mut group = c.benchmark_group("e2ee/safety_number");
     configure(&mut group);
@@ -404,6 +435,34 @@ fn primitives(c: &mut Criterion) {
     });
     group.bench_function("x25519_public_from_secret", |b| {
         b.iter(|| PublicKey::from(black_box(&secret)));
+    });
+    // What src/dh.rs does instead of the ladder: map the peer's key to Edwards form,
+    // multiply there (AVX2 backend when the CPU has it), map the product back.
+    let peer_point = curve25519_dalek::MontgomeryPoint(peer.to_bytes());
+    let peer_edwards = peer_point.to_edwards(0).unwrap();
+    let secret_bytes = secret.to_bytes();
+    assert_eq!(
+        peer_edwards
+            .mul_clamped(secret_bytes)
+            .to_montgomery()
+            .to_bytes(),
+        secret.diffie_hellman(&peer).to_bytes()
+    );
+    group.bench_function("x25519_via_edwards", |b| {
+        b.iter(|| {
+            let point = black_box(peer_point).to_edwards(0).unwrap();
+            point.mul_clamped(black_box(secret_bytes)).to_montgomery()
+        });
+    });
+    group.bench_function("x25519_to_edwards", |b| {
+        b.iter(|| black_box(peer_point).to_edwards(0));
+    });
+    group.bench_function("edwards_mul_clamped_to_montgomery", |b| {
+        b.iter(|| {
+            black_box(peer_edwards)
+                .mul_clamped(black_box(secret_bytes))
+                .to_montgomery()
+        });
     });
 
     let identity = IdentityKeyPair::generate(&mut rng);
@@ -491,6 +550,7 @@ criterion_group!(
     one_direction,
     alternating,
     session_creation,
+    session_record,
     safety_number,
     primitives,
     kdf

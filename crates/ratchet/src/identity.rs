@@ -4,10 +4,10 @@
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
-use x25519_dalek::{PublicKey, StaticSecret};
+use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
-use crate::KeyError;
+use crate::{KeyError, dh::PeerKey};
 
 /// Bytes of an encoded identity key, public or private.
 pub const IDENTITY_KEY_LEN: usize = 32;
@@ -50,9 +50,16 @@ impl IdentityKey {
             .map_err(|_| KeyError::BadSignature)
     }
 
-    /// The X25519 form of this key, for the X3DH Diffie-Hellman operations.
-    pub(crate) fn to_x25519(self) -> PublicKey {
-        PublicKey::from(self.verifying.to_montgomery().to_bytes())
+    /// The X25519 form of this key (the u-coordinate X3DH's DHs use), as tests compare it.
+    #[cfg(test)]
+    pub(crate) fn to_x25519(self) -> x25519_dalek::PublicKey {
+        x25519_dalek::PublicKey::from(self.verifying.to_montgomery().to_bytes())
+    }
+
+    /// The same key prepared for X25519 straight from its decoded Edwards point, which
+    /// skips mapping it to Montgomery form and back (`dh::PeerKey`).
+    pub(crate) fn to_x25519_peer(self) -> PeerKey {
+        PeerKey::from_edwards(self.verifying.to_edwards())
     }
 }
 

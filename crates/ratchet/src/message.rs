@@ -7,7 +7,8 @@ use crate::{
     codec::{Reader, Writer},
     header::ENCRYPTED_HEADER_LEN,
     identity::IDENTITY_KEY_LEN,
-    message_key::TAG_LEN,
+    message_key::{MessageKey, TAG_LEN},
+    padding,
 };
 
 /// The protocol version byte that starts every message.
@@ -28,6 +29,24 @@ pub struct Message {
 }
 
 impl Message {
+    /// Encrypts `plaintext` under `message_key` straight into the encoded message: one
+    /// buffer, no copy of the body.
+    pub(crate) fn seal(
+        encrypted_header: &[u8; ENCRYPTED_HEADER_LEN],
+        message_key: MessageKey,
+        plaintext: &[u8],
+        associated_data: &[u8],
+    ) -> Self {
+        let mut bytes = Vec::with_capacity(
+            1 + ENCRYPTED_HEADER_LEN + padding::padded_len(plaintext.len()) + TAG_LEN,
+        );
+        bytes.push(PROTOCOL_VERSION);
+        bytes.extend_from_slice(encrypted_header);
+        message_key.encrypt_into(plaintext, associated_data, &mut bytes);
+        Self { bytes }
+    }
+
+    #[cfg(test)]
     pub(crate) fn from_parts(encrypted_header: &[u8; ENCRYPTED_HEADER_LEN], body: &[u8]) -> Self {
         let mut bytes = Vec::with_capacity(1 + ENCRYPTED_HEADER_LEN + body.len());
         bytes.push(PROTOCOL_VERSION);
@@ -62,7 +81,7 @@ impl Message {
     }
 
     pub(crate) fn encrypted_header(&self) -> &[u8; ENCRYPTED_HEADER_LEN] {
-        // from_bytes and from_parts guarantee the length.
+        // from_bytes and seal guarantee the length.
         self.bytes[1..1 + ENCRYPTED_HEADER_LEN]
             .try_into()
             .unwrap_or(&[0u8; ENCRYPTED_HEADER_LEN])

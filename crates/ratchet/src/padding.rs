@@ -12,13 +12,19 @@ pub(crate) fn padded_len(plaintext_len: usize) -> usize {
 }
 
 /// Copies `plaintext` into a new buffer with room for the AEAD tag, padded with 0x80 then zeros.
+#[cfg(test)]
 pub(crate) fn pad(plaintext: &[u8], tag_room: usize) -> Vec<u8> {
-    let len = padded_len(plaintext.len());
-    let mut buffer = Vec::with_capacity(len + tag_room);
+    let mut buffer = Vec::with_capacity(padded_len(plaintext.len()) + tag_room);
+    pad_into(plaintext, &mut buffer);
+    buffer
+}
+
+/// Appends `plaintext` to `buffer`, padded with 0x80 then zeros to [`padded_len`] bytes.
+pub(crate) fn pad_into(plaintext: &[u8], buffer: &mut Vec<u8>) {
+    let end = buffer.len() + padded_len(plaintext.len());
     buffer.extend_from_slice(plaintext);
     buffer.push(PADDING_MARKER);
-    buffer.resize(len, 0);
-    buffer
+    buffer.resize(end, 0);
 }
 
 /// Strips the padding in place; `None` when the buffer does not end in valid padding.

@@ -41,7 +41,7 @@ impl SignedPreKeyPair {
         id: u32,
     ) -> Self {
         let pair = KeyPair::generate(rng);
-        let signature = identity.sign(&signed_prekey_signing_bytes(id, pair.public.as_bytes()));
+        let signature = identity.sign(&signed_prekey_signing_bytes(id, pair.public().as_bytes()));
         Self {
             id,
             pair,
@@ -56,7 +56,7 @@ impl SignedPreKeyPair {
 
     /// The public key.
     pub fn public_key(&self) -> [u8; 32] {
-        self.pair.public.to_bytes()
+        self.pair.public().to_bytes()
     }
 
     /// The identity key's signature over [`signed_prekey_signing_bytes`].
@@ -98,7 +98,7 @@ impl std::fmt::Debug for SignedPreKeyPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SignedPreKeyPair")
             .field("id", &self.id)
-            .field("public", &crate::hex(self.pair.public.as_bytes()))
+            .field("public", &crate::hex(self.pair.public().as_bytes()))
             .finish_non_exhaustive()
     }
 }
@@ -136,7 +136,7 @@ impl OneTimePreKeyPair {
 
     /// The public key.
     pub fn public_key(&self) -> [u8; 32] {
-        self.pair.public.to_bytes()
+        self.pair.public().to_bytes()
     }
 
     pub(crate) fn key_pair(&self) -> &KeyPair {
@@ -170,7 +170,7 @@ impl std::fmt::Debug for OneTimePreKeyPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OneTimePreKeyPair")
             .field("id", &self.id)
-            .field("public", &crate::hex(self.pair.public.as_bytes()))
+            .field("public", &crate::hex(self.pair.public().as_bytes()))
             .finish_non_exhaustive()
     }
 }

@@ -1,9 +1,8 @@
 //! The root key and `KDF_RK`.
 
-use x25519_dalek::SharedSecret;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::{chain_key::ChainKey, header::HeaderKey, kdf};
+use crate::{chain_key::ChainKey, dh::SharedSecret, header::HeaderKey, kdf};
 
 /// The root of the ratchet: each DH step mixes a new shared secret into it.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]

@@ -10,8 +10,8 @@ use crate::{
     DecodeError, DecryptError, EncryptError, IdentityKey, MAX_AD_LEN, MAX_SKIP,
     chain_key::ChainKey,
     codec::{Reader, Writer},
-    dh::{self, KeyPair},
-    header::{Header, HeaderKey},
+    dh::{KeyPair, PeerKey},
+    header::{ENCRYPTED_HEADER_LEN, Header, HeaderKey},
     message::Message,
     message_key::MessageKey,
     receiver_chain::{ReceiverChain, ReceiverChains},
@@ -89,11 +89,12 @@ impl Session {
         rng: &mut R,
         secrets: X3dhSecrets,
         parties: SessionParties,
-        remote_signed_prekey: &PublicKey,
+        remote_signed_prekey: &PeerKey,
         pending: PendingPreKey,
     ) -> Result<Self, DecryptError> {
         let ratchet = KeyPair::generate(rng);
-        let shared = dh::diffie_hellman(&ratchet.secret, remote_signed_prekey)
+        let shared = remote_signed_prekey
+            .diffie_hellman(&ratchet.secret)
             .ok_or(DecryptError::NonContributory)?;
         let (root_key, chain_key, next_sending_header_key) = secrets.root_key.advance(&shared);
         Ok(Self {
@@ -164,18 +165,23 @@ impl Session {
             .ok_or(EncryptError::ChainExhausted(counter))?;
         let (message_key, chain_key) = sending.chain_key.step();
         let header = Header {
-            ratchet_key: self.ratchet.public,
+            ratchet_key: self.ratchet.public(),
             previous_chain_length: self.previous_sending_length,
             counter,
         };
         let encrypted_header = sending.header_key.encrypt(rng, header);
-        let body = message_key.encrypt(plaintext, &aad(associated_data, &encrypted_header));
+        let message = Message::seal(
+            &encrypted_header,
+            message_key,
+            plaintext,
+            &aad(associated_data, &encrypted_header),
+        );
         sending.chain_key = chain_key;
         sending.next_counter = next_counter;
-        Ok(Message::from_parts(&encrypted_header, &body))
+        Ok(message)
     }
 
-    fn aad(&self, encrypted_header: &[u8]) -> Vec<u8> {
+    fn aad(&self, encrypted_header: &[u8; ENCRYPTED_HEADER_LEN]) -> BodyAad {
         aad(&self.associated_data, encrypted_header)
     }
 
@@ -282,12 +288,16 @@ impl Session {
         check_jump(0, header.counter)?;
         let next_counter = counter_after(header.counter)?;
 
-        let receiving_secret = dh::diffie_hellman(&self.ratchet.secret, &header.ratchet_key)
+        // Both DHs are with the peer's new ratchet key: map it for DH once.
+        let peer = PeerKey::new(&header.ratchet_key);
+        let receiving_secret = peer
+            .diffie_hellman(&self.ratchet.secret)
             .ok_or(DecryptError::NonContributory)?;
         let (root_key, receiving_chain_key, next_receiving_header_key) =
             self.root_key.advance(&receiving_secret);
         let ratchet = KeyPair::generate(rng);
-        let sending_secret = dh::diffie_hellman(&ratchet.secret, &header.ratchet_key)
+        let sending_secret = peer
+            .diffie_hellman(&ratchet.secret)
             .ok_or(DecryptError::NonContributory)?;
         let (root_key, sending_chain_key, next_sending_header_key) =
             root_key.advance(&sending_secret);
@@ -419,12 +429,39 @@ impl Session {
     }
 }
 
-/// The body AEAD's associated data: `AD || encrypted header`.
-fn aad(associated_data: &[u8], encrypted_header: &[u8]) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(associated_data.len() + encrypted_header.len());
-    aad.extend_from_slice(associated_data);
-    aad.extend_from_slice(encrypted_header);
-    aad
+/// The body AEAD's associated data, `AD || encrypted header`, assembled on the stack:
+/// AD is bounded by [`MAX_AD_LEN`] (checked when a session is made or loaded).
+struct BodyAad {
+    stack: [u8; MAX_AD_LEN + ENCRYPTED_HEADER_LEN],
+    len: usize,
+    /// Empty, so never allocated, unless an AD above the bound needed it.
+    heap: Vec<u8>,
+}
+
+impl std::ops::Deref for BodyAad {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self.stack.get(..self.len) {
+            Some(stack) if self.heap.is_empty() => stack,
+            _ => &self.heap,
+        }
+    }
+}
+
+fn aad(associated_data: &[u8], encrypted_header: &[u8; ENCRYPTED_HEADER_LEN]) -> BodyAad {
+    let len = associated_data.len() + ENCRYPTED_HEADER_LEN;
+    let mut stack = [0u8; MAX_AD_LEN + ENCRYPTED_HEADER_LEN];
+    let heap = match stack.get_mut(..len) {
+        Some(out) => {
+            let (ad, header) = out.split_at_mut(associated_data.len());
+            ad.copy_from_slice(associated_data);
+            header.copy_from_slice(encrypted_header);
+            Vec::new()
+        }
+        None => [associated_data, encrypted_header].concat(),
+    };
+    BodyAad { stack, len, heap }
 }
 
 /// The counter after `counter`; u32::MAX is never sent, since a sender stops there.
@@ -488,7 +525,7 @@ mod tests {
             rng,
             initiation.secrets,
             parties(&alice, &bob),
-            &bundle.signed_prekey_public(),
+            &initiation.signed_prekey,
             PendingPreKey {
                 signed_prekey_id: 1,
                 one_time_prekey_id: Some(1),
@@ -533,7 +570,7 @@ mod tests {
         // ...so forge the message it would have sent, with valid keys.
         let sending = alice.sending.as_ref().unwrap();
         let header = Header {
-            ratchet_key: alice.ratchet.public,
+            ratchet_key: alice.ratchet.public(),
             previous_chain_length: 0,
             counter: u32::MAX,
         };
@@ -551,6 +588,15 @@ mod tests {
         let mut after = Writer::with_capacity(1024);
         bob.write(&mut after);
         assert_eq!(*before.finish(), *after.finish());
+    }
+
+    #[test]
+    fn body_aad_is_ad_then_header_on_the_stack_and_beyond_the_bound() {
+        let header = [7u8; ENCRYPTED_HEADER_LEN];
+        for ad_len in [0, 100, MAX_AD_LEN, MAX_AD_LEN + 1] {
+            let ad = vec![3u8; ad_len];
+            assert_eq!(&*aad(&ad, &header), [&ad[..], &header[..]].concat());
+        }
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl SessionRecord {
                 associated_data,
                 base_key: initiation.base_key,
             },
-            &bundle.signed_prekey_public(),
+            &initiation.signed_prekey,
             PendingPreKey {
                 signed_prekey_id: bundle.signed_prekey_id,
                 one_time_prekey_id: bundle.one_time_prekey.map(|(id, _)| id),

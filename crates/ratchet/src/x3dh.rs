@@ -1,11 +1,15 @@
 //! X3DH key agreement (Signal's X3DH specification), initiator and responder.
 
 use rand_core::CryptoRng;
-use x25519_dalek::{PublicKey, SharedSecret, StaticSecret};
+use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::{
     IdentityKey, IdentityKeyPair, MAX_EMAIL_LEN, OneTimePreKeyPair, PreKeyBundle, SignedPreKeyPair,
-    X3dhError, dh, header::HeaderKey, kdf, root_key::RootKey,
+    X3dhError,
+    dh::{PeerKey, SharedSecret},
+    header::HeaderKey,
+    kdf,
+    root_key::RootKey,
 };
 
 /// X3DH's output: the first root key and the two shared header keys of the
@@ -23,14 +27,17 @@ pub(crate) struct X3dhSecrets {
 pub(crate) struct Initiation {
     pub(crate) secrets: X3dhSecrets,
     pub(crate) base_key: PublicKey,
+    /// SPK_B, prepared for DH: the first ratchet step uses it once more.
+    pub(crate) signed_prekey: PeerKey,
 }
 
 fn checked_dh(
     secret: &StaticSecret,
-    peer: &PublicKey,
+    peer: &PeerKey,
     which: &'static str,
 ) -> Result<SharedSecret, X3dhError> {
-    dh::diffie_hellman(secret, peer).ok_or(X3dhError::NonContributory { which })
+    peer.diffie_hellman(secret)
+        .ok_or(X3dhError::NonContributory { which })
 }
 
 /// `HKDF(salt = 0^32, ikm = 0xFF^32 || DH1 || DH2 || DH3 [|| DH4], info = "e2ee-v1/x3dh", 96)`.
@@ -59,13 +66,19 @@ pub(crate) fn initiate<R: CryptoRng + ?Sized>(
         return Err(X3dhError::ZeroOneTimePreKeyId);
     }
     let ephemeral = StaticSecret::random_from_rng(rng);
-    let signed_prekey = bundle.signed_prekey_public();
+    // Each peer key is mapped for DH once, however many DHs use it.
+    let signed_prekey = PeerKey::new(&bundle.signed_prekey_public());
     let dh1 = checked_dh(&identity.to_x25519(), &signed_prekey, "signed prekey")?;
-    let dh2 = checked_dh(&ephemeral, &bundle.identity_key.to_x25519(), "identity key")?;
+    let dh2 = checked_dh(
+        &ephemeral,
+        &bundle.identity_key.to_x25519_peer(),
+        "identity key",
+    )?;
     let dh3 = checked_dh(&ephemeral, &signed_prekey, "signed prekey")?;
     let secrets = match bundle.one_time_prekey {
         Some((_, one_time)) => {
-            let dh4 = checked_dh(&ephemeral, &PublicKey::from(one_time), "one-time prekey")?;
+            let one_time = PeerKey::new(&PublicKey::from(one_time));
+            let dh4 = checked_dh(&ephemeral, &one_time, "one-time prekey")?;
             derive(&[&dh1, &dh2, &dh3, &dh4])
         }
         None => derive(&[&dh1, &dh2, &dh3]),
@@ -73,6 +86,7 @@ pub(crate) fn initiate<R: CryptoRng + ?Sized>(
     Ok(Initiation {
         secrets,
         base_key: PublicKey::from(&ephemeral),
+        signed_prekey,
     })
 }
 
@@ -85,12 +99,13 @@ pub(crate) fn respond(
     base_key: &PublicKey,
 ) -> Result<X3dhSecrets, X3dhError> {
     let spk = &signed_prekey.key_pair().secret;
-    let dh1 = checked_dh(spk, &initiator_identity.to_x25519(), "identity key")?;
-    let dh2 = checked_dh(&identity.to_x25519(), base_key, "base key")?;
-    let dh3 = checked_dh(spk, base_key, "base key")?;
+    let base_key = PeerKey::new(base_key);
+    let dh1 = checked_dh(spk, &initiator_identity.to_x25519_peer(), "identity key")?;
+    let dh2 = checked_dh(&identity.to_x25519(), &base_key, "base key")?;
+    let dh3 = checked_dh(spk, &base_key, "base key")?;
     Ok(match one_time_prekey {
         Some(one_time) => {
-            let dh4 = checked_dh(&one_time.key_pair().secret, base_key, "base key")?;
+            let dh4 = checked_dh(&one_time.key_pair().secret, &base_key, "base key")?;
             derive(&[&dh1, &dh2, &dh3, &dh4])
         }
         None => derive(&[&dh1, &dh2, &dh3]),
