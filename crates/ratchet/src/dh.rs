@@ -76,11 +76,11 @@ impl PeerKey {
             }
             PeerPoint::Twist(u) => u.mul_clamped(*scalar),
         };
-        let secret = SharedSecret(shared.to_bytes());
+        let output = SharedSecret(shared.to_bytes());
         shared.zeroize();
         // Constant time, like x25519-dalek's `was_contributory`.
-        let zero: bool = secret.0.ct_eq(&[0u8; 32]).into();
-        (!zero).then_some(secret)
+        let zero: bool = output.0.ct_eq(&[0u8; 32]).into();
+        (!zero).then_some(output)
     }
 }
 
