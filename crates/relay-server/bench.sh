@@ -10,7 +10,7 @@ redis-benchmark -h 127.0.0.1 -p 6379 -t lpush,rpop -n 200000 -c 50 -q
 # CPU seconds (user+sys) a process has used so far, from /proc (clock ticks).
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14+$15)/hz}' "/proc/$1/stat"; }
 redis_cpu() { redis-cli -h 127.0.0.1 -p 6379 info cpu | awk -F: '/^used_cpu_(user|sys):/{s+=$2} END{printf "%.1f", s}'; }
-run() { # label, extra relay args, loadgen args
+run() { # label, extra relay args, loadgen args (the relay metrics' request counts are printed too)
   local dir; dir=$(mktemp -d)
   $B/e2ee-relay --listen 127.0.0.1:0 --data-dir "$dir" $2 > "$dir/out" 2>"$dir/err" &
   local pid=$!
@@ -23,6 +23,7 @@ run() { # label, extra relay args, loadgen args
   echo "   CPU during the run: relay $(echo "$(cpu_of $pid) - $relay0" | bc) s," \
     "redis-server $(echo "$(redis_cpu) - $redis0" | bc) s (both cores: 2 s per s);" \
     "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "   requests served: $(curl -s "$url/metrics" | sed -n 's/^e2ee_relay_http_request_duration_seconds_count{method="\([A-Z]*\)",route="\([^"]*\)"} \(.*\)/\1 \2 \3;/p' | tr '\n' ' ')"
   kill -TERM $pid; wait $pid; rm -rf "$dir"
 }
 P="--redis-url redis://127.0.0.1:6379 --redis-key-prefix bench-$$"
@@ -33,6 +34,10 @@ P="--redis-url redis://127.0.0.1:6379 --redis-key-prefix bench-$$"
 # undercount latency (a slow answer delays the next send).
 run "redis max" "$P" "--users 200 --senders 32 --batch 20 --seconds 10"
 run "redis 5000/s open loop" "$P" "--users 200 --senders 16 --batch 10 --rate 5000 --open-loop --seconds 10"
+# The same with receivers acking in a request of their own (GET poll + POST ack per
+# batch, as before POST /v1/messages/poll), for comparison.
+run "redis 5000/s open loop, separate acks" "$P" "--users 200 --senders 16 --batch 10 --rate 5000 --open-loop --seconds 10 --separate-acks"
+run "redis 1000/s open loop" "$P" "--users 200 --senders 16 --batch 10 --rate 1000 --open-loop --seconds 10"
 run "redis 5000/s closed loop" "$P" "--users 200 --senders 16 --batch 10 --rate 5000 --seconds 10"
 run "sqlite max" "" "--users 200 --senders 32 --batch 20 --seconds 10"
 run "sqlite 5000/s open loop" "" "--users 200 --senders 16 --batch 10 --rate 5000 --open-loop --seconds 10"

@@ -6,7 +6,8 @@
 //! Checked for every input: the relay does not panic; it never answers 5xx except
 //! `507 queue_full` (with `queued_ids`); every 4xx carries the JSON error body with a
 //! `(status, code)` pair docs/API.md documents; 2xx answers of the API are JSON; a
-//! signed POST/PUT that was accepted is refused as `replayed_request` when sent again;
+//! signed POST/PUT that was accepted (but the idempotent `POST /v1/messages/poll`) is
+//! refused as `replayed_request` when sent again;
 //! an invented method never becomes a metrics label (the label set must stay bounded).
 //!
 //! Input: two control bytes, then newline-separated fields
@@ -452,8 +453,9 @@ fn check_metrics_labels(fixture: &Fixture, method: &Method) {
 
 /// Sends `request`; `None` when it is a long poll still waiting after [`POLL_CAP`].
 async fn send(router: &Router, request: Request<Body>) -> Option<(StatusCode, HeaderMap, Bytes)> {
-    let long_poll = matches!(*request.method(), Method::GET | Method::HEAD)
-        && request.uri().path() == "/v1/messages";
+    let long_poll = (matches!(*request.method(), Method::GET | Method::HEAD)
+        && request.uri().path() == "/v1/messages")
+        || (*request.method() == Method::POST && request.uri().path() == "/v1/messages/poll");
     let answer = relay_env::call(router, request);
     if long_poll {
         tokio::time::timeout(POLL_CAP, answer).await.ok()
@@ -496,7 +498,12 @@ fn run(data: &[u8]) {
             return;
         };
         check_answer(&method, &path, status_again, &headers, &body);
-        if status.is_success() && matches!(method, Method::POST | Method::PUT) {
+        // POST /v1/messages/poll is idempotent and deliberately not replay-checked
+        // (docs/API.md): sent again it acks nothing new and polls like a GET.
+        if status.is_success()
+            && matches!(method, Method::POST | Method::PUT)
+            && path != "/v1/messages/poll"
+        {
             assert_eq!(
                 status_again,
                 StatusCode::UNAUTHORIZED,
@@ -684,6 +691,26 @@ fn seeds(alice: &Identity, newcomer: &Identity) -> Vec<(String, Vec<u8>)> {
                 0,
                 signed("POST", "/v1/messages/ack"),
                 br#"{"ids":[1,2,3]}"#,
+            ),
+        ),
+        (
+            "ack_and_poll",
+            seed(
+                2,
+                0,
+                0,
+                signed("POST", "/v1/messages/poll"),
+                br#"{"ack":[1,2],"timeout_ms":0,"limit":10}"#,
+            ),
+        ),
+        (
+            "ack_and_poll_bad_limit",
+            seed(
+                2,
+                0,
+                0,
+                signed("POST", "/v1/messages/poll"),
+                br#"{"ack":[],"timeout_ms":60001,"limit":0}"#,
             ),
         ),
         (

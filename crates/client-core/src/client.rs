@@ -202,6 +202,18 @@ pub struct Client {
     /// and keeps connections to the relay alive between calls.
     relay: Mutex<Option<RelayClient>>,
     last_prekey_check: Mutex<Option<Instant>>,
+    /// Envelope ids committed to the store but not yet acked to the relay: left by
+    /// [`Client::poll_deferring_ack`] for the next poll's request to carry.
+    unacked: Mutex<Vec<u64>>,
+}
+
+/// When a poll acks what it stored.
+#[derive(Debug, Clone, Copy)]
+enum AckTiming {
+    /// Before it returns, in its own request.
+    Now,
+    /// In the next poll's request.
+    WithNextPoll,
 }
 
 /// A loaded account: row plus identity.
@@ -315,6 +327,7 @@ impl Client {
             relay_override: options.relay_url,
             relay: Mutex::new(None),
             last_prekey_check: Mutex::new(None),
+            unacked: Mutex::new(Vec::new()),
         })
     }
 
@@ -802,6 +815,36 @@ impl Client {
     /// process died before displaying them) come first. Call [`Self::mark_shown`]
     /// once the messages are displayed.
     pub async fn poll(&self, timeout: Duration) -> Result<PollOutcome, ClientError> {
+        self.poll_with(timeout, AckTiming::Now).await
+    }
+
+    /// [`Self::poll`] for a loop that polls again straight away (`e2ee poll --follow`,
+    /// an app that stays online): what this poll stores is acked by the *next* poll's
+    /// request (`POST /v1/messages/poll`), one signed request per batch instead of two.
+    /// If no next poll comes, nothing is lost: the relay redelivers those envelopes and
+    /// the store, which records every envelope id it committed, drops them as repeats.
+    /// [`Self::flush_acks`] acks them at once, e.g. before exiting.
+    pub async fn poll_deferring_ack(&self, timeout: Duration) -> Result<PollOutcome, ClientError> {
+        self.poll_with(timeout, AckTiming::WithNextPoll).await
+    }
+
+    /// Acks what [`Self::poll_deferring_ack`] left for the next poll.
+    pub async fn flush_acks(&self) -> Result<(), ClientError> {
+        let pending = lock(&self.unacked).clone();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let me = self.me().await?;
+        me.relay.ack(&me.signer(), &pending).await?;
+        lock(&self.unacked).retain(|id| !pending.contains(id));
+        Ok(())
+    }
+
+    async fn poll_with(
+        &self,
+        timeout: Duration,
+        timing: AckTiming,
+    ) -> Result<PollOutcome, ClientError> {
         let me = self.me().await?;
         self.flush_outbox(&me).await?;
         self.maintain_prekeys(&me).await?;
@@ -826,10 +869,26 @@ impl Client {
         } else {
             Duration::ZERO
         };
-        let response = me.relay.poll(&me.signer(), timeout, BATCH).await?;
-        let mut ack = Vec::with_capacity(response.envelopes.len());
+        // With nothing to ack the plain GET is the same request, and cheaper for the
+        // relay: a GET needs no replay-cache record.
+        let pending: Vec<u64> = lock(&self.unacked)
+            .iter()
+            .copied()
+            .take(e2ee_proto::MAX_ACK_IDS)
+            .collect();
+        let envelopes = if pending.is_empty() {
+            me.relay.poll(&me.signer(), timeout, BATCH).await?.envelopes
+        } else {
+            let response = me
+                .relay
+                .ack_and_poll(&me.signer(), &pending, timeout, BATCH)
+                .await?;
+            lock(&self.unacked).retain(|id| !pending.contains(id));
+            response.envelopes
+        };
+        let mut ack = Vec::with_capacity(envelopes.len());
         let mut consumed_prekey = false;
-        for envelope in &response.envelopes {
+        for envelope in &envelopes {
             let (decrypted, consumed) = self.receive(&me, envelope).await?;
             crash_point(CRASH_AFTER_COMMIT_BEFORE_ACK);
             consumed_prekey |= consumed;
@@ -843,9 +902,14 @@ impl Client {
                 Decrypted::Dropped(None) => {}
             }
         }
-        if !ack.is_empty() {
-            me.relay.ack(&me.signer(), &ack).await?;
-        }
+        match timing {
+            AckTiming::Now if !ack.is_empty() => me.relay.ack(&me.signer(), &ack).await?,
+            AckTiming::Now => 0,
+            AckTiming::WithNextPoll => {
+                lock(&self.unacked).extend_from_slice(&ack);
+                0
+            }
+        };
         if consumed_prekey {
             *lock(&self.last_prekey_check) = None;
         }

@@ -4,8 +4,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e2ee_proto::{
     AckRequest, AckResponse, ErrorBody, HEADER_ACCOUNT, HEADER_SIGNATURE, HEADER_TIMESTAMP,
-    PollResponse, PreKeyBundle, PreKeyCount, RegisterRequest, RegisterResponse, SendRequest,
-    SendResponse, UploadPreKeysRequest, encode_b64, request_signing_bytes,
+    PollAckRequest, PollAckResponse, PollResponse, PreKeyBundle, PreKeyCount, RegisterRequest,
+    RegisterResponse, SendRequest, SendResponse, UploadPreKeysRequest, encode_b64,
+    request_signing_bytes,
 };
 use e2ee_ratchet::IdentityKeyPair;
 use reqwest::{Method, StatusCode};
@@ -248,6 +249,29 @@ impl RelayClient {
         let path = format!("/v1/messages?timeout_ms={timeout_ms}&limit={limit}");
         self.call::<(), _>(signer, Method::GET, &path, None, timeout + POLL_SLACK)
             .await
+    }
+
+    /// `POST /v1/messages/poll`: acks `ids`, then the long poll, in one request.
+    pub(crate) async fn ack_and_poll(
+        &self,
+        signer: &Signer<'_>,
+        ids: &[u64],
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<PollAckResponse, RelayError> {
+        let request = PollAckRequest {
+            ack: ids.to_vec(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            limit,
+        };
+        self.call(
+            signer,
+            Method::POST,
+            "/v1/messages/poll",
+            Some(&request),
+            timeout + POLL_SLACK,
+        )
+        .await
     }
 
     /// `POST /v1/messages/ack`.

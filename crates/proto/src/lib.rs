@@ -372,6 +372,36 @@ pub struct PollResponse {
     pub envelopes: Vec<Envelope>,
 }
 
+/// Body of `POST /v1/messages/poll`: acknowledge what the previous poll delivered and
+/// long-poll for more in one signed request, so a client that stays online pays one
+/// request (and the relay one signature verification) per delivery instead of two.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PollAckRequest {
+    /// Ids of envelopes the client has stored (at most [`MAX_ACK_IDS`]); removed before
+    /// the poll reads the queue. Unknown or already-acked ids are ignored.
+    #[serde(default)]
+    pub ack: Vec<u64>,
+    /// Longest wait, at most [`MAX_POLL_TIMEOUT_MS`]; 0 (the default) answers at once.
+    #[serde(default)]
+    pub timeout_ms: u64,
+    /// Most envelopes to return, 1 to [`MAX_POLL_LIMIT`] (the default).
+    #[serde(default = "default_poll_limit")]
+    pub limit: usize,
+}
+
+fn default_poll_limit() -> usize {
+    MAX_POLL_LIMIT
+}
+
+/// Answer of `POST /v1/messages/poll`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PollAckResponse {
+    /// How many envelopes the request's `ack` removed.
+    pub acked: u64,
+    /// Oldest first; empty on timeout or when the relay shuts down.
+    pub envelopes: Vec<Envelope>,
+}
+
 /// Body of `POST /v1/messages/ack`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckRequest {

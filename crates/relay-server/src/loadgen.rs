@@ -20,7 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::{Method, StatusCode};
 use e2ee_proto::{
-    AckRequest, AckResponse, Base64Bytes, OutgoingMessage, PollResponse, SendRequest, SendResponse,
+    AckRequest, AckResponse, Base64Bytes, OutgoingMessage, PollAckRequest, PollAckResponse,
+    PollResponse, SendRequest, SendResponse,
 };
 use rand::RngExt as _;
 use tokio::sync::Mutex;
@@ -57,6 +58,9 @@ pub struct LoadConfig {
     /// Issue sends on a fixed timetable regardless of answers (needs `rate > 0`);
     /// latency is then measured from each request's scheduled time.
     pub open_loop: bool,
+    /// Receive as clients before `POST /v1/messages/poll` did: `GET /v1/messages`, then
+    /// a separate `POST /v1/messages/ack` (two signed requests per delivery).
+    pub separate_acks: bool,
 }
 
 /// What was measured.
@@ -167,37 +171,76 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, ClientError> {
         let (client, user) = (client.clone(), Arc::clone(user));
         let (stop, delivered) = (Arc::clone(&stop_polling), Arc::clone(&delivered));
         let (latencies, last_delivery) = (Arc::clone(&latencies), Arc::clone(&last_delivery));
+        let separate_acks = config.separate_acks;
         pollers.spawn(async move {
             let mut local = Vec::new();
             let path = format!("/v1/messages?timeout_ms={POLL_TIMEOUT_MS}&limit=100");
+            // Ids delivered by the last poll, acknowledged by the next request.
+            let mut to_ack: Vec<u64> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let poll: Result<PollResponse, _> = client
-                    .call::<(), _>(&user, Method::GET, &path, None, StatusCode::OK)
-                    .await;
-                let Ok(poll) = poll else {
+                let envelopes = if separate_acks {
+                    if !to_ack.is_empty() {
+                        let ids = std::mem::take(&mut to_ack);
+                        let _: Result<AckResponse, _> = client
+                            .call(
+                                &user,
+                                Method::POST,
+                                "/v1/messages/ack",
+                                Some(&AckRequest { ids }),
+                                StatusCode::OK,
+                            )
+                            .await;
+                    }
+                    client
+                        .call::<(), PollResponse>(&user, Method::GET, &path, None, StatusCode::OK)
+                        .await
+                        .map(|poll| poll.envelopes)
+                } else {
+                    let request = PollAckRequest {
+                        ack: to_ack.clone(),
+                        timeout_ms: POLL_TIMEOUT_MS,
+                        limit: e2ee_proto::MAX_POLL_LIMIT,
+                    };
+                    client
+                        .call::<_, PollAckResponse>(
+                            &user,
+                            Method::POST,
+                            "/v1/messages/poll",
+                            Some(&request),
+                            StatusCode::OK,
+                        )
+                        .await
+                        .map(|poll| {
+                            to_ack.clear();
+                            poll.envelopes
+                        })
+                };
+                let Ok(envelopes) = envelopes else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
-                if poll.envelopes.is_empty() {
+                if envelopes.is_empty() {
                     continue;
                 }
                 let received = now_us();
-                for envelope in &poll.envelopes {
+                for envelope in &envelopes {
                     if let Some(stamp) = envelope.body.0.get(..8) {
                         let mut bytes = [0u8; 8];
                         bytes.copy_from_slice(stamp);
                         local.push(received.saturating_sub(u64::from_be_bytes(bytes)));
                     }
                 }
-                delivered.fetch_add(poll.envelopes.len() as u64, Ordering::Relaxed);
+                delivered.fetch_add(envelopes.len() as u64, Ordering::Relaxed);
                 *last_delivery.lock().await = Instant::now();
-                let ids = poll.envelopes.iter().map(|e| e.id).collect();
+                to_ack.extend(envelopes.iter().map(|e| e.id));
+            }
+            if !to_ack.is_empty() {
                 let _: Result<AckResponse, _> = client
                     .call(
                         &user,
                         Method::POST,
                         "/v1/messages/ack",
-                        Some(&AckRequest { ids }),
+                        Some(&AckRequest { ids: to_ack }),
                         StatusCode::OK,
                     )
                     .await;

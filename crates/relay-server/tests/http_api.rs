@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::http::{Method, StatusCode};
 use common::{Backend, TestRelay};
 use e2ee_relay_server::api::RateLimit;
+use e2ee_relay_server::client::now_ms;
 use serde_json::json;
 
 fn msg(to: &str, body: &[u8]) -> serde_json::Value {
@@ -361,6 +362,132 @@ async fn banned_accounts(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
 }
 
+async fn ack_and_poll_in_one_request(backend: Backend) {
+    let relay = std::sync::Arc::new(TestRelay::start(backend).await);
+    let alice = relay.register("alice@example.org", 0).await;
+    let bob = std::sync::Arc::new(relay.register("bob@example.org", 0).await);
+    let send =
+        json!({"messages": [msg("bob@example.org", b"one"), msg("bob@example.org", b"two")]});
+    let (_, sent) = relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    let ids: Vec<u64> = serde_json::from_value(sent["ids"].clone()).unwrap();
+    // Nothing to ack yet; the defaults answer at once with the whole queue.
+    let (status, first) = relay
+        .call(
+            Some(&bob),
+            Method::POST,
+            "/v1/messages/poll",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["acked"], 0);
+    assert_eq!(first["envelopes"].as_array().unwrap().len(), 2);
+    // Acking the first in the next poll: the answer starts after it, and the ack is
+    // applied even though the rest of the answer comes at once.
+    let (status, second) = relay
+        .call(
+            Some(&bob),
+            Method::POST,
+            "/v1/messages/poll",
+            Some(json!({"ack": [ids[0]], "timeout_ms": 30000, "limit": 10})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["acked"], 1);
+    let envelopes = second["envelopes"].as_array().unwrap();
+    assert_eq!(envelopes.len(), 1);
+    assert_eq!(envelopes[0]["id"], ids[1]);
+    assert_eq!(envelopes[0]["body"], e2ee_proto::encode_b64(b"two"));
+    // Acking the last one and waiting: the poll sleeps until a send wakes it.
+    let poller = {
+        let (relay, bob) = (relay.clone(), bob.clone());
+        tokio::spawn(async move {
+            relay
+                .call(
+                    Some(&bob),
+                    Method::POST,
+                    "/v1/messages/poll",
+                    Some(json!({"ack": [ids[1]], "timeout_ms": 20000})),
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !poller.is_finished(),
+        "the queue was acked empty; the poll must wait"
+    );
+    let send = json!({"messages": [msg("bob@example.org", b"three")]});
+    relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    let (status, third) = poller.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{third}");
+    assert_eq!(third["acked"], 1);
+    assert_eq!(third["envelopes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        third["envelopes"][0]["body"],
+        e2ee_proto::encode_b64(b"three")
+    );
+    // Empty queue after acking everything: [] after the timeout.
+    let last = third["envelopes"][0]["id"].as_u64().unwrap();
+    let (_, done) = relay
+        .call(
+            Some(&bob),
+            Method::POST,
+            "/v1/messages/poll",
+            Some(json!({"ack": [last], "timeout_ms": 200})),
+        )
+        .await;
+    assert_eq!(done, json!({"acked": 1, "envelopes": []}));
+    // Not replay-checked, and a replay changes nothing: the same signed request sent
+    // again acks nothing (its ids are gone for good) and cannot ack what came after.
+    let send = json!({"messages": [msg("bob@example.org", b"four")]});
+    relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    let ts = now_ms();
+    let replayable = serde_json::to_vec(&json!({"ack": [last], "timeout_ms": 0})).unwrap();
+    for _ in 0..2 {
+        let (status, replayed) = relay
+            .call_raw(
+                Some(&bob),
+                Method::POST,
+                "/v1/messages/poll",
+                replayable.clone(),
+                ts,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{replayed}");
+        assert_eq!(replayed["acked"], 0);
+        assert_eq!(
+            replayed["envelopes"][0]["body"],
+            e2ee_proto::encode_b64(b"four")
+        );
+    }
+    // Its limits are those of the two requests it replaces.
+    for (body, code) in [
+        (json!({"timeout_ms": 60001}), "bad_query"),
+        (json!({"limit": 0}), "bad_query"),
+        (json!({"limit": 101}), "bad_query"),
+        (json!({"ack": vec![1u64; 1001]}), "too_many_ids"),
+        (json!({"ack": "all"}), "invalid_request"),
+    ] {
+        let (status, answer) = relay
+            .call(
+                Some(&bob),
+                Method::POST,
+                "/v1/messages/poll",
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["error"], code, "{body}: {answer}");
+    }
+}
+
 macro_rules! api_suite {
     ($name:ident, $backend:expr) => {
         mod $name {
@@ -376,6 +503,10 @@ macro_rules! api_suite {
             #[tokio::test]
             async fn send_poll_ack() {
                 super::send_poll_ack($backend).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn ack_and_poll_in_one_request() {
+                super::ack_and_poll_in_one_request($backend).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn waiting_poll_wakes_on_send() {

@@ -117,6 +117,39 @@ async fn order_and_ack(f: Fixture) {
     assert!(next > ids[4]);
 }
 
+async fn ack_and_fetch(f: Fixture) {
+    let q = &f.queue;
+    let mut ids = Vec::new();
+    for i in 0..4u8 {
+        ids.push(q.enqueue("bob@x.org", "alice@x.org", &[i]).await.unwrap());
+    }
+    // Acks first, then reads what is left, honouring the limit; unknown ids and
+    // other people's queues count nothing.
+    let (acked, got) = q
+        .ack_and_fetch("bob@x.org", &[ids[0], ids[2], 999_999], 1)
+        .await
+        .unwrap();
+    assert_eq!(acked, 2);
+    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[1]]);
+    assert_eq!(got[0].body, [1]);
+    let (acked, got) = q.ack_and_fetch("carol@x.org", &[ids[1]], 10).await.unwrap();
+    assert_eq!((acked, got.len()), (0, 0));
+    // No ids: a plain fetch.
+    let (acked, got) = q.ack_and_fetch("bob@x.org", &[], 10).await.unwrap();
+    assert_eq!(acked, 0);
+    assert_eq!(
+        got.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [ids[1], ids[3]]
+    );
+    // Acking the rest empties the queue, and the answer is empty.
+    let (acked, got) = q
+        .ack_and_fetch("bob@x.org", &[ids[1], ids[3]], 10)
+        .await
+        .unwrap();
+    assert_eq!((acked, got.len()), (2, 0));
+    assert_eq!(q.depth("bob@x.org").await.unwrap(), 0);
+}
+
 async fn cap(f: Fixture) {
     let q = &f.queue;
     for i in 0..3u8 {
@@ -318,6 +351,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn order_and_ack() {
                 super::order_and_ack(super::$backend(limits(100, 3600)).await).await;
+            }
+            #[tokio::test]
+            async fn ack_and_fetch() {
+                super::ack_and_fetch(super::$backend(limits(100, 3600)).await).await;
             }
             #[tokio::test]
             async fn cap() {

@@ -11,6 +11,8 @@ use crate::output::Output;
 const DEFAULT_TIMEOUT_SECS: u64 = 5;
 /// Longest single wait of `--follow`; the relay caps a long poll at 60 s.
 const FOLLOW_WAIT: Duration = Duration::from_secs(60);
+/// Longest `--follow` waits on exit to ack what it last stored.
+const FLUSH_ACKS_WAIT: Duration = Duration::from_secs(2);
 /// Pause before `--follow` retries after the relay could not be reached.
 const FOLLOW_RETRY: Duration = Duration::from_secs(2);
 
@@ -88,9 +90,19 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
         // returned by the next poll, and unacked envelopes are redelivered.
         let polled = {
             let _spinner = (!args.follow).then(|| out.spinner("waiting for messages…"));
+            let poll = async {
+                if args.follow {
+                    client.poll_deferring_ack(wait).await
+                } else {
+                    client.poll(wait).await
+                }
+            };
             tokio::select! {
-                polled = client.poll(wait) => polled,
-                () = interrupts.recv() => return Ok(()),
+                polled = poll => polled,
+                () = interrupts.recv() => {
+                    flush_acks(client).await;
+                    return Ok(());
+                }
             }
         };
         match polled {
@@ -104,7 +116,10 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
                 out.warn(&format!("{error}; retrying"));
                 tokio::select! {
                     () = tokio::time::sleep(FOLLOW_RETRY) => {}
-                    () = interrupts.recv() => return Ok(()),
+                    () = interrupts.recv() => {
+                    flush_acks(client).await;
+                    return Ok(());
+                }
                 }
             }
             Err(error) => return Err(error.into()),
@@ -112,5 +127,18 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
         if !args.follow {
             return Ok(());
         }
+    }
+}
+
+/// On the way out of `--follow`, acks what the last poll stored, giving the relay
+/// [`FLUSH_ACKS_WAIT`] at most: envelopes left unacked are redelivered to the next poll
+/// and recognised as repeats, so a failure here costs a little bandwidth, nothing else.
+async fn flush_acks(client: &Client) {
+    match tokio::time::timeout(FLUSH_ACKS_WAIT, client.flush_acks()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "acking on exit failed; the relay will redeliver")
+        }
+        Err(_) => tracing::debug!("acking on exit timed out; the relay will redeliver"),
     }
 }

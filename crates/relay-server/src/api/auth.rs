@@ -43,6 +43,14 @@ pub struct Signed {
     pub body: Bytes,
 }
 
+fn bad_signature() -> ApiError {
+    ApiError::unauthorized(
+        "bad_signature",
+        "the request signature does not verify; sign \"e2ee-v1/request\" || method || \
+         path-and-query || timestamp (u64 BE) || SHA-256(body) with the identity key",
+    )
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
     let value = headers.get(name).ok_or_else(|| {
         ApiError::unauthorized(
@@ -58,14 +66,12 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
 impl RawSigned {
     /// Checks the signature with `identity_key` (strict verification).
     pub fn verify(&self, identity_key: &[u8; 32]) -> Result<(), ApiError> {
-        let bad = || {
-            ApiError::unauthorized(
-                "bad_signature",
-                "the request signature does not verify; sign \"e2ee-v1/request\" || method || \
-                 path-and-query || timestamp (u64 BE) || SHA-256(body) with the identity key",
-            )
-        };
-        let key = VerifyingKey::from_bytes(identity_key).map_err(|_| bad())?;
+        let key = VerifyingKey::from_bytes(identity_key).map_err(|_| bad_signature())?;
+        self.verify_with(&key)
+    }
+
+    /// [`Self::verify`] with the key already decompressed.
+    pub fn verify_with(&self, key: &VerifyingKey) -> Result<(), ApiError> {
         let message = request_signing_bytes(
             self.method.as_str(),
             &self.path_and_query,
@@ -73,7 +79,7 @@ impl RawSigned {
             &self.body,
         );
         key.verify_strict(&message, &Signature::from_bytes(&self.signature))
-            .map_err(|_| bad())
+            .map_err(|_| bad_signature())
     }
 
     /// Accepts the signature once (state-changing requests only): the cache is shared
@@ -152,31 +158,62 @@ impl FromRequest<Arc<AppState>> for RawSigned {
     }
 }
 
+/// A [`Signed`] request whose signature is not recorded in the replay cache, for the
+/// one POST whose effect is idempotent: `POST /v1/messages/poll` acks (ids are never
+/// reused, so acking again removes nothing) and reads what a `GET /v1/messages` would,
+/// and GETs are not replay-checked either. Recording its signature would cost a Redis
+/// call or an SQLite commit on every poll of every online client and protect nothing.
+#[derive(Debug)]
+pub struct SignedIdempotent(pub Signed);
+
+/// The signer of `raw`, if it exists, is not banned, and signed `raw`.
+async fn authenticate(raw: &RawSigned, state: &AppState) -> Result<Account, ApiError> {
+    // Cached for a few seconds: this lookup is on every request (see
+    // ACCOUNT_CACHE_TTL for what that means for bans).
+    let account = state
+        .directory
+        .cached_account(&raw.email)
+        .await?
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "unknown_account",
+                "the signing account is not registered here; register first",
+            )
+        })?;
+    let key = state
+        .directory
+        .verifying_key(&account.identity_key)
+        .ok_or_else(bad_signature)?;
+    raw.verify_with(&key)?;
+    if account.banned {
+        return Err(ApiError::banned());
+    }
+    Ok(account)
+}
+
 impl FromRequest<Arc<AppState>> for Signed {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let raw = RawSigned::from_request(req, state).await?;
-        // Cached for a few seconds: this lookup is on every request (see
-        // ACCOUNT_CACHE_TTL for what that means for bans).
-        let account = state
-            .directory
-            .cached_account(&raw.email)
-            .await?
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "unknown_account",
-                    "the signing account is not registered here; register first",
-                )
-            })?;
-        raw.verify(&account.identity_key)?;
-        if account.banned {
-            return Err(ApiError::banned());
-        }
+        let account = authenticate(&raw, state).await?;
         raw.check_replay(state).await?;
         Ok(Self {
             account,
             body: raw.body,
         })
+    }
+}
+
+impl FromRequest<Arc<AppState>> for SignedIdempotent {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let raw = RawSigned::from_request(req, state).await?;
+        let account = authenticate(&raw, state).await?;
+        Ok(Self(Signed {
+            account,
+            body: raw.body,
+        }))
     }
 }

@@ -18,15 +18,15 @@ use axum::{Json, Router};
 use e2ee_proto::{
     AccountInfo, AckRequest, AckResponse, Base64Bytes, Envelope, MAX_ACK_IDS,
     MAX_ENVELOPE_BODY_BYTES, MAX_MESSAGES_PER_REQUEST, MAX_ONE_TIME_PREKEYS_PER_REQUEST,
-    MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS, OneTimePreKey, PollResponse, PreKeyBundle, PreKeyCount,
-    RegisterRequest, RegisterResponse, SendRequest, SendResponse, UploadPreKeysRequest,
-    normalize_email,
+    MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS, OneTimePreKey, PollAckRequest, PollAckResponse,
+    PollResponse, PreKeyBundle, PreKeyCount, RegisterRequest, RegisterResponse, SendRequest,
+    SendResponse, UploadPreKeysRequest, normalize_email,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-pub use self::auth::{RawSigned, Signed};
+pub use self::auth::{RawSigned, Signed, SignedIdempotent};
 pub use self::error::{ApiError, json_error};
 pub use self::ratelimit::{BUNDLE_FETCH_BURST, BUNDLE_FETCHES_PER_MINUTE, RateLimit, RateLimiter};
 use crate::directory::{Directory, NewAccount};
@@ -81,6 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .get(poll),
         )
         .route("/v1/messages/ack", post(ack))
+        .route("/v1/messages/poll", post(ack_and_poll))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -410,63 +411,96 @@ fn to_wire(envelope: QueuedEnvelope) -> Envelope {
     }
 }
 
-async fn poll(
-    State(state): State<Arc<AppState>>,
-    query: Result<Query<PollQuery>, QueryRejection>,
-    signed: Signed,
-) -> Result<Json<PollResponse>, ApiError> {
-    let Query(query) = query.map_err(|r| query_error(&r))?;
-    let timeout_ms = query.timeout_ms.unwrap_or(0);
+/// The `timeout_ms` and `limit` of a poll, checked.
+fn poll_params(timeout_ms: u64, limit: usize) -> Result<(Duration, usize), ApiError> {
     if timeout_ms > MAX_POLL_TIMEOUT_MS {
         return Err(ApiError::bad_request(
             "bad_query",
             format!("timeout_ms must be 0..={MAX_POLL_TIMEOUT_MS}"),
         ));
     }
-    let limit = query.limit.unwrap_or(MAX_POLL_LIMIT);
     if !(1..=MAX_POLL_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(
             "bad_query",
             format!("limit must be 1..={MAX_POLL_LIMIT}"),
         ));
     }
-    let envelopes = wait_for_envelopes(
-        &state,
-        &signed.account.email,
-        limit,
-        Duration::from_millis(timeout_ms),
-    )
-    .await?;
+    Ok((Duration::from_millis(timeout_ms), limit))
+}
+
+async fn poll(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<PollQuery>, QueryRejection>,
+    signed: Signed,
+) -> Result<Json<PollResponse>, ApiError> {
+    let Query(query) = query.map_err(|r| query_error(&r))?;
+    let (timeout, limit) = poll_params(
+        query.timeout_ms.unwrap_or(0),
+        query.limit.unwrap_or(MAX_POLL_LIMIT),
+    )?;
+    let (_, envelopes) =
+        wait_for_envelopes(&state, &signed.account.email, &[], limit, timeout).await?;
     Metrics::add(&state.metrics.delivered, envelopes.len() as u64);
     Ok(Json(PollResponse {
         envelopes: envelopes.into_iter().map(to_wire).collect(),
     }))
 }
 
+/// `POST /v1/messages/poll`: the ack of `POST /v1/messages/ack`, then the long poll of
+/// `GET /v1/messages`, for one signature. The ack lands before the queue is read, so
+/// the answer never repeats an envelope this request acknowledged.
+async fn ack_and_poll(
+    State(state): State<Arc<AppState>>,
+    SignedIdempotent(signed): SignedIdempotent,
+) -> Result<Json<PollAckResponse>, ApiError> {
+    let request: PollAckRequest = parse(&signed.body)?;
+    check_ack_count(&request.ack)?;
+    let (timeout, limit) = poll_params(request.timeout_ms, request.limit)?;
+    let (acked, envelopes) =
+        wait_for_envelopes(&state, &signed.account.email, &request.ack, limit, timeout).await?;
+    Metrics::add(&state.metrics.acked, acked);
+    Metrics::add(&state.metrics.delivered, envelopes.len() as u64);
+    Ok(Json(PollAckResponse {
+        acked,
+        envelopes: envelopes.into_iter().map(to_wire).collect(),
+    }))
+}
+
 /// The long poll: register as a waiter first, then read, then sleep until woken, the
 /// deadline, or shutdown. Registering before reading means a send landing between
-/// the read and the sleep still wakes us.
+/// the read and the sleep still wakes us. `ack` is removed by the first read (in the
+/// same round trip on Redis); returns how many of it existed, and the envelopes.
 async fn wait_for_envelopes(
     state: &AppState,
     email: &str,
+    ack: &[u64],
     limit: usize,
     timeout: Duration,
-) -> Result<Vec<QueuedEnvelope>, ApiError> {
+) -> Result<(u64, Vec<QueuedEnvelope>), ApiError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let waiter = state.queue.waiters().register(&recipient_tag(email));
     let mut shutdown = state.shutdown.subscribe();
+    let mut acked = None;
     loop {
         let notified = waiter.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let envelopes = state.queue.fetch(email, limit).await?;
+        let envelopes = match acked {
+            None if !ack.is_empty() => {
+                let (count, envelopes) = state.queue.ack_and_fetch(email, ack, limit).await?;
+                acked = Some(count);
+                envelopes
+            }
+            _ => state.queue.fetch(email, limit).await?,
+        };
+        let acked_count = acked.unwrap_or(0);
         if !envelopes.is_empty() || *shutdown.borrow() {
-            return Ok(envelopes);
+            return Ok((acked_count, envelopes));
         }
         tokio::select! {
             () = &mut notified => {}
-            () = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
-            _ = shutdown.changed() => return Ok(Vec::new()),
+            () = tokio::time::sleep_until(deadline) => return Ok((acked_count, Vec::new())),
+            _ = shutdown.changed() => return Ok((acked_count, Vec::new())),
         }
     }
 }
@@ -476,13 +510,18 @@ async fn ack(
     signed: Signed,
 ) -> Result<Json<AckResponse>, ApiError> {
     let request: AckRequest = parse(&signed.body)?;
-    if request.ids.len() > MAX_ACK_IDS {
+    check_ack_count(&request.ids)?;
+    let acked = state.queue.ack(&signed.account.email, &request.ids).await?;
+    Metrics::add(&state.metrics.acked, acked);
+    Ok(Json(AckResponse { acked }))
+}
+
+fn check_ack_count(ids: &[u64]) -> Result<(), ApiError> {
+    if ids.len() > MAX_ACK_IDS {
         return Err(ApiError::bad_request(
             "too_many_ids",
             format!("ack at most {MAX_ACK_IDS} ids per request"),
         ));
     }
-    let acked = state.queue.ack(&signed.account.email, &request.ids).await?;
-    Metrics::add(&state.metrics.acked, acked);
-    Ok(Json(AckResponse { acked }))
+    Ok(())
 }

@@ -6,6 +6,11 @@ use anyhow::Context as _;
 use clap::Parser;
 use e2ee_relay_server::loadgen::{self, LoadConfig};
 
+/// Same allocator as the relay (see its main.rs): the generator signs and parses as many
+/// requests as the relay serves, on the same two cores.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Registers users with real Ed25519 keys, then drives signed sends and long polls
 /// against a running relay and prints throughput and send-to-delivery latency.
 #[derive(Debug, Parser)]
@@ -37,6 +42,11 @@ struct Args {
     /// --rate; --senders is then the number of signing accounts, not of tasks).
     #[arg(long, requires = "rate")]
     open_loop: bool,
+    /// Receive with GET /v1/messages plus a separate POST /v1/messages/ack per batch
+    /// (two signed requests per delivery) instead of POST /v1/messages/poll, which
+    /// acknowledges the previous batch in the request that waits for the next.
+    #[arg(long)]
+    separate_acks: bool,
 }
 
 #[tokio::main]
@@ -51,12 +61,13 @@ async fn main() -> anyhow::Result<()> {
         duration: Duration::from_secs(args.seconds),
         body_size: args.body_size,
         open_loop: args.open_loop,
+        separate_acks: args.separate_acks,
     };
     if config.open_loop && config.rate == 0 {
         anyhow::bail!("--open-loop needs a --rate above 0");
     }
     println!(
-        "load: {} users, {} senders, batch {}, rate {}{}, {} s, body {} B",
+        "load: {} users, {} senders, batch {}, rate {}{}, {} s, body {} B, {}",
         config.users,
         config.senders,
         config.batch,
@@ -71,7 +82,12 @@ async fn main() -> anyhow::Result<()> {
             " (closed loop)"
         },
         args.seconds,
-        config.body_size
+        config.body_size,
+        if config.separate_acks {
+            "separate acks"
+        } else {
+            "acks in the next poll"
+        }
     );
     let report = loadgen::run(&config).await.context("running the load")?;
     println!("{report}");

@@ -114,6 +114,7 @@ enum Db {
 pub struct Directory {
     db: Db,
     cache: Arc<AccountCache>,
+    keys: Arc<VerifyingKeys>,
 }
 
 fn key32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], DirectoryError> {
@@ -169,11 +170,46 @@ impl AccountCache {
     }
 }
 
+/// Identity keys already decompressed: every signed request needs its signer's key as
+/// a curve point, and decompressing it (a field square root) would otherwise be paid on
+/// every request. Keyed by the key's bytes, so an entry is never stale.
+#[derive(Debug, Default)]
+struct VerifyingKeys {
+    entries: Mutex<HashMap<[u8; 32], ed25519_dalek::VerifyingKey>>,
+}
+
+impl VerifyingKeys {
+    fn get(&self, bytes: &[u8; 32]) -> Option<ed25519_dalek::VerifyingKey> {
+        if let Some(key) = self
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(bytes)
+        {
+            return Some(*key);
+        }
+        let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).ok()?;
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= ACCOUNT_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(*bytes, key);
+        Some(key)
+    }
+}
+
 impl Directory {
+    /// `identity_key` as a curve point, decompressed once per process; `None` when the
+    /// bytes are not a valid Ed25519 point.
+    pub fn verifying_key(&self, identity_key: &[u8; 32]) -> Option<ed25519_dalek::VerifyingKey> {
+        self.keys.get(identity_key)
+    }
+
     fn new(db: Db) -> Self {
         Self {
             db,
             cache: Arc::new(AccountCache::default()),
+            keys: Arc::new(VerifyingKeys::default()),
         }
     }
 

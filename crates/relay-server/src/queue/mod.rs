@@ -190,6 +190,21 @@ pub trait QueueBackend: Send + Sync {
         ids: &'a [u64],
     ) -> BoxFuture<'a, Result<u64, QueueError>>;
 
+    /// [`Self::ack`] then [`Self::fetch`], for `POST /v1/messages/poll`: returns how
+    /// many of `ids` existed and the envelopes left after removing them. Redis does
+    /// both in one script (one round trip); the default makes the two calls.
+    fn ack_and_fetch<'a>(
+        &'a self,
+        recipient: &'a str,
+        ids: &'a [u64],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<(u64, Vec<QueuedEnvelope>), QueueError>> {
+        Box::pin(async move {
+            let acked = self.ack(recipient, ids).await?;
+            Ok((acked, self.fetch(recipient, limit).await?))
+        })
+    }
+
     /// Envelopes currently held for `recipient` (expired ones may still count until
     /// the next fetch or enqueue sweeps them).
     fn depth<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>>;

@@ -93,7 +93,16 @@ out[1] = expired_total
 return out
 ";
 
+/// Sweeps the expired envelopes of KEYS `q`, `t` and returns `{expired, member...}`,
+/// at most ARGV[3] members, oldest first; ARGV is now, TTL, limit. Members of
+/// ARGV[4..] are acked (removed) first, and the answer then starts with
+/// `{expired, acked, ...}`: `POST /v1/messages/poll` in one round trip.
 const FETCH_SCRIPT: &str = r"
+local acked = 0
+for i = 4, #ARGV do
+  acked = acked + redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[i], ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+end
 local cutoff = tonumber(ARGV[1]) - tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff)
 for _, id in ipairs(expired) do
@@ -103,6 +112,9 @@ if #expired > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cutoff)
 end
 local items = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+if #ARGV > 3 then
+  table.insert(items, 1, acked)
+end
 table.insert(items, 1, #expired)
 return items
 ";
@@ -355,6 +367,54 @@ impl RedisQueue {
         Ok(BatchOutcome { ids, full })
     }
 
+    /// One call of [`FETCH_SCRIPT`]: acks `ids` (none for a plain fetch), then reads
+    /// up to `limit` envelopes.
+    async fn fetch_run(
+        &self,
+        recipient: &str,
+        ids: &[u64],
+        limit: usize,
+    ) -> Result<(u64, Vec<QueuedEnvelope>), QueueError> {
+        let tag = recipient_tag(recipient);
+        let mut conn = self.conn.clone();
+        let items: Vec<Value> = self
+            .fetch
+            .key(self.key(&tag, "q"))
+            .key(self.key(&tag, "t"))
+            .arg(self.clock.now_ms())
+            .arg(self.limits.ttl_ms())
+            .arg(limit)
+            .arg(ids)
+            .invoke_async(&mut conn)
+            .await?;
+        let mut items = items.into_iter();
+        let mut count = |what| {
+            items
+                .next()
+                .as_ref()
+                .and_then(as_int)
+                .ok_or(QueueError::Corrupt(what))
+        };
+        let expired = count("fetch script answer")?;
+        let acked = if ids.is_empty() {
+            0
+        } else {
+            count("fetch script ack count")?
+        };
+        let gone = expired.saturating_add(acked);
+        if gone > 0 {
+            self.depth_delta.fetch_sub(gone, Ordering::Relaxed);
+        }
+        let envelopes = items
+            .map(|item| {
+                as_bytes(&item)
+                    .ok_or(QueueError::Corrupt("queue member is not a string"))
+                    .and_then(parse_member)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((u64::try_from(acked).unwrap_or(0), envelopes))
+    }
+
     /// Pushes the locally accumulated change of the total depth to Redis.
     pub async fn flush_depth(&self) -> Result<(), QueueError> {
         let delta = self.depth_delta.swap(0, Ordering::SeqCst);
@@ -466,35 +526,16 @@ impl QueueBackend for RedisQueue {
         recipient: &'a str,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<QueuedEnvelope>, QueueError>> {
-        Box::pin(async move {
-            let tag = recipient_tag(recipient);
-            let mut conn = self.conn.clone();
-            let items: Vec<Value> = self
-                .fetch
-                .key(self.key(&tag, "q"))
-                .key(self.key(&tag, "t"))
-                .arg(self.clock.now_ms())
-                .arg(self.limits.ttl_ms())
-                .arg(limit)
-                .invoke_async(&mut conn)
-                .await?;
-            let mut items = items.into_iter();
-            let expired = items
-                .next()
-                .as_ref()
-                .and_then(as_int)
-                .ok_or(QueueError::Corrupt("fetch script answer"))?;
-            if expired > 0 {
-                self.depth_delta.fetch_sub(expired, Ordering::Relaxed);
-            }
-            items
-                .map(|item| {
-                    as_bytes(&item)
-                        .ok_or(QueueError::Corrupt("queue member is not a string"))
-                        .and_then(parse_member)
-                })
-                .collect()
-        })
+        Box::pin(async move { Ok(self.fetch_run(recipient, &[], limit).await?.1) })
+    }
+
+    fn ack_and_fetch<'a>(
+        &'a self,
+        recipient: &'a str,
+        ids: &'a [u64],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<(u64, Vec<QueuedEnvelope>), QueueError>> {
+        Box::pin(self.fetch_run(recipient, ids, limit))
     }
 
     fn ack<'a>(
