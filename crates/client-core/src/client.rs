@@ -869,8 +869,8 @@ impl Client {
         } else {
             Duration::ZERO
         };
-        // With nothing to ack the plain GET is the same request, and cheaper for the
-        // relay: a GET needs no replay-cache record.
+        // With nothing to ack, the plain GET: the same request, and one that relays
+        // older than `POST /v1/messages/poll` answer too.
         let pending: Vec<u64> = lock(&self.unacked)
             .iter()
             .copied()

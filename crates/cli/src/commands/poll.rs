@@ -117,9 +117,9 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
                 tokio::select! {
                     () = tokio::time::sleep(FOLLOW_RETRY) => {}
                     () = interrupts.recv() => {
-                    flush_acks(client).await;
-                    return Ok(());
-                }
+                        flush_acks(client).await;
+                        return Ok(());
+                    }
                 }
             }
             Err(error) => return Err(error.into()),
