@@ -622,6 +622,15 @@ pub(crate) async fn outbox_len(conn: &mut SqliteConnection) -> Result<u64, Store
 
 // ---- seen envelopes ------------------------------------------------------------
 
+/// The column value of an envelope id. Ids are `u64` on the wire and SQLite integers
+/// are `i64`; the bits are kept as they are (not clamped like [`to_i64`]), so every id
+/// has its own value and a relay sending ids above `i64::MAX` cannot make two
+/// envelopes look like one (the second would be dropped as already seen). Only
+/// equality is ever asked of this column.
+fn envelope_id_column(envelope_id: u64) -> i64 {
+    i64::from_ne_bytes(envelope_id.to_ne_bytes())
+}
+
 pub(crate) async fn is_seen(
     conn: &mut SqliteConnection,
     relay_account: &str,
@@ -630,7 +639,7 @@ pub(crate) async fn is_seen(
     let row =
         sqlx::query("SELECT 1 FROM seen_envelopes WHERE relay_account = ? AND envelope_id = ?")
             .bind(relay_account)
-            .bind(to_i64(envelope_id))
+            .bind(envelope_id_column(envelope_id))
             .fetch_optional(conn)
             .await?;
     Ok(row.is_some())
@@ -646,7 +655,7 @@ pub(crate) async fn mark_seen(
         "INSERT OR IGNORE INTO seen_envelopes (relay_account, envelope_id, seen_at) VALUES (?, ?, ?)",
     )
     .bind(relay_account)
-    .bind(to_i64(envelope_id))
+    .bind(envelope_id_column(envelope_id))
     .bind(to_i64(now))
     .execute(conn)
     .await?;
@@ -661,4 +670,28 @@ pub(crate) async fn prune_seen(conn: &mut SqliteConnection, cutoff: u64) -> Resu
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn envelope_ids_above_i64_max_stay_distinct() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let mut tx = store.write().await.unwrap();
+        let ids = [u64::MAX, u64::MAX - 1, 1 << 63, (1 << 63) - 1, 1];
+        for id in &ids[..2] {
+            assert!(!is_seen(&mut tx, "me@relay", *id).await.unwrap());
+            mark_seen(&mut tx, "me@relay", *id, 1).await.unwrap();
+            assert!(is_seen(&mut tx, "me@relay", *id).await.unwrap());
+        }
+        for id in &ids[2..] {
+            assert!(!is_seen(&mut tx, "me@relay", *id).await.unwrap(), "{id}");
+        }
+        assert!(!is_seen(&mut tx, "other@relay", u64::MAX).await.unwrap());
+    }
 }

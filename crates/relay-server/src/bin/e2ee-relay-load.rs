@@ -31,9 +31,13 @@ struct Args {
     /// Target envelopes per second; 0 = as fast as possible.
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Seconds the senders run.
+    /// Seconds the senders run after the warm-up.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Seconds the senders run first, at the same rate, before latency is recorded
+    /// (the start-up burst of connections and first polls is not steady state).
+    #[arg(long, default_value_t = 1.0)]
+    warmup_seconds: f64,
     /// Envelope body size in bytes.
     #[arg(long, default_value_t = 256)]
     body_size: usize,
@@ -47,18 +51,23 @@ struct Args {
     /// acknowledges the previous batch in the request that waits for the next.
     #[arg(long)]
     separate_acks: bool,
+    /// Print the report as one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = LoadConfig {
-        url: args.url,
+        url: args.url.clone(),
         users: args.users,
         senders: args.senders,
         batch: args.batch,
         rate: args.rate,
         duration: Duration::from_secs(args.seconds),
+        warmup: Duration::try_from_secs_f64(args.warmup_seconds)
+            .context("--warmup-seconds must be a non-negative number of seconds")?,
         body_size: args.body_size,
         open_loop: args.open_loop,
         separate_acks: args.separate_acks,
@@ -66,8 +75,21 @@ async fn main() -> anyhow::Result<()> {
     if config.open_loop && config.rate == 0 {
         anyhow::bail!("--open-loop needs a --rate above 0");
     }
+    if !args.json {
+        print_setup(&args, &config);
+    }
+    let report = loadgen::run(&config).await.context("running the load")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}
+
+fn print_setup(args: &Args, config: &LoadConfig) {
     println!(
-        "load: {} users, {} senders, batch {}, rate {}{}, {} s, body {} B, {}",
+        "load: {} users, {} senders, batch {}, rate {}{}, {} s after a {} s warm-up, body {} B, {}",
         config.users,
         config.senders,
         config.batch,
@@ -82,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
             " (closed loop)"
         },
         args.seconds,
+        args.warmup_seconds,
         config.body_size,
         if config.separate_acks {
             "separate acks"
@@ -89,7 +112,4 @@ async fn main() -> anyhow::Result<()> {
             "acks in the next poll"
         }
     );
-    let report = loadgen::run(&config).await.context("running the load")?;
-    println!("{report}");
-    Ok(())
 }
