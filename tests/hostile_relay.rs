@@ -4,8 +4,14 @@
 //! empty). Bob's client drops every forgery with a warning, shows each genuine message
 //! it was given exactly once, and its sessions keep working: once an honest relay
 //! delivers what was withheld, those arrive once too, and replies flow both ways.
+//! Twice: Bob receiving with the `e2ee` command (`GET /v1/messages`, then an ack), and
+//! with the client library's `poll_deferring_ack`, which acks in the next
+//! `POST /v1/messages/poll` (what `e2ee poll --follow` does).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::time::Duration;
+
+use e2ee_client_core::{Client, ClientOptions};
 use e2ee_e2e_tests::hostile::HostileRelay;
 use e2ee_e2e_tests::report::Tally;
 use e2ee_e2e_tests::{Relay, User, texts_from};
@@ -17,9 +23,75 @@ const ALICE_PER_ROUND: usize = 3;
 /// The round after which Bob replies, so later messages are normal, not prekey, ones.
 const REPLY_AFTER_ROUND: usize = 3;
 
-/// One poll of Bob's through `relay`: the messages shown as `(from, text)`, and the
-/// number of warnings about dropped envelopes.
-fn poll_bob(bob: &User, relay: &str) -> (Vec<(String, String)>, usize) {
+/// How Bob receives while his relay is hostile.
+// One value per test: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Receiver {
+    /// One `e2ee --json poll --timeout 0` per poll: `GET /v1/messages`, then an ack.
+    Cli,
+    /// One client-library instance on Bob's profile, kept open, polling with
+    /// `poll_deferring_ack`: after the first poll every request is a
+    /// `POST /v1/messages/poll` carrying the previous answer's ids.
+    Library {
+        runtime: tokio::runtime::Runtime,
+        client: Option<Client>,
+    },
+}
+
+impl Receiver {
+    fn library() -> Self {
+        Self::Library {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            client: None,
+        }
+    }
+
+    /// One poll of Bob's through `relay`: the messages shown as `(from, text)`, and
+    /// the number of warnings about dropped envelopes.
+    fn poll(&mut self, bob: &User, relay: &str) -> (Vec<(String, String)>, usize) {
+        let Self::Library { runtime, client } = self else {
+            return poll_bob_cli(bob, relay);
+        };
+        runtime.block_on(async {
+            if client.is_none() {
+                let mut options = ClientOptions::new(bob.home.path(), "default");
+                options.relay_url = Some(relay.to_owned());
+                *client = Some(Client::open(options).await.unwrap());
+            }
+            let client = client.as_ref().unwrap();
+            let outcome = client.poll_deferring_ack(Duration::ZERO).await.unwrap();
+            client.mark_shown(&outcome.messages).await.unwrap();
+            let shown = outcome
+                .messages
+                .into_iter()
+                .map(|m| (m.from, m.text))
+                .collect();
+            let warnings = outcome
+                .warnings
+                .iter()
+                .filter(|w| w.starts_with("dropped"))
+                .count();
+            (shown, warnings)
+        })
+    }
+
+    /// Closes the library client without acking its last answer, as a client that
+    /// stops would: the honest relay redelivers those envelopes and Bob must not show
+    /// them again.
+    fn finish(&mut self) {
+        if let Self::Library { runtime, client } = self
+            && let Some(client) = client.take()
+        {
+            runtime.block_on(client.close());
+        }
+    }
+}
+
+/// One poll of Bob's through `relay` with the `e2ee` command.
+fn poll_bob_cli(bob: &User, relay: &str) -> (Vec<(String, String)>, usize) {
     let run = bob
         .run(&["--json", "--relay", relay, "poll", "--timeout", "0"])
         .ok();
@@ -38,6 +110,18 @@ fn poll_bob(bob: &User, relay: &str) -> (Vec<(String, String)>, usize) {
 
 #[test]
 fn hostile_relay_forgeries_are_dropped_and_genuine_messages_shown_once() {
+    hostile_relay_scenario(Receiver::Cli, "hostile relay");
+}
+
+#[test]
+fn hostile_relay_answering_ack_and_poll_requests() {
+    hostile_relay_scenario(
+        Receiver::library(),
+        "hostile relay, acks in the next poll (client library)",
+    );
+}
+
+fn hostile_relay_scenario(mut receiver: Receiver, label: &str) {
     let relay = Relay::start();
     let alice = User::registered("alice@x", &relay);
     let bob = User::registered("bob@y", &relay);
@@ -60,7 +144,7 @@ fn hostile_relay_forgeries_are_dropped_and_genuine_messages_shown_once() {
         let text = format!("carol {round}");
         carol.send("bob@y", &text);
         sent.push(("carol@z".to_owned(), text));
-        take(poll_bob(&bob, &hostile.url));
+        take(receiver.poll(&bob, &hostile.url));
         if round == REPLY_AFTER_ROUND {
             for peer in [&alice, &carol] {
                 bob.run(&["--relay", &hostile.url, "send", &peer.email, "hi"])
@@ -71,8 +155,9 @@ fn hostile_relay_forgeries_are_dropped_and_genuine_messages_shown_once() {
     }
     // More answers, so the replays of everything delivered come round again.
     for _ in 0..3 {
-        take(poll_bob(&bob, &hostile.url));
+        take(receiver.poll(&bob, &hostile.url));
     }
+    receiver.finish();
 
     let log = hostile.log();
     assert!(
@@ -83,6 +168,12 @@ fn hostile_relay_forgeries_are_dropped_and_genuine_messages_shown_once() {
             && !log.withheld.is_empty(),
         "the hostile relay did too little: {log:?}"
     );
+    if matches!(receiver, Receiver::Library { .. }) {
+        assert!(
+            log.ack_and_poll_answers > 0,
+            "no POST /v1/messages/poll went through the hostile relay: {log:?}"
+        );
+    }
     // Through the hostile relay: each genuine message it let through shown once, in
     // whatever order, and nothing else; every forgery that was not recognised as a
     // repeat was reported.
@@ -123,7 +214,7 @@ fn hostile_relay_forgeries_are_dropped_and_genuine_messages_shown_once() {
     let sent: Vec<String> = sent.iter().map(key).collect();
     let shown: Vec<String> = shown.iter().map(key).collect();
     Tally::count(
-        "hostile relay: withholds, duplicates, replays, reorders, forges",
+        &format!("{label}: withholds, duplicates, replays, reorders, forges"),
         &sent,
         &shown,
         &format!(

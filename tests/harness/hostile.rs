@@ -1,5 +1,6 @@
 //! A hostile relay: an HTTP server in front of the real `e2ee-relay` that forwards
-//! every request, signatures and all, but tampers with what polls return. It
+//! every request, signatures and all, but tampers with what polls return (`GET
+//! /v1/messages` and the ack-and-poll `POST /v1/messages/poll` alike). It
 //! withholds, duplicates, replays (with the same and with fresh envelope ids),
 //! reorders and forges envelopes, following a fixed plan so tests can assert exactly.
 
@@ -11,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use e2ee_proto::{Base64Bytes, Envelope, PollResponse};
+use e2ee_proto::{Base64Bytes, Envelope, PollAckResponse, PollResponse};
 
 /// Every how many genuine envelopes one is withheld for good.
 const WITHHOLD_EVERY: usize = 7;
@@ -41,6 +42,8 @@ pub struct MischiefLog {
     pub duplicated: usize,
     /// Answers whose order it reversed.
     pub reordered: usize,
+    /// `POST /v1/messages/poll` answers it tampered with (the rest were `GET` polls).
+    pub ack_and_poll_answers: usize,
 }
 
 struct Mischief {
@@ -264,16 +267,38 @@ async fn forward(
     let Ok(mut body) = answer.bytes().await else {
         return StatusCode::BAD_GATEWAY.into_response();
     };
-    if method == Method::GET && uri.path() == "/v1/messages" && status == StatusCode::OK {
-        let polled: PollResponse = serde_json::from_slice(&body).expect("relay poll answer");
-        let envelopes = proxy
+    let rewrite = |envelopes| {
+        proxy
             .mischief
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .rewrite(polled.envelopes);
+            .rewrite(envelopes)
+    };
+    if status == StatusCode::OK && uri.path() == "/v1/messages" && method == Method::GET {
+        let polled: PollResponse = serde_json::from_slice(&body).expect("relay poll answer");
+        let envelopes = rewrite(polled.envelopes);
         body = serde_json::to_vec(&PollResponse { envelopes })
             .expect("encode poll answer")
             .into();
+    } else if status == StatusCode::OK
+        && uri.path() == "/v1/messages/poll"
+        && method == Method::POST
+    {
+        let polled: PollAckResponse =
+            serde_json::from_slice(&body).expect("relay ack-and-poll answer");
+        let envelopes = rewrite(polled.envelopes);
+        body = serde_json::to_vec(&PollAckResponse {
+            acked: polled.acked,
+            envelopes,
+        })
+        .expect("encode ack-and-poll answer")
+        .into();
+        proxy
+            .mischief
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .log
+            .ack_and_poll_answers += 1;
     }
     let mut response = (status, body).into_response();
     if let Some(content_type) = content_type {
