@@ -1,5 +1,7 @@
 //! A contact who re-registers with a new identity key: the change is noticed, sending
-//! is blocked with an error that says what to do, and `trust` unblocks it.
+//! is blocked with an error that says what to do, and `trust` unblocks it. A message
+//! under another key for a contact's address (a new device, or a relay forging one
+//! under a key of its own) never replaces the session with the pinned key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use e2ee_e2e_tests::{Relay, User, texts_from};
@@ -90,9 +92,82 @@ fn new_identity_in_a_received_message_is_shown_with_a_warning_and_blocks_sending
     carol.run(&["trust", "dave@y"]).ok();
     let contacts = carol.run(&["--json", "contacts"]).ok().json_lines();
     assert_eq!(contacts[0]["trust"], "verified");
+    // The session new_dave's message started becomes the conversation: carol answers
+    // in it, without fetching a bundle (which would take one of his one-time prekeys).
+    let prekeys_left = || {
+        relay.sql(
+            "directory.sqlite",
+            "SELECT count(*) FROM one_time_prekeys WHERE email = 'dave@y'",
+        )
+    };
+    let before = prekeys_left();
     carol.send("dave@y", "ok, trusted");
     assert_eq!(
         texts_from(&new_dave.poll_until(1), "carol@x"),
         ["ok, trusted"]
     );
+    assert_eq!(prekeys_left(), before, "carol started another session");
+}
+
+/// The directory rows of `email`'s account, copied aside or put back: the relay's
+/// view of who holds the address.
+const ACCOUNT_TABLES: [&str; 3] = ["accounts", "signed_prekeys", "one_time_prekeys"];
+
+fn keep_account(relay: &mut Relay, email: &str) {
+    relay.stop();
+    for table in ACCOUNT_TABLES {
+        relay.sql(
+            "directory.sqlite",
+            &format!("CREATE TABLE kept_{table} AS SELECT * FROM {table} WHERE email = '{email}'"),
+        );
+    }
+    relay.restart();
+}
+
+fn restore_account(relay: &mut Relay, email: &str) {
+    relay.stop();
+    let mut sql = String::from("PRAGMA foreign_keys = ON;");
+    for table in ACCOUNT_TABLES.iter().rev() {
+        sql += &format!("DELETE FROM {table} WHERE email = '{email}';");
+    }
+    for table in ACCOUNT_TABLES {
+        sql += &format!("INSERT INTO {table} SELECT * FROM kept_{table};");
+    }
+    relay.sql("directory.sqlite", &sql);
+    relay.restart();
+}
+
+#[test]
+fn a_message_under_another_key_leaves_the_pinned_session_working() {
+    let mut relay = Relay::start();
+    let carol = User::registered("carol@x", &relay);
+    let dave = User::registered("dave@y", &relay);
+    carol.send("dave@y", "hi dave");
+    dave.poll_until(1);
+    dave.send("carol@x", "hi carol");
+    carol.poll_until(1);
+
+    // Someone else holds dave's address for a while and writes to carol under a key
+    // of their own: what a relay forging a prekey message would deliver.
+    keep_account(&mut relay, "dave@y");
+    forget_account(&mut relay, "dave@y");
+    let impostor = User::registered("dave@y", &relay);
+    impostor.send("carol@x", "it is me, really");
+    let run = carol.run(&["poll", "--timeout", "5"]).ok();
+    assert_eq!(run.stdout, "dave@y: it is me, really\n");
+    assert!(run.stderr.contains(&changed("dave@y")), "{}", run.stderr);
+
+    // The real dave, with his keys, writes again in the session carol pinned: it
+    // still decrypts (it used to be replaced by the impostor's, and this was lost).
+    restore_account(&mut relay, "dave@y");
+    dave.send("carol@x", "still me, same keys");
+    let run = carol.run(&["poll", "--timeout", "5"]).ok();
+    assert_eq!(run.stdout, "dave@y: still me, same keys\n");
+    assert!(!run.stderr.contains("dropped"), "{}", run.stderr);
+    // The new key is still pending the user's decision.
+    carol
+        .run(&["send", "dave@y", "which one of you?"])
+        .fails_with(4, &changed("dave@y"));
+    let contacts = carol.run(&["--json", "contacts"]).ok().json_lines();
+    assert_eq!(contacts[0]["trust"], "identity_changed");
 }

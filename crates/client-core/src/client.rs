@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::relay::{RelayClient, Signer, now_ms};
 use crate::secret::StoreKey;
-use crate::store::{self, AccountRow, ContactRow, Store, Trust};
+use crate::store::{self, AccountRow, ContactRow, SessionSlot, Store, Trust};
 use crate::{ClientError, ErrorKind, RelayError, StoreError};
 
 /// One-time prekeys uploaded at registration and topped up to.
@@ -506,7 +506,7 @@ impl Client {
             }
             Some(_) => {}
         }
-        let mut record = store::session(conn, &self.key, email).await?;
+        let mut record = store::session(conn, &self.key, SessionSlot::Pinned, email).await?;
         if record.remote_identity() != Some(bundle.identity_key) {
             let mut rng = rand::rng();
             record
@@ -515,7 +515,7 @@ impl Client {
                     email: email.to_owned(),
                     reason: e.to_string(),
                 })?;
-            store::save_session(conn, &self.key, email, &record, now).await?;
+            store::save_session(conn, &self.key, SessionSlot::Pinned, email, &record, now).await?;
         }
         Ok(new)
     }
@@ -589,6 +589,7 @@ impl Client {
                     email: email.clone(),
                 })?;
         let key = contact.pending_identity_key.unwrap_or(contact.identity_key);
+        let now = now_ms();
         store::upsert_contact(
             &mut tx,
             &ContactRow {
@@ -597,9 +598,24 @@ impl Client {
                 trust: Trust::Verified,
                 pending_identity_key: None,
             },
-            now_ms(),
+            now,
         )
         .await?;
+        // A session the new key started by messaging us becomes the conversation; one
+        // under some other key (a later change superseded it) is dropped.
+        if let Some(pending) = store::take_pending_session(&mut tx, &self.key, &email).await?
+            && pending.remote_identity().map(|k| k.to_bytes()) == Some(key)
+        {
+            store::save_session(
+                &mut tx,
+                &self.key,
+                SessionSlot::Pinned,
+                &email,
+                &pending,
+                now,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(Contact {
             safety_number: safety_number(&me, &email, &key)?,
@@ -664,7 +680,8 @@ impl Client {
                     return Err(ClientError::IdentityChanged { email });
                 }
                 Some(contact) => {
-                    let record = store::session(&mut conn, &self.key, &email).await?;
+                    let record =
+                        store::session(&mut conn, &self.key, SessionSlot::Pinned, &email).await?;
                     record.remote_identity().map(|k| k.to_bytes()) != Some(contact.identity_key)
                 }
                 None => true,
@@ -701,7 +718,7 @@ impl Client {
         if contact.trust == Trust::IdentityChanged {
             return Err(ClientError::IdentityChanged { email });
         }
-        let mut record = store::session(&mut tx, &self.key, &email).await?;
+        let mut record = store::session(&mut tx, &self.key, SessionSlot::Pinned, &email).await?;
         if record.remote_identity().map(|k| k.to_bytes()) != Some(contact.identity_key) {
             // The pinned key changed under us (a concurrent `trust`): start over.
             return Err(ClientError::Inconsistent(format!(
@@ -713,7 +730,15 @@ impl Client {
             source,
         })?;
         let now = now_ms();
-        store::save_session(&mut tx, &self.key, &email, &record, now).await?;
+        store::save_session(
+            &mut tx,
+            &self.key,
+            SessionSlot::Pinned,
+            &email,
+            &record,
+            now,
+        )
+        .await?;
         store::insert_outbox(&mut tx, &email, &content.id, &wire, text, content.sent_at).await?;
         tx.commit().await?;
         crash_point(CRASH_AFTER_ENCRYPT_BEFORE_POST);
@@ -963,7 +988,8 @@ impl Client {
             }
         };
         let contact = store::contact(&mut tx, &from).await?;
-        let mut record = store::session(&mut tx, &self.key, &from).await?;
+        let mut slot = SessionSlot::Pinned;
+        let mut record = store::session(&mut tx, &self.key, slot, &from).await?;
         let mut consumed = None;
         let mut identity_changed = false;
         let mut new_contact = None;
@@ -990,6 +1016,12 @@ impl Client {
                             pending_identity_key: Some(sender_key),
                             ..c.clone()
                         });
+                        // Whoever holds the new key (the contact on a new device, or a
+                        // relay forging under a key of its own) gets a session beside
+                        // the pinned one, not over it: the pinned session keeps
+                        // decrypting until the user accepts the new key (`trust`).
+                        slot = SessionSlot::Pending;
+                        record = store::session(&mut tx, &self.key, slot, &from).await?;
                     }
                     Some(_) => {}
                 }
@@ -1033,7 +1065,7 @@ impl Client {
                 return Ok((drop_with(e.to_string()), false));
             }
         };
-        store::save_session(&mut tx, &self.key, &from, &record, now).await?;
+        store::save_session(&mut tx, &self.key, slot, &from, &record, now).await?;
         if let Some(id) = consumed {
             store::delete_one_time_prekey(&mut tx, id).await?;
         }

@@ -431,12 +431,58 @@ pub(crate) async fn upsert_contact(
     Ok(())
 }
 
+/// Which of a contact's two session slots a record lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionSlot {
+    /// The session with the contact's pinned identity key: the one messages go out on.
+    Pinned,
+    /// A session started by a prekey message under an identity key the user has not
+    /// accepted yet; it replaces the pinned one only through `trust`.
+    Pending,
+}
+
+impl SessionSlot {
+    /// The table, which is also the sealing context: a record sealed for one slot
+    /// does not open in the other.
+    fn table(self) -> &'static str {
+        match self {
+            Self::Pinned => "sessions",
+            Self::Pending => "pending_sessions",
+        }
+    }
+
+    fn select_sql(self) -> &'static str {
+        match self {
+            Self::Pinned => "SELECT record_sealed FROM sessions WHERE email = ?",
+            Self::Pending => "SELECT record_sealed FROM pending_sessions WHERE email = ?",
+        }
+    }
+
+    fn upsert_sql(self) -> &'static str {
+        match self {
+            Self::Pinned => {
+                "INSERT INTO sessions (email, record_sealed, updated_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (email) DO UPDATE SET record_sealed = excluded.record_sealed, \
+                 updated_at = excluded.updated_at"
+            }
+            Self::Pending => {
+                "INSERT INTO pending_sessions (email, record_sealed, updated_at) \
+                 VALUES (?, ?, ?) \
+                 ON CONFLICT (email) DO UPDATE SET record_sealed = excluded.record_sealed, \
+                 updated_at = excluded.updated_at"
+            }
+        }
+    }
+}
+
+/// The session in `slot` with `email`; an empty record when there is none.
 pub(crate) async fn session(
     conn: &mut SqliteConnection,
     key: &StoreKey,
+    slot: SessionSlot,
     email: &str,
 ) -> Result<SessionRecord, StoreError> {
-    let row = sqlx::query("SELECT record_sealed FROM sessions WHERE email = ?")
+    let row = sqlx::query(slot.select_sql())
         .bind(email)
         .fetch_optional(conn)
         .await?;
@@ -444,7 +490,7 @@ pub(crate) async fn session(
         return Ok(SessionRecord::new());
     };
     let sealed: Vec<u8> = row.try_get(0)?;
-    let bytes = key.open("sessions", email, &sealed)?;
+    let bytes = key.open(slot.table(), email, &sealed)?;
     SessionRecord::from_bytes(&bytes).map_err(|e| StoreError::Decode {
         what: "session",
         reason: e.to_string(),
@@ -454,22 +500,33 @@ pub(crate) async fn session(
 pub(crate) async fn save_session(
     conn: &mut SqliteConnection,
     key: &StoreKey,
+    slot: SessionSlot,
     email: &str,
     record: &SessionRecord,
     now: u64,
 ) -> Result<(), StoreError> {
-    let sealed = key.seal("sessions", email, &record.to_bytes());
-    sqlx::query(
-        "INSERT INTO sessions (email, record_sealed, updated_at) VALUES (?, ?, ?) \
-         ON CONFLICT (email) DO UPDATE SET record_sealed = excluded.record_sealed, \
-         updated_at = excluded.updated_at",
-    )
-    .bind(email)
-    .bind(sealed)
-    .bind(to_i64(now))
-    .execute(conn)
-    .await?;
+    let sealed = key.seal(slot.table(), email, &record.to_bytes());
+    sqlx::query(slot.upsert_sql())
+        .bind(email)
+        .bind(sealed)
+        .bind(to_i64(now))
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+/// Removes and returns the pending session with `email`, if there is one.
+pub(crate) async fn take_pending_session(
+    conn: &mut SqliteConnection,
+    key: &StoreKey,
+    email: &str,
+) -> Result<Option<SessionRecord>, StoreError> {
+    let record = session(conn, key, SessionSlot::Pending, email).await?;
+    let deleted = sqlx::query("DELETE FROM pending_sessions WHERE email = ?")
+        .bind(email)
+        .execute(conn)
+        .await?;
+    Ok((deleted.rows_affected() > 0).then_some(record))
 }
 
 // ---- history -------------------------------------------------------------------
