@@ -6,17 +6,26 @@
 //! alice sent to bob, taken from the relay's queue before bob sees them (templates:
 //! the prekey message bob already got, a second prekey message, and a window of normal
 //! messages alice keeps topping up as bob consumes them). Bob talks to a hostile
-//! server in this process that forwards everything to the real relay except the poll,
-//! which it answers with a body built from the input, and the ack, which it accepts.
+//! server in this process that forwards everything to the real relay except the poll
+//! (`GET /v1/messages` and the ack-and-poll `POST /v1/messages/poll`), which it answers
+//! with a body built from the input, and the acks, which it records.
 //!
 //! Input: if it starts with `{`, it is the poll answer verbatim. Otherwise it is a
 //! list of edits of the templates (see [`Op`]) whose result is serialized as a
 //! `PollResponse`.
 //!
-//! Checked for every input: `bob.poll` does not panic; it succeeds for every body that
+//! Inputs alternate between bob's two ways of polling: `Client::poll`, which acks what
+//! it was given before it returns, and `Client::poll_deferring_ack`, which acks it in
+//! its next poll's `POST /v1/messages/poll` (either kind of poll carries acks still
+//! owed). A body that parses as a `PollResponse` is the answer to either request (as
+//! a `PollAckResponse` to the POST); any other body is sent as it is.
+//!
+//! Checked for every input: the poll does not panic; it succeeds for every body that
 //! parses as a `PollResponse` and fails with `RelayError::Protocol` for one that does
-//! not; it acks every envelope it was given; every message it returns is one alice
-//! sent (same sender, id and text), and none is returned twice in the process's life.
+//! not; every envelope it was given is acked, by this request or (deferring) the next,
+//! and an answer it could not read leaves what it owed still owed; every message it
+//! returns is one alice sent (same sender, id and text), and none is returned twice in
+//! the process's life.
 #![no_main]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -33,7 +42,9 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use e2ee_client_core::{Client, ClientError, ClientOptions, RelayError};
-use e2ee_proto::{AckRequest, AckResponse, Base64Bytes, Envelope, PollResponse};
+use e2ee_proto::{
+    AckRequest, AckResponse, Base64Bytes, Envelope, PollAckRequest, PollAckResponse, PollResponse,
+};
 use e2ee_relay_server::api::{AppState, RateLimit};
 use e2ee_relay_server::queue::{QueueLimits, SystemClock};
 use tokio::runtime::Runtime;
@@ -54,14 +65,17 @@ const FIRST_FRESH_ID: u64 = 1 << 40;
 static POLL_BODY: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 /// Polls the hostile server answered.
 static POLLS: AtomicU64 = AtomicU64::new(0);
-/// Ids bob acked since the last input.
+/// Ids bob acked since the last input, by `POST /v1/messages/ack` or inside a
+/// `POST /v1/messages/poll`.
 static ACKED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+/// Inputs run so far: odd ones poll with `poll_deferring_ack`.
+static RUNS: AtomicU64 = AtomicU64::new(0);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The hostile relay: forwards to the real router, but answers the poll itself
+/// The hostile relay: forwards to the real router, but answers the polls itself
 /// and takes every ack.
 async fn hostile(State(real): State<Router>, request: Request) -> Response {
     let route = (request.method().clone(), request.uri().path().to_owned());
@@ -73,6 +87,29 @@ async fn hostile(State(real): State<Router>, request: Request) -> Response {
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
                 body,
+            )
+                .into_response()
+        }
+        (&Method::POST, "/v1/messages/poll") => {
+            POLLS.fetch_add(1, Ordering::SeqCst);
+            let body = axum::body::to_bytes(request.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let request: PollAckRequest = serde_json::from_slice(&body).unwrap();
+            lock(&ACKED).extend(&request.ack);
+            let answer = lock(&POLL_BODY).clone();
+            let answer = match serde_json::from_slice::<PollResponse>(&answer) {
+                Ok(poll) => serde_json::to_vec(&PollAckResponse {
+                    acked: request.ack.len() as u64,
+                    envelopes: poll.envelopes,
+                })
+                .unwrap(),
+                Err(_) => answer,
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                answer,
             )
                 .into_response()
         }
@@ -107,6 +144,8 @@ struct Fixture {
     sent: HashMap<String, String>,
     /// Message ids bob's polls returned.
     returned: HashSet<String>,
+    /// Envelope ids bob was given and has not acked yet (a deferring poll's answer).
+    owed: BTreeSet<u64>,
     next_id: u64,
     refills: u64,
     _dirs: [tempfile::TempDir; 3],
@@ -168,6 +207,7 @@ fn setup() -> Fixture {
         templates: Vec::new(),
         sent: HashMap::new(),
         returned: HashSet::new(),
+        owed: BTreeSet::new(),
         next_id: FIRST_FRESH_ID,
         refills: 0,
         _dirs: [relay_dir, alice_home, bob_home],
@@ -511,17 +551,31 @@ fn run(data: &[u8]) {
     *lock(&POLL_BODY) = body;
     lock(&ACKED).clear();
     let polls = POLLS.load(Ordering::SeqCst);
-    let result = fixture.rt.block_on(fixture.bob.poll(Duration::ZERO));
+    let deferring = RUNS.fetch_add(1, Ordering::SeqCst) % 2 == 1;
+    let result = if deferring {
+        fixture
+            .rt
+            .block_on(fixture.bob.poll_deferring_ack(Duration::ZERO))
+    } else {
+        fixture.rt.block_on(fixture.bob.poll(Duration::ZERO))
+    };
     assert_eq!(
         POLLS.load(Ordering::SeqCst),
         polls + 1,
         "bob did not poll exactly once"
     );
+    let acked: BTreeSet<u64> = lock(&ACKED).iter().copied().collect();
     match (expected, result) {
         (Ok(response), Ok(outcome)) => {
             let given: BTreeSet<u64> = response.envelopes.iter().map(|e| e.id).collect();
-            let acked: BTreeSet<u64> = lock(&ACKED).iter().copied().collect();
-            assert_eq!(acked, given, "bob did not ack exactly what he was given");
+            if deferring {
+                assert_eq!(acked, fixture.owed, "bob did not ack what he owed");
+                fixture.owed = given;
+            } else {
+                let owed: BTreeSet<u64> = fixture.owed.union(&given).copied().collect();
+                assert_eq!(acked, owed, "bob did not ack exactly what he was given");
+                fixture.owed.clear();
+            }
             fixture.check_returned(&outcome.messages);
             fixture
                 .rt
@@ -529,7 +583,11 @@ fn run(data: &[u8]) {
                 .unwrap();
         }
         (Ok(_), Err(error)) => panic!("poll failed on a valid PollResponse: {error}"),
-        (Err(_), Err(ClientError::Relay(RelayError::Protocol(_)))) => {}
+        (Err(_), Err(ClientError::Relay(RelayError::Protocol(_)))) => {
+            // The request carried what bob owed, but he cannot know it landed: he
+            // still owes it, and sends it again next time.
+            assert_eq!(acked, fixture.owed, "bob did not send the acks he owed");
+        }
         (Err(parse), Err(error)) => {
             panic!("an unparsable poll answer ({parse}) failed with {error:?}, not Protocol")
         }
