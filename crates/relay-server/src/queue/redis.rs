@@ -96,7 +96,8 @@ return out
 /// Sweeps the expired envelopes of KEYS `q`, `t` and returns `{expired, member...}`,
 /// at most ARGV[3] members, oldest first; ARGV is now, TTL, limit. Members of
 /// ARGV[4..] are acked (removed) first, and the answer then starts with
-/// `{expired, acked, ...}`: `POST /v1/messages/poll` in one round trip.
+/// `{expired, acked, ...}`: `POST /v1/messages/poll` in one round trip. A limit of 0
+/// reads nothing: a plain ack.
 const FETCH_SCRIPT: &str = r"
 local acked = 0
 for i = 4, #ARGV do
@@ -111,21 +112,16 @@ end
 if #expired > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cutoff)
 end
-local items = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+local limit = tonumber(ARGV[3])
+local items = {}
+if limit > 0 then
+  items = redis.call('ZRANGE', KEYS[1], 0, limit - 1)
+end
 if #ARGV > 3 then
   table.insert(items, 1, acked)
 end
 table.insert(items, 1, #expired)
 return items
-";
-
-const ACK_SCRIPT: &str = r"
-local n = 0
-for i = 1, #ARGV do
-  n = n + redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[i], ARGV[i])
-  redis.call('ZREM', KEYS[2], ARGV[i])
-end
-return n
 ";
 
 /// A command connection to a single Redis or to a cluster.
@@ -174,7 +170,6 @@ pub struct RedisQueue {
     depth_delta: Arc<AtomicI64>,
     enqueue: Arc<Script>,
     fetch: Arc<Script>,
-    ack: Arc<Script>,
     cluster: bool,
 }
 
@@ -279,7 +274,6 @@ impl RedisQueue {
             depth_delta: Arc::new(AtomicI64::new(0)),
             enqueue: Arc::new(Script::new(ENQUEUE_SCRIPT)),
             fetch: Arc::new(Script::new(FETCH_SCRIPT)),
-            ack: Arc::new(Script::new(ACK_SCRIPT)),
             cluster,
         };
         // Subscribe before serving so no wake-up published after start is missed.
@@ -368,7 +362,7 @@ impl RedisQueue {
     }
 
     /// One call of [`FETCH_SCRIPT`]: acks `ids` (none for a plain fetch), then reads
-    /// up to `limit` envelopes.
+    /// up to `limit` envelopes (none for a plain ack).
     async fn fetch_run(
         &self,
         recipient: &str,
@@ -547,18 +541,7 @@ impl QueueBackend for RedisQueue {
             if ids.is_empty() {
                 return Ok(0);
             }
-            let tag = recipient_tag(recipient);
-            let mut conn = self.conn.clone();
-            let acked: u64 = self
-                .ack
-                .key(self.key(&tag, "q"))
-                .key(self.key(&tag, "t"))
-                .arg(ids)
-                .invoke_async(&mut conn)
-                .await?;
-            self.depth_delta
-                .fetch_sub(i64::try_from(acked).unwrap_or(0), Ordering::Relaxed);
-            Ok(acked)
+            Ok(self.fetch_run(recipient, ids, 0).await?.0)
         })
     }
 
