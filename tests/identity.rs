@@ -6,19 +6,49 @@
 
 use e2ee_e2e_tests::{Relay, User, texts_from};
 
+/// The directory tables holding an account, parents first.
+const ACCOUNT_TABLES: [&str; 3] = ["accounts", "signed_prekeys", "one_time_prekeys"];
+
+/// Runs `sql` on the relay's directory while it is stopped: the relay caches identity
+/// keys, so it starts again afterwards.
+fn edit_directory(relay: &mut Relay, sql: &str) {
+    relay.stop();
+    relay.sql("directory.sqlite", sql);
+    relay.restart();
+}
+
+fn delete_account_sql(email: &str) -> String {
+    let mut sql = String::from("PRAGMA foreign_keys = ON;");
+    for table in ACCOUNT_TABLES.iter().rev() {
+        sql += &format!("DELETE FROM {table} WHERE email = '{email}';");
+    }
+    sql
+}
+
 /// Drops `email`'s account from the relay's directory, as if an operator deleted it,
 /// so the address can be registered again with a new identity.
 fn forget_account(relay: &mut Relay, email: &str) {
-    relay.stop();
-    relay.sql(
-        "directory.sqlite",
-        &format!(
-            "PRAGMA foreign_keys = ON; DELETE FROM one_time_prekeys WHERE email = '{email}'; \
-             DELETE FROM signed_prekeys WHERE email = '{email}'; \
-             DELETE FROM accounts WHERE email = '{email}';"
-        ),
-    );
-    relay.restart();
+    edit_directory(relay, &delete_account_sql(email));
+}
+
+/// Copies `email`'s account rows aside, for [`restore_account`].
+fn keep_account(relay: &mut Relay, email: &str) {
+    let sql: String = ACCOUNT_TABLES
+        .iter()
+        .map(|table| {
+            format!("CREATE TABLE kept_{table} AS SELECT * FROM {table} WHERE email = '{email}';")
+        })
+        .collect();
+    edit_directory(relay, &sql);
+}
+
+/// Gives `email` back the account [`keep_account`] copied, replacing whoever holds it.
+fn restore_account(relay: &mut Relay, email: &str) {
+    let mut sql = delete_account_sql(email);
+    for table in ACCOUNT_TABLES {
+        sql += &format!("INSERT INTO {table} SELECT * FROM kept_{table};");
+    }
+    edit_directory(relay, &sql);
 }
 
 fn changed(email: &str) -> String {
@@ -107,34 +137,6 @@ fn new_identity_in_a_received_message_is_shown_with_a_warning_and_blocks_sending
         ["ok, trusted"]
     );
     assert_eq!(prekeys_left(), before, "carol started another session");
-}
-
-/// The directory rows of `email`'s account, copied aside or put back: the relay's
-/// view of who holds the address.
-const ACCOUNT_TABLES: [&str; 3] = ["accounts", "signed_prekeys", "one_time_prekeys"];
-
-fn keep_account(relay: &mut Relay, email: &str) {
-    relay.stop();
-    for table in ACCOUNT_TABLES {
-        relay.sql(
-            "directory.sqlite",
-            &format!("CREATE TABLE kept_{table} AS SELECT * FROM {table} WHERE email = '{email}'"),
-        );
-    }
-    relay.restart();
-}
-
-fn restore_account(relay: &mut Relay, email: &str) {
-    relay.stop();
-    let mut sql = String::from("PRAGMA foreign_keys = ON;");
-    for table in ACCOUNT_TABLES.iter().rev() {
-        sql += &format!("DELETE FROM {table} WHERE email = '{email}';");
-    }
-    for table in ACCOUNT_TABLES {
-        sql += &format!("INSERT INTO {table} SELECT * FROM kept_{table};");
-    }
-    relay.sql("directory.sqlite", &sql);
-    relay.restart();
 }
 
 #[test]

@@ -164,6 +164,12 @@ struct Proxy {
     mischief: Mutex<Mischief>,
 }
 
+impl Proxy {
+    fn mischief(&self) -> std::sync::MutexGuard<'_, Mischief> {
+        self.mischief.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// A running hostile relay; stops when dropped.
 pub struct HostileRelay {
     proxy: Arc<Proxy>,
@@ -221,12 +227,7 @@ impl HostileRelay {
 
     /// What it did so far.
     pub fn log(&self) -> MischiefLog {
-        self.proxy
-            .mischief
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .log
-            .clone()
+        self.proxy.mischief().log.clone()
     }
 }
 
@@ -267,16 +268,9 @@ async fn forward(
     let Ok(mut body) = answer.bytes().await else {
         return StatusCode::BAD_GATEWAY.into_response();
     };
-    let rewrite = |envelopes| {
-        proxy
-            .mischief
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .rewrite(envelopes)
-    };
     if status == StatusCode::OK && uri.path() == "/v1/messages" && method == Method::GET {
         let polled: PollResponse = serde_json::from_slice(&body).expect("relay poll answer");
-        let envelopes = rewrite(polled.envelopes);
+        let envelopes = proxy.mischief().rewrite(polled.envelopes);
         body = serde_json::to_vec(&PollResponse { envelopes })
             .expect("encode poll answer")
             .into();
@@ -286,19 +280,15 @@ async fn forward(
     {
         let polled: PollAckResponse =
             serde_json::from_slice(&body).expect("relay ack-and-poll answer");
-        let envelopes = rewrite(polled.envelopes);
+        let mut mischief = proxy.mischief();
+        let envelopes = mischief.rewrite(polled.envelopes);
+        mischief.log.ack_and_poll_answers += 1;
         body = serde_json::to_vec(&PollAckResponse {
             acked: polled.acked,
             envelopes,
         })
         .expect("encode ack-and-poll answer")
         .into();
-        proxy
-            .mischief
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .log
-            .ack_and_poll_answers += 1;
     }
     let mut response = (status, body).into_response();
     if let Some(content_type) = content_type {
