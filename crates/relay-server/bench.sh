@@ -5,6 +5,11 @@ cd "$(dirname "$0")/../.."
 # Binaries from `cargo build --release -p e2ee-relay-server`, honouring CARGO_TARGET_DIR.
 B=${CARGO_TARGET_DIR:-target}/release
 echo "== machine: $(nproc) cores; $(uptime)"
+# How long this machine deschedules a busy process by itself: on a VM, stalls of
+# several milliseconds show up here with nothing of ours running, and each one lands in
+# the latency tail of whatever run it hits (docs/BENCHMARKS.md).
+echo "== machine scheduling jitter: redis-cli --intrinsic-latency 10"
+redis-cli --intrinsic-latency 10 | tr '\r' '\n' | grep -E "^Max latency" | tail -1
 echo "== redis-benchmark"
 redis-benchmark -h 127.0.0.1 -p 6379 -t lpush,rpop -n 200000 -c 50 -q
 # CPU seconds (user+sys) a process has used so far, from /proc (clock ticks).
@@ -33,7 +38,10 @@ P="--redis-url redis://127.0.0.1:6379 --redis-key-prefix bench-$$"
 # closed-loop 5000/s runs stay for comparison with earlier figures only; they
 # undercount latency (a slow answer delays the next send).
 run "redis max" "$P" "--users 200 --senders 32 --batch 20 --seconds 10"
-run "redis 5000/s open loop" "$P" "--users 200 --senders 16 --batch 10 --rate 5000 --open-loop --seconds 10"
+# The latency goal's run, three times: one VM stall in a 10 s window can move a p99.
+for i in 1 2 3; do
+  run "redis 5000/s open loop ($i of 3)" "$P" "--users 200 --senders 16 --batch 10 --rate 5000 --open-loop --seconds 10"
+done
 # The same with receivers acking in a request of their own (GET poll + POST ack per
 # batch, as before POST /v1/messages/poll), for comparison.
 run "redis 5000/s open loop, separate acks" "$P" "--users 200 --senders 16 --batch 10 --rate 5000 --open-loop --seconds 10 --separate-acks"
