@@ -51,6 +51,19 @@ fn restore_account(relay: &mut Relay, email: &str) {
     edit_directory(relay, &sql);
 }
 
+/// A relay with carol and dave, who have written to each other once each: both hold a
+/// session past its prekey messages.
+fn carol_and_dave_talking() -> (Relay, User, User) {
+    let relay = Relay::start();
+    let carol = User::registered("carol@x", &relay);
+    let dave = User::registered("dave@y", &relay);
+    carol.send("dave@y", "hi dave");
+    dave.poll_until(1);
+    dave.send("carol@x", "hi carol");
+    carol.poll_until(1);
+    (relay, carol, dave)
+}
+
 fn changed(email: &str) -> String {
     format!(
         "{email}'s identity key changed. Check the new safety number with 'e2ee verify {email}', then run 'e2ee trust {email}'."
@@ -96,13 +109,7 @@ fn new_identity_in_a_fresh_bundle_blocks_sending_until_trust() {
 
 #[test]
 fn new_identity_in_a_received_message_is_shown_with_a_warning_and_blocks_sending() {
-    let mut relay = Relay::start();
-    let carol = User::registered("carol@x", &relay);
-    let dave = User::registered("dave@y", &relay);
-    carol.send("dave@y", "hi dave");
-    dave.poll_until(1);
-    dave.send("carol@x", "hi carol");
-    carol.poll_until(1);
+    let (mut relay, carol, _old_dave) = carol_and_dave_talking();
 
     forget_account(&mut relay, "dave@y");
     let new_dave = User::registered("dave@y", &relay);
@@ -141,13 +148,7 @@ fn new_identity_in_a_received_message_is_shown_with_a_warning_and_blocks_sending
 
 #[test]
 fn a_message_under_another_key_leaves_the_pinned_session_working() {
-    let mut relay = Relay::start();
-    let carol = User::registered("carol@x", &relay);
-    let dave = User::registered("dave@y", &relay);
-    carol.send("dave@y", "hi dave");
-    dave.poll_until(1);
-    dave.send("carol@x", "hi carol");
-    carol.poll_until(1);
+    let (mut relay, carol, dave) = carol_and_dave_talking();
 
     // Someone else holds dave's address for a while and writes to carol under a key
     // of their own: what a relay forging a prekey message would deliver.
