@@ -22,8 +22,7 @@ use criterion::{
     measurement::WallTime,
 };
 use e2ee_ratchet::{
-    EncryptedMessage, IdentityKeyPair, Message, OneTimePreKeyPair, SafetyNumber, SessionRecord,
-    SignedPreKeyPair,
+    IdentityKeyPair, Message, OneTimePreKeyPair, SafetyNumber, SessionRecord, SignedPreKeyPair,
 };
 use vodozemac::olm::{Account, OlmMessage, SessionConfig};
 
@@ -212,35 +211,7 @@ fn session_creation(c: &mut Criterion) {
                 next_id = next_id.wrapping_add(1).max(1);
                 one_time_prekey
             },
-            |one_time_prekey| {
-                let mut alice = SessionRecord::new();
-                alice
-                    .initiate(
-                        &mut rng,
-                        &alice_identity,
-                        ALICE,
-                        BOB,
-                        &bob.bundle(&one_time_prekey),
-                    )
-                    .unwrap();
-                let EncryptedMessage::PreKey(first) = alice.encrypt(&mut rng, &plaintext).unwrap()
-                else {
-                    panic!("expected a prekey message");
-                };
-                let mut bob_record = SessionRecord::new();
-                let accepted = bob_record
-                    .decrypt_prekey(
-                        &mut rng,
-                        &bob.identity,
-                        BOB,
-                        ALICE,
-                        &first,
-                        Some(&bob.signed_prekey),
-                        Some(one_time_prekey),
-                    )
-                    .unwrap();
-                (alice, bob_record, accepted)
-            },
+            |one_time_prekey| bob.x3dh(&mut rng, &alice_identity, one_time_prekey, &plaintext),
             BatchSize::SmallInput,
         );
     });

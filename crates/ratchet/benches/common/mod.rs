@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use e2ee_ratchet::{
-    EncryptedMessage, IdentityKeyPair, Message, OneTimePreKeyPair, PreKeyBundle, SessionRecord,
-    SignedPreKeyPair,
+    EncryptedMessage, IdentityKeyPair, Message, OneTimePreKeyPair, PreKeyBundle, PreKeyDecryption,
+    SessionRecord, SignedPreKeyPair,
 };
 use rand::{SeedableRng, rngs::ChaCha20Rng};
 use vodozemac::olm::{Account, OlmMessage, Session as OlmSession, SessionConfig};
@@ -35,6 +35,43 @@ impl Responder {
         }
     }
 
+    /// Alice starts a session from Bob's bundle and sends `first`; Bob accepts it.
+    /// Returns Alice's record, Bob's, and what accepting the prekey message gave Bob.
+    pub fn x3dh(
+        &self,
+        rng: &mut ChaCha20Rng,
+        alice_identity: &IdentityKeyPair,
+        one_time_prekey: OneTimePreKeyPair,
+        first: &[u8],
+    ) -> (SessionRecord, SessionRecord, PreKeyDecryption) {
+        let mut alice = SessionRecord::new();
+        alice
+            .initiate(
+                rng,
+                alice_identity,
+                ALICE,
+                BOB,
+                &self.bundle(&one_time_prekey),
+            )
+            .unwrap();
+        let EncryptedMessage::PreKey(first) = alice.encrypt(rng, first).unwrap() else {
+            panic!("expected a prekey message");
+        };
+        let mut bob = SessionRecord::new();
+        let accepted = bob
+            .decrypt_prekey(
+                rng,
+                &self.identity,
+                BOB,
+                ALICE,
+                &first,
+                Some(&self.signed_prekey),
+                Some(one_time_prekey),
+            )
+            .unwrap();
+        (alice, bob, accepted)
+    }
+
     pub fn bundle(&self, one_time_prekey: &OneTimePreKeyPair) -> PreKeyBundle {
         PreKeyBundle {
             identity_key: self.identity.public_key(),
@@ -58,31 +95,7 @@ pub fn e2ee_pair(rng: &mut ChaCha20Rng) -> (SessionRecord, SessionRecord) {
     let bob = Responder::new(rng);
     let one_time_prekey = OneTimePreKeyPair::generate(rng, 1);
     let alice_identity = IdentityKeyPair::generate(rng);
-    let mut alice = SessionRecord::new();
-    alice
-        .initiate(
-            rng,
-            &alice_identity,
-            ALICE,
-            BOB,
-            &bob.bundle(&one_time_prekey),
-        )
-        .unwrap();
-    let EncryptedMessage::PreKey(first) = alice.encrypt(rng, b"hello").unwrap() else {
-        panic!("expected a prekey message");
-    };
-    let mut bob_record = SessionRecord::new();
-    bob_record
-        .decrypt_prekey(
-            rng,
-            &bob.identity,
-            BOB,
-            ALICE,
-            &first,
-            Some(&bob.signed_prekey),
-            Some(one_time_prekey),
-        )
-        .unwrap();
+    let (mut alice, mut bob_record, _) = bob.x3dh(rng, &alice_identity, one_time_prekey, b"hello");
     let reply = normal(bob_record.encrypt(rng, b"hello back").unwrap());
     alice.decrypt(rng, &reply).unwrap();
     (alice, bob_record)
