@@ -40,9 +40,9 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, header};
 use e2ee_proto::{
-    Base64Bytes, Base64Key, ErrorBody, HEADER_ACCOUNT, HEADER_SIGNATURE, HEADER_TIMESTAMP,
-    MAX_ENVELOPE_BODY_BYTES, OneTimePreKey, OutgoingMessage, SIGNATURE_WINDOW_MS, SendRequest,
-    UploadPreKeysRequest, encode_b64, sign_request,
+    Base64Bytes, Base64Key, ErrorBody, ErrorCode, HEADER_ACCOUNT, HEADER_SIGNATURE,
+    HEADER_TIMESTAMP, MAX_ENVELOPE_BODY_BYTES, OneTimePreKey, OutgoingMessage, SIGNATURE_WINDOW_MS,
+    SendRequest, UploadPreKeysRequest, encode_b64, sign_request,
 };
 use e2ee_relay_server::api::{AppState, MAX_REQUEST_BODY_BYTES, MAX_SEND_BODY_BYTES, RateLimit};
 use e2ee_relay_server::client::Identity;
@@ -412,7 +412,7 @@ fn check_answer(method: &Method, path: &str, status: StatusCode, headers: &Heade
         assert!(!error.message.is_empty(), "{method} {path}: empty message");
         assert_eq!(
             error.queued_ids.is_some(),
-            error.error == "queue_full",
+            error.error == ErrorCode::QueueFull,
             "{method} {path}: queued_ids on {status} {}",
             error.error
         );
@@ -511,7 +511,7 @@ fn run(data: &[u8]) {
                 String::from_utf8_lossy(&body)
             );
             let error: ErrorBody = serde_json::from_slice(&body).unwrap();
-            assert_eq!(error.error, "replayed_request");
+            assert_eq!(error.error, ErrorCode::ReplayedRequest);
         }
     });
     check_metrics_labels(fixture, &method);

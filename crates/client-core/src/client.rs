@@ -5,8 +5,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use e2ee_proto::{
-    Base64Key, Base64Signature, OneTimePreKey, OutgoingMessage, RegisterRequest, SendRequest,
-    SignedPreKey, UploadPreKeysRequest,
+    Base64Key, Base64Signature, ErrorCode, OneTimePreKey, OutgoingMessage, RegisterRequest,
+    SendRequest, SignedPreKey, UploadPreKeysRequest,
 };
 use e2ee_ratchet::{
     DecryptError, EncryptedMessage, IdentityKey, IdentityKeyPair, OneTimePreKeyPair, PreKeyBundle,
@@ -788,9 +788,10 @@ impl Client {
                 Ok(_) => {}
                 Err(RelayError::Status {
                     status: 404,
-                    code,
+                    code: ErrorCode::UnknownRecipient,
                     message,
-                }) if code == "unknown_recipient" => {
+                    refused,
+                }) => {
                     // A recipient is gone from the relay: its rows can never be
                     // delivered. Drop them and retry the rest; if the relay did not say
                     // which one it was, give up rather than loop.
@@ -803,8 +804,9 @@ impl Client {
                     if !dropped {
                         return Err(RelayError::Status {
                             status: 404,
-                            code,
+                            code: ErrorCode::UnknownRecipient,
                             message,
+                            refused,
                         }
                         .into());
                     }

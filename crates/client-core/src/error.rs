@@ -124,10 +124,12 @@ pub enum RelayError {
     Status {
         /// HTTP status.
         status: u16,
-        /// The relay's stable snake_case code, e.g. `unknown_account`.
-        code: String,
+        /// The relay's error code.
+        code: e2ee_proto::ErrorCode,
         /// The relay's human text.
         message: String,
+        /// On `unknown_recipient`: the recipients the relay refused, and why.
+        refused: Vec<e2ee_proto::RefusedRecipient>,
     },
     /// The relay rate-limited us.
     #[error("the relay is rate limiting this account; retry in {retry_after_secs} s")]

@@ -3,9 +3,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e2ee_proto::{
-    AckRequest, AckResponse, ErrorBody, HEADER_ACCOUNT, HEADER_SIGNATURE, HEADER_TIMESTAMP,
-    PollAckRequest, PollAckResponse, PollResponse, PreKeyBundle, PreKeyCount, RegisterRequest,
-    RegisterResponse, SendRequest, SendResponse, UploadPreKeysRequest, encode_b64,
+    AckRequest, AckResponse, ErrorBody, ErrorCode, HEADER_ACCOUNT, HEADER_SIGNATURE,
+    HEADER_TIMESTAMP, PollAckRequest, PollAckResponse, PollResponse, PreKeyBundle, PreKeyCount,
+    RegisterRequest, RegisterResponse, SendRequest, SendResponse, UploadPreKeysRequest, encode_b64,
     request_signing_bytes,
 };
 use e2ee_ratchet::IdentityKeyPair;
@@ -147,17 +147,19 @@ impl RelayClient {
             });
         }
         if !status.is_success() {
-            let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(body) => (body.error, body.message),
+            let (code, message, refused) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(body) => (body.error, body.message, body.refused.unwrap_or_default()),
                 Err(_) => (
-                    String::new(),
+                    ErrorCode::Unrecognized,
                     String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                    Vec::new(),
                 ),
             };
             return Err(RelayError::Status {
                 status: status.as_u16(),
                 code,
                 message,
+                refused,
             });
         }
         serde_json::from_slice(&bytes)

@@ -12,6 +12,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+mod error_code;
+pub use error_code::{ErrorBody, ErrorCode, RefusalReason, RefusedRecipient};
+
 /// Domain separation prefix of a request signature.
 pub const REQUEST_SIGNING_CONTEXT: &[u8] = b"e2ee-v1/request";
 /// Domain separation prefix of a signed prekey signature.
@@ -414,19 +417,6 @@ pub struct AckRequest {
 pub struct AckResponse {
     /// How many envelopes were removed by this request.
     pub acked: u64,
-}
-
-/// The body of every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// Stable snake_case code, e.g. `queue_full`; see docs/API.md for the list.
-    pub error: String,
-    /// Human text saying what went wrong and what to do.
-    pub message: String,
-    /// On `queue_full` only: ids of the messages of the same request that were queued
-    /// before the full queue was met (messages are queued in request order).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queued_ids: Option<Vec<u64>>,
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, Method, StatusCode};
 use e2ee_proto::{
-    HEADER_ACCOUNT, HEADER_SIGNATURE, HEADER_TIMESTAMP, SIGNATURE_WINDOW_MS, decode_b64,
+    ErrorCode, HEADER_ACCOUNT, HEADER_SIGNATURE, HEADER_TIMESTAMP, SIGNATURE_WINDOW_MS, decode_b64,
     normalize_email, request_signing_bytes,
 };
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -45,7 +45,7 @@ pub struct Signed {
 
 fn bad_signature() -> ApiError {
     ApiError::unauthorized(
-        "bad_signature",
+        ErrorCode::BadSignature,
         "the request signature does not verify; sign \"e2ee-v1/request\" || method || \
          path-and-query || timestamp (u64 BE) || SHA-256(body) with the identity key",
     )
@@ -54,12 +54,15 @@ fn bad_signature() -> ApiError {
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
     let value = headers.get(name).ok_or_else(|| {
         ApiError::unauthorized(
-            "missing_auth",
+            ErrorCode::MissingAuth,
             format!("header {name} is missing; sign every request (see docs/API.md)"),
         )
     })?;
     value.to_str().map_err(|_| {
-        ApiError::bad_request("bad_auth_header", format!("header {name} is not ASCII"))
+        ApiError::bad_request(
+            ErrorCode::BadAuthHeader,
+            format!("header {name} is not ASCII"),
+        )
     })
 }
 
@@ -93,7 +96,7 @@ impl RawSigned {
             Ok(())
         } else {
             Err(ApiError::unauthorized(
-                "replayed_request",
+                ErrorCode::ReplayedRequest,
                 "this signed request was already accepted; sign a new one with a fresh timestamp",
             ))
         }
@@ -105,11 +108,12 @@ impl FromRequest<Arc<AppState>> for RawSigned {
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let headers = req.headers();
-        let email = normalize_email(header(headers, HEADER_ACCOUNT)?)
-            .map_err(|e| ApiError::bad_request("bad_email", format!("{HEADER_ACCOUNT}: {e}")))?;
+        let email = normalize_email(header(headers, HEADER_ACCOUNT)?).map_err(|e| {
+            ApiError::bad_request(ErrorCode::BadEmail, format!("{HEADER_ACCOUNT}: {e}"))
+        })?;
         let timestamp_ms: u64 = header(headers, HEADER_TIMESTAMP)?.parse().map_err(|_| {
             ApiError::bad_request(
-                "bad_auth_header",
+                ErrorCode::BadAuthHeader,
                 format!("{HEADER_TIMESTAMP} must be unix milliseconds, decimal"),
             )
         })?;
@@ -117,14 +121,14 @@ impl FromRequest<Arc<AppState>> for RawSigned {
             .and_then(|s| s.try_into().ok())
             .ok_or_else(|| {
                 ApiError::bad_request(
-                    "bad_auth_header",
+                    ErrorCode::BadAuthHeader,
                     format!("{HEADER_SIGNATURE} must be 64 bytes, base64url without padding"),
                 )
             })?;
         let now = state.clock.now_ms();
         if now.abs_diff(timestamp_ms) > SIGNATURE_WINDOW_MS {
             return Err(ApiError::unauthorized(
-                "stale_timestamp",
+                ErrorCode::StaleTimestamp,
                 format!(
                     "{HEADER_TIMESTAMP} is more than 5 minutes from the relay's clock ({now}); \
                      fix the clock and sign again"
@@ -140,11 +144,14 @@ impl FromRequest<Arc<AppState>> for RawSigned {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
+                    ErrorCode::BodyTooLarge,
                     "the request body is larger than this route accepts; send less per request",
                 )
             } else {
-                ApiError::bad_request("bad_body", format!("could not read the body: {rejection}"))
+                ApiError::bad_request(
+                    ErrorCode::BadBody,
+                    format!("could not read the body: {rejection}"),
+                )
             }
         })?;
         Ok(Self {
@@ -176,7 +183,7 @@ async fn authenticate(raw: &RawSigned, state: &AppState) -> Result<Account, ApiE
         .await?
         .ok_or_else(|| {
             ApiError::unauthorized(
-                "unknown_account",
+                ErrorCode::UnknownAccount,
                 "the signing account is not registered here; register first",
             )
         })?;

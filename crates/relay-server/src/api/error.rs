@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use e2ee_proto::ErrorBody;
+use e2ee_proto::{ErrorBody, ErrorCode, RefusedRecipient};
 
 use crate::directory::DirectoryError;
 use crate::queue::QueueError;
@@ -13,35 +13,38 @@ use crate::queue::QueueError;
 pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
-    /// Stable snake_case code.
-    pub code: &'static str,
+    /// The stable code clients match on.
+    pub code: ErrorCode,
     /// What went wrong and what to do.
     pub message: String,
     /// Seconds for the `Retry-After` header.
     pub retry_after_secs: Option<u64>,
     /// For `queue_full`: ids queued before the full queue was met.
     pub queued_ids: Option<Vec<u64>>,
+    /// For `unknown_recipient`: every refused recipient and why.
+    pub refused: Option<Vec<RefusedRecipient>>,
 }
 
 impl ApiError {
     /// An error with this status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
             message: message.into(),
             retry_after_secs: None,
             queued_ids: None,
+            refused: None,
         }
     }
 
     /// 400 with this code.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// 401 with this code.
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthorized(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
@@ -49,7 +52,7 @@ impl ApiError {
     pub fn banned() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
-            "account_banned",
+            ErrorCode::AccountBanned,
             "this account is banned on this relay; contact its operator",
         )
     }
@@ -59,7 +62,7 @@ impl ApiError {
         tracing::error!(error = %cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "the relay failed internally; retry later",
         )
     }
@@ -68,9 +71,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: self.code.to_owned(),
+            error: self.code,
             message: self.message,
             queued_ids: self.queued_ids,
+            refused: self.refused,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
@@ -87,16 +91,16 @@ impl From<DirectoryError> for ApiError {
         match error {
             DirectoryError::EmailTaken => Self::new(
                 StatusCode::CONFLICT,
-                "email_taken",
+                ErrorCode::EmailTaken,
                 "this email is already registered; pick another or use the existing account",
             ),
             DirectoryError::UnknownAccount => Self::new(
                 StatusCode::NOT_FOUND,
-                "unknown_account",
+                ErrorCode::UnknownAccount,
                 "no account with this email",
             ),
             DirectoryError::TooManyPreKeys => Self::bad_request(
-                "too_many_prekeys",
+                ErrorCode::TooManyPrekeys,
                 format!(
                     "the relay keeps at most {} one-time prekeys per account; upload fewer",
                     crate::directory::MAX_STORED_ONE_TIME_PREKEYS
@@ -131,7 +135,7 @@ impl From<QueueError> for ApiError {
         match error {
             QueueError::Full => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,
-                "queue_full",
+                ErrorCode::QueueFull,
                 "the recipient's queue is full; retry after they have fetched their messages",
             ),
             QueueError::Redis(ref cause) if store_unavailable(cause) => {
@@ -140,7 +144,7 @@ impl From<QueueError> for ApiError {
                     retry_after_secs: Some(STORE_RETRY_AFTER_SECS),
                     ..Self::new(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "store_unavailable",
+                        ErrorCode::StoreUnavailable,
                         "the relay's message store is unavailable for the moment; nothing \
                          was changed, retry shortly",
                     )
@@ -157,15 +161,15 @@ pub fn json_error(error: &serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match error.classify() {
         Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
-            "malformed_json",
+            ErrorCode::MalformedJson,
             format!("the body is not valid JSON ({error}); send a JSON object"),
         ),
         Category::Data if error.to_string().contains("invalid base64url") => ApiError::bad_request(
-            "bad_base64",
+            ErrorCode::BadBase64,
             format!("{error}; binary values are base64url without padding"),
         ),
         Category::Data => ApiError::bad_request(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!("the JSON does not match the expected shape: {error}; see docs/API.md"),
         ),
     }

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use e2ee_proto::{
-    AccountInfo, AckRequest, AckResponse, Base64Bytes, Envelope, MAX_ACK_IDS,
+    AccountInfo, AckRequest, AckResponse, Base64Bytes, Envelope, ErrorCode, MAX_ACK_IDS,
     MAX_ENVELOPE_BODY_BYTES, MAX_MESSAGES_PER_REQUEST, MAX_ONE_TIME_PREKEYS_PER_REQUEST,
     MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS, OneTimePreKey, PollAckRequest, PollAckResponse,
     PollResponse, PreKeyBundle, PreKeyCount, RegisterRequest, RegisterResponse, SendRequest,
@@ -107,7 +107,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         "no such route; see docs/API.md",
     )
 }
@@ -115,7 +115,7 @@ async fn not_found() -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this route does not take that method; see docs/API.md",
     )
 }
@@ -148,13 +148,14 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 fn email_param(raw: &str, what: &str) -> Result<String, ApiError> {
-    normalize_email(raw).map_err(|e| ApiError::bad_request("bad_email", format!("{what}: {e}")))
+    normalize_email(raw)
+        .map_err(|e| ApiError::bad_request(ErrorCode::BadEmail, format!("{what}: {e}")))
 }
 
 fn check_one_time_prekeys(keys: &[OneTimePreKey]) -> Result<(), ApiError> {
     if keys.len() > MAX_ONE_TIME_PREKEYS_PER_REQUEST {
         return Err(ApiError::bad_request(
-            "too_many_prekeys",
+            ErrorCode::TooManyPrekeys,
             format!(
                 "at most {MAX_ONE_TIME_PREKEYS_PER_REQUEST} one-time prekeys per request; \
                  split the upload"
@@ -163,7 +164,7 @@ fn check_one_time_prekeys(keys: &[OneTimePreKey]) -> Result<(), ApiError> {
     }
     if keys.iter().any(|k| k.id == 0) {
         return Err(ApiError::bad_request(
-            "bad_prekey_id",
+            ErrorCode::BadPrekeyId,
             "one-time prekey ids start at 1 (0 means \"none\" in prekey messages)",
         ));
     }
@@ -172,7 +173,7 @@ fn check_one_time_prekeys(keys: &[OneTimePreKey]) -> Result<(), ApiError> {
 
 fn bad_signed_prekey() -> ApiError {
     ApiError::bad_request(
-        "bad_signed_prekey",
+        ErrorCode::BadSignedPrekey,
         "the signed prekey signature does not verify; sign \"e2ee-v1/spk\" || id (u32 BE) || \
          public key with the identity key",
     )
@@ -186,20 +187,20 @@ async fn register(
     let email = email_param(&request.email, "email")?;
     if email != raw.email {
         return Err(ApiError::bad_request(
-            "account_mismatch",
+            ErrorCode::AccountMismatch,
             "X-E2EE-Account must equal the email being registered",
         ));
     }
     let identity_key = request.identity_key.0;
     let key = ed25519_dalek::VerifyingKey::from_bytes(&identity_key).map_err(|_| {
         ApiError::bad_request(
-            "bad_identity_key",
+            ErrorCode::BadIdentityKey,
             "identity_key is not a valid Ed25519 public key",
         )
     })?;
     if key.is_weak() {
         return Err(ApiError::bad_request(
-            "weak_identity_key",
+            ErrorCode::WeakIdentityKey,
             "identity_key is a small-order point; generate a real key pair",
         ));
     }
@@ -230,7 +231,7 @@ struct LookupQuery {
 
 fn query_error(rejection: &QueryRejection) -> ApiError {
     ApiError::bad_request(
-        "bad_query",
+        ErrorCode::BadQuery,
         format!("{}; see docs/API.md", rejection.body_text()),
     )
 }
@@ -245,7 +246,7 @@ async fn lookup(
     let account = state.directory.account(&email).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_account",
+            ErrorCode::UnknownAccount,
             "no account with this email",
         )
     })?;
@@ -263,7 +264,8 @@ async fn bundle(
     path: Result<Path<String>, PathRejection>,
     signed: Signed,
 ) -> Result<Json<PreKeyBundle>, ApiError> {
-    let Path(raw_email) = path.map_err(|r| ApiError::bad_request("bad_path", r.body_text()))?;
+    let Path(raw_email) =
+        path.map_err(|r| ApiError::bad_request(ErrorCode::BadPath, r.body_text()))?;
     let email = email_param(&raw_email, "path")?;
     if let Err(retry_after) = state
         .bundle_limiter
@@ -271,7 +273,7 @@ async fn bundle(
     {
         let mut error = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "too many bundle fetches (at most {} per minute, bursts of {}); retry after \
                  {retry_after} s",
@@ -285,7 +287,7 @@ async fn bundle(
     let bundle = state.directory.bundle(&email).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_account",
+            ErrorCode::UnknownAccount,
             "no account with this email",
         )
     })?;
@@ -343,7 +345,7 @@ async fn send(
     let request: SendRequest = parse(&signed.body)?;
     if request.messages.is_empty() || request.messages.len() > MAX_MESSAGES_PER_REQUEST {
         return Err(ApiError::bad_request(
-            "bad_message_count",
+            ErrorCode::BadMessageCount,
             format!("send 1 to {MAX_MESSAGES_PER_REQUEST} messages per request"),
         ));
     }
@@ -352,7 +354,7 @@ async fn send(
         if message.body.0.len() > MAX_ENVELOPE_BODY_BYTES {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "envelope_too_large",
+                ErrorCode::EnvelopeTooLarge,
                 format!("messages[{i}].body is over {MAX_ENVELOPE_BODY_BYTES} bytes decoded"),
             ));
         }
@@ -364,7 +366,7 @@ async fn send(
     if let Some(email) = state.directory.first_inactive(&distinct).await? {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_recipient",
+            ErrorCode::UnknownRecipient,
             format!("{email} has no account here; nothing was sent"),
         ));
     }
@@ -415,13 +417,13 @@ fn to_wire(envelope: QueuedEnvelope) -> Envelope {
 fn poll_params(timeout_ms: u64, limit: usize) -> Result<(Duration, usize), ApiError> {
     if timeout_ms > MAX_POLL_TIMEOUT_MS {
         return Err(ApiError::bad_request(
-            "bad_query",
+            ErrorCode::BadQuery,
             format!("timeout_ms must be 0..={MAX_POLL_TIMEOUT_MS}"),
         ));
     }
     if !(1..=MAX_POLL_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(
-            "bad_query",
+            ErrorCode::BadQuery,
             format!("limit must be 1..={MAX_POLL_LIMIT}"),
         ));
     }
@@ -519,7 +521,7 @@ async fn ack(
 fn check_ack_count(ids: &[u64]) -> Result<(), ApiError> {
     if ids.len() > MAX_ACK_IDS {
         return Err(ApiError::bad_request(
-            "too_many_ids",
+            ErrorCode::TooManyIds,
             format!("ack at most {MAX_ACK_IDS} ids per request"),
         ));
     }
