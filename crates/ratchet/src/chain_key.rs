@@ -30,7 +30,9 @@ impl ChainKey {
         from: u32,
         to: u32,
     ) -> (Vec<(u32, MessageKey)>, MessageKey, ChainKey) {
-        let mut skipped = Vec::with_capacity(to.saturating_sub(from) as usize);
+        // Room for one more: closing a chain appends the key of `to` to the skipped ones,
+        // and a reallocation would free copies of these keys unwiped.
+        let mut skipped = Vec::with_capacity(to.saturating_sub(from) as usize + 1);
         let mut chain = self.clone();
         for counter in from..to {
             let (message_key, next) = chain.step();

@@ -109,8 +109,9 @@ pub enum X3dhError {
     },
 }
 
-/// A message could not be encrypted.
+/// A message could not be encrypted. The session is unchanged by any of these.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum EncryptError {
     /// The record holds no session: run X3DH first.
     #[error("no session with this peer: fetch a prekey bundle and initiate one")]
@@ -118,6 +119,10 @@ pub enum EncryptError {
     /// The sending chain has reached `u32::MAX` messages; a reply must step the ratchet first.
     #[error("sending chain exhausted after {0} messages")]
     ChainExhausted(u32),
+    /// The cipher refused its input (a key, nonce or length outside its limits). Nothing
+    /// was produced: no plaintext is left in any output.
+    #[error("the cipher refused to encrypt this input")]
+    Cipher,
 }
 
 /// A message could not be decrypted. The session is unchanged by any of these.

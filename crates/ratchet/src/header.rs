@@ -8,6 +8,8 @@ use rand_core::CryptoRng;
 use x25519_dalek::PublicKey;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::EncryptError;
+
 /// Bytes of a plaintext header: ratchet key (32) || PN (u32) || N (u32).
 pub const HEADER_LEN: usize = 40;
 /// Bytes of the random XChaCha20 nonce in front of an encrypted header.
@@ -72,21 +74,14 @@ impl HeaderKey {
         &self,
         rng: &mut R,
         header: Header,
-    ) -> [u8; ENCRYPTED_HEADER_LEN] {
+    ) -> Result<[u8; ENCRYPTED_HEADER_LEN], EncryptError> {
         let mut out = [0u8; ENCRYPTED_HEADER_LEN];
         let (nonce, rest) = out.split_at_mut(HEADER_NONCE_LEN);
         rng.fill_bytes(nonce);
         let (body, tag_out) = rest.split_at_mut(HEADER_LEN);
         body.copy_from_slice(&header.to_bytes());
-        let nonce = XNonce::try_from(&*nonce).unwrap_or_default();
-        // A 40-byte plaintext is always within XChaCha20's limits.
-        if let Ok(tag) = self
-            .cipher()
-            .encrypt_inout_detached(&nonce, &[], InOutBuf::from(body))
-        {
-            tag_out.copy_from_slice(&tag);
-        }
-        out
+        seal_in_place(&self.cipher(), nonce, body, tag_out)?;
+        Ok(out)
     }
 
     /// Opens an encrypted header; `None` if it was not sealed under this key.
@@ -104,8 +99,79 @@ impl HeaderKey {
     }
 }
 
+/// XChaCha20-Poly1305 of `body` in place, the tag into `tag_out`.
+///
+/// Fails closed: a nonce or tag slot of the wrong length, or the cipher refusing, is an
+/// error, and `body` and `tag_out` are wiped rather than left holding the plaintext
+/// header or a zero tag. (A 40-byte header under a 24-byte nonce never fails.)
+fn seal_in_place(
+    cipher: &XChaCha20Poly1305,
+    nonce: &[u8],
+    body: &mut [u8],
+    tag_out: &mut [u8],
+) -> Result<(), EncryptError> {
+    let sealed = XNonce::try_from(nonce)
+        .ok()
+        .and_then(|nonce| {
+            cipher
+                .encrypt_inout_detached(&nonce, &[], InOutBuf::from(&mut *body))
+                .ok()
+        })
+        .filter(|tag| tag.len() == tag_out.len());
+    match sealed {
+        Some(tag) => {
+            tag_out.copy_from_slice(&tag);
+            Ok(())
+        }
+        None => {
+            body.zeroize();
+            tag_out.zeroize();
+            Err(EncryptError::Cipher)
+        }
+    }
+}
+
 impl std::fmt::Debug for HeaderKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HeaderKey(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{SeedableRng, rngs::ChaCha20Rng};
+
+    use super::*;
+
+    /// A nonce or tag slot of an impossible length is an error, and the header bytes are
+    /// wiped instead of being left in the output in the clear.
+    #[test]
+    fn i4_header_seal_fails_closed_and_wipes_the_plaintext() {
+        let key = HeaderKey::new([5; 32]);
+        for (nonce_len, tag_len) in [(23, 16), (25, 16), (0, 16), (24, 15)] {
+            let mut body = [0x42u8; HEADER_LEN];
+            let mut tag = [0x17u8; 16];
+            let result = seal_in_place(
+                &key.cipher(),
+                &vec![1; nonce_len],
+                &mut body,
+                &mut tag[..tag_len],
+            );
+            assert_eq!(result, Err(EncryptError::Cipher), "{nonce_len}/{tag_len}");
+            assert_eq!(
+                body, [0u8; HEADER_LEN],
+                "{nonce_len}/{tag_len}: header left"
+            );
+            assert!(tag[..tag_len].iter().all(|&b| b == 0));
+        }
+        // The real path still round-trips.
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let header = Header {
+            ratchet_key: PublicKey::from([9; 32]),
+            previous_chain_length: 3,
+            counter: 4,
+        };
+        let sealed = key.encrypt(&mut rng, header).unwrap();
+        assert_eq!(key.decrypt(&sealed), Some(header));
     }
 }

@@ -81,11 +81,19 @@ fn unreachable_hmac_key() -> Hmac<Sha256> {
     <Hmac<Sha256> as KeyInit>::new(&Default::default())
 }
 
-/// Splits a 96-byte HKDF output into three 32-byte keys.
-pub(crate) fn split3(okm: &[u8; 96]) -> ([u8; 32], [u8; 32], [u8; 32]) {
-    let mut a = [0u8; 32];
-    let mut b = [0u8; 32];
-    let mut c = [0u8; 32];
+/// Splits a 96-byte HKDF output into three 32-byte keys, each wiped when dropped: the
+/// caller moves them into key types, and no named copy outlives this call unwiped.
+pub(crate) type Split3 = (
+    Zeroizing<[u8; 32]>,
+    Zeroizing<[u8; 32]>,
+    Zeroizing<[u8; 32]>,
+);
+
+/// See [`Split3`].
+pub(crate) fn split3(okm: &[u8; 96]) -> Split3 {
+    let mut a = Zeroizing::new([0u8; 32]);
+    let mut b = Zeroizing::new([0u8; 32]);
+    let mut c = Zeroizing::new([0u8; 32]);
     a.copy_from_slice(&okm[..32]);
     b.copy_from_slice(&okm[32..64]);
     c.copy_from_slice(&okm[64..]);

@@ -99,7 +99,7 @@ pub use header::{ENCRYPTED_HEADER_LEN, HEADER_LEN};
 pub use identity::{IDENTITY_KEY_LEN, IdentityKey, IdentityKeyPair, SIGNATURE_LEN};
 pub use message::{EncryptedMessage, MIN_MESSAGE_LEN, Message, PROTOCOL_VERSION, PreKeyMessage};
 pub use prekey::{OneTimePreKeyPair, PreKeyBundle, SignedPreKeyPair, signed_prekey_signing_bytes};
-pub use receiver_chain::MAX_RECENT_CHAINS;
+pub use receiver_chain::{MAX_RECEIVER_CHAINS, MAX_RECENT_CHAINS};
 pub use session_record::{MAX_ARCHIVED_SESSIONS, PreKeyDecryption, SessionRecord};
 pub use x3dh::normalize_email;
 
@@ -107,6 +107,10 @@ pub use x3dh::normalize_email;
 pub const MAX_SKIP: u32 = 2000;
 /// Skipped message keys kept per session; beyond it the oldest are evicted.
 pub const MAX_SKIPPED_KEYS: usize = 2000;
+/// How long a skipped message key is kept, in milliseconds (30 days), when the caller
+/// passes the time ([`SessionRecord::decrypt_at`], [`SessionRecord::expire_skipped_keys`]):
+/// a message withheld longer than this no longer opens, not even from a stolen state.
+pub const MAX_SKIPPED_KEY_AGE_MS: u64 = 30 * 24 * 60 * 60 * 1000;
 /// Plaintexts are padded to a multiple of this many bytes.
 pub const PADDING_BLOCK: usize = 160;
 /// Longest email address, in bytes, that fits the one-byte length in the AD.

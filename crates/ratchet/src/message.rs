@@ -3,7 +3,7 @@
 use x25519_dalek::PublicKey;
 
 use crate::{
-    DecodeError, IdentityKey, PADDING_BLOCK,
+    DecodeError, EncryptError, IdentityKey, PADDING_BLOCK,
     codec::{Reader, Writer},
     header::ENCRYPTED_HEADER_LEN,
     identity::IDENTITY_KEY_LEN,
@@ -36,14 +36,14 @@ impl Message {
         message_key: MessageKey,
         plaintext: &[u8],
         associated_data: &[u8],
-    ) -> Self {
+    ) -> Result<Self, EncryptError> {
         let mut bytes = Vec::with_capacity(
             1 + ENCRYPTED_HEADER_LEN + padding::padded_len(plaintext.len()) + TAG_LEN,
         );
         bytes.push(PROTOCOL_VERSION);
         bytes.extend_from_slice(encrypted_header);
-        message_key.encrypt_into(plaintext, associated_data, &mut bytes);
-        Self { bytes }
+        message_key.encrypt_into(plaintext, associated_data, &mut bytes)?;
+        Ok(Self { bytes })
     }
 
     #[cfg(test)]

@@ -21,7 +21,11 @@ impl RootKey {
     pub(crate) fn advance(&self, dh: &SharedSecret) -> (RootKey, ChainKey, HeaderKey) {
         let okm = kdf::hkdf::<96>(Some(&self.0), &[dh.as_bytes()], kdf::ROOT_INFO);
         let (root, chain, header) = kdf::split3(&okm);
-        (RootKey(root), ChainKey::new(chain), HeaderKey::new(header))
+        (
+            RootKey(*root),
+            ChainKey::new(*chain),
+            HeaderKey::new(*header),
+        )
     }
 }
 

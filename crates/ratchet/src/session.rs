@@ -14,8 +14,9 @@ use crate::{
     header::{ENCRYPTED_HEADER_LEN, Header, HeaderKey},
     message::Message,
     message_key::MessageKey,
-    receiver_chain::{ReceiverChain, ReceiverChains},
+    receiver_chain::{ReceiverChain, ReceiverChains, UNKNOWN_TIME},
     root_key::RootKey,
+    session_record::RecordFormat,
     x3dh::X3dhSecrets,
 };
 
@@ -169,13 +170,13 @@ impl Session {
             previous_chain_length: self.previous_sending_length,
             counter,
         };
-        let encrypted_header = sending.header_key.encrypt(rng, header);
+        let encrypted_header = sending.header_key.encrypt(rng, header)?;
         let message = Message::seal(
             &encrypted_header,
             message_key,
             plaintext,
             &aad(associated_data, &encrypted_header),
-        );
+        )?;
         sending.chain_key = chain_key;
         sending.next_counter = next_counter;
         Ok(message)
@@ -186,10 +187,13 @@ impl Session {
     }
 
     /// `RatchetDecryptHE`, transactional: nothing changes unless the body authenticates.
+    /// `now` (unix ms, when the caller knows it) stamps the keys this message skips, and
+    /// an expired skipped key does not open its message.
     pub(crate) fn decrypt<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         message: &Message,
+        now: Option<u64>,
     ) -> Result<Vec<u8>, DecryptError> {
         let encrypted_header = message.encrypted_header();
         // Most likely first: the current chain, then the peer's next chain, then late
@@ -197,11 +201,11 @@ impl Session {
         let receiving = &self.receiving;
         let plaintext =
             if let Some((chain, header)) = receiving.open_header_current(encrypted_header) {
-                self.decrypt_in_known_chain(chain, &header, message)?
+                self.decrypt_in_known_chain(chain, &header, message, now)?
             } else if let Some(header) = self.next_receiving_header_key.decrypt(encrypted_header) {
-                self.decrypt_with_ratchet_step(rng, &header, message)?
+                self.decrypt_with_ratchet_step(rng, &header, message, now)?
             } else if let Some((chain, header)) = receiving.open_header_closed(encrypted_header) {
-                self.decrypt_in_known_chain(chain, &header, message)?
+                self.decrypt_in_known_chain(chain, &header, message, now)?
             } else {
                 return Err(DecryptError::UnknownHeaderKey);
             };
@@ -215,6 +219,7 @@ impl Session {
         chain_index: usize,
         header: &Header,
         message: &Message,
+        now: Option<u64>,
     ) -> Result<Vec<u8>, DecryptError> {
         let aad = self.aad(message.encrypted_header());
         let Some(chain) = self.receiving.get(chain_index) else {
@@ -223,7 +228,7 @@ impl Session {
         if !chain.has_ratchet_key(&header.ratchet_key) {
             return Err(DecryptError::RatchetKeyMismatch);
         }
-        if let Some((position, key)) = chain.skipped_key(header.counter) {
+        if let Some((position, key)) = chain.skipped_key(header.counter, now) {
             let plaintext = key.decrypt(message.body(), &aad)?;
             self.receiving.remove_skipped(chain_index, position);
             return Ok(plaintext);
@@ -244,8 +249,13 @@ impl Session {
         let (skipped, message_key, next_chain_key) =
             chain_key.walk(chain.next_counter, header.counter);
         let plaintext = message_key.decrypt(message.body(), &aad)?;
-        self.receiving
-            .advance(chain_index, Some(next_chain_key), next_counter, skipped);
+        self.receiving.advance(
+            chain_index,
+            Some(next_chain_key),
+            next_counter,
+            skipped,
+            now.unwrap_or(UNKNOWN_TIME),
+        );
         Ok(plaintext)
     }
 
@@ -254,12 +264,13 @@ impl Session {
         rng: &mut R,
         header: &Header,
         message: &Message,
+        now: Option<u64>,
     ) -> Result<Vec<u8>, DecryptError> {
         let step = self.ratchet_step(rng, header)?;
         let plaintext = step
             .message_key
             .decrypt(message.body(), &self.aad(message.encrypted_header()))?;
-        self.apply(step);
+        self.apply(step, now.unwrap_or(UNKNOWN_TIME));
         Ok(plaintext)
     }
 
@@ -326,18 +337,23 @@ impl Session {
         })
     }
 
-    fn apply(&mut self, step: RatchetStep) {
+    fn apply(&mut self, step: RatchetStep, skipped_at: u64) {
         if let Some(&(last, _)) = step.closing_skipped.last()
             && let Some(current) = self.receiving.len().checked_sub(1)
         {
             // `last` is PN - 1 of a header that passed counter_after's bound.
-            self.receiving
-                .advance(current, None, last.saturating_add(1), step.closing_skipped);
+            self.receiving.advance(
+                current,
+                None,
+                last.saturating_add(1),
+                step.closing_skipped,
+                skipped_at,
+            );
         }
         self.receiving.push(step.receiving);
         if let Some(current) = self.receiving.len().checked_sub(1) {
             self.receiving
-                .store_skipped(current, step.receiving_skipped);
+                .store_skipped(current, step.receiving_skipped, skipped_at);
         }
         self.next_receiving_header_key = step.next_receiving_header_key;
         self.previous_sending_length = self.sending.as_ref().map_or(0, |s| s.next_counter);
@@ -345,6 +361,33 @@ impl Session {
         self.next_sending_header_key = step.next_sending_header_key;
         self.ratchet = step.ratchet;
         self.root_key = step.root_key;
+    }
+
+    /// Deletes the skipped keys that have expired by `now`; returns how many.
+    pub(crate) fn expire_skipped_keys(&mut self, now: u64) -> usize {
+        self.receiving.expire(now)
+    }
+
+    /// Exactly the bytes [`Self::write`] appends.
+    pub(crate) fn encoded_len(&self) -> usize {
+        let pending = self.pending_prekey.map_or(0, |_| 4 + 4);
+        let sending = self.sending.as_ref().map_or(0, |_| 32 + 32 + 4);
+        // IK_local, IK_remote, AD length, AD, EK_A, has_pending, RK, DHs, has_sending,
+        // NHKs, PN, receiving chains, NHKr.
+        32 + 32
+            + 4
+            + self.associated_data.len()
+            + 32
+            + 1
+            + pending
+            + 32
+            + 32
+            + 1
+            + sending
+            + 32
+            + 4
+            + self.receiving.encoded_len()
+            + 32
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {
@@ -377,7 +420,7 @@ impl Session {
         w.bytes(self.next_receiving_header_key.as_bytes());
     }
 
-    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn read(r: &mut Reader<'_>, format: RecordFormat) -> Result<Self, DecodeError> {
         let identity = |bytes: [u8; 32]| {
             IdentityKey::from_bytes(&bytes).map_err(|_| DecodeError::Invalid {
                 what: "session",
@@ -410,7 +453,7 @@ impl Session {
         };
         let next_sending_header_key = HeaderKey::new(r.array()?);
         let previous_sending_length = r.u32()?;
-        let receiving = ReceiverChains::read(r)?;
+        let receiving = ReceiverChains::read(r, format)?;
         let next_receiving_header_key = HeaderKey::new(r.array()?);
         Ok(Self {
             local_identity,
@@ -542,7 +585,7 @@ mod tests {
         .unwrap();
         let mut b = Session::new_responder(secrets, parties(&bob, &alice), spk.key_pair().clone());
         let first = a.encrypt(rng, b"first").unwrap();
-        assert_eq!(b.decrypt(rng, &first).unwrap(), b"first");
+        assert_eq!(b.decrypt(rng, &first, None).unwrap(), b"first");
         (a, b)
     }
 
@@ -560,6 +603,7 @@ mod tests {
             Some(sending.chain_key.clone()),
             u32::MAX - 1,
             Vec::new(),
+            UNKNOWN_TIME,
         );
         // An honest sender stops before u32::MAX...
         alice.encrypt(&mut rng, b"last").unwrap();
@@ -574,7 +618,7 @@ mod tests {
             previous_chain_length: 0,
             counter: u32::MAX,
         };
-        let encrypted_header = sending.header_key.encrypt(&mut rng, header);
+        let encrypted_header = sending.header_key.encrypt(&mut rng, header).unwrap();
         let (message_key, _) = sending.chain_key.step();
         let body = message_key.encrypt(b"forged", &aad(&alice.associated_data, &encrypted_header));
         let forged = Message::from_parts(&encrypted_header, &body);
@@ -582,7 +626,7 @@ mod tests {
         let mut before = Writer::with_capacity(1024);
         bob.write(&mut before);
         assert_eq!(
-            bob.decrypt(&mut rng, &forged).unwrap_err(),
+            bob.decrypt(&mut rng, &forged, None).unwrap_err(),
             DecryptError::CounterOutOfRange { counter: u32::MAX }
         );
         let mut after = Writer::with_capacity(1024);
@@ -604,19 +648,20 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(8);
         let (mut alice, mut bob) = pair(&mut rng);
         let reply = bob.encrypt(&mut rng, b"reply").unwrap();
-        alice.decrypt(&mut rng, &reply).unwrap();
+        alice.decrypt(&mut rng, &reply, None).unwrap();
         let next = alice.encrypt(&mut rng, b"next").unwrap();
-        bob.decrypt(&mut rng, &next).unwrap();
+        bob.decrypt(&mut rng, &next, None).unwrap();
         assert_eq!(bob.receiving.len(), 2);
         // Give the closed chain its chain key back, as a crafted record could.
         let chain_key = bob.receiving.get(1).and_then(|c| c.chain_key.clone());
         let next_counter = bob.receiving.get(0).map_or(0, |c| c.next_counter);
         bob.receiving
-            .advance(0, chain_key, next_counter, Vec::new());
+            .advance(0, chain_key, next_counter, Vec::new(), UNKNOWN_TIME);
         let mut w = Writer::with_capacity(1024);
         bob.write(&mut w);
         let bytes = w.finish();
-        let error = Session::read(&mut Reader::new(&bytes, "session")).unwrap_err();
+        let error =
+            Session::read(&mut Reader::new(&bytes, "session"), RecordFormat::V2).unwrap_err();
         assert_eq!(
             error,
             DecodeError::Invalid {

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use crate::{
     DecodeError, DecryptError, EncryptError, EncryptedMessage, IdentityKey, IdentityKeyPair,
     Message, OneTimePreKeyPair, PreKeyBundle, PreKeyMessage, SignedPreKeyPair, X3dhError,
-    codec::{Reader, Writer},
+    codec::{Reader, Writer, reserve_wiping},
     session::{PendingPreKey, Session, SessionParties},
     x3dh,
 };
@@ -17,8 +17,21 @@ use crate::{
 /// Archived sessions kept per peer (libsignal keeps 40 too).
 pub const MAX_ARCHIVED_SESSIONS: usize = 40;
 
-/// Version byte of the stored session record format.
-const RECORD_FORMAT_VERSION: u8 = 1;
+/// Version byte of the stored session record format written now.
+const RECORD_FORMAT_VERSION: u8 = 2;
+/// Version bytes of the formats [`SessionRecord::from_bytes`] reads.
+const READABLE_RECORD_FORMATS: [u8; 2] = [1, RECORD_FORMAT_VERSION];
+
+/// A stored record format this build reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RecordFormat {
+    /// Format 1: skipped keys carry no time, and closed receiving chains that hold
+    /// skipped keys were kept beyond the cap (they are dropped on reading).
+    V1,
+    /// Format 2: every skipped key carries the time it was skipped, and a session holds
+    /// at most [`crate::MAX_RECEIVER_CHAINS`] receiving chains.
+    V2,
+}
 
 /// The result of decrypting a prekey message.
 #[derive(Debug)]
@@ -31,6 +44,15 @@ pub struct PreKeyDecryption {
     pub consumed_one_time_prekey: Option<u32>,
     /// Whether this message created a new session.
     pub created_session: bool,
+}
+
+/// The responder's keys and addresses, as the caller of `decrypt_prekey` passes them.
+#[derive(Clone, Copy)]
+struct ResponderKeys<'a> {
+    local_identity: &'a IdentityKeyPair,
+    local_email: &'a str,
+    remote_email: &'a str,
+    signed_prekey: Option<&'a SignedPreKeyPair>,
 }
 
 /// All sessions with one peer. Serialize it with [`SessionRecord::to_bytes`] after every
@@ -77,6 +99,7 @@ impl SessionRecord {
 
     fn install(&mut self, session: Session) {
         if let Some(previous) = self.current.replace(session) {
+            reserve_wiping(&mut self.archived, 1);
             self.archived.push_front(previous);
             self.archived.truncate(MAX_ARCHIVED_SESSIONS);
         }
@@ -144,26 +167,95 @@ impl SessionRecord {
     }
 
     /// Decrypts a normal message with the current session or, failing that, an archived
-    /// one, which then becomes current. On error nothing changes.
+    /// session **with the same remote identity**, which then becomes current. On error
+    /// nothing changes.
+    ///
+    /// Archived sessions with another remote identity (left from before the peer's key
+    /// changed) are never tried, so a state held under an old or substituted key cannot
+    /// speak for the current one: [`Self::remote_identity`] is the same before and after a
+    /// successful call, and it is the identity of the session that decrypted the message.
+    /// The caller still compares it with the identity it trusts for this peer.
+    ///
+    /// This call has no clock: skipped keys never expire through it, and the keys it skips
+    /// are stored with an unknown time, which the next call with a clock starts counting
+    /// from. Callers that know the time use [`Self::decrypt_at`].
     pub fn decrypt<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         message: &Message,
     ) -> Result<Vec<u8>, DecryptError> {
+        self.decrypt_with_clock(rng, message, None)
+    }
+
+    /// [`Self::decrypt`] at `now_ms`, the current unix time in milliseconds. The keys this
+    /// message skips are stored with that time; a skipped key older than
+    /// [`crate::MAX_SKIPPED_KEY_AGE_MS`] no longer opens its message (the error is
+    /// [`DecryptError::Duplicate`], as for an evicted key); and when the message decrypts,
+    /// every expired key in the record is deleted, as by [`Self::expire_skipped_keys`].
+    /// On error nothing changes, expired keys included.
+    pub fn decrypt_at<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        message: &Message,
+        now_ms: u64,
+    ) -> Result<Vec<u8>, DecryptError> {
+        self.decrypt_with_clock(rng, message, Some(now_ms))
+    }
+
+    /// Deletes every skipped message key of every session in the record that is older than
+    /// [`crate::MAX_SKIPPED_KEY_AGE_MS`] at `now_ms` (unix ms), and starts the clock of keys
+    /// whose time is unknown (skipped without a clock, or read from format 1) at `now_ms`.
+    /// Returns how many keys were deleted. Store the record afterwards.
+    pub fn expire_skipped_keys(&mut self, now_ms: u64) -> usize {
+        self.current
+            .iter_mut()
+            .chain(self.archived.iter_mut())
+            .map(|session| session.expire_skipped_keys(now_ms))
+            .sum()
+    }
+
+    fn decrypt_with_clock<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        message: &Message,
+        now: Option<u64>,
+    ) -> Result<Vec<u8>, DecryptError> {
         let Some(current) = self.current.as_mut() else {
             return Err(DecryptError::NoSession);
         };
-        match current.decrypt(rng, message) {
-            Ok(plaintext) => return Ok(plaintext),
+        let identity = current.remote_identity;
+        let plaintext = match current.decrypt(rng, message, now) {
+            Ok(plaintext) => plaintext,
             // The current session recognised the header: its answer stands.
-            Err(DecryptError::UnknownHeaderKey) => {}
+            Err(DecryptError::UnknownHeaderKey) => {
+                self.decrypt_in_archived(rng, message, &identity, now)?
+            }
             Err(error) => return Err(error),
+        };
+        if let Some(now) = now {
+            self.expire_skipped_keys(now);
         }
+        Ok(plaintext)
+    }
+
+    /// Tries the archived sessions with `identity` as their peer, newest first; the one
+    /// that decrypts becomes current.
+    fn decrypt_in_archived<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        message: &Message,
+        identity: &IdentityKey,
+        now: Option<u64>,
+    ) -> Result<Vec<u8>, DecryptError> {
         for index in 0..self.archived.len() {
             let Some(session) = self.archived.get_mut(index) else {
                 break;
             };
-            match session.decrypt(rng, message) {
+            // Constant-time comparison (IdentityKey's PartialEq).
+            if session.remote_identity != *identity {
+                continue;
+            }
+            match session.decrypt(rng, message, now) {
                 Ok(plaintext) => {
                     self.promote(index);
                     return Ok(plaintext);
@@ -188,7 +280,10 @@ impl SessionRecord {
     /// session becomes current only if the message authenticates.
     ///
     /// Checking the sender's identity key against the pinned one is the caller's job:
-    /// see [`PreKeyMessage::identity_key`].
+    /// see [`PreKeyMessage::identity_key`]. After success, [`Self::remote_identity`] is
+    /// that key (the session that decrypted is current).
+    ///
+    /// Like [`Self::decrypt`], this has no clock; [`Self::decrypt_prekey_at`] has.
     #[allow(clippy::too_many_arguments)]
     pub fn decrypt_prekey<R: CryptoRng + ?Sized>(
         &mut self,
@@ -200,7 +295,56 @@ impl SessionRecord {
         signed_prekey: Option<&SignedPreKeyPair>,
         one_time_prekey: Option<OneTimePreKeyPair>,
     ) -> Result<PreKeyDecryption, DecryptError> {
-        if let Some(plaintext) = self.decrypt_in_existing(rng, message)? {
+        let keys = ResponderKeys {
+            local_identity,
+            local_email,
+            remote_email,
+            signed_prekey,
+        };
+        self.decrypt_prekey_with_clock(rng, &keys, message, one_time_prekey, None)
+    }
+
+    /// [`Self::decrypt_prekey`] at `now_ms` (unix ms), with the expiry rules of
+    /// [`Self::decrypt_at`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn decrypt_prekey_at<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        local_identity: &IdentityKeyPair,
+        local_email: &str,
+        remote_email: &str,
+        message: &PreKeyMessage,
+        signed_prekey: Option<&SignedPreKeyPair>,
+        one_time_prekey: Option<OneTimePreKeyPair>,
+        now_ms: u64,
+    ) -> Result<PreKeyDecryption, DecryptError> {
+        let keys = ResponderKeys {
+            local_identity,
+            local_email,
+            remote_email,
+            signed_prekey,
+        };
+        let decrypted =
+            self.decrypt_prekey_with_clock(rng, &keys, message, one_time_prekey, Some(now_ms))?;
+        self.expire_skipped_keys(now_ms);
+        Ok(decrypted)
+    }
+
+    fn decrypt_prekey_with_clock<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        keys: &ResponderKeys<'_>,
+        message: &PreKeyMessage,
+        one_time_prekey: Option<OneTimePreKeyPair>,
+        now: Option<u64>,
+    ) -> Result<PreKeyDecryption, DecryptError> {
+        let ResponderKeys {
+            local_identity,
+            local_email,
+            remote_email,
+            signed_prekey,
+        } = *keys;
+        if let Some(plaintext) = self.decrypt_in_existing(rng, message, now)? {
             return Ok(PreKeyDecryption {
                 plaintext,
                 consumed_one_time_prekey: None,
@@ -250,7 +394,7 @@ impl SessionRecord {
             },
             signed_prekey.key_pair().clone(),
         );
-        let plaintext = session.decrypt(rng, &message.message)?;
+        let plaintext = session.decrypt(rng, &message.message, now)?;
         self.install(session);
         Ok(PreKeyDecryption {
             plaintext,
@@ -264,18 +408,19 @@ impl SessionRecord {
         &mut self,
         rng: &mut R,
         message: &PreKeyMessage,
+        now: Option<u64>,
     ) -> Result<Option<Vec<u8>>, DecryptError> {
         let same_run = |s: &Session| {
             s.has_base_key(&message.base_key) && s.remote_identity == message.identity_key
         };
         if let Some(current) = self.current.as_mut().filter(|s| same_run(s)) {
-            return current.decrypt(rng, &message.message).map(Some);
+            return current.decrypt(rng, &message.message, now).map(Some);
         }
         let Some(index) = self.archived.iter().position(same_run) else {
             return Ok(None);
         };
         let plaintext = match self.archived.get_mut(index) {
-            Some(session) => session.decrypt(rng, &message.message)?,
+            Some(session) => session.decrypt(rng, &message.message, now)?,
             None => return Ok(None),
         };
         self.promote(index);
@@ -283,8 +428,11 @@ impl SessionRecord {
     }
 
     /// Versioned encoding of the whole record, secrets included: store it encrypted.
+    ///
+    /// The buffer is allocated once, at its exact final size, so no copy of the secrets is
+    /// left behind in memory freed by growing it.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut w = Writer::with_capacity(1024);
+        let mut w = Writer::with_capacity(self.encoded_len());
         w.u8(RECORD_FORMAT_VERSION);
         match &self.current {
             Some(session) => {
@@ -300,19 +448,37 @@ impl SessionRecord {
         w.finish()
     }
 
-    /// Decodes [`Self::to_bytes`]. Any malformed input is an error, never a panic.
+    /// Exactly the length of [`Self::to_bytes`]: version, has-current flag, current
+    /// session, archived count, archived sessions.
+    fn encoded_len(&self) -> usize {
+        1 + 1
+            + self.current.as_ref().map_or(0, Session::encoded_len)
+            + 4
+            + self
+                .archived
+                .iter()
+                .map(Session::encoded_len)
+                .sum::<usize>()
+    }
+
+    /// Decodes [`Self::to_bytes`], of this format or format 1 (which it upgrades: the
+    /// skipped keys' time is unknown, and closed chains beyond the cap are dropped with
+    /// their keys). Any malformed input is an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes, "session record");
-        r.version(RECORD_FORMAT_VERSION)?;
+        let format = match r.version_in(&READABLE_RECORD_FORMATS, RECORD_FORMAT_VERSION)? {
+            1 => RecordFormat::V1,
+            _ => RecordFormat::V2,
+        };
         let current = if r.bool()? {
-            Some(Session::read(&mut r)?)
+            Some(Session::read(&mut r, format)?)
         } else {
             None
         };
         let count = r.count(MAX_ARCHIVED_SESSIONS)?;
         let mut archived = VecDeque::with_capacity(count);
         for _ in 0..count {
-            archived.push_back(Session::read(&mut r)?);
+            archived.push_back(Session::read(&mut r, format)?);
         }
         r.finish()?;
         Ok(Self { current, archived })

@@ -49,9 +49,9 @@ fn derive(dhs: &[&SharedSecret]) -> X3dhSecrets {
     let okm = kdf::hkdf::<96>(None, &ikm, kdf::X3DH_INFO);
     let (root, header, next_header) = kdf::split3(&okm);
     X3dhSecrets {
-        root_key: RootKey::new(root),
-        initiator_header_key: HeaderKey::new(header),
-        responder_next_header_key: HeaderKey::new(next_header),
+        root_key: RootKey::new(*root),
+        initiator_header_key: HeaderKey::new(*header),
+        responder_next_header_key: HeaderKey::new(*next_header),
     }
 }
 

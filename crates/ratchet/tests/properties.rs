@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::{ALICE, BOB, Party, rng};
-use e2ee_ratchet::DecryptError;
+use e2ee_ratchet::{DecryptError, MAX_RECEIVER_CHAINS};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -41,6 +41,8 @@ fn action() -> impl Strategy<Value = Action> {
 struct InFlight {
     id: u32,
     wire: Vec<u8>,
+    /// The sender's sending chain, counted from 0 (see `World::chain_of`).
+    chain: u32,
 }
 
 struct World {
@@ -55,6 +57,9 @@ struct World {
     next_id: u32,
     /// Bob can only send once Alice's first message has reached him.
     bob_has_session: bool,
+    /// The newest of the peer's sending chains each party has decrypted a message of.
+    alice_saw_chain: Option<u32>,
+    bob_saw_chain: Option<u32>,
 }
 
 fn text(id: u32) -> Vec<u8> {
@@ -80,7 +85,33 @@ impl World {
             seen_by_bob: HashSet::new(),
             next_id: 0,
             bob_has_session: false,
+            alice_saw_chain: None,
+            bob_saw_chain: None,
         }
+    }
+
+    /// The sending chain a party is on. A party opens a new one at each DH step, that is
+    /// on the first message of each new chain of its peer: Alice starts on chain 0 before
+    /// any reply and is on chain k + 1 once she has seen Bob's chain k; Bob's first chain
+    /// comes with Alice's chain 0, so he is on chain k once he has seen her chain k.
+    fn chain_of(&self, alice: bool) -> u32 {
+        if alice {
+            self.alice_saw_chain.map_or(0, |k| k + 1)
+        } else {
+            self.bob_saw_chain.unwrap_or(0)
+        }
+    }
+
+    /// Whether a message of the peer's chain `chain` can no longer reach `to_alice`: the
+    /// receiver keeps only its newest MAX_RECEIVER_CHAINS receiving chains, and drops older
+    /// ones with their skipped keys (review 2026-12, L4).
+    fn evicted(&self, to_alice: bool, chain: u32) -> bool {
+        let newest = if to_alice {
+            self.alice_saw_chain
+        } else {
+            self.bob_saw_chain
+        };
+        newest.is_some_and(|newest| chain + MAX_RECEIVER_CHAINS as u32 <= newest)
     }
 
     fn send(&mut self, from_alice: bool) {
@@ -89,20 +120,32 @@ impl World {
         }
         let id = self.next_id;
         self.next_id += 1;
+        let chain = self.chain_of(from_alice);
         let (sender, queue) = if from_alice {
             (&mut self.alice, &mut self.to_bob)
         } else {
             (&mut self.bob, &mut self.to_alice)
         };
         let wire = sender.encrypt(&mut self.rng, &text(id));
-        queue.push(InFlight { id, wire });
+        queue.push(InFlight { id, wire, chain });
     }
 
     fn receive(&mut self, to_alice: bool, message: &InFlight) -> Result<(), TestCaseError> {
-        let (party, peer, seen) = if to_alice {
-            (&mut self.alice, BOB, &mut self.seen_by_alice)
+        let evicted = self.evicted(to_alice, message.chain);
+        let (party, peer, seen, saw_chain) = if to_alice {
+            (
+                &mut self.alice,
+                BOB,
+                &mut self.seen_by_alice,
+                &mut self.alice_saw_chain,
+            )
         } else {
-            (&mut self.bob, ALICE, &mut self.seen_by_bob)
+            (
+                &mut self.bob,
+                ALICE,
+                &mut self.seen_by_bob,
+                &mut self.bob_saw_chain,
+            )
         };
         let before = party.record.to_bytes();
         match party.decrypt(&mut self.rng, peer, &message.wire) {
@@ -113,6 +156,8 @@ impl World {
                     "message {} decrypted twice",
                     message.id
                 );
+                prop_assert!(!evicted, "message {} of an evicted chain", message.id);
+                *saw_chain = Some(saw_chain.map_or(message.chain, |c| c.max(message.chain)));
                 if !to_alice {
                     self.bob_has_session = true;
                 }
@@ -124,6 +169,10 @@ impl World {
                     "state changed by {:?}",
                     error
                 );
+                if evicted {
+                    prop_assert_eq!(&error, &DecryptError::UnknownHeaderKey);
+                    return Ok(());
+                }
                 prop_assert!(
                     seen.contains(&message.id),
                     "message {} lost: {:?}",
@@ -131,7 +180,7 @@ impl World {
                     error
                 );
                 // A replay is recognised while its chain is remembered; beyond
-                // MAX_RECENT_CHAINS closed chains its header key is gone.
+                // MAX_RECEIVER_CHAINS chains its header key is gone.
                 prop_assert!(
                     matches!(
                         error,
@@ -192,6 +241,9 @@ impl World {
                 }
                 let message = queue.remove(pick % queue.len());
                 self.receive(to_alice, &message)?;
+                if self.evicted(to_alice, message.chain) {
+                    return Ok(());
+                }
                 let (party, peer) = if to_alice {
                     (&mut self.alice, BOB)
                 } else {

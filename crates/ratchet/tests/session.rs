@@ -5,8 +5,8 @@ mod common;
 
 use common::{ALICE, BOB, Party, established, normal, rng};
 use e2ee_ratchet::{
-    DecodeError, DecryptError, EncryptedMessage, IdentityKey, KeyError, MAX_SKIP, MAX_SKIPPED_KEYS,
-    SessionRecord, X3dhError,
+    DecodeError, DecryptError, EncryptedMessage, IdentityKey, KeyError, MAX_RECEIVER_CHAINS,
+    MAX_SKIP, MAX_SKIPPED_KEY_AGE_MS, MAX_SKIPPED_KEYS, SessionRecord, X3dhError,
 };
 
 /// Asserts that a failed decrypt left the record byte-for-byte as it was.
@@ -672,4 +672,258 @@ fn state_stolen_after_decryption_cannot_open_the_message() {
             Err(DecryptError::Duplicate { .. })
         ));
     }
+}
+
+/// Review 2026-12, H1(d): after the peer's identity changed (here: a new key under the
+/// same address, as after `trust`), a session still held under the old key must not be
+/// able to decrypt and take over as current.
+#[test]
+fn h1_archived_session_of_another_identity_never_decrypts() {
+    let (mut rng, mut alice, mut bob) = established(40);
+    // Bob under his old key K1 holds a message back; someone holding S(K1) could.
+    let under_old_key = bob.encrypt(&mut rng, b"from the old key");
+    let old_identity = bob.identity.public_key();
+
+    // Bob's address gets a new key K2; Alice starts over with it, and K2 answers.
+    let mut new_bob = Party::new(&mut rng, BOB);
+    alice.initiate(&mut rng, &new_bob, true);
+    assert_eq!(alice.record.archived_sessions(), 1, "S(K1) is archived");
+    let first = alice.encrypt(&mut rng, b"to the new key");
+    assert_eq!(
+        new_bob.decrypt(&mut rng, ALICE, &first).unwrap(),
+        b"to the new key"
+    );
+    let reply = new_bob.encrypt(&mut rng, b"new key here");
+    assert_eq!(
+        alice.decrypt(&mut rng, BOB, &reply).unwrap(),
+        b"new key here"
+    );
+    let new_identity = new_bob.identity.public_key();
+    assert_eq!(alice.record.remote_identity(), Some(new_identity));
+
+    // The old key's message is refused, without and with a clock, and nothing changes:
+    // S(K1) is not promoted.
+    let error = assert_rejected_without_change(&mut alice, &mut rng, BOB, &under_old_key);
+    assert_eq!(error, DecryptError::UnknownHeaderKey);
+    let before = alice.record.to_bytes();
+    assert_eq!(
+        alice
+            .record
+            .decrypt_at(&mut rng, &normal(&under_old_key), 1_800_000_000_000),
+        Err(DecryptError::UnknownHeaderKey)
+    );
+    assert_eq!(*alice.record.to_bytes(), *before);
+    assert_eq!(alice.record.remote_identity(), Some(new_identity));
+    assert_ne!(alice.record.remote_identity(), Some(old_identity));
+
+    // An archived session of the *same* identity still decrypts and is promoted, and the
+    // identity reported afterwards is the one that decrypted.
+    let again = new_bob.encrypt(&mut rng, b"still me");
+    alice.initiate(&mut rng, &new_bob, false);
+    assert_eq!(alice.record.archived_sessions(), 2);
+    assert_eq!(alice.decrypt(&mut rng, BOB, &again).unwrap(), b"still me");
+    assert_eq!(alice.record.remote_identity(), Some(new_identity));
+}
+
+/// Seven rounds in which the first message of each of Alice's chains is lost: Bob closes a
+/// chain holding one skipped key each round. Returns the lost messages, oldest first.
+fn seven_chains_each_missing_its_first_message(
+    rng: &mut rand::rngs::ChaCha20Rng,
+    alice: &mut Party,
+    bob: &mut Party,
+) -> Vec<Vec<u8>> {
+    let mut lost = Vec::new();
+    for round in 0..7u8 {
+        lost.push(alice.encrypt(rng, &[b'L', round]));
+        let next = alice.encrypt(rng, &[b'N', round]);
+        assert_eq!(bob.decrypt(rng, ALICE, &next).unwrap(), [b'N', round]);
+        let reply = bob.encrypt(rng, &[b'R', round]);
+        assert_eq!(alice.decrypt(rng, BOB, &reply).unwrap(), [b'R', round]);
+    }
+    lost
+}
+
+/// Review 2026-12, L4: closed receiving chains are capped, and their skipped keys go with
+/// them, so neither the header trials of a message nor the keys of withheld messages
+/// grow without bound.
+#[test]
+fn l4_closed_chains_are_capped_with_their_skipped_keys() {
+    let (mut rng, mut alice, mut bob) = established(41);
+    let lost = seven_chains_each_missing_its_first_message(&mut rng, &mut alice, &mut bob);
+    // Eight chains were opened; the newest MAX_RECEIVER_CHAINS remain, one key each.
+    assert_eq!(bob.record.skipped_message_keys(), MAX_RECEIVER_CHAINS);
+    let evicted = lost.len() - MAX_RECEIVER_CHAINS;
+    for wire in &lost[..evicted] {
+        let error = assert_rejected_without_change(&mut bob, &mut rng, ALICE, wire);
+        assert_eq!(error, DecryptError::UnknownHeaderKey);
+    }
+    for (round, wire) in lost.iter().enumerate().skip(evicted) {
+        assert_eq!(
+            bob.decrypt(&mut rng, ALICE, wire).unwrap(),
+            [b'L', round as u8]
+        );
+    }
+    assert_eq!(bob.record.skipped_message_keys(), 0);
+    // The cap survives storage.
+    let restored = SessionRecord::from_bytes(&bob.record.to_bytes()).unwrap();
+    assert_eq!(*restored.to_bytes(), *bob.record.to_bytes());
+}
+
+/// Review 2026-12, L4: a skipped key expires MAX_SKIPPED_KEY_AGE_MS after it was skipped,
+/// when the caller passes the time; an expired key never opens its message, and a
+/// failed attempt still changes nothing.
+#[test]
+fn l4_skipped_keys_expire_after_max_age() {
+    const T: u64 = 1_800_000_000_000;
+    let (mut rng, mut alice, mut bob) = established(42);
+    let withheld = normal(&alice.encrypt(&mut rng, b"withheld"));
+    let next = normal(&alice.encrypt(&mut rng, b"next"));
+    assert_eq!(bob.record.decrypt_at(&mut rng, &next, T).unwrap(), b"next");
+    assert_eq!(bob.record.skipped_message_keys(), 1);
+
+    // Just before the limit it still opens.
+    let mut early = bob.record.clone();
+    assert_eq!(
+        early
+            .decrypt_at(&mut rng, &withheld, T + MAX_SKIPPED_KEY_AGE_MS - 1)
+            .unwrap(),
+        b"withheld"
+    );
+    // At the limit it does not, and the refusal changes nothing.
+    let before = bob.record.to_bytes();
+    assert_eq!(
+        bob.record
+            .decrypt_at(&mut rng, &withheld, T + MAX_SKIPPED_KEY_AGE_MS),
+        Err(DecryptError::Duplicate { counter: 0 })
+    );
+    assert_eq!(*bob.record.to_bytes(), *before);
+    // The next message that decrypts deletes the expired key for good.
+    let later = normal(&alice.encrypt(&mut rng, b"later"));
+    assert_eq!(
+        bob.record
+            .decrypt_at(&mut rng, &later, T + MAX_SKIPPED_KEY_AGE_MS)
+            .unwrap(),
+        b"later"
+    );
+    assert_eq!(bob.record.skipped_message_keys(), 0);
+    assert!(bob.record.decrypt(&mut rng, &withheld).is_err());
+
+    // Keys skipped without a clock start their clock at the first call that has one.
+    let withheld = normal(&alice.encrypt(&mut rng, b"withheld again"));
+    let next = normal(&alice.encrypt(&mut rng, b"next again"));
+    bob.record.decrypt(&mut rng, &next).unwrap();
+    assert_eq!(bob.record.skipped_message_keys(), 1);
+    let t2 = T + 10 * MAX_SKIPPED_KEY_AGE_MS;
+    assert_eq!(bob.record.expire_skipped_keys(t2), 0);
+    let restored = SessionRecord::from_bytes(&bob.record.to_bytes()).unwrap();
+    assert_eq!(
+        *restored.to_bytes(),
+        *bob.record.to_bytes(),
+        "the time is stored"
+    );
+    assert_eq!(
+        bob.record
+            .expire_skipped_keys(t2 + MAX_SKIPPED_KEY_AGE_MS - 1),
+        0
+    );
+    let mut kept = bob.record.clone();
+    assert_eq!(
+        bob.record.expire_skipped_keys(t2 + MAX_SKIPPED_KEY_AGE_MS),
+        1
+    );
+    assert_eq!(bob.record.skipped_message_keys(), 0);
+    assert_eq!(
+        kept.decrypt_at(&mut rng, &withheld, t2 + 1).unwrap(),
+        b"withheld again"
+    );
+}
+
+/// Review 2026-12, L4: records stored in format 1 (before skipped keys had a time and
+/// closed chains a cap) still load. The bytes were written by the format-1 code from the
+/// same conversation as `l4_closed_chains_are_capped_with_their_skipped_keys` builds.
+#[test]
+fn l4_format_1_records_still_parse() {
+    const T: u64 = 1_800_000_000_000;
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let v1 = std::fs::read(data.join("record_v1_seven_closed_chains.bin")).unwrap();
+    let lost_file = std::fs::read(data.join("record_v1_seven_closed_chains.lost")).unwrap();
+    let mut lost = Vec::new();
+    let mut rest = &lost_file[..];
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let (wire, tail) = tail.split_at(u32::from_be_bytes(*len) as usize);
+        lost.push(wire.to_vec());
+        rest = tail;
+    }
+    assert_eq!(v1[0], 1, "a format-1 record");
+    assert_eq!(lost.len(), 7);
+
+    let mut record = SessionRecord::from_bytes(&v1).unwrap();
+    // Format 1 kept all seven chains that held a key; the cap keeps the newest five.
+    assert_eq!(record.skipped_message_keys(), MAX_RECEIVER_CHAINS);
+    let upgraded = record.to_bytes();
+    assert_eq!(upgraded[0], 2, "written back in the current format");
+    assert_eq!(
+        *SessionRecord::from_bytes(&upgraded).unwrap().to_bytes(),
+        *upgraded
+    );
+
+    let mut rng = rng(43);
+    let evicted = lost.len() - MAX_RECEIVER_CHAINS;
+    for wire in &lost[..evicted] {
+        assert_eq!(
+            record.decrypt_at(&mut rng, &normal(wire), T),
+            Err(DecryptError::UnknownHeaderKey)
+        );
+    }
+    // The loaded keys still open their messages; their age starts counting now.
+    assert_eq!(
+        record
+            .decrypt_at(&mut rng, &normal(&lost[evicted]), T)
+            .unwrap(),
+        [b'L', evicted as u8]
+    );
+    assert_eq!(record.skipped_message_keys(), MAX_RECEIVER_CHAINS - 1);
+    assert_eq!(
+        record.expire_skipped_keys(T + MAX_SKIPPED_KEY_AGE_MS - 1),
+        0
+    );
+    assert_eq!(
+        record.expire_skipped_keys(T + MAX_SKIPPED_KEY_AGE_MS),
+        MAX_RECEIVER_CHAINS - 1
+    );
+}
+
+/// Review 2026-12, L5: the stored-state buffer is allocated once at its exact size, so it
+/// never grows and leaves freed, unwiped copies of the secrets behind. (With a growing
+/// buffer the capacity is almost never exactly the length.)
+#[test]
+fn l5_to_bytes_allocates_exactly_once() {
+    let check = |record: &SessionRecord, what: &str| {
+        let bytes = record.to_bytes();
+        assert_eq!(bytes.capacity(), bytes.len(), "{what}");
+    };
+    check(&SessionRecord::new(), "empty");
+    let mut rng = rng(44);
+    let mut alice = Party::new(&mut rng, ALICE);
+    let bob = Party::new(&mut rng, BOB);
+    alice.initiate(&mut rng, &bob, true);
+    check(&alice.record, "pending initiator");
+    let (mut rng, mut alice, _) = established(45);
+    check(&alice.record, "established");
+    // Archived sessions.
+    for _ in 0..3 {
+        alice.initiate(&mut rng, &bob, false);
+    }
+    check(&alice.record, "three archived sessions");
+    // Every chain holding skipped keys, and many of them in the current one.
+    let (mut rng, mut alice, mut bob) = established(46);
+    seven_chains_each_missing_its_first_message(&mut rng, &mut alice, &mut bob);
+    check(&bob.record, "five chains with skipped keys");
+    for _ in 0..1500 {
+        alice.encrypt(&mut rng, b"lost");
+    }
+    let last = alice.encrypt(&mut rng, b"arrives");
+    bob.decrypt(&mut rng, ALICE, &last).unwrap();
+    assert!(bob.record.skipped_message_keys() > 1500);
+    check(&bob.record, "1500 skipped keys");
 }
