@@ -262,6 +262,9 @@ impl Directory {
             Db::Sqlite(pool) => sqlite::register(pool, new).await,
             Db::Postgres(pool) => postgres::register(pool, new).await,
         };
+        // A deleted account may still be cached here (deleted by `admin delete` in
+        // another process): the new owner's key must be read, not the old one's.
+        self.cache.forget(new.email);
         match result {
             Err(DirectoryError::Database(e)) if is_unique_violation(&e) => {
                 Err(DirectoryError::EmailTaken)
