@@ -64,6 +64,9 @@ enum Command {
     Verify(commands::verify::Args),
     /// Trust a contact's current identity key (after checking the safety number).
     Trust(commands::trust::Args),
+    /// Delete this profile's account from the relay (keeps the local history unless
+    /// --wipe); the address can then be registered again.
+    Unregister(commands::unregister::Args),
 }
 
 /// An error the user can fix, outside the client library (exit 1).
@@ -116,6 +119,7 @@ async fn open_client(cli: &Cli) -> anyhow::Result<Client> {
 async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
     let client = open_client(&cli).await?;
     let result = match &cli.command {
+        Command::Unregister(args) => return commands::unregister::run(client, args, out).await,
         Command::Register(args) => commands::register::run(&client, args, out).await,
         Command::Whoami(args) => commands::whoami::run(&client, args, out).await,
         Command::AddContact(args) => commands::add_contact::run(&client, args, out).await,

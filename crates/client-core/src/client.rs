@@ -40,6 +40,11 @@ pub const MAX_TEXT_BYTES: usize = 48 * 1024;
 const BATCH: usize = e2ee_proto::MAX_MESSAGES_PER_REQUEST;
 /// Version of the content record inside the ratchet.
 const CONTENT_VERSION: u32 = 1;
+/// Written in the profile directory once the relay deleted the profile's account
+/// ([`Client::unregister`]); holds the email. Its presence makes every command that
+/// needs the account fail with [`ClientError::Unregistered`], while the store, and so
+/// the history, stays as it was.
+pub const UNREGISTERED_FILE: &str = "unregistered";
 /// Serializes outbox flushes between processes of one profile, so a row is posted once.
 const OUTBOX_LOCK_FILE: &str = "outbox.lock";
 
@@ -346,6 +351,9 @@ impl Client {
         let row = store::account(&mut conn)
             .await?
             .ok_or(ClientError::NotRegistered)?;
+        if self.is_unregistered() {
+            return Err(ClientError::Unregistered { email: row.email });
+        }
         let identity = store::open_identity(&self.key, &row)?;
         let url = self.relay_override.as_deref().unwrap_or(&row.relay_url);
         let relay = self.relay_client(url)?;
@@ -379,6 +387,11 @@ impl Client {
         let relay_url = relay.url().to_owned();
         let mut tx = self.store.write().await?;
         if let Some(existing) = store::account(&mut tx).await? {
+            if self.is_unregistered() {
+                return Err(ClientError::Unregistered {
+                    email: existing.email,
+                });
+            }
             return Err(ClientError::AlreadyRegisteredLocally {
                 email: existing.email,
             });
@@ -430,6 +443,34 @@ impl Client {
             relay_url,
             identity_key: e2ee_proto::encode_b64(&identity.public_key().to_bytes()),
             outbox: 0,
+        })
+    }
+
+    /// Whether [`Client::unregister`] deleted this profile's account.
+    pub fn is_unregistered(&self) -> bool {
+        self.dir.join(UNREGISTERED_FILE).exists()
+    }
+
+    /// Deletes the profile's account from its relay (signed `DELETE /v1/account`): the
+    /// relay drops the account, its prekeys and its queued envelopes, and the address
+    /// can be registered again. The local store is kept, so [`Client::history`] still
+    /// answers; every command that needs the account then fails with
+    /// [`ClientError::Unregistered`]. Returns the account as it was.
+    pub async fn unregister(&self) -> Result<AccountInfo, ClientError> {
+        let me = self.me().await?;
+        me.relay.unregister(&me.signer()).await?;
+        let marker = self.dir.join(UNREGISTERED_FILE);
+        write_synced(&marker, me.row.email.as_bytes()).map_err(|source| StoreError::Io {
+            path: marker,
+            source,
+        })?;
+        let mut conn = self.store.conn().await?;
+        let outbox = store::outbox_len(&mut conn).await?;
+        Ok(AccountInfo {
+            email: me.row.email.clone(),
+            relay_url: me.relay.url().to_owned(),
+            identity_key: e2ee_proto::encode_b64(&me.identity.public_key().to_bytes()),
+            outbox,
         })
     }
 
@@ -1203,6 +1244,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Writes `bytes` to `path` and fsyncs it: the marker must survive a crash that
+/// follows the relay's answer.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {

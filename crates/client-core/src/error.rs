@@ -177,6 +177,16 @@ pub enum ClientError {
     /// The profile has no account yet.
     #[error("this profile has no account yet; run `e2ee register EMAIL --relay URL` first")]
     NotRegistered,
+    /// The profile's account was deleted from its relay ([`crate::Client::unregister`]);
+    /// its history is kept, but it can no longer send or receive.
+    #[error(
+        "this profile's account {email} was deleted from its relay (unregistered); its local \
+         history is kept, but it can no longer send or receive"
+    )]
+    Unregistered {
+        /// The deleted account's email.
+        email: String,
+    },
     /// `register` on a profile that already has an account.
     #[error("this profile is already registered as {email}; use another --profile or --home")]
     AlreadyRegisteredLocally {
@@ -291,6 +301,7 @@ impl ClientError {
             | Self::Encrypt { .. }
             | Self::BadBundle { .. } => ErrorKind::Internal,
             Self::NotRegistered
+            | Self::Unregistered { .. }
             | Self::AlreadyRegisteredLocally { .. }
             | Self::EmailTaken { .. }
             | Self::UnknownAccount { .. }

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use e2ee_proto::{
     AckRequest, AckResponse, ErrorBody, ErrorCode, HEADER_ACCOUNT, HEADER_SIGNATURE,
     HEADER_TIMESTAMP, PollAckRequest, PollAckResponse, PollResponse, PreKeyBundle, PreKeyCount,
-    RegisterRequest, RegisterResponse, SendRequest, SendResponse, UploadPreKeysRequest, encode_b64,
-    request_signing_bytes,
+    RegisterRequest, RegisterResponse, SendRequest, SendResponse, UnregisterResponse,
+    UploadPreKeysRequest, encode_b64, request_signing_bytes,
 };
 use e2ee_ratchet::IdentityKeyPair;
 use reqwest::{Method, StatusCode};
@@ -180,6 +180,15 @@ impl RelayClient {
             REQUEST_TIMEOUT,
         )
         .await
+    }
+
+    /// `DELETE /v1/account`: deletes the signer's account, prekeys and queue.
+    pub(crate) async fn unregister(
+        &self,
+        signer: &Signer<'_>,
+    ) -> Result<UnregisterResponse, RelayError> {
+        self.call::<(), _>(signer, Method::DELETE, "/v1/account", None, REQUEST_TIMEOUT)
+            .await
     }
 
     /// `GET /v1/accounts/{email}/bundle`: consumes one of the peer's one-time prekeys.

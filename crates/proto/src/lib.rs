@@ -292,6 +292,14 @@ pub struct RegisterResponse {
     pub email: String,
 }
 
+/// Answer to a successful `DELETE /v1/account` (200): the account, its prekeys and its
+/// queue are gone, and the address can be registered again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnregisterResponse {
+    /// The normalized email of the deleted account.
+    pub email: String,
+}
+
 /// Answer of `GET /v1/accounts/{email}/bundle`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreKeyBundle {

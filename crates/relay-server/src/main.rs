@@ -1,13 +1,17 @@
 //! `e2ee-relay`: serve the relay (default) or administer its directory.
 
-use std::io::Write as _;
+use std::fs::File;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
 use e2ee_relay_server::config::{DEFAULT_REDIS_KEY_PREFIX, default_data_dir};
-use e2ee_relay_server::directory::Directory;
+use e2ee_relay_server::directory::{ACCOUNT_CACHE_TTL, Directory, DirectoryError};
+use e2ee_relay_server::queue::{QueueBackend, QueueLimits, RedisQueue, SqliteQueue, SystemClock};
 use e2ee_relay_server::{Relay, RelayConfig};
 
 /// Every request allocates and frees a few dozen small buffers (headers, JSON, base64,
@@ -17,40 +21,66 @@ use e2ee_relay_server::{Relay, RelayConfig};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The directory's SQLite file in the data dir (see `Directory::open`).
+const DIRECTORY_FILE: &str = "directory.sqlite";
+/// The queues' SQLite file in the data dir (see `Relay::open`).
+const QUEUES_FILE: &str = "queues.sqlite";
+/// Held (an exclusive OS lock) by the relay serving a data dir with SQLite queues: the
+/// kernel releases it when the process dies, however it dies.
+const LOCK_FILE: &str = "relay.lock";
+
 /// The e2ee relay server: directory, prekeys and opaque envelope queues.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Address to listen on; port 0 picks a free port.
-    #[arg(
-        long,
-        env = "E2EE_RELAY_LISTEN",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
-    listen: SocketAddr,
-    /// Directory for the embedded SQLite files [default: the XDG data dir, e.g.
-    /// ~/.local/share/e2ee-relay, else ./e2ee-relay-data].
-    #[arg(long, env = "E2EE_RELAY_DATA_DIR", global = true)]
-    data_dir: Option<PathBuf>,
-    /// Redis for the queues (comma-separated seeds for a cluster); none keeps them in SQLite.
-    #[arg(long, env = "E2EE_REDIS_URL", global = true)]
-    redis_url: Option<String>,
-    /// Directory database (postgres://… or sqlite:…); none uses SQLite in the data dir.
-    #[arg(long, env = "E2EE_DATABASE_URL", global = true)]
-    database_url: Option<String>,
-    /// Prefix of every Redis key and of the wake-up channel.
-    #[arg(long, env = "E2EE_REDIS_KEY_PREFIX", default_value = DEFAULT_REDIS_KEY_PREFIX, global = true)]
-    redis_key_prefix: String,
+    /// `e2ee-relay` with no subcommand serves, with these flags.
+    #[command(flatten)]
+    serve: ServeArgs,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Where the directory lives.
+#[derive(Debug, Clone, Args)]
+struct DirectoryArgs {
+    /// Directory for the embedded SQLite files [default: the XDG data dir, e.g.
+    /// ~/.local/share/e2ee-relay, else ./e2ee-relay-data].
+    #[arg(long, env = "E2EE_RELAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Directory database (postgres://… or sqlite:…); none uses SQLite in the data dir.
+    #[arg(long, env = "E2EE_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+/// Where the queues live.
+#[derive(Debug, Clone, Args)]
+struct QueueArgs {
+    /// Redis for the queues (comma-separated seeds for a cluster); none keeps them in SQLite.
+    #[arg(long, env = "E2EE_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Prefix of every Redis key and of the wake-up channel.
+    #[arg(long, env = "E2EE_REDIS_KEY_PREFIX", default_value = DEFAULT_REDIS_KEY_PREFIX)]
+    redis_key_prefix: String,
+}
+
+/// Flags of `serve`.
+#[derive(Debug, Clone, Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "E2EE_RELAY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    directory: DirectoryArgs,
+    #[command(flatten)]
+    queues: QueueArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API (the default).
-    Serve,
-    /// Act on the directory.
+    Serve(ServeArgs),
+    /// Act on the directory of a relay (run it beside the relay, with the relay's
+    /// --data-dir or --database-url).
     Admin {
         #[command(subcommand)]
         action: Admin,
@@ -59,50 +89,163 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum Admin {
-    /// Ban an account: it can neither send nor poll and its bundle is not handed out.
+    /// Ban an account: it can neither send nor poll, nobody can send to it, and its
+    /// bundle is not handed out.
     Ban {
         /// The account's email.
         email: String,
+        #[command(flatten)]
+        directory: DirectoryArgs,
     },
     /// Lift a ban.
     Unban {
         /// The account's email.
         email: String,
+        #[command(flatten)]
+        directory: DirectoryArgs,
+    },
+    /// Delete an account with its prekeys and its queued envelopes; the address can
+    /// then be registered again.
+    Delete {
+        /// The account's email.
+        email: String,
+        #[command(flatten)]
+        directory: DirectoryArgs,
+        /// The relay's queues: give its --redis-url when it uses Redis.
+        #[command(flatten)]
+        queues: QueueArgs,
     },
     /// List accounts.
     List {
-        /// One JSON array instead of a table.
+        /// One JSON object per account and line instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        directory: DirectoryArgs,
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+impl DirectoryArgs {
+    fn inherit(&mut self, outer: &Self) {
+        if self.data_dir.is_none() {
+            self.data_dir.clone_from(&outer.data_dir);
+        }
+        if self.database_url.is_none() {
+            self.database_url.clone_from(&outer.database_url);
+        }
+    }
+}
+
+impl Admin {
+    /// Flags given before `admin` (`e2ee-relay --data-dir D admin list`, the form
+    /// earlier versions documented) apply when the subcommand does not repeat them.
+    fn inherit(&mut self, outer: &ServeArgs) {
+        match self {
+            Self::Ban { directory, .. }
+            | Self::Unban { directory, .. }
+            | Self::List { directory, .. } => directory.inherit(&outer.directory),
+            Self::Delete {
+                directory, queues, ..
+            } => {
+                directory.inherit(&outer.directory);
+                if queues.redis_url.is_none() {
+                    queues.redis_url.clone_from(&outer.queues.redis_url);
+                    queues
+                        .redis_key_prefix
+                        .clone_from(&outer.queues.redis_key_prefix);
+                }
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let mut cli = Cli::parse();
-    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
-    match cli.command.take() {
-        None | Some(Command::Serve) => serve(&cli, data_dir).await,
-        Some(Command::Admin { action }) => admin(&cli, &data_dir, action).await,
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot start the async runtime: {error}"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            None => serve(cli.serve).await,
+            Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::Admin { mut action }) => {
+                action.inherit(&cli.serve);
+                admin(action).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The chain on one line, never a backtrace (even with RUST_BACKTRACE set):
+            // an operator's error is something to fix, not a crash to debug.
+            let _ = writeln!(std::io::stderr(), "error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-async fn serve(cli: &Cli, data_dir: PathBuf) -> anyhow::Result<()> {
+/// Takes the data dir's lock file, or says which relay holds it.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    let path = data_dir.join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another e2ee-relay is already serving {} (it holds {}); one relay per data dir \
+             when the queues are in SQLite: stop it, or give this one another --data-dir",
+            data_dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let data_dir = args
+        .directory
+        .data_dir
+        .clone()
+        .unwrap_or_else(default_data_dir);
+    // SQLite queues wake only this process's polls, so a second process on the same
+    // files would accept envelopes that the first one's waiting polls never see. With
+    // Redis queues several relays may share the data dir (and its SQLite directory).
+    let _lock = match &args.queues.redis_url {
+        None => Some(lock_data_dir(&data_dir)?),
+        Some(_) => None,
+    };
     let mut config = RelayConfig::new(data_dir);
-    config.redis_url = cli.redis_url.clone();
-    config.database_url = cli.database_url.clone();
-    config.redis_key_prefix = cli.redis_key_prefix.clone();
+    config.redis_url = args.queues.redis_url.clone();
+    config.database_url = args.directory.database_url.clone();
+    config.redis_key_prefix = args.queues.redis_key_prefix.clone();
     let relay = Relay::open(&config).await.context("starting the relay")?;
-    let listener = tokio::net::TcpListener::bind(cli.listen)
+    let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("binding {}", cli.listen))?;
+        .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(data_dir = %config.data_dir.display(), %addr, "relay ready");
     let mut stdout = std::io::stdout().lock();
@@ -137,68 +280,196 @@ async fn shutdown_signal() {
     }
 }
 
-async fn admin(cli: &Cli, data_dir: &std::path::Path, action: Admin) -> anyhow::Result<()> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let directory = Directory::open(cli.database_url.as_deref(), data_dir)
+/// Opens an existing relay's directory. Unlike the relay, admin never creates one: an
+/// admin command pointed at the wrong place must say so, not act on an empty directory.
+async fn open_directory(args: &DirectoryArgs) -> anyhow::Result<(Directory, PathBuf)> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    if args.database_url.is_none() && !data_dir.join(DIRECTORY_FILE).is_file() {
+        bail!(
+            "no relay database in {}; pass the relay's --data-dir (or its --database-url)",
+            data_dir.display()
+        );
+    }
+    let directory = Directory::open(args.database_url.as_deref(), &data_dir)
         .await
         .context("opening the directory")?;
-    let normalize = |email: &str| {
-        e2ee_proto::normalize_email(email).map_err(|e| anyhow::anyhow!("{email}: {e}"))
-    };
+    Ok((directory, data_dir))
+}
+
+fn normalize(email: &str) -> anyhow::Result<String> {
+    e2ee_proto::normalize_email(email).map_err(|e| anyhow::anyhow!("{email}: {e}"))
+}
+
+/// `what` failed on `email`: "no account EMAIL" for a missing one.
+fn account_error(error: DirectoryError, email: &str, what: &str) -> anyhow::Error {
+    match error {
+        DirectoryError::UnknownAccount => anyhow::anyhow!("no account {email} on this relay"),
+        other => anyhow::Error::new(other).context(format!("{what} {email}")),
+    }
+}
+
+/// The queues of the relay whose data dir is `data_dir`: Redis when given, else the
+/// SQLite file there (which must exist: a relay that ever served has it).
+async fn open_queues(
+    args: &QueueArgs,
+    data_dir: &Path,
+) -> anyhow::Result<(Arc<dyn QueueBackend>, Option<SqliteQueue>)> {
+    let clock = Arc::new(SystemClock);
+    match &args.redis_url {
+        Some(url) => {
+            let queue =
+                RedisQueue::connect(url, &args.redis_key_prefix, QueueLimits::default(), clock)
+                    .await
+                    .with_context(|| format!("connecting to Redis at {url}"))?;
+            Ok((Arc::new(queue), None))
+        }
+        None => {
+            let path = data_dir.join(QUEUES_FILE);
+            if !path.is_file() {
+                bail!(
+                    "no queue database in {}; if the relay keeps its queues in Redis, pass \
+                     its --redis-url",
+                    data_dir.display()
+                );
+            }
+            let queue = SqliteQueue::open(&path, QueueLimits::default(), clock)
+                .await
+                .context("opening the queues")?;
+            Ok((Arc::new(queue.clone()), Some(queue)))
+        }
+    }
+}
+
+async fn admin(action: Admin) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match action {
-        Admin::Ban { email } => {
+        Admin::Ban { email, directory } => {
             let email = normalize(&email)?;
-            directory
+            let (directory, _) = open_directory(&directory).await?;
+            let changed = directory
                 .set_banned(&email, true)
                 .await
-                .with_context(|| format!("banning {email}"))?;
-            writeln!(out, "banned {email}")?;
-        }
-        Admin::Unban { email } => {
-            let email = normalize(&email)?;
-            directory
-                .set_banned(&email, false)
-                .await
-                .with_context(|| format!("unbanning {email}"))?;
-            writeln!(out, "unbanned {email}")?;
-        }
-        Admin::List { json } => {
-            let accounts = directory.list().await?;
-            if json {
-                let list: Vec<_> = accounts
-                    .iter()
-                    .map(|a| {
-                        serde_json::json!({
-                            "email": a.account.email,
-                            "identity_key": e2ee_proto::encode_b64(&a.account.identity_key),
-                            "created_at": a.account.created_at,
-                            "banned": a.account.banned,
-                            "one_time_prekeys": a.one_time_prekeys,
-                        })
-                    })
-                    .collect();
-                writeln!(out, "{}", serde_json::Value::from(list))?;
-            } else {
+                .map_err(|e| account_error(e, &email, "banning"))?;
+            directory.close().await;
+            if changed {
                 writeln!(
                     out,
-                    "{:<40} {:<7} {:>5} created_at",
-                    "email", "banned", "opks"
+                    "banned {email} (running relays refuse it within {} s)",
+                    ACCOUNT_CACHE_TTL.as_secs()
                 )?;
-                for a in &accounts {
+            } else {
+                writeln!(out, "{email} is already banned; nothing changed")?;
+            }
+        }
+        Admin::Unban { email, directory } => {
+            let email = normalize(&email)?;
+            let (directory, _) = open_directory(&directory).await?;
+            let changed = directory
+                .set_banned(&email, false)
+                .await
+                .map_err(|e| account_error(e, &email, "unbanning"))?;
+            directory.close().await;
+            if changed {
+                writeln!(out, "unbanned {email}")?;
+            } else {
+                writeln!(out, "{email} is not banned; nothing changed")?;
+            }
+        }
+        Admin::Delete {
+            email,
+            directory,
+            queues,
+        } => {
+            let email = normalize(&email)?;
+            let (directory, data_dir) = open_directory(&directory).await?;
+            let (queue, sqlite) = open_queues(&queues, &data_dir).await?;
+            let deleted = directory.delete(&email).await;
+            // Purged even when the account is already gone, so a delete that failed
+            // half-way (account deleted, queue not) can be finished by running it again.
+            let purged = queue.purge(&email).await.context("purging the queue")?;
+            directory.close().await;
+            if let Some(sqlite) = sqlite {
+                sqlite.close().await;
+            }
+            deleted.map_err(|e| account_error(e, &email, "deleting"))?;
+            writeln!(
+                out,
+                "deleted {email} and {purged} queued envelope(s); the address can be \
+                 registered again (running relays refuse the old account within {} s)",
+                ACCOUNT_CACHE_TTL.as_secs()
+            )?;
+        }
+        Admin::List { json, directory } => {
+            let (directory, _) = open_directory(&directory).await?;
+            let accounts = directory.list().await?;
+            directory.close().await;
+            if !json {
+                writeln!(
+                    out,
+                    "{:<40} {:<6} {:>16} {:<23} identity_key",
+                    "email", "banned", "one_time_prekeys", "created_at"
+                )?;
+            }
+            for a in &accounts {
+                let identity_key = e2ee_proto::encode_b64(&a.account.identity_key);
+                if json {
+                    let line = serde_json::json!({
+                        "email": a.account.email,
+                        "banned": a.account.banned,
+                        "one_time_prekeys": a.one_time_prekeys,
+                        "created_at": a.account.created_at,
+                        "identity_key": identity_key,
+                    });
+                    writeln!(out, "{line}")?;
+                } else {
                     writeln!(
                         out,
-                        "{:<40} {:<7} {:>5} {}",
+                        "{:<40} {:<6} {:>16} {:<23} {identity_key}",
                         a.account.email,
                         if a.account.banned { "yes" } else { "no" },
                         a.one_time_prekeys,
-                        a.account.created_at
+                        utc_time(a.account.created_at),
                     )?;
                 }
             }
         }
     }
-    directory.close().await;
     Ok(())
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian calendar,
+/// after H. Hinnant's `civil_from_days`).
+fn utc_time(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_time;
+
+    #[test]
+    fn utc_time_known_answers() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00 UTC");
+        // 2000-02-29 12:34:56 UTC, a leap day.
+        assert_eq!(utc_time(951_827_696_000), "2000-02-29 12:34:56 UTC");
+        // 2026-12-04 20:14:44 UTC.
+        assert_eq!(utc_time(1_796_415_284_999), "2026-12-04 20:14:44 UTC");
+    }
 }

@@ -202,6 +202,42 @@ async fn bans_and_listing(f: Fixture) {
     assert!(!d.account("bob@x.org").await.unwrap().unwrap().banned);
 }
 
+/// Issue 12.3: deleting an account removes it with its prekeys, and the address can
+/// be registered again with another key; "already banned" is told apart.
+async fn i12_delete_then_register_again(f: Fixture) {
+    let d = &f.directory;
+    let old = register(d, "bob@x.org", 4).await;
+    register(d, "carol@x.org", 2).await;
+    assert!(d.set_banned("carol@x.org", true).await.unwrap());
+    assert!(
+        !d.set_banned("carol@x.org", true).await.unwrap(),
+        "already banned"
+    );
+    assert!(d.set_banned("carol@x.org", false).await.unwrap());
+    assert!(
+        !d.set_banned("carol@x.org", false).await.unwrap(),
+        "not banned"
+    );
+    d.delete("bob@x.org").await.unwrap();
+    assert!(d.account("bob@x.org").await.unwrap().is_none());
+    assert!(d.bundle("bob@x.org").await.unwrap().is_none());
+    assert_eq!(d.prekey_count("bob@x.org").await.unwrap(), 0);
+    assert!(matches!(
+        d.delete("bob@x.org").await,
+        Err(DirectoryError::UnknownAccount)
+    ));
+    let new = register(d, "bob@x.org", 1).await;
+    let account = d.account("bob@x.org").await.unwrap().unwrap();
+    assert_eq!(account.identity_key, new.key.verifying_key().to_bytes());
+    assert_ne!(account.identity_key, old.key.verifying_key().to_bytes());
+    assert_eq!(d.prekey_count("bob@x.org").await.unwrap(), 1);
+    assert_eq!(
+        d.prekey_count("carol@x.org").await.unwrap(),
+        2,
+        "others untouched"
+    );
+}
+
 macro_rules! directory_suite {
     ($backend:ident) => {
         mod $backend {
@@ -220,6 +256,10 @@ macro_rules! directory_suite {
             #[tokio::test]
             async fn bans_and_listing() {
                 super::bans_and_listing(super::$backend().await).await
+            }
+            #[tokio::test]
+            async fn i12_delete_then_register_again() {
+                super::i12_delete_then_register_again(super::$backend().await).await
             }
         }
     };

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::http::{Method, StatusCode};
 use common::{Backend, TestRelay};
 use e2ee_relay_server::api::RateLimit;
+use e2ee_relay_server::client::Identity;
 use e2ee_relay_server::client::now_ms;
 use serde_json::json;
 
@@ -49,7 +50,11 @@ async fn register_and_duplicate(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(answer["error"], "unknown_account");
+    assert_eq!(answer["error"], "unknown_recipient");
+    assert_eq!(
+        answer["refused"],
+        json!([{"to": "nobody@example.org", "reason": "no_account"}])
+    );
 }
 
 async fn bundle_consumes_one_prekey(backend: Backend) {
@@ -102,7 +107,11 @@ async fn bundle_consumes_one_prekey(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(answer["error"], "unknown_account");
+    assert_eq!(answer["error"], "unknown_recipient");
+    assert_eq!(
+        answer["refused"],
+        json!([{"to": "nobody@example.org", "reason": "no_account"}])
+    );
 }
 
 async fn send_poll_ack(backend: Backend) {
@@ -347,8 +356,13 @@ async fn banned_accounts(backend: Backend) {
             None,
         )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(answer["error"], "account_banned");
+    // The caller is not the one banned: 403 account_banned would say it is.
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["error"], "unknown_recipient");
+    assert_eq!(
+        answer["refused"],
+        json!([{"to": "alice@example.org", "reason": "banned"}])
+    );
     relay
         .relay
         .state()
@@ -488,6 +502,221 @@ async fn ack_and_poll_in_one_request(backend: Backend) {
     }
 }
 
+/// Envelopes waiting for `who`, read through the API.
+async fn queued(relay: &TestRelay, who: &Identity) -> usize {
+    let (status, answer) = relay
+        .call(Some(who), Method::GET, "/v1/messages?timeout_ms=0", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer["envelopes"].as_array().unwrap().len()
+}
+
+async fn unregister(relay: &TestRelay, who: &Identity) -> (StatusCode, serde_json::Value) {
+    relay
+        .call(Some(who), Method::DELETE, "/v1/account", None)
+        .await
+}
+
+/// Issue 12.1 (relay): a batch to an active, a banned and a deleted recipient queues
+/// nothing and names both refused recipients with their reasons.
+async fn i12_refused_lists_every_inactive_recipient(backend: Backend) {
+    let relay = TestRelay::start(backend).await;
+    let alice = relay.register("alice@example.org", 0).await;
+    let bob = relay.register("bob@example.org", 0).await;
+    relay.register("carol@example.org", 0).await;
+    let dave = relay.register("dave@example.org", 0).await;
+    relay
+        .relay
+        .state()
+        .directory
+        .set_banned("carol@example.org", true)
+        .await
+        .unwrap();
+    let (status, answer) = unregister(&relay, &dave).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let send = json!({"messages": [
+        msg("bob@example.org", b"1"),
+        msg("Dave@Example.org", b"2"),
+        msg("carol@example.org", b"3"),
+        msg("bob@example.org", b"4"),
+    ]});
+    let (status, answer) = relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(answer["error"], "unknown_recipient");
+    assert_eq!(
+        answer["refused"],
+        json!([
+            {"to": "carol@example.org", "reason": "banned"},
+            {"to": "dave@example.org", "reason": "no_account"},
+        ])
+    );
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.contains("carol@example.org is banned")
+            && message.contains("dave@example.org has no account"),
+        "{message}"
+    );
+    assert_eq!(queued(&relay, &bob).await, 0, "nothing of the batch queued");
+}
+
+/// Issue 12.1 (relay): `refused` names exactly the refused address, so a client can
+/// tell hal@ from al@ without reading the message text.
+async fn i12_refused_names_hal_not_al(backend: Backend) {
+    let relay = TestRelay::start(backend).await;
+    let alice = relay.register("alice@example.org", 0).await;
+    let al = relay.register("al@example.org", 0).await;
+    let send = json!({"messages": [msg("al@example.org", b"1"), msg("hal@example.org", b"2")]});
+    let (status, answer) = relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(
+        answer["refused"],
+        json!([{"to": "hal@example.org", "reason": "no_account"}])
+    );
+    assert_eq!(queued(&relay, &al).await, 0);
+}
+
+/// Issue 12.3 (relay): `DELETE /v1/account` removes the account, its prekeys and its
+/// queue; the address can be registered again with another key, whose queue starts
+/// empty; the old key is no longer accepted.
+async fn i12_unregister_frees_the_address(backend: Backend) {
+    let relay = TestRelay::start(backend).await;
+    let alice = relay.register("alice@example.org", 0).await;
+    let bob = relay.register("bob@example.org", 5).await;
+    let send = json!({"messages": [msg("bob@example.org", b"old")]});
+    let (status, _) = relay
+        .call(
+            Some(&alice),
+            Method::POST,
+            "/v1/messages",
+            Some(send.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        relay
+            .relay
+            .state()
+            .queue
+            .depth("bob@example.org")
+            .await
+            .unwrap(),
+        1
+    );
+    let (status, answer) = unregister(&relay, &bob).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer, json!({"email": "bob@example.org"}));
+    let directory = &relay.relay.state().directory;
+    assert!(
+        directory
+            .account("bob@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(directory.prekey_count("bob@example.org").await.unwrap(), 0);
+    assert_eq!(
+        relay
+            .relay
+            .state()
+            .queue
+            .depth("bob@example.org")
+            .await
+            .unwrap(),
+        0
+    );
+    // The old identity can no longer act, not even delete again.
+    let (status, answer) = unregister(&relay, &bob).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["error"], "unknown_account");
+    let (status, answer) = relay
+        .call(
+            Some(&alice),
+            Method::GET,
+            "/v1/accounts/bob@example.org/bundle",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        answer["refused"],
+        json!([{"to": "bob@example.org", "reason": "no_account"}])
+    );
+    let new_bob = relay.register("bob@example.org", 1).await;
+    assert_ne!(new_bob.key.verifying_key(), bob.key.verifying_key());
+    assert_eq!(queued(&relay, &new_bob).await, 0, "the old queue is gone");
+    let (status, _) = relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(queued(&relay, &new_bob).await, 1);
+}
+
+/// Issue 12.4 / newcomer §3.7: asking for a banned account's bundle or identity says
+/// the *target* is unavailable (404 `unknown_recipient`, reason `banned`), never 403
+/// `account_banned`, which would tell the caller that it is the one banned.
+async fn i12_banned_target_is_refused_not_the_caller(backend: Backend) {
+    let relay = TestRelay::start(backend).await;
+    let dave = relay.register("dave@example.org", 0).await;
+    relay.register("carol@example.org", 3).await;
+    let directory = &relay.relay.state().directory;
+    directory
+        .set_banned("carol@example.org", true)
+        .await
+        .unwrap();
+    let refused = json!([{"to": "carol@example.org", "reason": "banned"}]);
+    for path in [
+        "/v1/accounts/carol@example.org/bundle",
+        "/v1/accounts?email=carol@example.org",
+    ] {
+        let (status, answer) = relay.call(Some(&dave), Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {answer}");
+        assert_eq!(answer["error"], "unknown_recipient", "{path}");
+        assert_eq!(answer["refused"], refused, "{path}");
+        assert_eq!(
+            answer["message"], "carol@example.org is banned on this relay",
+            "{path}"
+        );
+    }
+    // No prekey was consumed by the refused fetch.
+    assert_eq!(
+        directory.prekey_count("carol@example.org").await.unwrap(),
+        3
+    );
+}
+
+/// A banned account cannot shed its ban by deleting itself and registering again.
+async fn i12_banned_account_cannot_unregister(backend: Backend) {
+    let relay = TestRelay::start(backend).await;
+    let mallory = relay.register("mallory@example.org", 0).await;
+    let directory = &relay.relay.state().directory;
+    assert!(
+        directory
+            .set_banned("mallory@example.org", true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !directory
+            .set_banned("mallory@example.org", true)
+            .await
+            .unwrap()
+    );
+    let (status, answer) = unregister(&relay, &mallory).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["error"], "account_banned");
+    assert!(
+        directory
+            .account("mallory@example.org")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 macro_rules! api_suite {
     ($name:ident, $backend:expr) => {
         mod $name {
@@ -527,6 +756,26 @@ macro_rules! api_suite {
             #[tokio::test]
             async fn banned_accounts() {
                 super::banned_accounts($backend).await
+            }
+            #[tokio::test]
+            async fn i12_refused_lists_every_inactive_recipient() {
+                super::i12_refused_lists_every_inactive_recipient($backend).await
+            }
+            #[tokio::test]
+            async fn i12_refused_names_hal_not_al() {
+                super::i12_refused_names_hal_not_al($backend).await
+            }
+            #[tokio::test]
+            async fn i12_unregister_frees_the_address() {
+                super::i12_unregister_frees_the_address($backend).await
+            }
+            #[tokio::test]
+            async fn i12_banned_target_is_refused_not_the_caller() {
+                super::i12_banned_target_is_refused_not_the_caller($backend).await
+            }
+            #[tokio::test]
+            async fn i12_banned_account_cannot_unregister() {
+                super::i12_banned_account_cannot_unregister($backend).await
             }
         }
     };

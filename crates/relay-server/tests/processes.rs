@@ -290,18 +290,55 @@ async fn admin_ban_list_unban() {
     };
     assert_eq!(
         admin(&["ban", "Alice@Example.org"]),
-        "banned alice@example.org\n"
+        "banned alice@example.org (running relays refuse it within 5 s)\n"
+    );
+    assert_eq!(
+        admin(&["ban", "alice@example.org"]),
+        "alice@example.org is already banned; nothing changed\n"
     );
     let (status, body) = client
         .send_raw(Some(&alice), Method::GET, "/v1/messages", Vec::new())
         .await
         .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN, "{body:?}");
-    let listed: serde_json::Value = serde_json::from_str(&admin(&["list", "--json"])).unwrap();
-    assert_eq!(listed[0]["email"], "alice@example.org");
-    assert_eq!(listed[0]["banned"], true);
-    assert_eq!(listed[0]["one_time_prekeys"], 4);
-    assert!(admin(&["list"]).contains("alice@example.org"));
+    // One JSON object per line, with the table's field names.
+    let listed = admin(&["list", "--json"]);
+    let lines: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{listed}");
+    assert_eq!(lines[0]["email"], "alice@example.org");
+    assert_eq!(lines[0]["banned"], true);
+    assert_eq!(lines[0]["one_time_prekeys"], 4);
+    assert!(lines[0]["created_at"].as_u64().unwrap() > 1_600_000_000_000);
+    let table = admin(&["list"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "email",
+            "banned",
+            "one_time_prekeys",
+            "created_at",
+            "identity_key"
+        ]
+    );
+    let mut keys: Vec<&str> = lines[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    let mut sorted_header = header.clone();
+    sorted_header.sort_unstable();
+    assert_eq!(keys, sorted_header);
+    let row = table.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("alice@example.org") && row.contains(" UTC "),
+        "{row}"
+    );
     admin(&["unban", "alice@example.org"]);
     let (status, _) = client
         .send_raw(Some(&alice), Method::GET, "/v1/messages", Vec::new())

@@ -343,6 +343,36 @@ async fn replay_cache(f: Fixture) {
     assert!(f.replay.first_use(&[8u8; 64], expires).await.unwrap());
 }
 
+/// Issue 12.3: deleting an account purges exactly its queue; ids are never reused, so
+/// a later account at the same address never sees an id its predecessor was given.
+async fn i12_purge(f: Fixture) {
+    let q = &f.queue;
+    let mut old = Vec::new();
+    for i in 0..3u8 {
+        old.push(q.enqueue("bob@x.org", "alice@x.org", &[i]).await.unwrap());
+    }
+    let carol = q
+        .enqueue("carol@x.org", "alice@x.org", b"keep")
+        .await
+        .unwrap();
+    assert_eq!(q.purge("bob@x.org").await.unwrap(), 3);
+    assert!(q.fetch("bob@x.org", 10).await.unwrap().is_empty());
+    assert_eq!(q.depth("bob@x.org").await.unwrap(), 0);
+    assert_eq!(
+        q.purge("bob@x.org").await.unwrap(),
+        0,
+        "a second purge finds nothing"
+    );
+    let kept = q.fetch("carol@x.org", 10).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!((kept[0].id, kept[0].body.as_slice()), (carol, &b"keep"[..]));
+    let next = q.enqueue("bob@x.org", "alice@x.org", b"new").await.unwrap();
+    assert!(old.iter().all(|&id| next > id), "{next} after {old:?}");
+    let fetched = q.fetch("bob@x.org", 10).await.unwrap();
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].body, b"new");
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -384,6 +414,10 @@ macro_rules! conformance {
             async fn replay_cache() {
                 super::replay_cache(super::$backend(limits(10, 3600)).await).await;
             }
+            #[tokio::test]
+            async fn i12_purge() {
+                super::i12_purge(super::$backend(limits(10, 3600)).await).await;
+            }
         }
     };
 }
@@ -411,4 +445,5 @@ async fn redis_cluster_conformance() {
     concurrent_producers(redis_at(&url, limits(1000, 3600)).await).await;
     cap_under_concurrency(redis_at(&url, limits(10, 3600)).await).await;
     replay_cache(redis_at(&url, limits(10, 3600)).await).await;
+    i12_purge(redis_at(&url, limits(10, 3600)).await).await;
 }

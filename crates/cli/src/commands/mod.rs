@@ -7,5 +7,6 @@ pub(crate) mod poll;
 pub(crate) mod register;
 pub(crate) mod send;
 pub(crate) mod trust;
+pub(crate) mod unregister;
 pub(crate) mod verify;
 pub(crate) mod whoami;

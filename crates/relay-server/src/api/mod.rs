@@ -13,14 +13,15 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use e2ee_proto::{
     AccountInfo, AckRequest, AckResponse, Base64Bytes, Envelope, ErrorCode, MAX_ACK_IDS,
     MAX_ENVELOPE_BODY_BYTES, MAX_MESSAGES_PER_REQUEST, MAX_ONE_TIME_PREKEYS_PER_REQUEST,
     MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS, OneTimePreKey, PollAckRequest, PollAckResponse,
-    PollResponse, PreKeyBundle, PreKeyCount, RegisterRequest, RegisterResponse, SendRequest,
-    SendResponse, UploadPreKeysRequest, normalize_email,
+    PollResponse, PreKeyBundle, PreKeyCount, RefusalReason, RefusedRecipient, RegisterRequest,
+    RegisterResponse, SendRequest, SendResponse, UnregisterResponse, UploadPreKeysRequest,
+    normalize_email,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -71,6 +72,7 @@ impl std::fmt::Debug for AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/accounts", post(register).get(lookup))
+        .route("/v1/account", delete(unregister))
         .route("/v1/accounts/{email}/bundle", get(bundle))
         .route("/v1/prekeys", put(upload_prekeys))
         .route("/v1/prekeys/count", get(prekey_count))
@@ -224,6 +226,56 @@ async fn register(
     Ok((StatusCode::CREATED, Json(RegisterResponse { email })))
 }
 
+/// How a refused recipient is named in the human message.
+fn refusal_text(recipient: &RefusedRecipient) -> String {
+    match recipient.reason {
+        RefusalReason::Banned => format!("{} is banned on this relay", recipient.to),
+        _ => format!("{} has no account on this relay", recipient.to),
+    }
+}
+
+/// 404 `unknown_recipient` naming every recipient in `list` in `refused` and in the
+/// message. `403 account_banned` is kept for the signer alone, so a sender is never
+/// told that *it* is banned because its recipient is.
+fn refused(list: Vec<RefusedRecipient>) -> ApiError {
+    let names: Vec<String> = list.iter().map(refusal_text).collect();
+    let mut error = ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::UnknownRecipient,
+        format!("{}; nothing was sent", names.join(", ")),
+    );
+    error.refused = Some(list);
+    error
+}
+
+/// [`refused`] for the one target of a bundle fetch or a lookup.
+fn refused_target(to: String, reason: RefusalReason) -> ApiError {
+    let recipient = RefusedRecipient { to, reason };
+    let mut error = ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::UnknownRecipient,
+        refusal_text(&recipient),
+    );
+    error.refused = Some(vec![recipient]);
+    error
+}
+
+/// `DELETE /v1/account`: the signer deletes its own account, prekeys and queue. A
+/// banned account is refused by [`Signed`] (403), so a ban cannot be shed by
+/// deleting and registering again.
+async fn unregister(
+    State(state): State<Arc<AppState>>,
+    signed: Signed,
+) -> Result<Json<UnregisterResponse>, ApiError> {
+    let email = signed.account.email;
+    // The account goes first: once it is gone no send through this process queues
+    // for it, so the purge that follows leaves the queue empty.
+    state.directory.delete(&email).await?;
+    let purged = state.queue.purge(&email).await?;
+    tracing::info!(%email, purged, "account deleted by its owner");
+    Ok(Json(UnregisterResponse { email }))
+}
+
 #[derive(Deserialize)]
 struct LookupQuery {
     email: String,
@@ -243,15 +295,11 @@ async fn lookup(
 ) -> Result<Json<AccountInfo>, ApiError> {
     let Query(query) = query.map_err(|r| query_error(&r))?;
     let email = email_param(&query.email, "email")?;
-    let account = state.directory.account(&email).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::UnknownAccount,
-            "no account with this email",
-        )
-    })?;
+    let Some(account) = state.directory.account(&email).await? else {
+        return Err(refused_target(email, RefusalReason::NoAccount));
+    };
     if account.banned {
-        return Err(ApiError::banned());
+        return Err(refused_target(account.email, RefusalReason::Banned));
     }
     Ok(Json(AccountInfo {
         email: account.email,
@@ -284,15 +332,11 @@ async fn bundle(
         error.retry_after_secs = Some(retry_after);
         return Err(error);
     }
-    let bundle = state.directory.bundle(&email).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::UnknownAccount,
-            "no account with this email",
-        )
-    })?;
+    let Some(bundle) = state.directory.bundle(&email).await? else {
+        return Err(refused_target(email, RefusalReason::NoAccount));
+    };
     if bundle.account.banned {
-        return Err(ApiError::banned());
+        return Err(refused_target(bundle.account.email, RefusalReason::Banned));
     }
     Ok(Json(PreKeyBundle {
         email: bundle.account.email,
@@ -363,12 +407,9 @@ async fn send(
     // Every recipient is checked before anything is queued, so an unknown address
     // never leaves half a request delivered.
     let distinct: BTreeSet<&str> = recipients.iter().map(String::as_str).collect();
-    if let Some(email) = state.directory.first_inactive(&distinct).await? {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::UnknownRecipient,
-            format!("{email} has no account here; nothing was sent"),
-        ));
+    let inactive = state.directory.inactive(&distinct).await?;
+    if !inactive.is_empty() {
+        return Err(refused(inactive));
     }
     let envelopes: Vec<(&str, &[u8])> = recipients
         .iter()

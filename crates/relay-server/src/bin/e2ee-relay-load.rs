@@ -11,10 +11,17 @@ use e2ee_relay_server::loadgen::{self, LoadConfig};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Registers users with real Ed25519 keys, then drives signed sends and long polls
-/// against a running relay and prints throughput and send-to-delivery latency.
+/// The e2ee relay load generator: registers users with real Ed25519 keys, then drives
+/// signed sends and long polls against a running relay and prints throughput and
+/// send-to-delivery latency.
+///
+/// The accounts it registers (`load-*@bench.invalid`) stay in the relay's directory:
+/// run it against a relay whose data can be wiped. See docs/DEPLOY.md, "Load-testing
+/// a relay".
+// The doc comment is the help text; a bare `about` would show the crate's description,
+// which is the relay's.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Relay base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]

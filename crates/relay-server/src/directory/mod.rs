@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use e2ee_proto::{OneTimePreKey, SignedPreKey};
+use e2ee_proto::{OneTimePreKey, RefusalReason, RefusedRecipient, SignedPreKey};
 use sqlx::{PgPool, SqlitePool};
 
 /// Most one-time prekeys the relay stores per account; uploads beyond it are refused
@@ -262,6 +262,9 @@ impl Directory {
             Db::Sqlite(pool) => sqlite::register(pool, new).await,
             Db::Postgres(pool) => postgres::register(pool, new).await,
         };
+        // A deleted account may still be cached here (deleted by `admin delete` in
+        // another process): the new owner's key must be read, not the old one's.
+        self.cache.forget(new.email);
         match result {
             Err(DirectoryError::Database(e)) if is_unique_violation(&e) => {
                 Err(DirectoryError::EmailTaken)
@@ -292,33 +295,50 @@ impl Directory {
         Ok(account)
     }
 
-    /// The first of `emails` (in sorted order) that is not an unbanned account, or
-    /// `None` when all are. Cache misses are read with one query, whatever their
-    /// number; the same TTL as [`Directory::cached_account`] applies.
-    pub async fn first_inactive<'a>(
+    /// Every one of `emails` that is not an unbanned account, in sorted order, with
+    /// why; empty when all are active. Cache misses are read with one query, whatever
+    /// their number; the same TTL as [`Directory::cached_account`] applies.
+    pub async fn inactive(
         &self,
-        emails: &BTreeSet<&'a str>,
-    ) -> Result<Option<&'a str>, DirectoryError> {
+        emails: &BTreeSet<&str>,
+    ) -> Result<Vec<RefusedRecipient>, DirectoryError> {
         let misses: Vec<&str> = emails
             .iter()
             .copied()
             .filter(|email| self.cache.get(email).is_none())
             .collect();
         if misses.is_empty() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let found = match &self.db {
             Db::Sqlite(pool) => sqlite::accounts(pool, &misses).await?,
             Db::Postgres(pool) => postgres::accounts(pool, &misses).await?,
         };
-        let mut active = BTreeSet::new();
+        let mut banned = BTreeSet::new();
+        let mut present = BTreeSet::new();
         for account in &found {
             self.cache.put(account);
-            if !account.banned {
-                active.insert(account.email.as_str());
+            present.insert(account.email.as_str());
+            if account.banned {
+                banned.insert(account.email.as_str());
             }
         }
-        Ok(misses.into_iter().find(|email| !active.contains(email)))
+        Ok(misses
+            .into_iter()
+            .filter_map(|email| {
+                let reason = if !present.contains(email) {
+                    RefusalReason::NoAccount
+                } else if banned.contains(email) {
+                    RefusalReason::Banned
+                } else {
+                    return None;
+                };
+                Some(RefusedRecipient {
+                    to: email.to_owned(),
+                    reason,
+                })
+            })
+            .collect())
     }
 
     /// The account's bundle, consuming its lowest-id one-time prekey atomically: two
@@ -381,8 +401,9 @@ impl Directory {
         }
     }
 
-    /// Bans or unbans; [`DirectoryError::UnknownAccount`] when there is no such account.
-    pub async fn set_banned(&self, email: &str, banned: bool) -> Result<(), DirectoryError> {
+    /// Bans or unbans; `Ok(false)` when the account already was in that state,
+    /// [`DirectoryError::UnknownAccount`] when there is no such account.
+    pub async fn set_banned(&self, email: &str, banned: bool) -> Result<bool, DirectoryError> {
         let changed = match &self.db {
             Db::Sqlite(pool) => sqlite::set_banned(pool, email, banned).await?,
             Db::Postgres(pool) => postgres::set_banned(pool, email, banned).await?,
@@ -390,7 +411,24 @@ impl Directory {
         // Only this process's cache can be reached; other processes see the change
         // within ACCOUNT_CACHE_TTL.
         self.cache.forget(email);
-        if changed {
+        match changed {
+            Some(changed) => Ok(changed),
+            None => Err(DirectoryError::UnknownAccount),
+        }
+    }
+
+    /// Deletes the account with its signed and one-time prekeys in one transaction,
+    /// so the address can be registered again; [`DirectoryError::UnknownAccount`] when
+    /// there is no such account. The caller purges the account's queue.
+    pub async fn delete(&self, email: &str) -> Result<(), DirectoryError> {
+        let deleted = match &self.db {
+            Db::Sqlite(pool) => sqlite::delete(pool, email).await?,
+            Db::Postgres(pool) => postgres::delete(pool, email).await?,
+        };
+        // As for bans: other processes stop accepting the account's signatures, and
+        // stop queueing for it, within ACCOUNT_CACHE_TTL.
+        self.cache.forget(email);
+        if deleted {
             Ok(())
         } else {
             Err(DirectoryError::UnknownAccount)

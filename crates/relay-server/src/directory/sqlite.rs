@@ -212,16 +212,42 @@ pub(super) async fn prekey_count(pool: &SqlitePool, email: &str) -> Result<u64, 
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
+/// `Some(changed)` when the account exists, `None` when it does not.
 pub(super) async fn set_banned(
     pool: &SqlitePool,
     email: &str,
     banned: bool,
-) -> Result<bool, DirectoryError> {
-    let done = sqlx::query("UPDATE accounts SET banned = ?2 WHERE email = ?1")
+) -> Result<Option<bool>, DirectoryError> {
+    let done = sqlx::query("UPDATE accounts SET banned = ?2 WHERE email = ?1 AND banned <> ?2")
         .bind(email)
         .bind(i64::from(banned))
         .execute(pool)
         .await?;
+    if done.rows_affected() == 1 {
+        return Ok(Some(true));
+    }
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM accounts WHERE email = ?1")
+        .bind(email)
+        .fetch_optional(pool)
+        .await?;
+    Ok(exists.map(|_| false))
+}
+
+/// Whether an account was deleted. The prekeys are deleted explicitly rather than
+/// left to `ON DELETE CASCADE`, which SQLite honours only with foreign keys enabled.
+pub(super) async fn delete(pool: &SqlitePool, email: &str) -> Result<bool, DirectoryError> {
+    let mut tx = pool.begin().await?;
+    for statement in [
+        "DELETE FROM one_time_prekeys WHERE email = ?1",
+        "DELETE FROM signed_prekeys WHERE email = ?1",
+    ] {
+        sqlx::query(statement).bind(email).execute(&mut *tx).await?;
+    }
+    let done = sqlx::query("DELETE FROM accounts WHERE email = ?1")
+        .bind(email)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(done.rows_affected() == 1)
 }
 

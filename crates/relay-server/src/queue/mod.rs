@@ -205,6 +205,11 @@ pub trait QueueBackend: Send + Sync {
         })
     }
 
+    /// Deletes every envelope held for `recipient`, whose account is being deleted, and
+    /// returns how many there were. Ids are never reused: an account registered later
+    /// under the same address continues from the next id.
+    fn purge<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>>;
+
     /// Envelopes currently held for `recipient` (expired ones may still count until
     /// the next fetch or enqueue sweeps them).
     fn depth<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>>;

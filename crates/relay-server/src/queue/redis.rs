@@ -124,6 +124,14 @@ table.insert(items, 1, #expired)
 return items
 ";
 
+/// Deletes the queue KEYS `q` and `t` of one recipient (never `seq`, so ids are never
+/// reused) and answers how many envelopes `q` held.
+const PURGE_SCRIPT: &str = r"
+local n = redis.call('ZCARD', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+return n
+";
+
 /// A command connection to a single Redis or to a cluster.
 #[derive(Clone)]
 enum Connection {
@@ -170,6 +178,7 @@ pub struct RedisQueue {
     depth_delta: Arc<AtomicI64>,
     enqueue: Arc<Script>,
     fetch: Arc<Script>,
+    purge: Arc<Script>,
     cluster: bool,
 }
 
@@ -274,6 +283,7 @@ impl RedisQueue {
             depth_delta: Arc::new(AtomicI64::new(0)),
             enqueue: Arc::new(Script::new(ENQUEUE_SCRIPT)),
             fetch: Arc::new(Script::new(FETCH_SCRIPT)),
+            purge: Arc::new(Script::new(PURGE_SCRIPT)),
             cluster,
         };
         // Subscribe before serving so no wake-up published after start is missed.
@@ -542,6 +552,21 @@ impl QueueBackend for RedisQueue {
                 return Ok(0);
             }
             Ok(self.fetch_run(recipient, ids, 0).await?.0)
+        })
+    }
+
+    fn purge<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>> {
+        Box::pin(async move {
+            let tag = recipient_tag(recipient);
+            let mut conn = self.conn.clone();
+            let purged: i64 = self
+                .purge
+                .key(self.key(&tag, "q"))
+                .key(self.key(&tag, "t"))
+                .invoke_async(&mut conn)
+                .await?;
+            self.depth_delta.fetch_sub(purged, Ordering::Relaxed);
+            Ok(u64::try_from(purged).unwrap_or(0))
         })
     }
 

@@ -75,6 +75,10 @@ enum WriteOp {
         ids: Vec<u64>,
         done: oneshot::Sender<Result<u64, QueueError>>,
     },
+    Purge {
+        recipient: String,
+        done: oneshot::Sender<Result<u64, QueueError>>,
+    },
     Replay {
         signature: [u8; 64],
         expires_at_ms: u64,
@@ -140,6 +144,13 @@ impl Writer {
                 .bind(ids_json)
                 .execute(&mut *conn)
                 .await?;
+                Ok(Applied::Acked(done.rows_affected()))
+            }
+            WriteOp::Purge { recipient, .. } => {
+                let done = sqlx::query("DELETE FROM envelopes WHERE recipient = ?1")
+                    .bind(recipient)
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(Applied::Acked(done.rows_affected()))
             }
             WriteOp::Replay {
@@ -237,7 +248,7 @@ impl Writer {
                 }
                 let _ = done.send(Ok(outcome));
             }
-            (WriteOp::Ack { done, .. }, Ok(Applied::Acked(n))) => {
+            (WriteOp::Ack { done, .. } | WriteOp::Purge { done, .. }, Ok(Applied::Acked(n))) => {
                 let _ = done.send(Ok(n));
             }
             (WriteOp::Replay { done, .. }, Ok(Applied::FirstUse(first))) => {
@@ -248,7 +259,7 @@ impl Writer {
                     .err()
                     .unwrap_or(QueueError::Corrupt("write answer"))));
             }
-            (WriteOp::Ack { done, .. }, result) => {
+            (WriteOp::Ack { done, .. } | WriteOp::Purge { done, .. }, result) => {
                 let _ = done.send(Err(result
                     .err()
                     .unwrap_or(QueueError::Corrupt("write answer"))));
@@ -431,6 +442,18 @@ impl QueueBackend for SqliteQueue {
             self.write(WriteOp::Ack {
                 recipient: recipient.to_owned(),
                 ids: ids.to_vec(),
+                done,
+            })
+            .await?;
+            answer.await.map_err(|_| writer_gone())?
+        })
+    }
+
+    fn purge<'a>(&'a self, recipient: &'a str) -> BoxFuture<'a, Result<u64, QueueError>> {
+        Box::pin(async move {
+            let (done, answer) = oneshot::channel();
+            self.write(WriteOp::Purge {
+                recipient: recipient.to_owned(),
                 done,
             })
             .await?;
