@@ -262,3 +262,34 @@ fn i7_the_profile_directory_and_store_files_are_private() {
         client.close().await;
     });
 }
+
+/// L8: an envelope labelled with a sender no account could have (here a homoglyph of
+/// Alice's address with a Cyrillic `а`, which the relay could never authenticate) is
+/// dropped by the sender rule itself, with a warning, and acked; it never gets as
+/// far as a session lookup or a new contact.
+#[test]
+fn l8_an_envelope_from_a_non_ascii_sender_is_dropped_and_acked() {
+    let relay = Relay::start();
+    let alice = User::registered("alice@x", &relay);
+    let bob = User::registered("bob@y", &relay);
+    alice.send("bob@y", "hello");
+    relay.sql(
+        "queues.sqlite",
+        "UPDATE envelopes SET sender = '\u{430}lice@x'",
+    );
+    let run = bob.run(&["poll", "--timeout", "3"]).ok();
+    assert_eq!(run.stdout, "", "nothing is shown");
+    assert!(
+        run.stderr.contains("dropped envelope") && run.stderr.contains("ASCII"),
+        "{:?}",
+        run.stderr
+    );
+    assert_eq!(
+        relay
+            .sql("queues.sqlite", "SELECT count(*) FROM envelopes")
+            .trim(),
+        "0",
+        "the envelope is acked"
+    );
+    assert_eq!(bob.run(&["contacts"]).ok().stdout, "");
+}
