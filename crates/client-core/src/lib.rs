@@ -42,6 +42,6 @@ pub use client::{
     ReceivedMessage, SIGNED_PREKEY_GRACE, SIGNED_PREKEY_ROTATION, SentMessage, normalize_email,
 };
 pub use error::{ClientError, ErrorKind, RelayError, StoreError};
-pub use relay::RelayClient;
+pub use relay::{MAX_RESPONSE_BYTES, RelayClient};
 pub use secret::{KEY_FILE, WRAPPED_KEY_FILE};
 pub use store::{STORE_FILE, Trust};
