@@ -208,32 +208,46 @@ impl Store {
 }
 
 /// Creates `path` with mode 0600 if it does not exist, and makes it and the SQLite
-/// files beside it (`-wal`, `-shm`) 0600 if they do: a store created by an older
-/// version, or restored from a backup, may be readable by others.
+/// files beside it (`-wal`, `-shm`) 0600 if they are open to others: a store created
+/// by an older version, or restored from a backup, may be readable by anyone. Files
+/// already private are not touched, so a store on a read-only disk still reaches
+/// SQLite, whose error says what to do.
 fn make_private(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let io = |path: &Path, source| StoreError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(PRIVATE_FILE_MODE)
-        .open(path)
-        .map_err(|e| io(path, e))?;
-    file.set_permissions(std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))
-        .map_err(|e| io(path, e))?;
-    for suffix in ["-wal", "-shm"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let side = Path::new(&name);
-        match std::fs::set_permissions(side, std::fs::Permissions::from_mode(PRIVATE_FILE_MODE)) {
-            Ok(()) => {}
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    for (i, file) in [path.as_os_str(), &wal, &shm].into_iter().enumerate() {
+        let file = Path::new(file);
+        match std::fs::metadata(file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 == 0 => {}
+            Ok(_) => {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+                    .map_err(|e| io(file, e))?
+            }
+            // SQLite creates the -wal and -shm files with the main file's mode.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && i == 0 => {
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(PRIVATE_FILE_MODE)
+                    .open(file)
+                {
+                    Ok(_) => {}
+                    // Another process created it first, with this same code.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    // A directory that cannot be written: SQLite says so better.
+                    Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {}
+                    Err(e) => return Err(io(file, e)),
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(side, e)),
+            Err(e) => return Err(io(file, e)),
         }
     }
     Ok(())
