@@ -213,7 +213,7 @@ fn l6_a_passphrase_given_later_protects_the_store() {
 fn l10_plain_http_to_another_host_needs_allow_insecure_relay() {
     let bob = User::new("bob@y");
     bob.run(&["register", "bob@y", "--relay", "http://relay.invalid:8080"])
-        .fails_with(1, "plain http is only allowed to this machine")
+        .fails_with(1, "refusing plain http to http://relay.invalid:8080")
         .fails_with(1, "--allow-insecure-relay");
     // Allowed, it gets as far as trying to reach the host, which does not exist.
     bob.run(&[

@@ -90,7 +90,7 @@ impl Output {
 /// know about.
 fn hint(error: &anyhow::Error) -> Option<&'static str> {
     match error.downcast_ref::<ClientError>() {
-        Some(ClientError::Relay(RelayError::BadUrl { url, .. })) if url.starts_with("http://") => {
+        Some(ClientError::Relay(RelayError::InsecureHttp { .. })) => {
             Some("on a network you trust, --allow-insecure-relay permits plain http to other hosts")
         }
         _ => None,

@@ -120,11 +120,8 @@ impl RelayClient {
             && !allow_insecure_http
             && !parsed.host_str().is_some_and(is_loopback_host)
         {
-            return Err(RelayError::BadUrl {
+            return Err(RelayError::InsecureHttp {
                 url: base_url.to_owned(),
-                reason: "plain http is only allowed to this machine (127.0.0.1, [::1], \
-                         localhost); use https, or allow insecure relays explicitly"
-                    .to_owned(),
             });
         }
         let http = reqwest::Client::builder()
@@ -199,14 +196,10 @@ impl RelayClient {
                 .chars()
                 .take(MAX_LOCATION_CHARS)
                 .collect::<String>();
-            return Err(RelayError::BadUrl {
+            return Err(RelayError::Redirect {
                 url: self.base.clone(),
-                reason: format!(
-                    "the relay redirects ({}) to {location:?}; redirects are not followed, \
-                     so that they cannot carry a signed request elsewhere: use the URL it \
-                     points to if you trust it",
-                    status.as_u16()
-                ),
+                status: status.as_u16(),
+                location,
             });
         }
         let bytes = self.read_capped(response).await?;
@@ -469,7 +462,7 @@ mod tests {
         let client = RelayClient::new(&relay).unwrap();
         let result = client.prekey_count(&signer).await;
         assert!(
-            matches!(&result, Err(RelayError::BadUrl { reason, .. }) if reason.contains("redirect")),
+            matches!(&result, Err(RelayError::Redirect { status: 307, .. })),
             "{result:?}"
         );
         assert_eq!(signed_elsewhere.load(Ordering::SeqCst), 0);
@@ -485,7 +478,7 @@ mod tests {
             "http://localhost.example.org",
         ] {
             assert!(
-                matches!(RelayClient::new(url), Err(RelayError::BadUrl { .. })),
+                matches!(RelayClient::new(url), Err(RelayError::InsecureHttp { .. })),
                 "{url} was accepted"
             );
             assert!(RelayClient::with_insecure_http(url, true).is_ok(), "{url}");
