@@ -12,6 +12,7 @@ use e2ee_client_core::{Client, ClientError, ClientOptions, ErrorKind};
 mod commands;
 mod output;
 mod passphrase;
+mod terminal_text;
 
 use output::Output;
 
@@ -36,10 +37,15 @@ struct Cli {
     /// One JSON object per line on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
-    /// File whose first line is the passphrase protecting the store key.
-    /// E2EE_PASSPHRASE_COMMAND (a shell command printing it) is the alternative.
+    /// File whose first line is the passphrase protecting the store key (given for a
+    /// profile without one, it wraps the existing key). E2EE_PASSPHRASE_COMMAND (a
+    /// shell command printing it) is the alternative.
     #[arg(long, global = true)]
     passphrase_file: Option<PathBuf>,
+    /// Allow a plain http:// relay on another host than this machine. Without it,
+    /// http is only used to 127.0.0.1, [::1] and localhost.
+    #[arg(long, env = "E2EE_ALLOW_INSECURE_RELAY", global = true)]
+    allow_insecure_relay: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -112,6 +118,7 @@ async fn open_client(cli: &Cli) -> anyhow::Result<Client> {
     };
     let mut options = ClientOptions::new(home, cli.profile.clone());
     options.relay_url = cli.relay.clone();
+    options.allow_insecure_relay = cli.allow_insecure_relay;
     options.passphrase = passphrase::read(cli.passphrase_file.as_deref())?;
     Ok(Client::open(options).await?)
 }
@@ -161,7 +168,8 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = writeln!(
                 std::io::stderr(),
-                "error: cannot start the async runtime: {e}"
+                "error: cannot start the async runtime: {}",
+                terminal_text::line(&e.to_string())
             );
             return ExitCode::from(2);
         }

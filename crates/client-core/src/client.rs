@@ -25,6 +25,12 @@ use crate::{ClientError, ErrorKind, RelayError, StoreError};
 pub const ONE_TIME_PREKEY_TARGET: u32 = 100;
 /// Refill one-time prekeys when the relay holds fewer than this.
 pub const ONE_TIME_PREKEY_LOW_WATER: u64 = 25;
+/// Most one-time prekey private parts kept locally: the up to
+/// [`ONE_TIME_PREKEY_TARGET`] the relay still holds, plus as many handed out whose
+/// prekey message has not arrived yet. Over it the oldest are deleted, so an attacker
+/// draining the relay's prekeys cannot make the store grow without bound; a prekey
+/// message on a deleted key then fails like one on an unknown key.
+pub const MAX_LOCAL_ONE_TIME_PREKEYS: usize = 2 * ONE_TIME_PREKEY_TARGET as usize;
 /// Age at which the signed prekey is replaced.
 pub const SIGNED_PREKEY_ROTATION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long a replaced signed prekey's private part is kept for late prekey messages.
@@ -86,8 +92,14 @@ pub struct ClientOptions {
     pub profile: String,
     /// Relay URL: used by `register` and saved; overrides the saved one for this client.
     pub relay_url: Option<String>,
-    /// Passphrase protecting the store key; `None` keeps the key in a 0600 file.
+    /// Passphrase protecting the store key; `None` keeps the key in a 0600 file. Given
+    /// for a profile whose key is still a plain file, it wraps that key (and the plain
+    /// file is removed), so the store needs the passphrase from then on.
     pub passphrase: Option<Zeroizing<Vec<u8>>>,
+    /// Allow a plain `http://` relay URL on a host other than loopback. Off by
+    /// default: on the open network plain http exposes every signed request to
+    /// capture and replay, and envelope metadata to anyone on the path.
+    pub allow_insecure_relay: bool,
 }
 
 impl ClientOptions {
@@ -98,6 +110,7 @@ impl ClientOptions {
             profile: profile.into(),
             relay_url: None,
             passphrase: None,
+            allow_insecure_relay: false,
         }
     }
 }
@@ -203,6 +216,8 @@ pub struct Client {
     store: Store,
     key: StoreKey,
     relay_override: Option<String>,
+    /// [`ClientOptions::allow_insecure_relay`].
+    allow_insecure_relay: bool,
     /// Built once and reused: an HTTP client loads the system's CA store when built,
     /// and keeps connections to the relay alive between calls.
     relay: Mutex<Option<RelayClient>>,
@@ -330,6 +345,7 @@ impl Client {
             store,
             key,
             relay_override: options.relay_url,
+            allow_insecure_relay: options.allow_insecure_relay,
             relay: Mutex::new(None),
             last_prekey_check: Mutex::new(None),
             unacked: Mutex::new(Vec::new()),
@@ -373,7 +389,7 @@ impl Client {
         {
             return Ok(relay.clone());
         }
-        let relay = RelayClient::new(url)?;
+        let relay = RelayClient::with_insecure_http(url, self.allow_insecure_relay)?;
         *cached = Some(relay.clone());
         Ok(relay)
     }
@@ -981,6 +997,12 @@ impl Client {
         if consumed_prekey {
             *lock(&self.last_prekey_check) = None;
         }
+        // Every envelope stored superseded a session record, and a prekey message
+        // deleted a one-time prekey: push their old bytes out of the WAL now rather
+        // than at close, which a long-running `--follow` may never reach.
+        if !envelopes.is_empty() {
+            self.store.checkpoint().await?;
+        }
         Ok(outcome)
     }
 
@@ -1003,13 +1025,29 @@ impl Client {
     ) -> Result<(Decrypted, bool), ClientError> {
         let relay_account = me.relay_account();
         let now = now_ms();
+        let body_hash = store::body_hash(&envelope.body.0);
         let mut tx = self.store.write().await?;
-        if store::is_seen(&mut tx, &relay_account, envelope.id).await? {
+        if store::is_seen(&mut tx, &relay_account, envelope.id, &body_hash).await? {
             return Ok((Decrypted::Dropped(None), false));
         }
-        store::mark_seen(&mut tx, &relay_account, envelope.id, now).await?;
+        store::mark_seen(&mut tx, &relay_account, envelope.id, &body_hash, now).await?;
+        // The relay labels an envelope with the account that signed the send, which
+        // is always a normalized address: anything else (a homoglyph, a non-ASCII or
+        // upper-case `from`) is a label no account could have sent under, so the
+        // envelope is dropped rather than shown under a lookalike contact.
         let from = match normalize_email(&envelope.from) {
-            Ok(from) => from,
+            Ok(from) if from == envelope.from => from,
+            Ok(_) => {
+                tx.commit().await?;
+                return Ok((
+                    Decrypted::Dropped(Some(format!(
+                        "dropped envelope {}: its sender {:?} is not in normalized form, \
+                         so no account can have sent it",
+                        envelope.id, envelope.from
+                    ))),
+                    false,
+                ));
+            }
             Err(e) => {
                 tx.commit().await?;
                 return Ok((
@@ -1210,12 +1248,29 @@ impl Client {
             store::insert_signed_prekey(&mut tx, &self.key, &fresh, now).await?;
             upload.signed_prekey = Some(wire_signed_prekey(&fresh));
         }
-        store::delete_retired_signed_prekeys(&mut tx, now.saturating_sub(ms(SIGNED_PREKEY_GRACE)))
-            .await?;
+        let mut deleted_secrets = store::delete_retired_signed_prekeys(
+            &mut tx,
+            now.saturating_sub(ms(SIGNED_PREKEY_GRACE)),
+        )
+        .await?;
+        let mut kept = store::one_time_prekey_ids(&mut tx).await?;
+        if kept.len() > MAX_LOCAL_ONE_TIME_PREKEYS {
+            // Newest first. Ids count up (wrapping) to `next_otk` and the relay hands
+            // out its lowest id first, so the newest ones are those it still holds and
+            // only keys already handed out are deleted.
+            kept.sort_by_key(|id| next_otk.wrapping_sub(*id));
+            for id in &kept[MAX_LOCAL_ONE_TIME_PREKEYS..] {
+                store::delete_one_time_prekey(&mut tx, *id).await?;
+            }
+            deleted_secrets = true;
+        }
         store::prune_seen(&mut tx, now.saturating_sub(ms(SEEN_RETENTION))).await?;
         store::set_next_ids(&mut tx, next_otk, next_spk).await?;
         // Private halves are committed before the relay hands out the public ones.
         tx.commit().await?;
+        if deleted_secrets {
+            self.store.checkpoint().await?;
+        }
         if upload.one_time_prekeys.is_some() || upload.signed_prekey.is_some() {
             me.relay.upload_prekeys(&me.signer(), &upload).await?;
         }
@@ -1255,16 +1310,30 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+
+/// Mode of the profile directory: the owner's alone.
+const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Creates the profile directory 0700, or tightens an existing one to 0700: it holds
+/// the store key and the history, and one created by hand or by an older version may
+/// be open to others.
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt as _;
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    let io = |source| StoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(PRIVATE_DIR_MODE)
         .create(dir)
-        .map_err(|source| StoreError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })
+        .map_err(io)?;
+    let mode = std::fs::metadata(dir).map_err(io)?.permissions().mode();
+    if mode & 0o777 != PRIVATE_DIR_MODE {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+            .map_err(io)?;
+    }
+    Ok(())
 }
 
 /// An exclusive lock on a file, held across processes; released on drop or death.

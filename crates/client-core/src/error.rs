@@ -140,6 +140,28 @@ pub enum RelayError {
     /// The relay's answer was not what the API promises.
     #[error("unexpected answer from the relay: {0}")]
     Protocol(String),
+    /// The relay URL is plain `http://` to a host other than this machine, and
+    /// insecure relays were not allowed.
+    #[error(
+        "refusing plain http to {url}: use https, or http only to this machine (127.0.0.1, [::1], localhost)"
+    )]
+    InsecureHttp {
+        /// The URL as given.
+        url: String,
+    },
+    /// The relay answered with a redirect, which is never followed: it would carry
+    /// the signed request (and its unconsumed signature) to another origin.
+    #[error(
+        "the relay at {url} redirects ({status}) to {location:?}; redirects are not followed, so that they cannot carry a signed request elsewhere: use the URL it points to if you trust it"
+    )]
+    Redirect {
+        /// The relay's base URL.
+        url: String,
+        /// The 3xx status.
+        status: u16,
+        /// The `Location` header, cut to a few hundred characters.
+        location: String,
+    },
     /// The relay URL is not usable.
     #[error("invalid relay URL {url:?}: {reason}")]
     BadUrl {
@@ -286,7 +308,11 @@ impl ClientError {
         match self {
             Self::Relay(RelayError::Unreachable { .. }) => ErrorKind::Network,
             Self::Relay(RelayError::RateLimited { .. }) => ErrorKind::RateLimited,
-            Self::Relay(RelayError::BadUrl { .. }) => ErrorKind::User,
+            Self::Relay(
+                RelayError::BadUrl { .. }
+                | RelayError::InsecureHttp { .. }
+                | RelayError::Redirect { .. },
+            ) => ErrorKind::User,
             Self::Relay(RelayError::Status { status, .. }) if *status < 500 => ErrorKind::User,
             Self::Relay(_) => ErrorKind::Network,
             Self::IdentityChanged { .. } => ErrorKind::Untrusted,

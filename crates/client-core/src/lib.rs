@@ -37,11 +37,12 @@ mod store;
 
 pub use client::{
     AccountInfo, AddedContact, CRASH_AFTER_COMMIT_BEFORE_ACK, CRASH_AFTER_ENCRYPT_BEFORE_POST,
-    CRASH_ENV, Client, ClientOptions, Contact, HistoryMessage, MAX_TEXT_BYTES,
-    ONE_TIME_PREKEY_LOW_WATER, ONE_TIME_PREKEY_TARGET, PollOutcome, ReceivedMessage,
-    SIGNED_PREKEY_GRACE, SIGNED_PREKEY_ROTATION, SentMessage, UNREGISTERED_FILE, normalize_email,
+    CRASH_ENV, Client, ClientOptions, Contact, HistoryMessage, MAX_LOCAL_ONE_TIME_PREKEYS,
+    MAX_TEXT_BYTES, ONE_TIME_PREKEY_LOW_WATER, ONE_TIME_PREKEY_TARGET, PollOutcome,
+    ReceivedMessage, SIGNED_PREKEY_GRACE, SIGNED_PREKEY_ROTATION, SentMessage, UNREGISTERED_FILE,
+    normalize_email,
 };
 pub use error::{ClientError, ErrorKind, RelayError, StoreError};
-pub use relay::RelayClient;
+pub use relay::{MAX_RESPONSE_BYTES, RelayClient};
 pub use secret::{KEY_FILE, WRAPPED_KEY_FILE};
 pub use store::{STORE_FILE, Trust};

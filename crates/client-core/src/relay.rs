@@ -19,8 +19,22 @@ use crate::RelayError;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long any request but a long poll may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Characters of a redirect's `Location` quoted in the error.
+const MAX_LOCATION_CHARS: usize = 200;
 /// Slack on top of a long poll's own timeout before we give up on the relay.
 const POLL_SLACK: Duration = Duration::from_secs(15);
+/// JSON around one envelope in a poll answer besides its body and sender: the keys,
+/// quotes, the id and the timestamp.
+const ENVELOPE_JSON_OVERHEAD: usize = 128;
+/// The largest answer an honest relay gives: a full poll, every envelope body at the
+/// limit in base64 (4 characters per 3 bytes) and the longest sender address.
+const LARGEST_RELAY_ANSWER: usize = e2ee_proto::MAX_POLL_LIMIT
+    * (e2ee_proto::MAX_ENVELOPE_BODY_BYTES.div_ceil(3) * 4
+        + e2ee_proto::MAX_EMAIL_BYTES
+        + ENVELOPE_JSON_OVERHEAD);
+/// Most bytes read of any answer: twice [`LARGEST_RELAY_ANSWER`] (about 17.6 MB), so
+/// a hostile or broken relay cannot make the client buffer without bound.
+pub const MAX_RESPONSE_BYTES: usize = 2 * LARGEST_RELAY_ANSWER;
 
 /// Current unix time in milliseconds.
 pub(crate) fn now_ms() -> u64 {
@@ -64,9 +78,33 @@ fn root_cause(error: &reqwest::Error) -> String {
     last
 }
 
+/// Whether `host` (as in a URL, IPv6 in brackets) names this machine, where plain
+/// http never leaves it.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 impl RelayClient {
-    /// A client of the relay at `base_url` (`http://host:port` or `https://…`).
+    /// A client of the relay at `base_url`: `https://…`, or `http://` on a loopback
+    /// host (`127.0.0.0/8`, `[::1]`, `localhost`).
     pub fn new(base_url: &str) -> Result<Self, RelayError> {
+        Self::with_insecure_http(base_url, false)
+    }
+
+    /// [`Self::new`], also allowing plain `http://` to any host when
+    /// `allow_insecure_http` is set.
+    ///
+    /// Redirects are never followed: a redirect would carry the signed request
+    /// (method, body and a signature the relay has not consumed yet) to another
+    /// origin, which could replay it to the relay.
+    pub fn with_insecure_http(
+        base_url: &str,
+        allow_insecure_http: bool,
+    ) -> Result<Self, RelayError> {
         let base = base_url.trim_end_matches('/').to_owned();
         let parsed = reqwest::Url::parse(&base).map_err(|e| RelayError::BadUrl {
             url: base_url.to_owned(),
@@ -78,8 +116,17 @@ impl RelayClient {
                 reason: "the scheme must be http or https".to_owned(),
             });
         }
+        if parsed.scheme() == "http"
+            && !allow_insecure_http
+            && !parsed.host_str().is_some_and(is_loopback_host)
+        {
+            return Err(RelayError::InsecureHttp {
+                url: base_url.to_owned(),
+            });
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| RelayError::BadUrl {
                 url: base_url.to_owned(),
@@ -140,7 +187,22 @@ impl RelayClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let bytes = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("nowhere")
+                .chars()
+                .take(MAX_LOCATION_CHARS)
+                .collect::<String>();
+            return Err(RelayError::Redirect {
+                url: self.base.clone(),
+                status: status.as_u16(),
+                location,
+            });
+        }
+        let bytes = self.read_capped(response).await?;
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Err(RelayError::RateLimited {
                 retry_after_secs: retry_after,
@@ -164,6 +226,30 @@ impl RelayClient {
         }
         serde_json::from_slice(&bytes)
             .map_err(|e| RelayError::Protocol(format!("{path_and_query}: {e}")))
+    }
+
+    /// The answer's body, refused once it is over [`MAX_RESPONSE_BYTES`]; read chunk
+    /// by chunk so that a body without (or with a lying) `Content-Length` is cut off
+    /// as soon as it passes the limit.
+    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Vec<u8>, RelayError> {
+        let too_big = || {
+            RelayError::Protocol(format!(
+                "the answer is larger than {MAX_RESPONSE_BYTES} bytes, more than any \
+                 relay answer can be"
+            ))
+        };
+        let announced = response.content_length().unwrap_or(0);
+        if usize::try_from(announced).map_or(true, |n| n > MAX_RESPONSE_BYTES) {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(too_big());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 
     /// `POST /v1/accounts`, signed by the new identity itself.
@@ -312,4 +398,153 @@ fn percent_encode(segment: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A one-purpose HTTP server on loopback: reads each request's head and answers it
+    /// with `answer`, counting the requests that carried a request signature.
+    fn serve(
+        answer: impl Fn(&mut std::net::TcpStream) + Send + 'static,
+    ) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let signed = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&signed);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line.to_ascii_lowercase().starts_with(HEADER_SIGNATURE) {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if line == "\r\n" {
+                        answer(&mut stream);
+                        break;
+                    }
+                    line.clear();
+                }
+            }
+        });
+        (url, signed)
+    }
+
+    fn signer_identity() -> IdentityKeyPair {
+        IdentityKeyPair::generate(&mut rand::rng())
+    }
+
+    /// L10: a 307 to another origin used to be followed with the method, the body and
+    /// the still unconsumed signature; now the redirect is an error and the other
+    /// origin receives nothing.
+    #[tokio::test]
+    async fn l10_redirects_are_not_followed() {
+        let (elsewhere, signed_elsewhere) = serve(|stream| {
+            let body = br#"{"one_time_prekeys":5}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(body);
+        });
+        let target = format!("{elsewhere}/v1/prekeys/count");
+        let (relay, _) = serve(move |stream| {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: {target}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        });
+        let identity = signer_identity();
+        let signer = Signer {
+            email: "alice@x",
+            identity: &identity,
+        };
+        let client = RelayClient::new(&relay).unwrap();
+        let result = client.prekey_count(&signer).await;
+        assert!(
+            matches!(&result, Err(RelayError::Redirect { status: 307, .. })),
+            "{result:?}"
+        );
+        assert_eq!(signed_elsewhere.load(Ordering::SeqCst), 0);
+    }
+
+    /// L10: plain http is refused to anything but loopback unless allowed explicitly.
+    #[test]
+    fn l10_plain_http_only_to_loopback_unless_allowed() {
+        for url in [
+            "http://relay.example.org",
+            "http://10.0.0.1:8080",
+            "http://[2001:db8::1]:8080",
+            "http://localhost.example.org",
+        ] {
+            assert!(
+                matches!(RelayClient::new(url), Err(RelayError::InsecureHttp { .. })),
+                "{url} was accepted"
+            );
+            assert!(RelayClient::with_insecure_http(url, true).is_ok(), "{url}");
+        }
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3:8080",
+            "http://[::1]:8080",
+            "http://localhost:8080",
+            "https://relay.example.org",
+        ] {
+            assert!(RelayClient::new(url).is_ok(), "{url} was refused");
+        }
+    }
+
+    /// L10: an answer over [`MAX_RESPONSE_BYTES`] is refused, whether it announces its
+    /// length or streams without one.
+    #[tokio::test]
+    async fn l10_oversized_answers_are_refused() {
+        let identity = signer_identity();
+        let signer = Signer {
+            email: "alice@x",
+            identity: &identity,
+        };
+        let (announced, _) = serve(|stream| {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                MAX_RESPONSE_BYTES + 1
+            );
+        });
+        let result = RelayClient::new(&announced)
+            .unwrap()
+            .prekey_count(&signer)
+            .await;
+        assert!(
+            matches!(&result, Err(RelayError::Protocol(m)) if m.contains("larger")),
+            "{result:?}"
+        );
+        let (streamed, _) = serve(|stream| {
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n");
+            let chunk = vec![b' '; 64 * 1024];
+            for _ in 0..=MAX_RESPONSE_BYTES / chunk.len() {
+                if stream.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        let result = RelayClient::new(&streamed)
+            .unwrap()
+            .prekey_count(&signer)
+            .await;
+        assert!(
+            matches!(&result, Err(RelayError::Protocol(m)) if m.contains("larger")),
+            "{result:?}"
+        );
+    }
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use chacha20poly1305::aead::{Aead as _, Payload};
 use chacha20poly1305::{KeyInit as _, XChaCha20Poly1305, XNonce};
 use rand::Rng as _;
+use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use crate::StoreError;
@@ -128,15 +129,39 @@ impl StoreKey {
 
     /// Loads the profile's key from `dir`, creating it on first use: a 0600
     /// [`KEY_FILE`], or a [`WRAPPED_KEY_FILE`] when a passphrase is given.
+    ///
+    /// A passphrase given for a store whose key is still a plain [`KEY_FILE`] wraps
+    /// that key: the wrapped file is written and synced first, then the plain one is
+    /// overwritten and removed, so from then on the store needs the passphrase. The
+    /// key itself stays the same (every sealed row still opens). A crash in between
+    /// leaves both files; the next open with the passphrase finishes the removal.
     pub fn load_or_create(dir: &Path, passphrase: Option<&[u8]>) -> Result<Self, StoreError> {
         let wrapped = dir.join(WRAPPED_KEY_FILE);
         let plain = dir.join(KEY_FILE);
         if wrapped.exists() {
             let passphrase = passphrase.ok_or(StoreError::PassphraseRequired)?;
-            return Self::unwrap(&wrapped, passphrase);
+            let key = Self::unwrap(&wrapped, passphrase)?;
+            if plain.exists() {
+                key.remove_plain_copy(&plain)?;
+            }
+            return Ok(key);
         }
         if plain.exists() {
-            return Self::read_plain(&plain);
+            let key = Self::read_plain(&plain)?;
+            let Some(passphrase) = passphrase else {
+                return Ok(key);
+            };
+            match write_new_private(&wrapped, &Zeroizing::new(key.wrap(passphrase)?)) {
+                Ok(()) => {}
+                // Another process wrapped it at the same time: it must be under this
+                // passphrase for us to go on.
+                Err(StoreError::Io { source, .. }) if source.kind() == ErrorKind::AlreadyExists => {
+                    return Self::load_or_create(dir, Some(passphrase));
+                }
+                Err(other) => return Err(other),
+            }
+            key.remove_plain_copy(&plain)?;
+            return Ok(key);
         }
         let key = Self::generate();
         let (path, contents) = match passphrase {
@@ -151,6 +176,38 @@ impl StoreKey {
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// Overwrites and deletes the plain key file once the key is wrapped, after
+    /// checking it holds this very key (a different one would mean two stores' keys
+    /// got mixed up, and deleting it could lose data).
+    fn remove_plain_copy(&self, plain: &Path) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io {
+            path: plain.to_path_buf(),
+            source,
+        };
+        let on_disk = Self::read_plain(plain)?;
+        if !bool::from(on_disk.0.as_slice().ct_eq(self.0.as_slice())) {
+            return Err(StoreError::BadKeyFile {
+                path: plain.to_path_buf(),
+                reason: "it holds a different key than the wrapped key file next to it; \
+                         remove the one that does not belong to this profile",
+            });
+        }
+        // Overwriting in place does not reach every copy on journaling or flash file
+        // systems, but it keeps the key out of the file's blocks on the common ones.
+        let mut file = OpenOptions::new().write(true).open(plain).map_err(io)?;
+        file.write_all(&[0u8; STORE_KEY_LEN]).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        std::fs::remove_file(plain).map_err(io)?;
+        if let Some(dir) = plain.parent() {
+            // The removal is durable once the directory entry is.
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        Ok(())
     }
 
     fn read_plain(path: &Path) -> Result<Self, StoreError> {
@@ -325,5 +382,56 @@ mod tests {
             StoreKey::load_or_create(dir.path(), None),
             Err(StoreError::PassphraseRequired)
         ));
+    }
+
+    /// L6: a passphrase given for a profile whose key is a plain file used to be
+    /// ignored, leaving the store unprotected. It now wraps the same key and removes
+    /// the plain file, so the store needs the passphrase from then on.
+    #[test]
+    fn l6_passphrase_for_a_plain_key_wraps_it_and_removes_the_plain_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = StoreKey::load_or_create(dir.path(), None).unwrap();
+        let sealed = key.seal("sessions", "bob@y", b"state");
+        let again = StoreKey::load_or_create(dir.path(), Some(b"correct horse")).unwrap();
+        assert_eq!(*key.0, *again.0, "the key is kept, only wrapped");
+        assert!(
+            !dir.path().join(KEY_FILE).exists(),
+            "plain key file left behind"
+        );
+        assert!(dir.path().join(WRAPPED_KEY_FILE).exists());
+        assert!(matches!(
+            StoreKey::load_or_create(dir.path(), None),
+            Err(StoreError::PassphraseRequired)
+        ));
+        assert!(matches!(
+            StoreKey::load_or_create(dir.path(), Some(b"wrong")),
+            Err(StoreError::WrongPassphrase)
+        ));
+        let reopened = StoreKey::load_or_create(dir.path(), Some(b"correct horse")).unwrap();
+        assert_eq!(
+            &*reopened.open("sessions", "bob@y", &sealed).unwrap(),
+            b"state"
+        );
+    }
+
+    /// L6, crash between writing the wrapped file and removing the plain one: the next
+    /// open with the passphrase removes it; one with another key in it is refused.
+    #[test]
+    fn l6_a_plain_key_left_beside_the_wrapped_one_is_removed_if_it_is_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = StoreKey::load_or_create(dir.path(), None).unwrap();
+        let plain = dir.path().join(KEY_FILE);
+        let saved = std::fs::read(&plain).unwrap();
+        StoreKey::load_or_create(dir.path(), Some(b"pw")).unwrap();
+        write_new_private(&plain, &saved).unwrap();
+        let again = StoreKey::load_or_create(dir.path(), Some(b"pw")).unwrap();
+        assert_eq!(*key.0, *again.0);
+        assert!(!plain.exists());
+        write_new_private(&plain, &[9u8; STORE_KEY_LEN]).unwrap();
+        assert!(matches!(
+            StoreKey::load_or_create(dir.path(), Some(b"pw")),
+            Err(StoreError::BadKeyFile { .. })
+        ));
+        assert!(plain.exists(), "a foreign key file must not be deleted");
     }
 }

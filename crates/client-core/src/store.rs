@@ -25,6 +25,11 @@ pub const STORE_FILE: &str = "store.sqlite";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections per process: one writer at a time anyway, plus a reader.
 const MAX_CONNECTIONS: u32 = 2;
+/// `journal_size_limit`: a WAL that restarts is truncated to nothing, so frames of
+/// old transactions do not stay in its tail.
+const JOURNAL_SIZE_LIMIT: i64 = 0;
+/// Mode of the store and its `-wal`/`-shm` files: the owner's alone.
+const PRIVATE_FILE_MODE: u32 = 0o600;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -134,22 +139,52 @@ fn to_u32(value: i64, what: &'static str) -> Result<u32, StoreError> {
 
 impl Store {
     /// Opens (creating if needed) the store in `dir` and applies migrations.
+    ///
+    /// The file is created 0600 (an existing one is tightened to 0600), and SQLite
+    /// gives its `-wal` and `-shm` files the same mode: the store holds the history in
+    /// clear. Every connection runs with `secure_delete` and a zero
+    /// `journal_size_limit`, so deleted or overwritten rows (a consumed one-time
+    /// prekey, a superseded session) are zeroed in the file instead of lingering in
+    /// free space, and a reset WAL is truncated; see [`Self::checkpoint`].
     pub async fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(STORE_FILE);
+        make_private(&path)?;
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(StoreError::Database)?
-            .filename(dir.join(STORE_FILE))
+            .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit survives power loss too; we ack the relay right after it.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // The bundled SQLite is built without SQLITE_SECURE_DELETE: ask for it.
+            .pragma("secure_delete", "ON")
+            .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// Copies the WAL into the main file and truncates it to zero bytes, so old page
+    /// versions holding deleted secrets leave the WAL. Called after transactions that
+    /// delete or supersede secrets (a poll batch, prekey upkeep) and on close. Another
+    /// process reading at the same moment can keep part of the WAL alive; that is
+    /// logged, and the next checkpoint (at the latest that process's own close)
+    /// finishes the job.
+    pub(crate) async fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await?;
+        let busy: i64 = row.try_get(0)?;
+        if busy != 0 {
+            tracing::debug!("WAL checkpoint blocked by another connection; retried later");
+        }
+        Ok(())
     }
 
     /// Starts a write transaction that holds SQLite's write lock from its first
@@ -163,10 +198,59 @@ impl Store {
         Ok(self.pool.acquire().await?)
     }
 
-    /// Closes the pool, checkpointing the WAL.
+    /// Checkpoints and truncates the WAL, then closes the pool.
     pub async fn close(&self) {
+        if let Err(error) = self.checkpoint().await {
+            tracing::debug!(%error, "WAL checkpoint on close failed");
+        }
         self.pool.close().await;
     }
+}
+
+/// Creates `path` with mode 0600 if it does not exist, and makes it and the SQLite
+/// files beside it (`-wal`, `-shm`) 0600 if they are open to others: a store created
+/// by an older version, or restored from a backup, may be readable by anyone. Files
+/// already private are not touched, so a store on a read-only disk still reaches
+/// SQLite, whose error says what to do.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let io = |path: &Path, source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    for (i, file) in [path.as_os_str(), &wal, &shm].into_iter().enumerate() {
+        let file = Path::new(file);
+        match std::fs::metadata(file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 == 0 => {}
+            Ok(_) => {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+                    .map_err(|e| io(file, e))?
+            }
+            // SQLite creates the -wal and -shm files with the main file's mode.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && i == 0 => {
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(PRIVATE_FILE_MODE)
+                    .open(file)
+                {
+                    Ok(_) => {}
+                    // Another process created it first, with this same code.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    // A directory that cannot be written: SQLite says so better.
+                    Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {}
+                    Err(e) => return Err(io(file, e)),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(file, e)),
+        }
+    }
+    Ok(())
 }
 
 // ---- account -------------------------------------------------------------------
@@ -314,16 +398,17 @@ pub(crate) async fn signed_prekey(
         })
 }
 
-/// Deletes signed prekeys retired before `cutoff`.
+/// Deletes signed prekeys retired before `cutoff`; returns whether it deleted any.
 pub(crate) async fn delete_retired_signed_prekeys(
     conn: &mut SqliteConnection,
     cutoff: u64,
-) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM signed_prekeys WHERE retired_at IS NOT NULL AND retired_at < ?")
-        .bind(to_i64(cutoff))
-        .execute(conn)
-        .await?;
-    Ok(())
+) -> Result<bool, StoreError> {
+    let deleted =
+        sqlx::query("DELETE FROM signed_prekeys WHERE retired_at IS NOT NULL AND retired_at < ?")
+            .bind(to_i64(cutoff))
+            .execute(conn)
+            .await?;
+    Ok(deleted.rows_affected() > 0)
 }
 
 pub(crate) async fn insert_one_time_prekeys(
@@ -360,6 +445,18 @@ pub(crate) async fn one_time_prekey(
             what: "one-time prekey",
             reason: e.to_string(),
         })
+}
+
+/// Ids of the one-time prekeys whose private parts are kept.
+pub(crate) async fn one_time_prekey_ids(
+    conn: &mut SqliteConnection,
+) -> Result<Vec<u32>, StoreError> {
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM one_time_prekeys")
+        .fetch_all(conn)
+        .await?;
+    ids.into_iter()
+        .map(|id| to_u32(id, "one-time prekey id"))
+        .collect()
 }
 
 pub(crate) async fn delete_one_time_prekey(
@@ -688,32 +785,55 @@ fn envelope_id_column(envelope_id: u64) -> i64 {
     i64::from_ne_bytes(envelope_id.to_ne_bytes())
 }
 
+/// SHA-256 of an envelope body: with the id, what makes an envelope "already seen".
+pub(crate) type BodyHash = [u8; 32];
+
+/// The hash [`is_seen`] and [`mark_seen`] take.
+pub(crate) fn body_hash(body: &[u8]) -> BodyHash {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(body).into()
+}
+
+/// Whether this envelope, id *and* body, was processed before. An id alone is not
+/// enough: a relay that lost writes (Redis failing over) can hand an id out again to
+/// a new envelope, which must then be decrypted, not dropped. A true replay of an
+/// envelope under a fresh id is still caught, by the ratchet (`Duplicate`). Rows
+/// stored before body hashes existed (NULL) match on the id alone, as they did.
 pub(crate) async fn is_seen(
     conn: &mut SqliteConnection,
     relay_account: &str,
     envelope_id: u64,
+    body_hash: &BodyHash,
 ) -> Result<bool, StoreError> {
-    let row =
-        sqlx::query("SELECT 1 FROM seen_envelopes WHERE relay_account = ? AND envelope_id = ?")
-            .bind(relay_account)
-            .bind(envelope_id_column(envelope_id))
-            .fetch_optional(conn)
-            .await?;
+    let row = sqlx::query(
+        "SELECT 1 FROM seen_envelopes WHERE relay_account = ? AND envelope_id = ? \
+         AND (body_hash IS NULL OR body_hash = ?)",
+    )
+    .bind(relay_account)
+    .bind(envelope_id_column(envelope_id))
+    .bind(body_hash.as_slice())
+    .fetch_optional(conn)
+    .await?;
     Ok(row.is_some())
 }
 
+/// Records an envelope as processed; a reissued id takes the new body's hash.
 pub(crate) async fn mark_seen(
     conn: &mut SqliteConnection,
     relay_account: &str,
     envelope_id: u64,
+    body_hash: &BodyHash,
     now: u64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT OR IGNORE INTO seen_envelopes (relay_account, envelope_id, seen_at) VALUES (?, ?, ?)",
+        "INSERT INTO seen_envelopes (relay_account, envelope_id, seen_at, body_hash) \
+         VALUES (?, ?, ?, ?) ON CONFLICT (relay_account, envelope_id) DO UPDATE \
+         SET seen_at = excluded.seen_at, body_hash = excluded.body_hash",
     )
     .bind(relay_account)
     .bind(envelope_id_column(envelope_id))
     .bind(to_i64(now))
+    .bind(body_hash.as_slice())
     .execute(conn)
     .await?;
     Ok(())
@@ -741,14 +861,43 @@ mod tests {
         let store = Store::open(dir.path()).await.unwrap();
         let mut tx = store.write().await.unwrap();
         let ids = [u64::MAX, u64::MAX - 1, 1 << 63, (1 << 63) - 1, 1];
+        let hash = body_hash(b"body");
         for id in &ids[..2] {
-            assert!(!is_seen(&mut tx, "me@relay", *id).await.unwrap());
-            mark_seen(&mut tx, "me@relay", *id, 1).await.unwrap();
-            assert!(is_seen(&mut tx, "me@relay", *id).await.unwrap());
+            assert!(!is_seen(&mut tx, "me@relay", *id, &hash).await.unwrap());
+            mark_seen(&mut tx, "me@relay", *id, &hash, 1).await.unwrap();
+            assert!(is_seen(&mut tx, "me@relay", *id, &hash).await.unwrap());
         }
         for id in &ids[2..] {
-            assert!(!is_seen(&mut tx, "me@relay", *id).await.unwrap(), "{id}");
+            assert!(
+                !is_seen(&mut tx, "me@relay", *id, &hash).await.unwrap(),
+                "{id}"
+            );
         }
-        assert!(!is_seen(&mut tx, "other@relay", u64::MAX).await.unwrap());
+        assert!(
+            !is_seen(&mut tx, "other@relay", u64::MAX, &hash)
+                .await
+                .unwrap()
+        );
+    }
+
+    /// L2: an id handed out again by a relay that lost writes, with another body, is
+    /// not "seen"; the same id with the same body still is.
+    #[tokio::test]
+    async fn l2_a_reissued_envelope_id_with_a_new_body_is_not_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let mut tx = store.write().await.unwrap();
+        let (first, second) = (body_hash(b"first"), body_hash(b"second"));
+        mark_seen(&mut tx, "me@relay", 7, &first, 1).await.unwrap();
+        assert!(is_seen(&mut tx, "me@relay", 7, &first).await.unwrap());
+        assert!(!is_seen(&mut tx, "me@relay", 7, &second).await.unwrap());
+        mark_seen(&mut tx, "me@relay", 7, &second, 2).await.unwrap();
+        assert!(is_seen(&mut tx, "me@relay", 7, &second).await.unwrap());
+        // A row from before body hashes existed matches on the id, as it did then.
+        sqlx::query("UPDATE seen_envelopes SET body_hash = NULL")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        assert!(is_seen(&mut tx, "me@relay", 7, &first).await.unwrap());
     }
 }

@@ -4,6 +4,7 @@ use e2ee_client_core::Client;
 use serde_json::json;
 
 use crate::output::Output;
+use crate::terminal_text;
 
 /// Arguments of `add-contact`.
 #[derive(Debug, clap::Args)]
@@ -22,10 +23,11 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
     } else {
         "already a contact:"
     };
+    let email = terminal_text::line(&added.email);
     out.result(
         &format!(
-            "{verb} {}\nsafety number: {}\ncompare it with {} in person or over another channel, then run 'e2ee trust {}'",
-            added.email, added.safety_number, added.email, added.email
+            "{verb} {email}\nsafety number: {}\ncompare it with {email} in person or over another channel, then run 'e2ee trust {email}'",
+            added.safety_number
         ),
         &json!({"email": added.email, "safety_number": added.safety_number, "new": added.new}),
     )

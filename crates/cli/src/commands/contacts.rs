@@ -3,6 +3,7 @@
 use e2ee_client_core::Client;
 
 use crate::output::Output;
+use crate::terminal_text;
 
 /// Arguments of `contacts`.
 #[derive(Debug, clap::Args)]
@@ -13,7 +14,7 @@ pub(crate) async fn run(client: &Client, _args: &Args, out: &Output) -> anyhow::
         let trust = serde_json::to_value(contact.trust)?;
         let trust_text = trust.as_str().unwrap_or_default().to_owned();
         out.result(
-            &format!("{}\t{trust_text}", contact.email),
+            &format!("{}\t{trust_text}", terminal_text::line(&contact.email)),
             &serde_json::to_value(&contact)?,
         )?;
     }

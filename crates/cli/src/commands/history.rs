@@ -3,6 +3,7 @@
 use e2ee_client_core::Client;
 
 use crate::output::Output;
+use crate::terminal_text;
 
 /// Messages shown when `--limit` is not given.
 const DEFAULT_LIMIT: u32 = 50;
@@ -25,7 +26,7 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
             message.peer.as_str()
         };
         out.result(
-            &format!("{who}: {}", message.text),
+            &terminal_text::message(who, &message.text),
             &serde_json::to_value(&message)?,
         )?;
     }

@@ -6,6 +6,7 @@ use e2ee_client_core::{Client, ClientError, ErrorKind, PollOutcome};
 use serde_json::json;
 
 use crate::output::Output;
+use crate::terminal_text;
 
 /// Seconds a poll waits for the first message when `--timeout` is not given.
 const DEFAULT_TIMEOUT_SECS: u64 = 5;
@@ -39,7 +40,7 @@ fn print(client_out: &Output, outcome: &PollOutcome) -> anyhow::Result<()> {
             ));
         }
         client_out.result(
-            &format!("{}: {}", message.from, message.text),
+            &terminal_text::message(&message.from, &message.text),
             &json!({
                 "id": message.id,
                 "from": message.from,

@@ -4,6 +4,7 @@ use e2ee_client_core::{Client, Trust};
 use serde_json::json;
 
 use crate::output::Output;
+use crate::terminal_text;
 
 /// Arguments of `verify`.
 #[derive(Debug, clap::Args)]
@@ -16,9 +17,9 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
     let contact = client.safety_number(&args.email).await?;
     let mut text = contact.safety_number.clone();
     if contact.trust == Trust::IdentityChanged {
+        let email = terminal_text::line(&contact.email);
         text.push_str(&format!(
-            "\n(this is the NEW key's safety number; if it matches what {} sees, run 'e2ee trust {}')",
-            contact.email, contact.email
+            "\n(this is the NEW key's safety number; if it matches what {email} sees, run 'e2ee trust {email}')"
         ));
     }
     out.result(
