@@ -139,6 +139,7 @@ fn i12_admin_delete_then_register_again() {
     let relay = Relay::start();
     let alice = User::registered("alice@x", &relay);
     let bob = User::registered("bob@y", &relay);
+    let old_key = identity_key(&bob);
     alice.send("bob@y", "queued for the old bob");
     assert_eq!(queued_for(&relay, "bob@y"), 1);
     let done = admin(&relay, &["delete", "Bob@Y"]).ok();
@@ -150,8 +151,14 @@ fn i12_admin_delete_then_register_again() {
     assert_eq!(accounts_named(&relay, "bob@y"), 0);
     assert_eq!(queued_for(&relay, "bob@y"), 0);
     admin(&relay, &["delete", "bob@y"]).fails_with(1, "error: no account bob@y on this relay");
+    // The old profile can record that its account is gone.
+    bob.run(&["unregister", "--yes"]).ok();
+    bob.run(&["whoami"]).fails_with(
+        1,
+        "this profile's account bob@y was deleted from its relay (unregistered)",
+    );
     let new_bob = User::registered("bob@y", &relay);
-    assert_ne!(identity_key(&new_bob), identity_key(&bob));
+    assert_ne!(identity_key(&new_bob), old_key);
     assert!(
         new_bob.poll("0").is_empty(),
         "the new account starts with an empty queue"
