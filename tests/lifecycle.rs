@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use e2ee_e2e_tests::redis::{RedisServer, redis_server_available};
 use e2ee_e2e_tests::{Relay, Run, User, bin_dir, run};
@@ -138,6 +139,7 @@ fn i12_admin_delete_then_register_again() {
     let relay = Relay::start();
     let alice = User::registered("alice@x", &relay);
     let bob = User::registered("bob@y", &relay);
+    let old_key = identity_key(&bob);
     alice.send("bob@y", "queued for the old bob");
     assert_eq!(queued_for(&relay, "bob@y"), 1);
     let done = admin(&relay, &["delete", "Bob@Y"]).ok();
@@ -149,8 +151,14 @@ fn i12_admin_delete_then_register_again() {
     assert_eq!(accounts_named(&relay, "bob@y"), 0);
     assert_eq!(queued_for(&relay, "bob@y"), 0);
     admin(&relay, &["delete", "bob@y"]).fails_with(1, "error: no account bob@y on this relay");
+    // The old profile can record that its account is gone.
+    bob.run(&["unregister", "--yes"]).ok();
+    bob.run(&["whoami"]).fails_with(
+        1,
+        "this profile's account bob@y was deleted from its relay (unregistered)",
+    );
     let new_bob = User::registered("bob@y", &relay);
-    assert_ne!(identity_key(&new_bob), identity_key(&bob));
+    assert_ne!(identity_key(&new_bob), old_key);
     assert!(
         new_bob.poll("0").is_empty(),
         "the new account starts with an empty queue"
@@ -297,11 +305,46 @@ fn i12_admin_refuses_a_data_dir_without_a_relay_database() {
     assert!(!missing.exists());
 }
 
+/// Longest a refused relay may take to exit before the test calls it started.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Starts `e2ee-relay` on `dir` and collects it once it exits; one that is still
+/// running after [`REFUSAL_DEADLINE`] (it started serving) is killed and reported.
+fn second_relay(dir: &str) -> Run {
+    let mut child = Command::new(bin_dir().join("e2ee-relay"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir", dir])
+        .env_remove("E2EE_REDIS_URL")
+        .env_remove("E2EE_DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > REFUSAL_DEADLINE {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "a second relay is serving the same data dir: {}",
+                String::from_utf8_lossy(&output.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    Run {
+        status: output.status,
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
 #[test]
 fn i12_second_relay_on_the_same_data_dir_refuses_to_start() {
     let mut relay = Relay::start();
     let dir = relay.data_dir.path().to_str().unwrap().to_owned();
-    let second = relay_cli(&["--listen", "127.0.0.1:0", "--data-dir", &dir]);
+    let second = second_relay(&dir);
     assert_eq!(second.code(), Some(1), "{second:?}");
     assert!(
         second.stderr.contains(&format!(

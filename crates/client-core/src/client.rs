@@ -471,10 +471,25 @@ impl Client {
     /// relay drops the account, its prekeys and its queued envelopes, and the address
     /// can be registered again. The local store is kept, so [`Client::history`] still
     /// answers; every command that needs the account then fails with
-    /// [`ClientError::Unregistered`]. Returns the account as it was.
+    /// [`ClientError::Unregistered`]. An account its own relay no longer knows (deleted
+    /// by the operator, or by an unregister whose answer was lost) counts as deleted.
+    /// Returns the account as it was.
     pub async fn unregister(&self) -> Result<AccountInfo, ClientError> {
         let me = self.me().await?;
-        me.relay.unregister(&me.signer()).await?;
+        match me.relay.unregister(&me.signer()).await {
+            Ok(_) => {}
+            // The profile's own relay no longer knows the account: an earlier unregister
+            // whose answer was lost, or the operator's `admin delete`. The account is
+            // gone either way. On another relay (an override) the same answer only means
+            // the account was never there, so it stays an error.
+            Err(RelayError::Status {
+                code: ErrorCode::UnknownAccount,
+                ..
+            }) if me.relay.url() == me.row.relay_url.trim_end_matches('/') => {
+                tracing::info!(email = %me.row.email, "the relay had already deleted the account");
+            }
+            Err(error) => return Err(error.into()),
+        }
         let marker = self.dir.join(UNREGISTERED_FILE);
         write_synced(&marker, me.row.email.as_bytes()).map_err(|source| StoreError::Io {
             path: marker,

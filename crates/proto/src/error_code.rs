@@ -53,7 +53,8 @@ error_codes! {
     ReplayedRequest = "replayed_request",
     /// The signing account is not registered on this relay.
     UnknownAccount = "unknown_account",
-    /// The signing account is banned on this relay.
+    /// The signing account is banned on this relay (never said of another account:
+    /// a banned recipient is [`ErrorCode::UnknownRecipient`]).
     AccountBanned = "account_banned",
     /// The body header's account and the registration body's email differ.
     AccountMismatch = "account_mismatch",
@@ -75,7 +76,8 @@ error_codes! {
     BadMessageCount = "bad_message_count",
     /// One envelope body is over the size limit.
     EnvelopeTooLarge = "envelope_too_large",
-    /// One or more recipients cannot receive: the `refused` field says which and why.
+    /// One or more recipients of a send, or the target of a bundle fetch or lookup,
+    /// cannot receive (no account, or banned): the `refused` field says which and why.
     UnknownRecipient = "unknown_recipient",
     /// The recipient's queue is full; `queued_ids` says what of the request was queued.
     QueueFull = "queue_full",
