@@ -30,6 +30,8 @@
 //! ```
 
 mod client;
+mod content;
+mod delivery;
 mod error;
 mod relay;
 mod secret;
@@ -41,6 +43,7 @@ pub use client::{
     ONE_TIME_PREKEY_LOW_WATER, ONE_TIME_PREKEY_TARGET, PollOutcome, ReceivedMessage,
     SIGNED_PREKEY_GRACE, SIGNED_PREKEY_ROTATION, SentMessage, normalize_email,
 };
+pub use delivery::{Delivery, DeliveryFailure, FailureReason};
 pub use error::{ClientError, ErrorKind, RelayError, StoreError};
 pub use relay::RelayClient;
 pub use secret::{KEY_FILE, WRAPPED_KEY_FILE};

@@ -19,8 +19,8 @@ use e2ee_proto::{
     AccountInfo, AckRequest, AckResponse, Base64Bytes, Envelope, ErrorCode, MAX_ACK_IDS,
     MAX_ENVELOPE_BODY_BYTES, MAX_MESSAGES_PER_REQUEST, MAX_ONE_TIME_PREKEYS_PER_REQUEST,
     MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS, OneTimePreKey, PollAckRequest, PollAckResponse,
-    PollResponse, PreKeyBundle, PreKeyCount, RegisterRequest, RegisterResponse, SendRequest,
-    SendResponse, UploadPreKeysRequest, normalize_email,
+    PollResponse, PreKeyBundle, PreKeyCount, RefusalReason, RefusedRecipient, RegisterRequest,
+    RegisterResponse, SendRequest, SendResponse, UploadPreKeysRequest, normalize_email,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -364,11 +364,27 @@ async fn send(
     // never leaves half a request delivered.
     let distinct: BTreeSet<&str> = recipients.iter().map(String::as_str).collect();
     if let Some(email) = state.directory.first_inactive(&distinct).await? {
-        return Err(ApiError::new(
+        // Every refused recipient, by its normalized address: clients drop exactly
+        // those rows and never parse the human text.
+        let mut refused = Vec::new();
+        for to in &distinct {
+            let reason = match state.directory.account(to).await? {
+                None => RefusalReason::NoAccount,
+                Some(account) if account.banned => RefusalReason::Banned,
+                Some(_) => continue,
+            };
+            refused.push(RefusedRecipient {
+                to: (*to).to_owned(),
+                reason,
+            });
+        }
+        let mut error = ApiError::new(
             StatusCode::NOT_FOUND,
             ErrorCode::UnknownRecipient,
             format!("{email} has no account here; nothing was sent"),
-        ));
+        );
+        error.refused = Some(refused);
+        return Err(error);
     }
     let envelopes: Vec<(&str, &[u8])> = recipients
         .iter()
