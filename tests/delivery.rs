@@ -268,3 +268,54 @@ fn n3_a_lost_session_under_the_same_key_is_resent_at_once() {
     );
     assert!(bob.poll("1").is_empty());
 }
+
+#[test]
+fn n3_receipts_start_at_most_one_session_per_peer_per_interval() {
+    let relay = Relay::start();
+    let alice = User::registered("alice@x", &relay);
+    let bob = User::registered("bob@y", &relay);
+    alice.send("bob@y", "hi bob");
+    bob.poll_until(1);
+    bob.send("alice@x", "hi alice");
+    alice.poll_until(1);
+    let alice_prekeys = || {
+        relay.sql(
+            "directory.sqlite",
+            "SELECT count(*) FROM one_time_prekeys WHERE email = 'alice@x'",
+        )
+    };
+    let bob_store = bob.profile_dir().join("store.sqlite");
+    let before = alice_prekeys();
+
+    // A first failure: the receipt starts a session (one of alice's one-time prekeys).
+    sqlite(&bob_store, "DELETE FROM sessions");
+    alice.send("bob@y", "first");
+    bob.poll("3");
+    assert_ne!(alice_prekeys(), before, "the receipt started no session");
+    alice.poll("3");
+    assert_eq!(texts_from(&bob.poll_until(1), "alice@x"), ["first"]);
+
+    // A second one within the interval fetches no bundle: the receipt waits.
+    let after_first = alice_prekeys();
+    sqlite(&bob_store, "DELETE FROM sessions");
+    alice.send("bob@y", "second");
+    let run = bob.run(&["poll", "--timeout", "3"]).ok();
+    assert!(
+        run.stderr.contains("dropped a message from alice@x"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        alice_prekeys(),
+        after_first,
+        "a second session within the interval"
+    );
+    assert_eq!(
+        sqlite(
+            &bob_store,
+            "SELECT count(*) FROM receipts_due WHERE peer = 'alice@x'"
+        )
+        .trim(),
+        "1"
+    );
+}
