@@ -12,13 +12,18 @@ use e2ee_ratchet::{
     DecryptError, EncryptedMessage, IdentityKey, IdentityKeyPair, OneTimePreKeyPair, PreKeyBundle,
     SafetyNumber, SessionRecord, SignedPreKeyPair,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::SqliteConnection;
 use zeroize::Zeroizing;
 
+use crate::content::{Content, FailedEnvelope, Kind, MAX_RECEIPT_HASHES};
+use crate::delivery::{
+    Delivery, DeliveryFailure, FailureReason, MAX_RECEIPT_PEERS_PER_POLL, RECEIPT_SESSION_INTERVAL,
+    RESEND_MAX_AGE,
+};
 use crate::relay::{RelayClient, Signer, now_ms};
 use crate::secret::StoreKey;
-use crate::store::{self, AccountRow, ContactRow, SessionSlot, Store, Trust};
+use crate::store::{self, AccountRow, ContactRow, OutboxKind, SessionSlot, Store, Trust};
 use crate::{ClientError, ErrorKind, RelayError, StoreError};
 
 /// One-time prekeys uploaded at registration and topped up to.
@@ -44,8 +49,6 @@ const SEEN_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
 pub const MAX_TEXT_BYTES: usize = 48 * 1024;
 /// Envelopes fetched per long poll, and outbox rows per POST.
 const BATCH: usize = e2ee_proto::MAX_MESSAGES_PER_REQUEST;
-/// Version of the content record inside the ratchet.
-const CONTENT_VERSION: u32 = 1;
 /// Written in the profile directory once the relay deleted the profile's account
 /// ([`Client::unregister`]); holds the email. Its presence makes every command that
 /// needs the account fail with [`ClientError::Unregistered`], while the store, and so
@@ -74,13 +77,9 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The content record: what the ratchet encrypts.
-#[derive(Debug, Serialize, Deserialize)]
-struct Content {
-    v: u32,
-    id: String,
-    sent_at: u64,
-    text: String,
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// How to open a profile.
@@ -179,6 +178,12 @@ pub struct SentMessage {
     pub sent_at: u64,
     /// The recipient was added as a contact by this send (trust on first use).
     pub new_contact: bool,
+    /// Where the message is: [`Delivery::Sent`] once `send` returns it.
+    pub delivery: Delivery,
+    /// Earlier messages of the outbox that this send's flush found undeliverable
+    /// (the relay refused their recipient); each is marked failed in the history.
+    #[serde(skip)]
+    pub earlier_failures: Vec<DeliveryFailure>,
 }
 
 /// A message of the history.
@@ -196,6 +201,12 @@ pub struct HistoryMessage {
     pub sent_at: u64,
     /// When it was stored here (received, or accepted by the relay), unix ms.
     pub received_at: u64,
+    /// Outgoing messages only: where the message is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+    /// Why a [`Delivery::Failed`] message failed, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_error: Option<String>,
 }
 
 /// The result of adding a contact.
@@ -330,6 +341,8 @@ fn wire_one_time_prekeys(prekeys: &[OneTimePreKeyPair]) -> Vec<OneTimePreKey> {
 enum Decrypted {
     Message(ReceivedMessage),
     Dropped(Option<String>),
+    /// A decryption-error receipt was applied; what to tell the user.
+    Receipt(String),
 }
 
 impl Client {
@@ -689,6 +702,7 @@ impl Client {
             .await?;
         }
         tx.commit().await?;
+        self.resend_after_trust(&me, &email).await?;
         Ok(Contact {
             safety_number: safety_number(&me, &email, &key)?,
             email,
@@ -714,6 +728,8 @@ impl Client {
                 text: m.text,
                 sent_at: m.sent_at,
                 received_at: m.received_at,
+                delivery: m.delivery,
+                delivery_error: m.delivery_error,
             })
             .collect())
     }
@@ -738,12 +754,12 @@ impl Client {
         }
         // Earlier messages go first so the recipient sees them in order. A relay that
         // is down fails the final post below with the same error.
-        match self.flush_outbox(&me).await {
-            Ok(()) => {}
+        let mut earlier_failures = match self.flush_outbox(&me).await {
+            Ok(failures) => failures,
             // The new message joins the outbox behind them and is retried with them.
-            Err(error) if error.kind() == ErrorKind::Network => {}
+            Err(error) if error.kind() == ErrorKind::Network => Vec::new(),
             Err(other) => return Err(other),
-        }
+        };
         let mut new_contact = false;
         let needs_bundle = {
             let mut conn = self.store.conn().await?;
@@ -765,16 +781,8 @@ impl Client {
             None
         };
 
-        let content = Content {
-            v: CONTENT_VERSION,
-            id: uuid::Uuid::new_v4().to_string(),
-            sent_at: now_ms(),
-            text: text.to_owned(),
-        };
-        let plaintext = Zeroizing::new(
-            serde_json::to_vec(&content)
-                .map_err(|e| ClientError::Inconsistent(format!("encoding content: {e}")))?,
-        );
+        let content = Content::text(text, now_ms());
+        let plaintext = encode_content(&content)?;
         let mut tx = self.store.write().await?;
         if let Some(bundle) = &bundle {
             let adopted = self.adopt_bundle(&mut tx, &me, &email, bundle).await;
@@ -811,34 +819,72 @@ impl Client {
             now,
         )
         .await?;
-        store::insert_outbox(&mut tx, &email, &content.id, &wire, text, content.sent_at).await?;
+        store::insert_outbox(
+            &mut tx,
+            &email,
+            &content.id,
+            &wire,
+            text,
+            content.sent_at,
+            OutboxKind::Text,
+        )
+        .await?;
+        // The history shows it from now on, as waiting in the outbox; the hash is
+        // how a recipient's decryption-error receipt names it.
+        store::insert_outgoing(
+            &mut tx,
+            &email,
+            &content.id,
+            text,
+            content.sent_at,
+            &sha256(&wire),
+        )
+        .await?;
         tx.commit().await?;
         crash_point(CRASH_AFTER_ENCRYPT_BEFORE_POST);
         // From here on the message is the outbox's: whatever fails, it is not lost, and
         // the caller must not encrypt it again.
-        if let Err(source) = self.flush_outbox(&me).await {
-            return Err(ClientError::Queued {
-                to: email,
-                id: content.id,
-                source: Box::new(source),
-            });
+        let failures = match self.flush_outbox(&me).await {
+            Ok(failures) => failures,
+            Err(source) => {
+                return Err(ClientError::Queued {
+                    to: email,
+                    id: content.id,
+                    source: Box::new(source),
+                });
+            }
+        };
+        for failure in failures {
+            if failure.id == content.id {
+                return Err(ClientError::Refused {
+                    to: failure.to,
+                    id: failure.id,
+                    reason: failure.reason,
+                });
+            }
+            earlier_failures.push(failure);
         }
         Ok(SentMessage {
             id: content.id,
             to: email,
             sent_at: content.sent_at,
             new_contact,
+            delivery: Delivery::Sent,
+            earlier_failures,
         })
     }
 
     /// Posts every message waiting in the outbox, oldest first, exactly as encrypted.
-    pub async fn flush(&self) -> Result<(), ClientError> {
+    /// Returns the messages whose recipient the relay refused: they left the outbox
+    /// and are marked failed in the history.
+    pub async fn flush(&self) -> Result<Vec<DeliveryFailure>, ClientError> {
         let me = self.me().await?;
         self.flush_outbox(&me).await
     }
 
-    async fn flush_outbox(&self, me: &Me) -> Result<(), ClientError> {
+    async fn flush_outbox(&self, me: &Me) -> Result<Vec<DeliveryFailure>, ClientError> {
         let lock = OutboxLock::acquire(&self.dir.join(OUTBOX_LOCK_FILE)).await?;
+        let mut failures = Vec::new();
         loop {
             let rows = {
                 let mut conn = self.store.conn().await?;
@@ -864,15 +910,31 @@ impl Client {
                     message,
                     refused,
                 }) => {
-                    // A recipient is gone from the relay: its rows can never be
-                    // delivered. Drop them and retry the rest; if the relay did not say
-                    // which one it was, give up rather than loop.
-                    let mut conn = self.store.conn().await?;
+                    // Recipients gone from the relay: their rows can never be delivered.
+                    // Exactly those rows leave the outbox, matched on the relay's
+                    // structured list (never its human text), and the rest is retried;
+                    // a refusal naming none of our rows is an error, not a loop.
+                    let mut tx = self.store.write().await?;
                     let mut dropped = false;
-                    for row in rows.iter().filter(|row| message.contains(&row.recipient)) {
-                        tracing::warn!(to = %row.recipient, "dropping undeliverable message: {message}");
-                        dropped |= store::delete_outbox(&mut conn, row.seq).await?;
+                    for row in &rows {
+                        let Some(refusal) = refused.iter().find(|r| r.to == row.recipient) else {
+                            continue;
+                        };
+                        if !store::delete_outbox(&mut tx, row.seq).await? {
+                            continue;
+                        }
+                        dropped = true;
+                        if row.kind == OutboxKind::Text {
+                            let failure = DeliveryFailure {
+                                id: row.message_id.clone(),
+                                to: row.recipient.clone(),
+                                reason: FailureReason::from_refusal(&refusal.reason),
+                            };
+                            store::mark_failed(&mut tx, row, &failure.delivery_error()).await?;
+                            failures.push(failure);
+                        }
                     }
+                    tx.commit().await?;
                     if !dropped {
                         return Err(RelayError::Status {
                             status: 404,
@@ -889,24 +951,14 @@ impl Client {
             let now = now_ms();
             let mut tx = self.store.write().await?;
             for row in &rows {
-                if store::delete_outbox(&mut tx, row.seq).await? {
-                    store::insert_message(
-                        &mut tx,
-                        &row.recipient,
-                        true,
-                        &row.message_id,
-                        &row.text,
-                        row.sent_at,
-                        now,
-                        true,
-                    )
-                    .await?;
+                if store::delete_outbox(&mut tx, row.seq).await? && row.kind == OutboxKind::Text {
+                    store::mark_sent(&mut tx, row, now).await?;
                 }
             }
             tx.commit().await?;
         }
         drop(lock);
-        Ok(())
+        Ok(failures)
     }
 
     /// Long-polls the relay for up to `timeout`, decrypts and stores what arrives,
@@ -945,9 +997,12 @@ impl Client {
         timing: AckTiming,
     ) -> Result<PollOutcome, ClientError> {
         let me = self.me().await?;
-        self.flush_outbox(&me).await?;
+        let failures = self.flush_outbox(&me).await?;
         self.maintain_prekeys(&me).await?;
         let mut outcome = PollOutcome::default();
+        outcome
+            .warnings
+            .extend(failures.iter().map(ToString::to_string));
         {
             let mut conn = self.store.conn().await?;
             for row in store::unshown(&mut conn).await? {
@@ -999,6 +1054,7 @@ impl Client {
                     outcome.warnings.push(warning);
                 }
                 Decrypted::Dropped(None) => {}
+                Decrypted::Receipt(notice) => outcome.warnings.push(notice),
             }
         }
         match timing {
@@ -1018,6 +1074,8 @@ impl Client {
         if !envelopes.is_empty() {
             self.store.checkpoint().await?;
         }
+        // After the ack: what arrived is stored whatever happens to these.
+        self.answer_and_resend(&me, &mut outcome).await?;
         Ok(outcome)
     }
 
@@ -1157,6 +1215,15 @@ impl Client {
                 return Ok((Decrypted::Dropped(None), false));
             }
             Err(e) => {
+                // The sender is owed a decryption-error receipt (sent after the ack,
+                // see `send_receipts`), so that it can re-send in a fresh session.
+                store::add_receipt_due(
+                    &mut tx,
+                    &from,
+                    &sha256(&envelope.body.0),
+                    envelope.received_at,
+                )
+                .await?;
                 tx.commit().await?;
                 return Ok((drop_with(e.to_string()), false));
             }
@@ -1168,32 +1235,45 @@ impl Client {
         if let Some(contact) = &new_contact {
             store::upsert_contact(&mut tx, contact, now).await?;
         }
-        let content = match serde_json::from_slice::<Content>(&plaintext) {
-            Ok(content) if content.v == CONTENT_VERSION => content,
-            Ok(content) => {
-                tx.commit().await?;
-                return Ok((
-                    drop_with(format!("unknown content version {}", content.v)),
-                    consumed.is_some(),
-                ));
-            }
+        let content = match Content::decode(&plaintext) {
+            Ok(content) => content,
             Err(e) => {
                 tx.commit().await?;
-                return Ok((
-                    drop_with(format!("bad content record: {e}")),
-                    consumed.is_some(),
-                ));
+                return Ok((drop_with(e.to_string()), consumed.is_some()));
             }
         };
+        let identity_changed = identity_changed
+            || contact
+                .as_ref()
+                .is_some_and(|c| c.trust == Trust::IdentityChanged);
+        let (text, raw) = match content.kind {
+            Kind::Text(text) => (text, None),
+            Kind::DecryptionError(envelopes) => {
+                let notice = self
+                    .apply_receipt(&mut tx, &from, &envelopes, identity_changed, now)
+                    .await?;
+                tx.commit().await?;
+                return Ok((Decrypted::Receipt(notice), consumed.is_some()));
+            }
+            // Kept, and shown as a placeholder, never dropped: a newer client's kind.
+            Kind::Unknown { kind, raw } => (
+                format!("[a message of kind {kind:?}, which this version cannot show]"),
+                Some(raw),
+            ),
+        };
+        // A message id is stored (and so shown) once per peer: a re-send after a
+        // decryption-error receipt keeps its id, and a forged receipt that made the
+        // sender re-send a message we had read shows nothing twice.
         let inserted = store::insert_message(
             &mut tx,
             &from,
             false,
             &content.id,
-            &content.text,
+            &text,
             content.sent_at,
             now,
             false,
+            raw.as_deref(),
         )
         .await?;
         let seq: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
@@ -1203,13 +1283,11 @@ impl Client {
         if !inserted {
             return Ok((Decrypted::Dropped(None), consumed.is_some()));
         }
-        let identity_changed =
-            identity_changed || contact.is_some_and(|c| c.trust == Trust::IdentityChanged);
         Ok((
             Decrypted::Message(ReceivedMessage {
                 id: content.id,
                 from,
-                text: content.text,
+                text,
                 sent_at: content.sent_at,
                 received_at: now,
                 identity_changed,
@@ -1217,6 +1295,311 @@ impl Client {
             }),
             consumed.is_some(),
         ))
+    }
+
+    /// Applies a decryption-error receipt from `peer`: each message it names is marked
+    /// failed and, once, due for a re-send. Returns the notice for the user.
+    async fn apply_receipt(
+        &self,
+        tx: &mut SqliteConnection,
+        peer: &str,
+        envelopes: &[FailedEnvelope],
+        identity_changed: bool,
+        now: u64,
+    ) -> Result<String, ClientError> {
+        let min_sent_at = now.saturating_sub(ms(RESEND_MAX_AGE));
+        let error = FailureReason::Undecryptable.to_string();
+        let mut failed = Vec::new();
+        let mut resend = 0;
+        for envelope in envelopes.iter().take(MAX_RECEIPT_HASHES) {
+            if let Some(reported) =
+                store::fail_by_receipt(tx, peer, &envelope.body_sha256.0, min_sent_at, &error)
+                    .await?
+            {
+                resend += usize::from(reported.resend);
+                failed.push(reported.message_id);
+            }
+        }
+        tracing::info!(%peer, named = envelopes.len(), known = failed.len(), "decryption-error receipt");
+        Ok(if failed.is_empty() {
+            format!(
+                "{peer} reported {} message(s) it could not decrypt, none of them known here",
+                envelopes.len()
+            )
+        } else if resend == 0 {
+            format!(
+                "{peer} could not decrypt {} message(s) (ids {}); they were re-sent once already and are marked failed",
+                failed.len(),
+                failed.join(", ")
+            )
+        } else if identity_changed {
+            format!(
+                "{peer} could not decrypt {} message(s) (ids {}), and its identity key changed; they are marked failed and are re-sent once the new key is trusted",
+                failed.len(),
+                failed.join(", ")
+            )
+        } else {
+            format!(
+                "{peer} could not decrypt {} message(s) (ids {}); re-sending them in a new session",
+                failed.len(),
+                failed.join(", ")
+            )
+        })
+    }
+
+    /// After a poll: sends the decryption-error receipts owed, then the re-sends due
+    /// to trusted peers. Relay failures are reported as warnings and retried by the
+    /// next poll (both are in the store).
+    async fn answer_and_resend(
+        &self,
+        me: &Me,
+        outcome: &mut PollOutcome,
+    ) -> Result<(), ClientError> {
+        if let Err(error) = self.send_receipts(me).await {
+            if matches!(error, ClientError::Store(_)) {
+                return Err(error);
+            }
+            outcome
+                .warnings
+                .push(format!("decryption-error receipts not sent yet: {error}"));
+        }
+        let peers = {
+            let mut conn = self.store.conn().await?;
+            store::peers_with_resends_due(&mut conn).await?
+        };
+        for peer in peers {
+            match self.resend_due(me, &peer).await {
+                Ok(failures) => outcome
+                    .warnings
+                    .extend(failures.iter().map(ToString::to_string)),
+                Err(error @ ClientError::Store(_)) => return Err(error),
+                Err(error) => outcome.warnings.push(format!(
+                    "re-sending to {peer} failed, retried later: {error}"
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends each peer owed receipts one decryption-error receipt naming the envelopes
+    /// that failed, in a fresh session (a prekey message): whatever broke the old one
+    /// (the peer lost its session, or re-registered) does not break this one. A fresh
+    /// session costs a bundle fetch and one of the peer's one-time prekeys, so it is
+    /// started at most once per [`RECEIPT_SESSION_INTERVAL`] per peer; within it the
+    /// session it started carries the receipt.
+    async fn send_receipts(&self, me: &Me) -> Result<(), ClientError> {
+        let peers = {
+            let mut conn = self.store.conn().await?;
+            store::peers_owed_receipts(&mut conn, MAX_RECEIPT_PEERS_PER_POLL).await?
+        };
+        let mut queued = false;
+        for peer in peers {
+            let now = now_ms();
+            if peer == me.row.email {
+                let mut conn = self.store.conn().await?;
+                store::clear_receipts_due(&mut conn, &peer).await?;
+                continue;
+            }
+            let (contact, started) = {
+                let mut conn = self.store.conn().await?;
+                (
+                    store::contact(&mut conn, &peer).await?,
+                    store::receipt_session_started(&mut conn, &peer).await?,
+                )
+            };
+            // No receipt goes to a key the user has not accepted; it waits for `trust`.
+            if contact
+                .as_ref()
+                .is_some_and(|c| c.trust == Trust::IdentityChanged)
+            {
+                continue;
+            }
+            let recent =
+                started.is_some_and(|at| now.saturating_sub(at) < ms(RECEIPT_SESSION_INTERVAL));
+            let bundle = if recent {
+                None
+            } else {
+                match self.fetch_bundle(me, &peer).await {
+                    Ok(bundle) => Some(bundle),
+                    Err(ClientError::UnknownAccount { .. }) => {
+                        // The sender is gone: nobody to tell.
+                        let mut conn = self.store.conn().await?;
+                        store::clear_receipts_due(&mut conn, &peer).await?;
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                }
+            };
+            let mut tx = self.store.write().await?;
+            if let Some(bundle) = &bundle {
+                match store::contact(&mut tx, &peer).await? {
+                    // A stranger, or an address that lost its profile: pinned on first
+                    // use like any new contact, with a session.
+                    None => {
+                        self.adopt_bundle(&mut tx, me, &peer, bundle).await?;
+                    }
+                    Some(c) if c.identity_key == bundle.identity_key.to_bytes() => {
+                        let mut record =
+                            store::session(&mut tx, &self.key, SessionSlot::Pinned, &peer).await?;
+                        let mut rng = rand::rng();
+                        record
+                            .initiate(&mut rng, &me.identity, &me.row.email, &peer, bundle)
+                            .map_err(|e| ClientError::BadBundle {
+                                email: peer.clone(),
+                                reason: e.to_string(),
+                            })?;
+                        store::save_session(
+                            &mut tx,
+                            &self.key,
+                            SessionSlot::Pinned,
+                            &peer,
+                            &record,
+                            now,
+                        )
+                        .await?;
+                    }
+                    // Another key than the pinned one: marks the contact changed, and
+                    // the receipt waits for the user's decision.
+                    Some(_) => {
+                        let adopted = self.adopt_bundle(&mut tx, me, &peer, bundle).await;
+                        tx.commit().await?;
+                        if let Err(error) = adopted {
+                            tracing::warn!(%peer, "receipt not sent: {error}");
+                        }
+                        continue;
+                    }
+                }
+                store::set_receipt_session_started(&mut tx, &peer, now).await?;
+            }
+            let Some(contact) = store::contact(&mut tx, &peer).await? else {
+                continue;
+            };
+            let mut record = store::session(&mut tx, &self.key, SessionSlot::Pinned, &peer).await?;
+            if record.remote_identity().map(|k| k.to_bytes()) != Some(contact.identity_key) {
+                // No session to carry it within the interval: it waits for the next one.
+                continue;
+            }
+            let envelopes: Vec<FailedEnvelope> = store::receipts_due(&mut tx, &peer)
+                .await?
+                .into_iter()
+                .map(|(hash, received_at)| FailedEnvelope {
+                    body_sha256: e2ee_proto::Base64Key(hash),
+                    received_at,
+                })
+                .collect();
+            let content = Content {
+                id: uuid::Uuid::new_v4().to_string(),
+                sent_at: now,
+                kind: Kind::DecryptionError(envelopes),
+            };
+            let plaintext = encode_content(&content)?;
+            let wire = encrypt(&mut record, &plaintext).map_err(|source| ClientError::Encrypt {
+                email: peer.clone(),
+                source,
+            })?;
+            store::save_session(&mut tx, &self.key, SessionSlot::Pinned, &peer, &record, now)
+                .await?;
+            store::insert_outbox(
+                &mut tx,
+                &peer,
+                &content.id,
+                &wire,
+                "",
+                now,
+                OutboxKind::Receipt,
+            )
+            .await?;
+            store::clear_receipts_due(&mut tx, &peer).await?;
+            tx.commit().await?;
+            queued = true;
+        }
+        if queued {
+            self.flush_outbox(me).await?;
+        }
+        Ok(())
+    }
+
+    /// Re-sends, once, the messages to `peer` that a decryption-error receipt marked
+    /// failed, keeping their ids, in the current session with the pinned key: the one
+    /// the receipt started, or the one `trust` accepted. Nothing goes out while the
+    /// contact's identity change is not trusted. Returns refusals, as `flush`.
+    async fn resend_due(&self, me: &Me, peer: &str) -> Result<Vec<DeliveryFailure>, ClientError> {
+        if !self.encrypt_resends(peer).await? {
+            // No session with the pinned key (none ever, or it was dropped): start one.
+            let bundle = self.fetch_bundle(me, peer).await?;
+            let mut tx = self.store.write().await?;
+            let adopted = self.adopt_bundle(&mut tx, me, peer, &bundle).await;
+            tx.commit().await?;
+            adopted?;
+            self.encrypt_resends(peer).await?;
+        }
+        self.flush_outbox(me).await
+    }
+
+    /// Encrypts the re-sends due to `peer` into the outbox, in one transaction.
+    /// `false` when they need a session with the pinned key that is not there.
+    async fn encrypt_resends(&self, peer: &str) -> Result<bool, ClientError> {
+        let mut tx = self.store.write().await?;
+        let Some(contact) = store::contact(&mut tx, peer).await? else {
+            return Ok(true);
+        };
+        if contact.trust == Trust::IdentityChanged {
+            return Ok(true);
+        }
+        let due = store::resends_due(&mut tx, peer).await?;
+        if due.is_empty() {
+            return Ok(true);
+        }
+        let mut record = store::session(&mut tx, &self.key, SessionSlot::Pinned, peer).await?;
+        if record.remote_identity().map(|k| k.to_bytes()) != Some(contact.identity_key) {
+            return Ok(false);
+        }
+        let now = now_ms();
+        for message in &due {
+            let content = Content {
+                id: message.message_id.clone(),
+                sent_at: message.sent_at,
+                kind: Kind::Text(message.text.clone()),
+            };
+            let plaintext = encode_content(&content)?;
+            let wire = encrypt(&mut record, &plaintext).map_err(|source| ClientError::Encrypt {
+                email: peer.to_owned(),
+                source,
+            })?;
+            store::insert_outbox(
+                &mut tx,
+                peer,
+                &content.id,
+                &wire,
+                &message.text,
+                message.sent_at,
+                OutboxKind::Text,
+            )
+            .await?;
+            store::mark_resent(&mut tx, peer, &content.id, &sha256(&wire)).await?;
+        }
+        store::save_session(&mut tx, &self.key, SessionSlot::Pinned, peer, &record, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// [`Self::resend_due`] for `trust`: the re-sends that waited for the new key.
+    /// A relay that cannot be reached leaves them in the outbox, posted by the next
+    /// send or poll.
+    async fn resend_after_trust(&self, me: &Me, peer: &str) -> Result<(), ClientError> {
+        match self.resend_due(me, peer).await {
+            Ok(failures) => {
+                for failure in failures {
+                    tracing::warn!("{failure}");
+                }
+                Ok(())
+            }
+            Err(error @ ClientError::Store(_)) => Err(error),
+            Err(error) => {
+                tracing::warn!(%peer, "re-sending after trust: {error}");
+                Ok(())
+            }
+        }
     }
 
     /// Refills one-time prekeys when the relay holds fewer than
@@ -1308,6 +1691,13 @@ fn encrypt(
 ) -> Result<Vec<u8>, e2ee_ratchet::EncryptError> {
     let mut rng = rand::rng();
     Ok(record.encrypt(&mut rng, plaintext)?.to_bytes())
+}
+
+fn encode_content(content: &Content) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+    content
+        .encode()
+        .map(Zeroizing::new)
+        .ok_or_else(|| ClientError::Inconsistent("encoding a content record failed".to_owned()))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -297,6 +297,17 @@ pub enum ClientError {
         #[source]
         source: Box<ClientError>,
     },
+    /// The relay refused the recipient (no account, banned): the message was not sent,
+    /// left the outbox and is marked failed in the history.
+    #[error("{to} cannot receive messages on this relay ({reason}); the message was not sent")]
+    Refused {
+        /// The recipient.
+        to: String,
+        /// The message id, as in [`crate::SentMessage::id`].
+        id: String,
+        /// Why the relay refused it.
+        reason: crate::FailureReason,
+    },
     /// Stored state is inconsistent (e.g. a session without its contact).
     #[error("local store is inconsistent: {0}")]
     Inconsistent(String),
@@ -335,7 +346,8 @@ impl ClientError {
             | Self::InvalidEmail { .. }
             | Self::UnknownContact { .. }
             | Self::SelfMessage { .. }
-            | Self::MessageTooLong { .. } => ErrorKind::User,
+            | Self::MessageTooLong { .. }
+            | Self::Refused { .. } => ErrorKind::User,
         }
     }
 }

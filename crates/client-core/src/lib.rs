@@ -30,6 +30,8 @@
 //! ```
 
 mod client;
+mod content;
+mod delivery;
 mod error;
 mod relay;
 mod secret;
@@ -42,6 +44,7 @@ pub use client::{
     ReceivedMessage, SIGNED_PREKEY_GRACE, SIGNED_PREKEY_ROTATION, SentMessage, UNREGISTERED_FILE,
     normalize_email,
 };
+pub use delivery::{Delivery, DeliveryFailure, FailureReason};
 pub use error::{ClientError, ErrorKind, RelayError, StoreError};
 pub use relay::{MAX_RESPONSE_BYTES, RelayClient};
 pub use secret::{KEY_FILE, WRAPPED_KEY_FILE};

@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{Row as _, Sqlite, Transaction};
 
 use crate::StoreError;
+use crate::delivery::Delivery;
 use crate::secret::StoreKey;
 
 /// The store's file name inside the profile directory.
@@ -96,6 +97,55 @@ pub(crate) struct MessageRow {
     pub(crate) text: String,
     pub(crate) sent_at: u64,
     pub(crate) received_at: u64,
+    /// Outgoing messages only.
+    pub(crate) delivery: Option<Delivery>,
+    /// Why a failed message failed.
+    pub(crate) delivery_error: Option<String>,
+}
+
+/// What an outbox row carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutboxKind {
+    /// A message of the history (its `messages` row is `outbox` until accepted).
+    Text,
+    /// A decryption-error receipt: no history row.
+    Receipt,
+}
+
+impl OutboxKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Receipt => "receipt",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "text" => Ok(Self::Text),
+            "receipt" => Ok(Self::Receipt),
+            other => Err(StoreError::Decode {
+                what: "outbox row kind",
+                reason: format!("unknown value {other:?}"),
+            }),
+        }
+    }
+}
+
+/// An outgoing message a decryption-error receipt named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReportedMessage {
+    pub(crate) message_id: String,
+    /// A re-send is due (false: it was re-sent once already, or one is due already).
+    pub(crate) resend: bool,
+}
+
+/// An outgoing message waiting to be re-sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResendRow {
+    pub(crate) message_id: String,
+    pub(crate) text: String,
+    pub(crate) sent_at: u64,
 }
 
 /// An encrypted message waiting for the relay to accept it.
@@ -107,6 +157,7 @@ pub(crate) struct OutboxRow {
     pub(crate) body: Vec<u8>,
     pub(crate) text: String,
     pub(crate) sent_at: u64,
+    pub(crate) kind: OutboxKind,
 }
 
 /// An open profile store.
@@ -640,10 +691,11 @@ pub(crate) async fn insert_message(
     sent_at: u64,
     received_at: u64,
     shown: bool,
+    raw_content: Option<&str>,
 ) -> Result<bool, StoreError> {
     let result = sqlx::query(
-        "INSERT OR IGNORE INTO messages (peer, direction, message_id, text, sent_at, received_at, shown) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO messages (peer, direction, message_id, text, sent_at, received_at, \
+         shown, raw_content) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(peer)
     .bind(if outgoing { "out" } else { "in" })
@@ -652,13 +704,17 @@ pub(crate) async fn insert_message(
     .bind(to_i64(sent_at))
     .bind(to_i64(received_at))
     .bind(shown)
+    .bind(raw_content)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)
 }
 
+/// Reads `seq, peer, direction, message_id, text, sent_at, received_at, delivery,
+/// delivery_error`, in that order.
 fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, StoreError> {
     let direction: String = row.try_get(2)?;
+    let delivery: Option<String> = row.try_get(7)?;
     Ok(MessageRow {
         seq: row.try_get(0)?,
         peer: row.try_get(1)?,
@@ -667,6 +723,8 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, StoreEr
         text: row.try_get(4)?,
         sent_at: to_u64(row.try_get(5)?),
         received_at: to_u64(row.try_get(6)?),
+        delivery: delivery.as_deref().map(Delivery::parse).transpose()?,
+        delivery_error: row.try_get(8)?,
     })
 }
 
@@ -677,8 +735,9 @@ pub(crate) async fn history(
     limit: u32,
 ) -> Result<Vec<MessageRow>, StoreError> {
     let rows = sqlx::query(
-        "SELECT * FROM (SELECT seq, peer, direction, message_id, text, sent_at, received_at \
-         FROM messages WHERE peer = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+        "SELECT * FROM (SELECT seq, peer, direction, message_id, text, sent_at, received_at, \
+         delivery, delivery_error FROM messages WHERE peer = ? ORDER BY seq DESC LIMIT ?) \
+         ORDER BY seq",
     )
     .bind(peer)
     .bind(i64::from(limit))
@@ -690,8 +749,8 @@ pub(crate) async fn history(
 /// Received messages not yet handed to the user, oldest first.
 pub(crate) async fn unshown(conn: &mut SqliteConnection) -> Result<Vec<MessageRow>, StoreError> {
     let rows = sqlx::query(
-        "SELECT seq, peer, direction, message_id, text, sent_at, received_at \
-         FROM messages WHERE shown = 0 ORDER BY seq",
+        "SELECT seq, peer, direction, message_id, text, sent_at, received_at, delivery, \
+         delivery_error FROM messages WHERE shown = 0 ORDER BY seq",
     )
     .fetch_all(conn)
     .await?;
@@ -708,6 +767,7 @@ pub(crate) async fn mark_shown(conn: &mut SqliteConnection, seq: i64) -> Result<
 
 // ---- outbox --------------------------------------------------------------------
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_outbox(
     conn: &mut SqliteConnection,
     recipient: &str,
@@ -715,15 +775,18 @@ pub(crate) async fn insert_outbox(
     body: &[u8],
     text: &str,
     sent_at: u64,
+    kind: OutboxKind,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO outbox (recipient, message_id, body, text, sent_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO outbox (recipient, message_id, body, text, sent_at, kind) \
+         VALUES (?, ?, ?, ?, ?, ?)",
     )
     .bind(recipient)
     .bind(message_id)
     .bind(body)
     .bind(text)
     .bind(to_i64(sent_at))
+    .bind(kind.as_str())
     .execute(conn)
     .await?;
     Ok(())
@@ -735,13 +798,15 @@ pub(crate) async fn outbox(
     limit: usize,
 ) -> Result<Vec<OutboxRow>, StoreError> {
     let rows = sqlx::query(
-        "SELECT seq, recipient, message_id, body, text, sent_at FROM outbox ORDER BY seq LIMIT ?",
+        "SELECT seq, recipient, message_id, body, text, sent_at, kind FROM outbox \
+         ORDER BY seq LIMIT ?",
     )
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(conn)
     .await?;
     rows.iter()
         .map(|row| {
+            let kind: String = row.try_get(6)?;
             Ok(OutboxRow {
                 seq: row.try_get(0)?,
                 recipient: row.try_get(1)?,
@@ -749,6 +814,7 @@ pub(crate) async fn outbox(
                 body: row.try_get(3)?,
                 text: row.try_get(4)?,
                 sent_at: to_u64(row.try_get(5)?),
+                kind: OutboxKind::parse(&kind)?,
             })
         })
         .collect()
@@ -765,6 +831,273 @@ pub(crate) async fn delete_outbox(
         .execute(conn)
         .await?;
     Ok(result.rows_affected() == 1)
+}
+
+// ---- delivery state ------------------------------------------------------------
+
+/// Records an outgoing message as waiting in the outbox, with the hash of the body
+/// that goes out for it; a re-send of the same id replaces the hash.
+pub(crate) async fn insert_outgoing(
+    conn: &mut SqliteConnection,
+    peer: &str,
+    message_id: &str,
+    text: &str,
+    sent_at: u64,
+    body_sha256: &[u8; 32],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO messages (peer, direction, message_id, text, sent_at, received_at, shown, \
+         delivery, body_sha256) VALUES (?, 'out', ?, ?, ?, ?, 1, 'outbox', ?) \
+         ON CONFLICT (peer, direction, message_id) DO UPDATE SET delivery = 'outbox', \
+         delivery_error = NULL, body_sha256 = excluded.body_sha256",
+    )
+    .bind(peer)
+    .bind(message_id)
+    .bind(text)
+    .bind(to_i64(sent_at))
+    .bind(to_i64(sent_at))
+    .bind(body_sha256.to_vec())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks an outgoing message accepted by the relay at `now`. Rows queued by a version
+/// before delivery states have no history row yet: it is made here.
+pub(crate) async fn mark_sent(
+    conn: &mut SqliteConnection,
+    row: &OutboxRow,
+    now: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO messages (peer, direction, message_id, text, sent_at, received_at, shown, \
+         delivery) VALUES (?, 'out', ?, ?, ?, ?, 1, 'sent') \
+         ON CONFLICT (peer, direction, message_id) DO UPDATE SET delivery = 'sent', \
+         delivery_error = NULL, received_at = excluded.received_at",
+    )
+    .bind(&row.recipient)
+    .bind(&row.message_id)
+    .bind(&row.text)
+    .bind(to_i64(row.sent_at))
+    .bind(to_i64(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks an outgoing message failed, saying why; no re-send is due.
+pub(crate) async fn mark_failed(
+    conn: &mut SqliteConnection,
+    row: &OutboxRow,
+    error: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO messages (peer, direction, message_id, text, sent_at, received_at, shown, \
+         delivery, delivery_error) VALUES (?, 'out', ?, ?, ?, ?, 1, 'failed', ?) \
+         ON CONFLICT (peer, direction, message_id) DO UPDATE SET delivery = 'failed', \
+         delivery_error = excluded.delivery_error, resend_due = 0",
+    )
+    .bind(&row.recipient)
+    .bind(&row.message_id)
+    .bind(&row.text)
+    .bind(to_i64(row.sent_at))
+    .bind(to_i64(row.sent_at))
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A decryption-error receipt from `peer` names the body hashed `body_sha256`: marks
+/// the outgoing message posted with that body failed and, unless it was re-sent
+/// [`crate::delivery::MAX_RESENDS`] times already, due for a re-send. Messages sent
+/// before `min_sent_at` are left alone. `None` when no such message is known.
+pub(crate) async fn fail_by_receipt(
+    conn: &mut SqliteConnection,
+    peer: &str,
+    body_sha256: &[u8; 32],
+    min_sent_at: u64,
+    error: &str,
+) -> Result<Option<ReportedMessage>, StoreError> {
+    let row = sqlx::query(
+        "SELECT seq, message_id, resends, resend_due FROM messages WHERE peer = ? \
+         AND direction = 'out' AND body_sha256 = ? AND sent_at >= ?",
+    )
+    .bind(peer)
+    .bind(body_sha256.to_vec())
+    .bind(to_i64(min_sent_at))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let seq: i64 = row.try_get(0)?;
+    let resends: i64 = row.try_get(2)?;
+    let already_due: bool = row.try_get(3)?;
+    let resend = !already_due && resends < crate::delivery::MAX_RESENDS;
+    sqlx::query(
+        "UPDATE messages SET delivery = 'failed', delivery_error = ?, \
+         resend_due = (resend_due OR ?) WHERE seq = ?",
+    )
+    .bind(error)
+    .bind(resend)
+    .bind(seq)
+    .execute(conn)
+    .await?;
+    Ok(Some(ReportedMessage {
+        message_id: row.try_get(1)?,
+        resend,
+    }))
+}
+
+/// Peers with messages due for a re-send.
+pub(crate) async fn peers_with_resends_due(
+    conn: &mut SqliteConnection,
+) -> Result<Vec<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT DISTINCT peer FROM messages WHERE resend_due = 1 ORDER BY peer")
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// The messages to `peer` due for a re-send, oldest first.
+pub(crate) async fn resends_due(
+    conn: &mut SqliteConnection,
+    peer: &str,
+) -> Result<Vec<ResendRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT message_id, text, sent_at FROM messages WHERE peer = ? AND resend_due = 1 \
+         ORDER BY seq",
+    )
+    .bind(peer)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ResendRow {
+                message_id: row.try_get(0)?,
+                text: row.try_get(1)?,
+                sent_at: to_u64(row.try_get(2)?),
+            })
+        })
+        .collect()
+}
+
+/// Records that a re-send of `message_id` to `peer` went into the outbox.
+pub(crate) async fn mark_resent(
+    conn: &mut SqliteConnection,
+    peer: &str,
+    message_id: &str,
+    body_sha256: &[u8; 32],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE messages SET delivery = 'outbox', delivery_error = NULL, resend_due = 0, \
+         resends = resends + 1, body_sha256 = ? \
+         WHERE peer = ? AND direction = 'out' AND message_id = ?",
+    )
+    .bind(body_sha256.to_vec())
+    .bind(peer)
+    .bind(message_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// ---- decryption-error receipts --------------------------------------------------
+
+/// Queues a receipt to `peer` for an envelope it sent that did not decrypt; at most
+/// [`crate::content::MAX_RECEIPT_HASHES`] wait per peer, later ones are dropped.
+pub(crate) async fn add_receipt_due(
+    conn: &mut SqliteConnection,
+    peer: &str,
+    envelope_sha256: &[u8; 32],
+    received_at: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO receipts_due (peer, envelope_sha256, received_at) \
+         SELECT ?, ?, ? WHERE (SELECT COUNT(*) FROM receipts_due WHERE peer = ?) < ?",
+    )
+    .bind(peer)
+    .bind(envelope_sha256.to_vec())
+    .bind(to_i64(received_at))
+    .bind(peer)
+    .bind(i64::try_from(crate::content::MAX_RECEIPT_HASHES).unwrap_or(i64::MAX))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Up to `limit` peers owed a receipt.
+pub(crate) async fn peers_owed_receipts(
+    conn: &mut SqliteConnection,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT DISTINCT peer FROM receipts_due ORDER BY peer LIMIT ?")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// The envelopes `peer` is owed a receipt for, as `(SHA-256 of the body, received_at)`.
+pub(crate) async fn receipts_due(
+    conn: &mut SqliteConnection,
+    peer: &str,
+) -> Result<Vec<([u8; 32], u64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT envelope_sha256, received_at FROM receipts_due WHERE peer = ? \
+         ORDER BY received_at",
+    )
+    .bind(peer)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let hash: Vec<u8> = row.try_get(0)?;
+            Ok((key32(&hash, "envelope hash")?, to_u64(row.try_get(1)?)))
+        })
+        .collect()
+}
+
+/// Forgets the receipts owed to `peer` (sent, or the peer is gone).
+pub(crate) async fn clear_receipts_due(
+    conn: &mut SqliteConnection,
+    peer: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM receipts_due WHERE peer = ?")
+        .bind(peer)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// When receipts last started a session with `peer`.
+pub(crate) async fn receipt_session_started(
+    conn: &mut SqliteConnection,
+    peer: &str,
+) -> Result<Option<u64>, StoreError> {
+    let at: Option<i64> =
+        sqlx::query_scalar("SELECT started_at FROM receipt_sessions WHERE peer = ?")
+            .bind(peer)
+            .fetch_optional(conn)
+            .await?;
+    Ok(at.map(to_u64))
+}
+
+pub(crate) async fn set_receipt_session_started(
+    conn: &mut SqliteConnection,
+    peer: &str,
+    now: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO receipt_sessions (peer, started_at) VALUES (?, ?) \
+         ON CONFLICT (peer) DO UPDATE SET started_at = excluded.started_at",
+    )
+    .bind(peer)
+    .bind(to_i64(now))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 pub(crate) async fn outbox_len(conn: &mut SqliteConnection) -> Result<u64, StoreError> {

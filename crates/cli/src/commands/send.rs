@@ -45,8 +45,31 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
             sent.to, sent.to
         ));
     }
+    // Earlier messages this send's flush found undeliverable: said, never silent.
+    for failure in &sent.earlier_failures {
+        if out.json() {
+            out.result(
+                "",
+                &json!({
+                    "warning": failure.to_string(),
+                    "code": "delivery_failed",
+                    "peer": failure.to,
+                    "id": failure.id,
+                    "delivery": "failed",
+                }),
+            )?;
+        } else {
+            out.warn(&failure.to_string());
+        }
+    }
     out.result(
         &format!("sent to {}", sent.to),
-        &json!({"id": sent.id, "to": sent.to, "sent_at": sent.sent_at, "new_contact": sent.new_contact}),
+        &json!({
+            "id": sent.id,
+            "to": sent.to,
+            "sent_at": sent.sent_at,
+            "new_contact": sent.new_contact,
+            "delivery": sent.delivery,
+        }),
     )
 }

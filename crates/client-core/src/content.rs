@@ -1,0 +1,220 @@
+//! The content record: what the ratchet encrypts (docs/PROTOCOL.md, "Content records").
+//!
+//! Version 2 is a tagged enum of kinds, `{"v":2,"kind":"…","id","sent_at",…}`.
+//! Version 1 (`{"v":1,"id","sent_at","text"}`, written by older clients) still reads,
+//! as a text. A kind or version this client does not know is returned as
+//! [`Kind::Unknown`] with the record kept, so the caller stores and reports it instead
+//! of dropping it.
+
+use serde::{Deserialize, Serialize};
+
+/// Version written by this client.
+pub(crate) const CONTENT_VERSION: u32 = 2;
+/// The first version, text only, still read.
+const CONTENT_VERSION_1: u32 = 1;
+/// Most envelope hashes one decryption-error receipt names.
+pub(crate) const MAX_RECEIPT_HASHES: usize = e2ee_proto::MAX_MESSAGES_PER_REQUEST;
+
+/// A decoded content record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Content {
+    /// The sender's id of this record (uuid v4); a re-sent message keeps it.
+    pub(crate) id: String,
+    /// When the sender wrote it, unix ms (the sender's clock).
+    pub(crate) sent_at: u64,
+    /// What it is.
+    pub(crate) kind: Kind,
+}
+
+/// The kinds of content record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A text message.
+    Text(String),
+    /// The sender of this record could not decrypt the envelopes named here.
+    DecryptionError(Vec<FailedEnvelope>),
+    /// A version or kind this client does not know: `raw` is the whole record.
+    Unknown {
+        /// The record's `kind` (or `v<N>` for an unknown version).
+        kind: String,
+        /// The plaintext record as received.
+        raw: String,
+    },
+}
+
+/// One envelope a decryption-error receipt names, without its content: the sender
+/// knows which message it was by the hash of the body it posted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FailedEnvelope {
+    /// SHA-256 of the envelope body as the relay delivered it.
+    pub(crate) body_sha256: e2ee_proto::Base64Key,
+    /// The relay's `received_at` of that envelope, unix ms: for the sender's logs.
+    pub(crate) received_at: u64,
+}
+
+/// The wire form of version 2.
+#[derive(Serialize, Deserialize)]
+struct WireV2 {
+    v: u32,
+    id: String,
+    sent_at: u64,
+    #[serde(flatten)]
+    kind: WireKind,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum WireKind {
+    Text { text: String },
+    DecryptionError { envelopes: Vec<FailedEnvelope> },
+}
+
+/// The wire form of version 1.
+#[derive(Deserialize)]
+struct WireV1 {
+    id: String,
+    sent_at: u64,
+    text: String,
+}
+
+/// Only the fields every version has, to tell versions and kinds apart.
+#[derive(Deserialize)]
+struct Envelope {
+    v: u32,
+    id: String,
+    sent_at: u64,
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+/// Why a plaintext is not a content record at all.
+#[derive(Debug, thiserror::Error)]
+#[error("bad content record: {0}")]
+pub(crate) struct BadContent(String);
+
+impl Content {
+    /// A text message with a fresh id.
+    pub(crate) fn text(text: &str, sent_at: u64) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            sent_at,
+            kind: Kind::Text(text.to_owned()),
+        }
+    }
+
+    /// The JSON this client writes, or `None` for [`Kind::Unknown`], which it never
+    /// writes.
+    pub(crate) fn encode(&self) -> Option<Vec<u8>> {
+        let kind = match &self.kind {
+            Kind::Text(text) => WireKind::Text { text: text.clone() },
+            Kind::DecryptionError(envelopes) => WireKind::DecryptionError {
+                envelopes: envelopes.clone(),
+            },
+            Kind::Unknown { .. } => return None,
+        };
+        serde_json::to_vec(&WireV2 {
+            v: CONTENT_VERSION,
+            id: self.id.clone(),
+            sent_at: self.sent_at,
+            kind,
+        })
+        .ok()
+    }
+
+    /// Decodes any version. Only a plaintext that is not a record at all (no JSON
+    /// object with `v`, `id` and `sent_at`) is an error.
+    pub(crate) fn decode(plaintext: &[u8]) -> Result<Self, BadContent> {
+        let head: Envelope =
+            serde_json::from_slice(plaintext).map_err(|e| BadContent(e.to_string()))?;
+        let unknown = |kind: String| Self {
+            id: head.id.clone(),
+            sent_at: head.sent_at,
+            kind: Kind::Unknown {
+                kind,
+                raw: String::from_utf8_lossy(plaintext).into_owned(),
+            },
+        };
+        match head.v {
+            CONTENT_VERSION_1 => {
+                let v1: WireV1 =
+                    serde_json::from_slice(plaintext).map_err(|e| BadContent(e.to_string()))?;
+                Ok(Self {
+                    id: v1.id,
+                    sent_at: v1.sent_at,
+                    kind: Kind::Text(v1.text),
+                })
+            }
+            CONTENT_VERSION => match serde_json::from_slice::<WireV2>(plaintext) {
+                Ok(v2) => Ok(Self {
+                    id: v2.id,
+                    sent_at: v2.sent_at,
+                    kind: match v2.kind {
+                        WireKind::Text { text } => Kind::Text(text),
+                        WireKind::DecryptionError { envelopes } => Kind::DecryptionError(envelopes),
+                    },
+                }),
+                // A kind of a newer client: kept. A known kind with broken fields is
+                // kept too, under its name, rather than lost.
+                Err(_) => Ok(unknown(head.kind.clone().unwrap_or_default())),
+            },
+            other => Ok(unknown(format!("v{other}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn version_1_reads_as_text() {
+        let content = Content::decode(br#"{"v":1,"id":"a","sent_at":5,"text":"hello"}"#).unwrap();
+        assert_eq!(content.id, "a");
+        assert_eq!(content.sent_at, 5);
+        assert_eq!(content.kind, Kind::Text("hello".to_owned()));
+    }
+
+    #[test]
+    fn version_2_round_trips_every_kind() {
+        let text = Content::text("hi", 7);
+        assert_eq!(Content::decode(&text.encode().unwrap()).unwrap(), text);
+        let receipt = Content {
+            id: "r".to_owned(),
+            sent_at: 9,
+            kind: Kind::DecryptionError(vec![FailedEnvelope {
+                body_sha256: e2ee_proto::Base64Key([3; 32]),
+                received_at: 11,
+            }]),
+        };
+        let wire = receipt.encode().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&wire).unwrap();
+        assert_eq!(json["v"], 2);
+        assert_eq!(json["kind"], "decryption_error");
+        assert_eq!(Content::decode(&wire).unwrap(), receipt);
+    }
+
+    #[test]
+    fn unknown_kinds_and_versions_are_kept_not_dropped() {
+        let raw = r#"{"v":2,"kind":"typing","id":"t","sent_at":1,"on":true}"#;
+        let content = Content::decode(raw.as_bytes()).unwrap();
+        assert_eq!(
+            content.kind,
+            Kind::Unknown {
+                kind: "typing".to_owned(),
+                raw: raw.to_owned()
+            }
+        );
+        assert_eq!(content.encode(), None);
+        let raw = r#"{"v":9,"id":"n","sent_at":1}"#;
+        let content = Content::decode(raw.as_bytes()).unwrap();
+        assert!(matches!(content.kind, Kind::Unknown { ref kind, .. } if kind == "v9"));
+    }
+
+    #[test]
+    fn a_plaintext_that_is_no_record_is_an_error() {
+        assert!(Content::decode(b"not json").is_err());
+        assert!(Content::decode(br#"{"text":"no id"}"#).is_err());
+    }
+}
