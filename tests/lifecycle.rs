@@ -209,9 +209,10 @@ fn i12_sending_to_a_deleted_account_exits_1_and_queues_nothing() {
     carol
         .run(&["add-contact", "bob@y"])
         .fails_with(1, "bob@y is not registered on this relay");
-    // A contact with a session: the send itself is refused (what the client then says
-    // is tests/delivery.rs's subject), and the relay queues nothing.
-    let _ = alice.run(&["send", "bob@y", "into the void?"]);
+    // A contact with a session: the send itself is refused, named, and nothing queued.
+    alice
+        .run(&["send", "bob@y", "into the void?"])
+        .fails_with(1, "bob@y cannot receive messages on this relay");
     assert_eq!(queued_for(&relay, "bob@y"), 0);
 }
 
