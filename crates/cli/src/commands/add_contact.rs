@@ -27,6 +27,6 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
             "{verb} {}\nsafety number: {}\ncompare it with {} in person or over another channel, then run 'e2ee trust {}'",
             added.email, added.safety_number, added.email, added.email
         ),
-        &json!({"email": added.email, "safety_number": added.safety_number, "new": added.new}),
+        &json!({"peer": added.email, "safety_number": added.safety_number, "new_contact": added.new}),
     )
 }

@@ -1,6 +1,6 @@
 //! `e2ee send EMAIL [MESSAGE]`.
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 
 use e2ee_client_core::Client;
 use serde_json::json;
@@ -20,6 +20,9 @@ pub(crate) struct Args {
 pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
     let text = match args.message.as_deref() {
         None | Some("-") => {
+            if std::io::stdin().is_terminal() {
+                out.note("reading the message from stdin; end it with Ctrl-D (or give it after the address)");
+            }
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
@@ -39,14 +42,25 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
         let _spinner = out.spinner("sending…");
         client.send(&args.email, &text).await?
     };
-    if sent.new_contact && !out.json() {
-        out.warn(&format!(
-            "{} was added as a contact on first use; compare safety numbers with 'e2ee verify {}'",
-            sent.to, sent.to
-        ));
+    if sent.new_contact {
+        out.warn_peer(
+            "new_contact",
+            &format!(
+                "{} was added as a contact on first use; compare safety numbers with 'e2ee verify {}'",
+                sent.to, sent.to
+            ),
+            &sent.to,
+        );
     }
     out.result(
         &format!("sent to {}", sent.to),
-        &json!({"id": sent.id, "to": sent.to, "sent_at": sent.sent_at, "new_contact": sent.new_contact}),
+        &json!({
+            "id": sent.id,
+            "to": sent.to,
+            "sent_at": sent.sent_at,
+            "new_contact": sent.new_contact,
+            // `send` returns once the relay accepted the message; a refusal is an error.
+            "delivery": "sent",
+        }),
     )
 }
