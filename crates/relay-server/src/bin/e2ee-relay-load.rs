@@ -14,7 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Registers users with real Ed25519 keys, then drives signed sends and long polls
 /// against a running relay and prints throughput and send-to-delivery latency.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Relay base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
