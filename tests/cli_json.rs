@@ -132,6 +132,23 @@ fn forget_account(relay: &mut Relay, email: &str) {
     relay.restart();
 }
 
+/// How long `poll --follow` may take to print its first line: it retries an
+/// unreachable relay about every 2 s and warns each time.
+const FIRST_LINE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The first line `stdout` prints, failing the test (not hanging it) when none comes
+/// within [`FIRST_LINE_WAIT`].
+fn first_line(stdout: std::process::ChildStdout) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(FIRST_LINE_WAIT)
+        .expect("poll --follow printed no line on stdout")
+}
+
 #[test]
 fn json_fields_of_every_command_match_the_client_doc_table() {
     let mut relay = Relay::start();
@@ -200,10 +217,8 @@ fn json_fields_of_every_command_match_the_client_doc_table() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(follower.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let line = first_line(stdout);
     follower.kill().unwrap();
     follower.wait().unwrap();
     let warning: Value = serde_json::from_str(&line).unwrap();

@@ -55,6 +55,23 @@ fn html_server() -> String {
     url
 }
 
+/// How long `poll --follow` may take to print its first line: it retries an
+/// unreachable relay about every 2 s and warns each time.
+const FIRST_LINE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The first line `stdout` prints, failing the test (not hanging it) when none comes
+/// within [`FIRST_LINE_WAIT`].
+fn first_line(stdout: std::process::ChildStdout) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(FIRST_LINE_WAIT)
+        .expect("poll --follow printed no line on stdout")
+}
+
 #[test]
 fn i6_wrong_relay_names_the_saved_relay_and_never_advises_registering_again() {
     let relay = Relay::start();
@@ -203,6 +220,16 @@ fn i12_empty_poll_on_a_terminal_says_no_new_messages() {
     let piped = alice.run(&["poll", "--timeout", "0"]).ok();
     assert_eq!(piped.stdout, "");
     assert!(!piped.stderr.contains("no new messages"), "{piped:?}");
+}
+
+#[test]
+fn i12_add_contact_of_yourself_says_so() {
+    let relay = Relay::start();
+    let alice = User::registered("alice@x", &relay);
+    let run = alice
+        .run(&["add-contact", "Alice@X"])
+        .fails_with(1, "cannot add yourself (alice@x) as a contact");
+    assert!(!run.stderr.contains("send"), "{}", run.stderr);
 }
 
 #[test]
@@ -400,10 +427,8 @@ fn s1_follow_against_an_unreachable_relay_warns_in_json_and_keeps_trying() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = first_line(stdout);
     child.kill().unwrap();
     child.wait().unwrap();
     let warning: serde_json::Value = serde_json::from_str(&line).unwrap();

@@ -1,8 +1,9 @@
 //! `e2ee add-contact EMAIL`.
 
-use e2ee_client_core::Client;
+use e2ee_client_core::{Client, ClientError};
 use serde_json::json;
 
+use crate::UserError;
 use crate::output::Output;
 
 /// Arguments of `add-contact`.
@@ -15,7 +16,15 @@ pub(crate) struct Args {
 pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
     let added = {
         let _spinner = out.spinner("fetching keys…");
-        client.add_contact(&args.email).await?
+        match client.add_contact(&args.email).await {
+            // The library's "cannot send to yourself" is about sending.
+            Err(ClientError::SelfMessage { email }) => {
+                return Err(
+                    UserError(format!("cannot add yourself ({email}) as a contact")).into(),
+                );
+            }
+            other => other?,
+        }
     };
     let verb = if added.new {
         "added"
