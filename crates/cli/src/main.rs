@@ -310,11 +310,14 @@ async fn wrong_relay_report(cli: &Cli, used: &str, error: anyhow::Error) -> anyh
             saved_url = saved.relay_url
         )
     };
-    report.text = match report.context.get("queued") {
-        Some(_) => format!(
-            "message to {} not delivered yet, saved in the outbox (the next send or poll \
-             retries it): {situation}",
-            report.context["queued"]["to"].as_str().unwrap_or_default()
+    let queued_to = report
+        .context
+        .get("queued")
+        .and_then(|queued| queued["to"].as_str());
+    report.text = match queued_to {
+        Some(to) => format!(
+            "message to {to} not delivered yet, saved in the outbox (the next send or poll \
+             retries it): {situation}"
         ),
         None => situation,
     };
@@ -373,12 +376,16 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::Trust(args) => commands::trust::run(&client, args, out).await,
         Command::Help(args) => print_help(args),
     };
-    let used = client.whoami().await.map(|account| account.relay_url);
+    // The relay in use (saved, or `--relay`), only needed to explain one refusal.
+    let used = match &result {
+        Err(error) if relay_does_not_know_us(error) => {
+            client.whoami().await.ok().map(|account| account.relay_url)
+        }
+        _ => None,
+    };
     client.close().await;
     match (result, used) {
-        (Err(error), Ok(used)) if relay_does_not_know_us(&error) => {
-            Err(wrong_relay_report(&cli, &used, error).await)
-        }
+        (Err(error), Some(used)) => Err(wrong_relay_report(&cli, &used, error).await),
         (result, _) => result,
     }
 }
