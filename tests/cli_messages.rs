@@ -395,6 +395,7 @@ fn s1_argument_errors_print_the_json_error_object_too() {
         &["--json", "frobnicate"][..],
         &["--json", "poll", "--timeout", "soon"],
         &["send", "--json"],
+        &["--json"],
     ] {
         let run = run(Command::new(&e2ee).args(args));
         assert_eq!(run.code(), Some(1), "{args:?}: {run:?}");
