@@ -34,7 +34,7 @@ fn first_contact_both_directions_and_history() {
     // A message from a new sender created the contact.
     let contacts = bob.run(&["--json", "contacts"]).ok().json_lines();
     assert_eq!(contacts.len(), 1);
-    assert_eq!(contacts[0]["email"], "alice@x");
+    assert_eq!(contacts[0]["peer"], "alice@x");
 
     // Text output is `EMAIL: text`; the message arrives from stdin.
     bob.run_stdin(&["send", "alice@x"], "hi alice\n").ok();

@@ -194,8 +194,24 @@ impl Run {
         self
     }
 
-    /// stdout parsed as one JSON object per line.
+    /// stdout parsed as one JSON object per line, without the `{"warning"}` lines.
     pub fn json_lines(&self) -> Vec<Value> {
+        self.all_json_lines()
+            .into_iter()
+            .filter(|line| line.get("warning").is_none())
+            .collect()
+    }
+
+    /// Only the `{"warning", "code", ...}` lines of stdout.
+    pub fn json_warnings(&self) -> Vec<Value> {
+        self.all_json_lines()
+            .into_iter()
+            .filter(|line| line.get("warning").is_some())
+            .collect()
+    }
+
+    /// Every line of stdout parsed as one JSON object.
+    pub fn all_json_lines(&self) -> Vec<Value> {
         self.stdout
             .lines()
             .filter(|line| !line.trim().is_empty())

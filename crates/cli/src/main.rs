@@ -6,8 +6,9 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use e2ee_client_core::{Client, ClientError, ClientOptions, ErrorKind};
+use clap::{CommandFactory as _, Parser, Subcommand};
+use e2ee_client_core::{Client, ClientError, ClientOptions, ErrorKind, RelayError, StoreError};
+use serde_json::{Map, Value, json};
 
 mod commands;
 mod output;
@@ -16,35 +17,74 @@ mod terminal_text;
 
 use output::Output;
 
-/// Shown under `--help`: scripts branch on these.
-const EXIT_CODES_HELP: &str = "Exit codes: 0 ok, 1 user error (bad arguments, unknown contact, ...), \
-2 internal error, 3 relay unreachable or network error, 4 untrusted identity (run 'e2ee verify' \
-then 'e2ee trust'), 5 rate limited by the relay.";
+/// The exit codes, as a literal so that `concat!` can put them under every `--help`.
+macro_rules! exit_codes {
+    () => {
+        "Exit codes: 0 ok, 1 user error (bad arguments, unknown contact, wrong relay, ...), \
+         2 internal error, 3 relay unreachable or network error, 4 untrusted identity \
+         (run 'e2ee verify' then 'e2ee trust'), 5 rate limited by the relay."
+    };
+}
+
+/// The help section global flags are listed under, after the command's own.
+const GLOBAL_HEADING: &str = "Global options";
+
+/// Exit code of a user error; also of a command line clap refuses.
+const EXIT_USER: u8 = 1;
+/// Exit code of an internal error.
+const EXIT_INTERNAL: u8 = 2;
+/// Exit code of a relay that cannot be reached.
+const EXIT_NETWORK: u8 = 3;
+/// Exit code of an identity key not trusted yet.
+const EXIT_UNTRUSTED: u8 = 4;
+/// Exit code of a rate-limited request.
+const EXIT_RATE_LIMITED: u8 = 5;
 
 /// End-to-end encrypted messages through an e2ee relay.
 #[derive(Debug, Parser)]
-#[command(name = "e2ee", version, about, after_help = EXIT_CODES_HELP)]
+#[command(
+    name = "e2ee",
+    version,
+    about,
+    disable_help_subcommand = true,
+    after_help = concat!(
+        "Example:\n  e2ee register alice@example.org --relay http://127.0.0.1:8080\n  \
+         e2ee send bob@example.org \"hi Bob\"\n  e2ee poll --follow\n\n",
+        exit_codes!()
+    )
+)]
 struct Cli {
     /// Directory holding the profiles [default: the XDG data dir, e.g. ~/.local/share/e2ee].
-    #[arg(long, env = "E2EE_HOME", global = true)]
+    #[arg(long, env = "E2EE_HOME", global = true, help_heading = GLOBAL_HEADING)]
     home: Option<PathBuf>,
     /// Profile (one account) inside the home.
-    #[arg(long, env = "E2EE_PROFILE", default_value = "default", global = true)]
+    #[arg(
+        long,
+        env = "E2EE_PROFILE",
+        default_value = "default",
+        global = true,
+        help_heading = GLOBAL_HEADING
+    )]
     profile: String,
     /// Relay URL; saved by `register`, and overrides the saved one when given later.
-    #[arg(long, env = "E2EE_RELAY", global = true)]
+    #[arg(long, env = "E2EE_RELAY", global = true, help_heading = GLOBAL_HEADING)]
     relay: Option<String>,
     /// One JSON object per line on stdout instead of text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_HEADING)]
     json: bool,
     /// File whose first line is the passphrase protecting the store key (given for a
-    /// profile without one, it wraps the existing key). E2EE_PASSPHRASE_COMMAND (a
-    /// shell command printing it) is the alternative.
-    #[arg(long, global = true)]
+    /// profile without one, it wraps the existing key). Takes precedence over
+    /// E2EE_PASSPHRASE_COMMAND (a shell command printing it).
+    #[arg(long, global = true, help_heading = GLOBAL_HEADING)]
     passphrase_file: Option<PathBuf>,
     /// Allow a plain http:// relay on another host than this machine. Without it,
     /// http is only used to 127.0.0.1, [::1] and localhost.
-    #[arg(long, env = "E2EE_ALLOW_INSECURE_RELAY", global = true)]
+    #[arg(
+        long,
+        env = "E2EE_ALLOW_INSECURE_RELAY",
+        global = true,
+        help_heading = GLOBAL_HEADING
+    )]
     allow_insecure_relay: bool,
     #[command(subcommand)]
     command: Command,
@@ -53,26 +93,70 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create this profile's identity and register EMAIL on the relay.
+    #[command(after_help = concat!(
+        "Example:\n  e2ee register alice@example.org --relay http://127.0.0.1:8080\n\n\
+         The relay does not check that you own EMAIL, and a lost profile cannot register \
+         it again: keep the profile directory safe.\n\n",
+        exit_codes!()
+    ))]
     Register(commands::register::Args),
     /// Show this profile's account.
+    #[command(after_help = concat!("Example:\n  e2ee whoami\n\n", exit_codes!()))]
     Whoami(commands::whoami::Args),
     /// Add a contact: fetch and pin their identity key, show the safety number.
+    #[command(after_help = concat!(
+        "Example:\n  e2ee add-contact bob@example.org\n\n\
+         Adding an existing contact again checks the relay's key for them against the \
+         pinned one (exit 4 when it changed) and uses none of their one-time prekeys.\n\n",
+        exit_codes!()
+    ))]
     AddContact(commands::add_contact::Args),
     /// List contacts and their trust state.
+    #[command(after_help = concat!("Example:\n  e2ee contacts\n\n", exit_codes!()))]
     Contacts(commands::contacts::Args),
     /// Send a message (MESSAGE omitted or `-`: read it from stdin).
+    #[command(after_help = concat!(
+        "Examples:\n  e2ee send bob@example.org \"hi Bob\"\n  \
+         echo \"a longer note\" | e2ee send bob@example.org\n\n\
+         A message is at most 48 KiB (49152 bytes) of UTF-8 text.\n\n",
+        exit_codes!()
+    ))]
     Send(commands::send::Args),
     /// Fetch, decrypt and print new messages.
+    #[command(after_help = concat!(
+        "Examples:\n  e2ee poll\n  e2ee poll --timeout 0\n  e2ee --json poll --follow\n\n",
+        exit_codes!()
+    ))]
     Poll(commands::poll::Args),
     /// Show the messages exchanged with a contact.
+    #[command(after_help = concat!(
+        "Example:\n  e2ee history bob@example.org --limit 20\n\n",
+        exit_codes!()
+    ))]
     History(commands::history::Args),
     /// Show the 60-digit safety number with a contact, to compare out of band.
+    #[command(after_help = concat!("Example:\n  e2ee verify bob@example.org\n\n", exit_codes!()))]
     Verify(commands::verify::Args),
     /// Trust a contact's current identity key (after checking the safety number).
+    #[command(after_help = concat!("Example:\n  e2ee trust bob@example.org\n\n", exit_codes!()))]
     Trust(commands::trust::Args),
     /// Delete this profile's account from the relay (keeps the local history unless
     /// --wipe); the address can then be registered again.
+    #[command(after_help = concat!(
+        "Examples:\n  e2ee unregister\n  e2ee unregister --yes --wipe\n\n",
+        exit_codes!()
+    ))]
     Unregister(commands::unregister::Args),
+    /// Print the help of e2ee or of one of its commands.
+    #[command(after_help = concat!("Example:\n  e2ee help poll\n\n", exit_codes!()))]
+    Help(HelpArgs),
+}
+
+/// Arguments of `help`.
+#[derive(Debug, clap::Args)]
+struct HelpArgs {
+    /// The command whose help to print (none: e2ee's own).
+    command: Option<String>,
 }
 
 /// An error the user can fix, outside the client library (exit 1).
@@ -87,20 +171,181 @@ impl std::fmt::Display for UserError {
 
 impl std::error::Error for UserError {}
 
-fn exit_code(error: &anyhow::Error) -> u8 {
-    if let Some(error) = error.downcast_ref::<ClientError>() {
-        return match error.kind() {
-            ErrorKind::User => 1,
-            ErrorKind::Internal => 2,
-            ErrorKind::Network => 3,
-            ErrorKind::Untrusted => 4,
-            ErrorKind::RateLimited => 5,
+/// A failure as it is reported: the text, the exit code, and the JSON context
+/// (`queued`, `peer`) the error object carries.
+#[derive(Debug)]
+pub(crate) struct Report {
+    text: String,
+    code: u8,
+    context: Map<String, Value>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Report {}
+
+fn kind_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::User => EXIT_USER,
+        ErrorKind::Network => EXIT_NETWORK,
+        ErrorKind::Untrusted => EXIT_UNTRUSTED,
+        ErrorKind::RateLimited => EXIT_RATE_LIMITED,
+        _ => EXIT_INTERNAL,
+    }
+}
+
+/// What the user can do about a client error, in the CLI's own terms; the library's
+/// messages stay neutral.
+fn hint(error: &ClientError) -> Option<String> {
+    Some(match error {
+        ClientError::NotRegistered => "; run `e2ee register EMAIL --relay URL` first".to_owned(),
+        ClientError::AlreadyRegisteredLocally { .. } => {
+            "; use another --profile or --home".to_owned()
+        }
+        ClientError::NoRelay => "; pass --relay URL or set E2EE_RELAY".to_owned(),
+        ClientError::UnknownContact { email } => format!("; run `e2ee add-contact {email}`"),
+        ClientError::IdentityChanged { email } => identity_changed_advice(email),
+        ClientError::Store(StoreError::PassphraseRequired) => {
+            "; give it with --passphrase-file or E2EE_PASSPHRASE_COMMAND".to_owned()
+        }
+        ClientError::Relay(RelayError::InsecureHttp { .. }) => {
+            "; on a network you trust, --allow-insecure-relay permits plain http to other \
+             hosts"
+                .to_owned()
+        }
+        _ => return None,
+    })
+}
+
+/// What to do when a contact's key changed; after the library's "X's identity key changed".
+pub(crate) fn identity_changed_advice(email: &str) -> String {
+    format!(
+        ". Check the new safety number with 'e2ee verify {email}', then run 'e2ee trust {email}'."
+    )
+}
+
+/// The other party an error is about, for the JSON error object.
+fn peer(error: &ClientError) -> Option<&str> {
+    match error {
+        ClientError::UnknownContact { email }
+        | ClientError::UnknownAccount { email }
+        | ClientError::IdentityChanged { email }
+        | ClientError::BadBundle { email, .. }
+        | ClientError::Encrypt { email, .. } => Some(email),
+        ClientError::Queued { to, .. } => Some(to),
+        _ => None,
+    }
+}
+
+/// Turns any failure into what is printed and the exit code.
+fn report(error: anyhow::Error) -> Report {
+    let error = match error.downcast::<Report>() {
+        Ok(report) => return report,
+        Err(error) => error,
+    };
+    let mut context = Map::new();
+    if let Some(client) = error.downcast_ref::<ClientError>() {
+        let mut text = format!("{error:#}");
+        let innermost = match client {
+            ClientError::Queued { source, .. } => source.as_ref(),
+            other => other,
+        };
+        if let Some(hint) = hint(innermost) {
+            text.push_str(&hint);
+        }
+        if let ClientError::Queued { to, id, .. } = client {
+            context.insert("queued".to_owned(), json!({"id": id, "to": to}));
+        }
+        if let Some(peer) = peer(client) {
+            context.insert("peer".to_owned(), json!(peer));
+        }
+        return Report {
+            text,
+            code: kind_code(client.kind()),
+            context,
         };
     }
-    if error.downcast_ref::<UserError>().is_some() {
-        return 1;
+    let code = if error.downcast_ref::<UserError>().is_some() {
+        EXIT_USER
+    } else {
+        EXIT_INTERNAL
+    };
+    Report {
+        text: format!("{error:#}"),
+        code,
+        context,
     }
-    2
+}
+
+/// Whether the relay refused our signature because it has no account by our email.
+fn relay_does_not_know_us(error: &anyhow::Error) -> bool {
+    let Some(client) = error.downcast_ref::<ClientError>() else {
+        return false;
+    };
+    let innermost = match client {
+        ClientError::Queued { source, .. } => source.as_ref(),
+        other => other,
+    };
+    matches!(
+        innermost,
+        ClientError::Relay(RelayError::Status {
+            status: 401,
+            code: e2ee_client_core::RelayErrorCode::UnknownAccount,
+            ..
+        })
+    )
+}
+
+/// The relay does not know this profile's account: either `--relay` points at
+/// another relay than the one the profile registered on, or the operator deleted
+/// the account. Registering again would make a second identity, so this says which
+/// relay the profile belongs to instead.
+async fn wrong_relay_report(cli: &Cli, used: &str, error: anyhow::Error) -> anyhow::Error {
+    let saved = match open_client(cli, None).await {
+        Ok(client) => {
+            let saved = client.whoami().await;
+            client.close().await;
+            saved
+        }
+        Err(_) => return error,
+    };
+    let Ok(saved) = saved else {
+        return error;
+    };
+    let mut report = report(error);
+    let situation = if saved.relay_url == used.trim_end_matches('/') {
+        format!(
+            "the relay at {used} has no account {email}, although this profile registered it \
+             there; its operator may have deleted it. Do not register again (that would \
+             make a new identity for {email}): ask the relay's operator",
+            email = saved.email
+        )
+    } else {
+        format!(
+            "{email} is registered on {saved_url}, not on {used}; run the command without \
+             --relay (or unset E2EE_RELAY) to use {saved_url}. Do not register again: that \
+             would make a second identity for {email}",
+            email = saved.email,
+            saved_url = saved.relay_url
+        )
+    };
+    let queued_to = report
+        .context
+        .get("queued")
+        .and_then(|queued| queued["to"].as_str());
+    report.text = match queued_to {
+        Some(to) => format!(
+            "message to {to} not delivered yet, saved in the outbox (the next send or poll \
+             retries it): {situation}"
+        ),
+        None => situation,
+    };
+    report.code = EXIT_USER;
+    report.into()
 }
 
 fn default_home() -> anyhow::Result<PathBuf> {
@@ -111,20 +356,38 @@ fn default_home() -> anyhow::Result<PathBuf> {
         })
 }
 
-async fn open_client(cli: &Cli) -> anyhow::Result<Client> {
+async fn open_client(cli: &Cli, relay: Option<String>) -> anyhow::Result<Client> {
     let home = match &cli.home {
         Some(home) => home.clone(),
         None => default_home()?,
     };
     let mut options = ClientOptions::new(home, cli.profile.clone());
-    options.relay_url = cli.relay.clone();
+    options.relay_url = relay;
     options.allow_insecure_relay = cli.allow_insecure_relay;
     options.passphrase = passphrase::read(cli.passphrase_file.as_deref())?;
     Ok(Client::open(options).await?)
 }
 
+/// `e2ee help [COMMAND]`: clap's help of that command.
+fn print_help(args: &HelpArgs) -> anyhow::Result<()> {
+    let mut command = Cli::command();
+    // Builds the tree so that a subcommand's usage line names `e2ee`.
+    command.build();
+    let target = match &args.command {
+        None => &mut command,
+        Some(name) => command.find_subcommand_mut(name).ok_or_else(|| {
+            UserError(format!("no command {name:?}; run `e2ee help` for the list"))
+        })?,
+    };
+    target.print_help()?;
+    Ok(())
+}
+
 async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
-    let client = open_client(&cli).await?;
+    if let Command::Help(args) = &cli.command {
+        return print_help(args);
+    }
+    let client = open_client(&cli, cli.relay.clone()).await?;
     let result = match &cli.command {
         Command::Unregister(args) => return commands::unregister::run(client, args, out).await,
         Command::Register(args) => commands::register::run(&client, args, out).await,
@@ -136,9 +399,29 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::History(args) => commands::history::run(&client, args, out).await,
         Command::Verify(args) => commands::verify::run(&client, args, out).await,
         Command::Trust(args) => commands::trust::run(&client, args, out).await,
+        Command::Help(args) => print_help(args),
+    };
+    // The relay in use (saved, or `--relay`), only needed to explain one refusal.
+    let used = match &result {
+        Err(error) if relay_does_not_know_us(error) => {
+            client.whoami().await.ok().map(|account| account.relay_url)
+        }
+        _ => None,
     };
     client.close().await;
-    result
+    match (result, used) {
+        (Err(error), Some(used)) => Err(wrong_relay_report(&cli, &used, error).await),
+        (result, _) => result,
+    }
+}
+
+/// Whether the raw command line asks for JSON, for errors clap reports before it
+/// could parse `--json` itself.
+fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|arg| arg != "--")
+        .any(|arg| arg == "--json")
 }
 
 fn main() -> ExitCode {
@@ -152,11 +435,21 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
+            let _ = error.print();
+            if !error.use_stderr() {
+                // --help and --version.
+                return ExitCode::SUCCESS;
+            }
             // clap exits 2 on usage errors, but 2 means "internal" here: a bad argument
             // is the user's to fix.
-            let code = if error.use_stderr() { 1 } else { 0 };
-            let _ = error.print();
-            return ExitCode::from(code);
+            if json_requested() {
+                let text = error.render().to_string();
+                // The first paragraph: the rest is clap's usage and "try --help".
+                let text = text.trim().trim_start_matches("error: ");
+                let text = text.split("\n\n").next().unwrap_or(text);
+                Output::new(true).json_error(text, EXIT_USER, &Map::new());
+            }
+            return ExitCode::from(EXIT_USER);
         }
     };
     let out = Output::new(cli.json);
@@ -171,15 +464,15 @@ fn main() -> ExitCode {
                 "error: cannot start the async runtime: {}",
                 terminal_text::line(&e.to_string())
             );
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_INTERNAL);
         }
     };
     match runtime.block_on(run(cli, &out)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let code = exit_code(&error);
-            out.error(&error, code);
-            ExitCode::from(code)
+            let report = report(error);
+            out.error(&report.text, report.code, &report.context);
+            ExitCode::from(report.code)
         }
     }
 }

@@ -6,9 +6,8 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
-use e2ee_client_core::{ClientError, RelayError};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::terminal_text;
 
@@ -44,30 +43,60 @@ impl Output {
         Ok(())
     }
 
-    /// A warning on stderr, on one line.
-    pub(crate) fn warn(&self, text: &str) {
+    /// A warning: `warning: TEXT` on stderr; in JSON mode also
+    /// `{"warning": TEXT, "code": CODE, ...context}` on stdout, in line with the results
+    /// it is about.
+    pub(crate) fn warn(&self, code: &str, text: &str, context: &Map<String, Value>) {
         let _ = writeln!(std::io::stderr(), "warning: {}", terminal_text::line(text));
+        if self.json {
+            let mut value = context.clone();
+            value.insert("warning".to_owned(), Value::from(text));
+            value.insert("code".to_owned(), Value::from(code));
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(
+                stdout,
+                "{}",
+                terminal_text::json_line(&Value::Object(value))
+            );
+            let _ = stdout.flush();
+        }
     }
 
-    /// Reports a failed command: text on stderr; in JSON mode also an object on stdout,
-    /// which for a message left in the outbox says which one (`queued`), so scripts know
-    /// not to send it again.
-    pub(crate) fn error(&self, error: &anyhow::Error, code: u8) {
+    /// A warning about one contact (`peer` in JSON).
+    pub(crate) fn warn_peer(&self, code: &str, text: &str, peer: &str) {
+        let mut context = Map::new();
+        context.insert("peer".to_owned(), Value::from(peer));
+        self.warn(code, text, &context);
+    }
+
+    /// A note for a person at a terminal, on stderr; never part of the results.
+    pub(crate) fn note(&self, text: &str) {
+        let _ = writeln!(std::io::stderr(), "{}", terminal_text::line(text));
+    }
+
+    /// Reports a failed command: `error: TEXT` on stderr; in JSON mode also
+    /// `{"error": TEXT, "exit_code": CODE, ...context}` on stdout. For a message left in
+    /// the outbox the context says which one (`queued`), so scripts know not to send it
+    /// again.
+    pub(crate) fn error(&self, text: &str, code: u8, context: &Map<String, Value>) {
         // Error texts quote relay messages, redirect targets and addresses: one line.
-        let _ = writeln!(
-            std::io::stderr(),
-            "error: {}",
-            terminal_text::line(&format!("{error:#}"))
-        );
-        if let Some(hint) = hint(error) {
-            let _ = writeln!(std::io::stderr(), "hint: {hint}");
-        }
+        let _ = writeln!(std::io::stderr(), "error: {}", terminal_text::line(text));
+        self.json_error(text, code, context);
+    }
+
+    /// The JSON error object alone (for errors whose text is already on stderr).
+    pub(crate) fn json_error(&self, text: &str, code: u8, context: &Map<String, Value>) {
         if self.json {
-            let mut value = serde_json::json!({"error": format!("{error:#}"), "exit_code": code});
-            if let Some(ClientError::Queued { to, id, .. }) = error.downcast_ref::<ClientError>() {
-                value["queued"] = serde_json::json!({"id": id, "to": to});
-            }
-            let _ = writeln!(std::io::stdout(), "{}", terminal_text::json_line(&value));
+            let mut value = context.clone();
+            value.insert("error".to_owned(), Value::from(text));
+            value.insert("exit_code".to_owned(), Value::from(code));
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(
+                stdout,
+                "{}",
+                terminal_text::json_line(&Value::Object(value))
+            );
+            let _ = stdout.flush();
         }
     }
 
@@ -86,17 +115,6 @@ impl Output {
     }
 }
 
-/// What the CLI can add to a library error: its own flags, which the library does not
-/// know about.
-fn hint(error: &anyhow::Error) -> Option<&'static str> {
-    match error.downcast_ref::<ClientError>() {
-        Some(ClientError::Relay(RelayError::InsecureHttp { .. })) => {
-            Some("on a network you trust, --allow-insecure-relay permits plain http to other hosts")
-        }
-        _ => None,
-    }
-}
-
 /// A running spinner; cleared when dropped.
 pub(crate) struct Spinner(Option<ProgressBar>);
 
@@ -105,5 +123,47 @@ impl Drop for Spinner {
         if let Some(bar) = self.0.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// Unix milliseconds as UTC `YYYY-MM-DD HH:MM:SS`, for text output.
+pub(crate) fn format_time(unix_ms: u64) -> String {
+    const SECS_PER_DAY: u64 = 86_400;
+    let secs = unix_ms / 1000;
+    let (days, rest) = (secs / SECS_PER_DAY, secs % SECS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for non-negative days).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_time;
+
+    #[test]
+    fn format_time_is_utc_calendar_time() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        // 2000-02-29 (a leap day of a century leap year) 12:34:56.789 UTC.
+        assert_eq!(format_time(951_827_696_789), "2000-02-29 12:34:56");
+        assert_eq!(format_time(1_796_400_000_000), "2026-12-04 16:00:00");
     }
 }

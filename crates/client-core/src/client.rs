@@ -606,12 +606,21 @@ impl Client {
     }
 
     /// Fetches `email`'s prekey bundle, pins its identity key (trust on first use),
-    /// starts a session and returns the safety number.
+    /// starts a session and returns the safety number. For an existing contact it only
+    /// compares the relay's directory entry with the pinned key, so re-adding a contact
+    /// to check for a changed key consumes none of their one-time prekeys.
     pub async fn add_contact(&self, email: &str) -> Result<AddedContact, ClientError> {
         let email = normalize_email(email)?;
         let me = self.me().await?;
         if email == me.row.email {
             return Err(ClientError::SelfMessage { email });
+        }
+        let pinned = {
+            let mut conn = self.store.conn().await?;
+            store::contact(&mut conn, &email).await?
+        };
+        if pinned.is_some() {
+            return self.recheck_contact(&me, email).await;
         }
         let bundle = self.fetch_bundle(&me, &email).await?;
         let mut tx = self.store.write().await?;
@@ -624,6 +633,49 @@ impl Client {
             email,
             new,
         })
+    }
+
+    /// `add_contact` of an existing contact: the relay's directory (`GET /v1/accounts`)
+    /// says which identity key the address has now. A key other than the pinned one
+    /// marks the contact `identity_changed`, as a bundle with that key would.
+    async fn recheck_contact(&self, me: &Me, email: String) -> Result<AddedContact, ClientError> {
+        let info = me
+            .relay
+            .lookup(&me.signer(), &email)
+            .await
+            .map_err(|e| map_bundle_error(e, &email))?;
+        if info.email != email {
+            return Err(ClientError::BadBundle {
+                email,
+                reason: format!("the relay returned the account of {}", info.email),
+            });
+        }
+        let key = info.identity_key.0;
+        // Refuses a key that is not an identity key before it is stored as pending.
+        let number = safety_number(me, &email, &key)?;
+        let mut tx = self.store.write().await?;
+        let contact = store::contact(&mut tx, &email).await?.ok_or_else(|| {
+            ClientError::Inconsistent(format!("the contact {email} disappeared while re-added"))
+        })?;
+        if contact.identity_key == key {
+            return Ok(AddedContact {
+                email,
+                safety_number: number,
+                new: false,
+            });
+        }
+        store::upsert_contact(
+            &mut tx,
+            &ContactRow {
+                trust: Trust::IdentityChanged,
+                pending_identity_key: Some(key),
+                ..contact
+            },
+            now_ms(),
+        )
+        .await?;
+        tx.commit().await?;
+        Err(ClientError::IdentityChanged { email })
     }
 
     /// Contacts, by email.
@@ -1714,7 +1766,6 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()
 }
-
 
 /// Mode of the profile directory: the owner's alone.
 const PRIVATE_DIR_MODE: u32 = 0o700;

@@ -7,6 +7,7 @@ use thiserror::Error;
 
 /// The local store could not be opened, read or written.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// SQLite failed (I/O, lock timeout, constraint, full disk). Not a `#[source]`: its
     /// text is already in this one, and a chain printer would repeat it.
@@ -37,9 +38,7 @@ pub enum StoreError {
         mode: u32,
     },
     /// The store is protected by a passphrase and none was given.
-    #[error(
-        "this profile's store is protected by a passphrase; give it with --passphrase-file or E2EE_PASSPHRASE_COMMAND"
-    )]
+    #[error("this profile's store is protected by a passphrase")]
     PassphraseRequired,
     /// The passphrase does not unwrap the store key.
     #[error("wrong passphrase for this profile's store")]
@@ -110,6 +109,7 @@ fn database_hint(error: &sqlx::Error) -> &'static str {
 
 /// Talking to the relay failed.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum RelayError {
     /// The relay could not be reached (connection refused, DNS, TLS, timeout).
     #[error("cannot reach relay at {url}: {cause}")]
@@ -136,6 +136,18 @@ pub enum RelayError {
     RateLimited {
         /// Seconds from `Retry-After` (0 when absent).
         retry_after_secs: u64,
+    },
+    /// The server at the URL answered, but not as an e2ee relay does: an error status
+    /// without the API's JSON error body, or a success that is not JSON (a web server,
+    /// a proxy's error page). Its body is not repeated: it is often a page of HTML.
+    #[error(
+        "the server at {url} answered HTTP {status}, but this is not an e2ee relay (no e2ee API answer); check the relay URL"
+    )]
+    NotARelay {
+        /// The base URL.
+        url: String,
+        /// The HTTP status it answered.
+        status: u16,
     },
     /// The relay's answer was not what the API promises.
     #[error("unexpected answer from the relay: {0}")]
@@ -174,6 +186,7 @@ pub enum RelayError {
 
 /// What a [`ClientError`] means for the user, and so for the CLI's exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The user asked for something impossible (exit 1).
     User,
@@ -189,6 +202,7 @@ pub enum ErrorKind {
 
 /// Everything [`crate::Client`] can fail with.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The local store failed.
     #[error(transparent)]
@@ -197,7 +211,7 @@ pub enum ClientError {
     #[error(transparent)]
     Relay(#[from] RelayError),
     /// The profile has no account yet.
-    #[error("this profile has no account yet; run `e2ee register EMAIL --relay URL` first")]
+    #[error("this profile has no account yet")]
     NotRegistered,
     /// The profile's account was deleted from its relay ([`crate::Client::unregister`]);
     /// its history is kept, but it can no longer send or receive.
@@ -210,7 +224,7 @@ pub enum ClientError {
         email: String,
     },
     /// `register` on a profile that already has an account.
-    #[error("this profile is already registered as {email}; use another --profile or --home")]
+    #[error("this profile is already registered as {email}")]
     AlreadyRegisteredLocally {
         /// The profile's account.
         email: String,
@@ -228,7 +242,7 @@ pub enum ClientError {
         email: String,
     },
     /// No relay URL was given at registration.
-    #[error("no relay given; pass --relay URL or set E2EE_RELAY")]
+    #[error("no relay given")]
     NoRelay,
     /// An email address is malformed.
     #[error("invalid email {email:?}: {reason}")]
@@ -239,7 +253,7 @@ pub enum ClientError {
         reason: String,
     },
     /// The peer is not a contact.
-    #[error("{email} is not a contact; run `e2ee add-contact {email}`")]
+    #[error("{email} is not a contact")]
     UnknownContact {
         /// The email.
         email: String,
@@ -251,9 +265,7 @@ pub enum ClientError {
         email: String,
     },
     /// The contact's identity key changed since it was pinned.
-    #[error(
-        "{email}'s identity key changed. Check the new safety number with 'e2ee verify {email}', then run 'e2ee trust {email}'."
-    )]
+    #[error("{email}'s identity key changed")]
     IdentityChanged {
         /// The contact.
         email: String,
@@ -286,7 +298,7 @@ pub enum ClientError {
     /// The message was encrypted and saved in the outbox, but posting it failed. It is
     /// not lost: the next send, poll or flush posts it, with the same ciphertext.
     #[error(
-        "message to {to} not delivered yet, saved in the outbox (the next `e2ee send` or `e2ee poll` retries it)"
+        "message to {to} not delivered yet, saved in the outbox (the next send or poll retries it)"
     )]
     Queued {
         /// The recipient.
@@ -324,6 +336,7 @@ impl ClientError {
                 | RelayError::InsecureHttp { .. }
                 | RelayError::Redirect { .. },
             ) => ErrorKind::User,
+            Self::Relay(RelayError::NotARelay { .. }) => ErrorKind::Network,
             Self::Relay(RelayError::Status { status, .. }) if *status < 500 => ErrorKind::User,
             Self::Relay(_) => ErrorKind::Network,
             Self::IdentityChanged { .. } => ErrorKind::Untrusted,
@@ -355,5 +368,37 @@ impl ClientError {
 impl From<sqlx::Error> for ClientError {
     fn from(error: sqlx::Error) -> Self {
         Self::Store(StoreError::Database(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ClientError, StoreError};
+
+    /// Library messages say what happened; the commands to run about it are the
+    /// front end's to add (the CLI appends `e2ee ...` hints), since an app embedding
+    /// this library has no `e2ee` command nor `--profile` flag.
+    #[test]
+    fn issue12_library_messages_name_no_cli_command_or_flag() {
+        let email = || "bob@y".to_owned();
+        let errors = [
+            ClientError::NotRegistered,
+            ClientError::AlreadyRegisteredLocally { email: email() },
+            ClientError::NoRelay,
+            ClientError::UnknownContact { email: email() },
+            ClientError::IdentityChanged { email: email() },
+            ClientError::Store(StoreError::PassphraseRequired),
+            ClientError::Queued {
+                to: email(),
+                id: "id".to_owned(),
+                source: Box::new(ClientError::NoRelay),
+            },
+        ];
+        for error in errors {
+            let text = error.to_string();
+            assert!(!text.contains("e2ee "), "{text}");
+            assert!(!text.contains("--"), "{text}");
+            assert!(!text.contains("E2EE_"), "{text}");
+        }
     }
 }

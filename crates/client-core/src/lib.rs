@@ -45,6 +45,11 @@ pub use client::{
     normalize_email,
 };
 pub use delivery::{Delivery, DeliveryFailure, FailureReason};
+/// The relay's wire error codes and refusal reasons, as [`RelayError::Status`] carries
+/// them; re-exported so front ends need no dependency on the protocol crate.
+pub use e2ee_proto::{
+    ErrorCode as RelayErrorCode, MAX_POLL_TIMEOUT_MS, RefusalReason, RefusedRecipient,
+};
 pub use error::{ClientError, ErrorKind, RelayError, StoreError};
 pub use relay::{MAX_RESPONSE_BYTES, RelayClient};
 pub use secret::{KEY_FILE, WRAPPED_KEY_FILE};

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e2ee_proto::{
-    AckRequest, AckResponse, ErrorBody, ErrorCode, HEADER_ACCOUNT, HEADER_SIGNATURE,
+    AccountInfo, AckRequest, AckResponse, ErrorBody, HEADER_ACCOUNT, HEADER_SIGNATURE,
     HEADER_TIMESTAMP, PollAckRequest, PollAckResponse, PollResponse, PreKeyBundle, PreKeyCount,
     RegisterRequest, RegisterResponse, SendRequest, SendResponse, UnregisterResponse,
     UploadPreKeysRequest, encode_b64, request_signing_bytes,
@@ -57,6 +57,10 @@ pub(crate) struct Signer<'a> {
     pub(crate) identity: &'a IdentityKeyPair,
 }
 
+/// Text of a TLS failure that means the server spoke plain HTTP to our handshake
+/// (rustls: "received corrupt message of type InvalidContentType").
+const PLAIN_HTTP_TLS_SIGNS: [&str; 2] = ["InvalidContentType", "corrupt message"];
+
 /// The innermost cause of an error, in the words a user can act on.
 fn root_cause(error: &reqwest::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = Some(error);
@@ -106,14 +110,21 @@ impl RelayClient {
         allow_insecure_http: bool,
     ) -> Result<Self, RelayError> {
         let base = base_url.trim_end_matches('/').to_owned();
+        // `host:port` parses as a URL of scheme `host`, or not at all: both mean the
+        // scheme was left out.
+        let scheme_hint = if base.contains("://") {
+            String::new()
+        } else {
+            format!("; did you mean http://{base}?")
+        };
         let parsed = reqwest::Url::parse(&base).map_err(|e| RelayError::BadUrl {
             url: base_url.to_owned(),
-            reason: e.to_string(),
+            reason: format!("{e}{scheme_hint}"),
         })?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(RelayError::BadUrl {
                 url: base_url.to_owned(),
-                reason: "the scheme must be http or https".to_owned(),
+                reason: format!("the scheme must be http or https{scheme_hint}"),
             });
         }
         if parsed.scheme() == "http"
@@ -135,15 +146,31 @@ impl RelayClient {
         Ok(Self { http, base })
     }
 
+    fn not_a_relay(&self, status: StatusCode) -> RelayError {
+        RelayError::NotARelay {
+            url: self.base.clone(),
+            status: status.as_u16(),
+        }
+    }
+
     /// The base URL, without a trailing slash.
     pub fn url(&self) -> &str {
         &self.base
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> RelayError {
+        let mut cause = root_cause(error);
+        if let Some(plain) = self.base.strip_prefix("https://")
+            && PLAIN_HTTP_TLS_SIGNS.iter().any(|sign| cause.contains(sign))
+        {
+            cause = format!(
+                "the TLS handshake failed because the server speaks plain HTTP ({cause}); \
+                 if the relay has no TLS, its URL is http://{plain}"
+            );
+        }
         RelayError::Unreachable {
             url: self.base.clone(),
-            cause: root_cause(error),
+            cause,
         }
     }
 
@@ -209,22 +236,23 @@ impl RelayClient {
             });
         }
         if !status.is_success() {
-            let (code, message, refused) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(body) => (body.error, body.message, body.refused.unwrap_or_default()),
-                Err(_) => (
-                    ErrorCode::Unrecognized,
-                    String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-                    Vec::new(),
-                ),
+            // Anything but the API's error body comes from something else at this URL
+            // (a web server, a proxy): its body, often a page of HTML, is not shown.
+            let Ok(body) = serde_json::from_slice::<ErrorBody>(&bytes) else {
+                return Err(self.not_a_relay(status));
             };
             return Err(RelayError::Status {
                 status: status.as_u16(),
-                code,
-                message,
-                refused,
+                code: body.error,
+                message: body.message,
+                refused: body.refused.unwrap_or_default(),
             });
         }
-        serde_json::from_slice(&bytes)
+        // A success that is not even JSON is not a relay's answer either; JSON of the
+        // wrong shape is a relay breaking the API, reported as such.
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|_| self.not_a_relay(status))?;
+        serde_json::from_value(value)
             .map_err(|e| RelayError::Protocol(format!("{path_and_query}: {e}")))
     }
 
@@ -274,6 +302,21 @@ impl RelayClient {
         signer: &Signer<'_>,
     ) -> Result<UnregisterResponse, RelayError> {
         self.call::<(), _>(signer, Method::DELETE, "/v1/account", None, REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// `GET /v1/accounts?email=E`: the account's identity key, consuming nothing.
+    pub(crate) async fn lookup(
+        &self,
+        signer: &Signer<'_>,
+        email: &str,
+    ) -> Result<AccountInfo, RelayError> {
+        // In a query string `+` means a space, so it is escaped too.
+        let path = format!(
+            "/v1/accounts?email={}",
+            percent_encode(email).replace('+', "%2B")
+        );
+        self.call::<(), _>(signer, Method::GET, &path, None, REQUEST_TIMEOUT)
             .await
     }
 

@@ -1,8 +1,9 @@
 //! `e2ee add-contact EMAIL`.
 
-use e2ee_client_core::Client;
+use e2ee_client_core::{Client, ClientError};
 use serde_json::json;
 
+use crate::UserError;
 use crate::output::Output;
 use crate::terminal_text;
 
@@ -16,7 +17,15 @@ pub(crate) struct Args {
 pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
     let added = {
         let _spinner = out.spinner("fetching keys…");
-        client.add_contact(&args.email).await?
+        match client.add_contact(&args.email).await {
+            // The library's "cannot send to yourself" is about sending.
+            Err(ClientError::SelfMessage { email }) => {
+                return Err(
+                    UserError(format!("cannot add yourself ({email}) as a contact")).into(),
+                );
+            }
+            other => other?,
+        }
     };
     let verb = if added.new {
         "added"
@@ -29,6 +38,6 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
             "{verb} {email}\nsafety number: {}\ncompare it with {email} in person or over another channel, then run 'e2ee trust {email}'",
             added.safety_number
         ),
-        &json!({"email": added.email, "safety_number": added.safety_number, "new": added.new}),
+        &json!({"peer": added.email, "safety_number": added.safety_number, "new_contact": added.new}),
     )
 }

@@ -1,6 +1,7 @@
 //! `e2ee contacts`.
 
 use e2ee_client_core::Client;
+use serde_json::json;
 
 use crate::output::Output;
 use crate::terminal_text;
@@ -15,7 +16,7 @@ pub(crate) async fn run(client: &Client, _args: &Args, out: &Output) -> anyhow::
         let trust_text = trust.as_str().unwrap_or_default().to_owned();
         out.result(
             &format!("{}\t{trust_text}", terminal_text::line(&contact.email)),
-            &serde_json::to_value(&contact)?,
+            &json!({"peer": contact.email, "safety_number": contact.safety_number, "trust": trust}),
         )?;
     }
     Ok(())

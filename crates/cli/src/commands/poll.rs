@@ -1,17 +1,22 @@
 //! `e2ee poll [--timeout SECS] [--follow]`.
 
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use e2ee_client_core::{Client, ClientError, ErrorKind, PollOutcome};
 use serde_json::json;
 
+use crate::identity_changed_advice;
 use crate::output::Output;
 use crate::terminal_text;
 
 /// Seconds a poll waits for the first message when `--timeout` is not given.
 const DEFAULT_TIMEOUT_SECS: u64 = 5;
-/// Longest single wait of `--follow`; the relay caps a long poll at 60 s.
-const FOLLOW_WAIT: Duration = Duration::from_secs(60);
+/// The relay's cap on one long poll, in seconds; a longer `--timeout` is clamped to it
+/// with a warning rather than cut short by the relay in silence.
+const MAX_TIMEOUT_SECS: u64 = e2ee_client_core::MAX_POLL_TIMEOUT_MS / 1000;
+/// Longest single wait of `--follow`: the relay's cap.
+const FOLLOW_WAIT: Duration = Duration::from_secs(MAX_TIMEOUT_SECS);
 /// Longest `--follow` waits on exit to ack what it last stored.
 const FLUSH_ACKS_WAIT: Duration = Duration::from_secs(2);
 /// Pause before `--follow` retries after the relay could not be reached.
@@ -20,7 +25,8 @@ const FOLLOW_RETRY: Duration = Duration::from_secs(2);
 /// Arguments of `poll`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Wait up to SECS for a message when none is waiting (0: just check).
+    /// Wait up to SECS for a message when none is waiting (0: just check; at most 60,
+    /// the relay's cap).
     #[arg(long, default_value_t = DEFAULT_TIMEOUT_SECS)]
     timeout: u64,
     /// Keep polling and print messages as they arrive, until interrupted.
@@ -30,14 +36,19 @@ pub(crate) struct Args {
 
 fn print(client_out: &Output, outcome: &PollOutcome) -> anyhow::Result<()> {
     for warning in &outcome.warnings {
-        client_out.warn(warning);
+        client_out.warn("undecryptable", warning, &serde_json::Map::new());
     }
     for message in &outcome.messages {
         if message.identity_changed {
-            client_out.warn(&format!(
-                "{from}'s identity key changed. Check the new safety number with 'e2ee verify {from}', then run 'e2ee trust {from}'.",
-                from = message.from
-            ));
+            client_out.warn_peer(
+                "identity_changed",
+                &format!(
+                    "{}'s identity key changed{}",
+                    message.from,
+                    identity_changed_advice(&message.from)
+                ),
+                &message.from,
+            );
         }
         client_out.result(
             &terminal_text::message(&message.from, &message.text),
@@ -80,7 +91,19 @@ impl Interrupts {
 
 pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
     let mut interrupts = Interrupts::install()?;
-    let timeout = Duration::from_secs(args.timeout);
+    if args.timeout > MAX_TIMEOUT_SECS {
+        let mut context = serde_json::Map::new();
+        context.insert("timeout".to_owned(), json!(MAX_TIMEOUT_SECS));
+        out.warn(
+            "timeout_clamped",
+            &format!(
+                "--timeout {} is above the relay's cap of {MAX_TIMEOUT_SECS} s; waiting at most {MAX_TIMEOUT_SECS} s",
+                args.timeout
+            ),
+            &context,
+        );
+    }
+    let timeout = Duration::from_secs(args.timeout.min(MAX_TIMEOUT_SECS));
     let wait = match (args.follow, args.timeout) {
         (false, _) => timeout,
         (true, 0) => FOLLOW_WAIT,
@@ -108,13 +131,24 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
         };
         match polled {
             Ok(outcome) => {
+                if !args.follow
+                    && !out.json()
+                    && outcome.messages.is_empty()
+                    && std::io::stderr().is_terminal()
+                {
+                    out.note("no new messages");
+                }
                 print(out, &outcome)?;
                 client.mark_shown(&outcome.messages).await?;
             }
             Err(error @ ClientError::Relay(_))
                 if args.follow && error.kind() == ErrorKind::Network =>
             {
-                out.warn(&format!("{error}; retrying"));
+                out.warn(
+                    "relay_unreachable",
+                    &format!("{error}; retrying"),
+                    &serde_json::Map::new(),
+                );
                 tokio::select! {
                     () = tokio::time::sleep(FOLLOW_RETRY) => {}
                     () = interrupts.recv() => {

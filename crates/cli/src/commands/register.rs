@@ -1,6 +1,6 @@
 //! `e2ee register EMAIL`.
 
-use e2ee_client_core::Client;
+use e2ee_client_core::{Client, ClientError};
 use serde_json::json;
 
 use crate::output::Output;
@@ -13,6 +13,14 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
+    // Checked before anything else (a missing --relay, say), so that the answer to
+    // registering a registered profile is always that it is registered.
+    if let Ok(existing) = client.whoami().await {
+        return Err(ClientError::AlreadyRegisteredLocally {
+            email: existing.email,
+        }
+        .into());
+    }
     let account = {
         let _spinner = out.spinner("registering…");
         client.register(&args.email).await?

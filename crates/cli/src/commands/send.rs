@@ -1,6 +1,6 @@
 //! `e2ee send EMAIL [MESSAGE]`.
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 
 use e2ee_client_core::Client;
 use serde_json::json;
@@ -20,6 +20,9 @@ pub(crate) struct Args {
 pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
     let text = match args.message.as_deref() {
         None | Some("-") => {
+            if std::io::stdin().is_terminal() {
+                out.note("reading the message from stdin; end it with Ctrl-D (or give it after the address)");
+            }
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
@@ -39,28 +42,23 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
         let _spinner = out.spinner("sending…");
         client.send(&args.email, &text).await?
     };
-    if sent.new_contact && !out.json() {
-        out.warn(&format!(
-            "{} was added as a contact on first use; compare safety numbers with 'e2ee verify {}'",
-            sent.to, sent.to
-        ));
+    if sent.new_contact {
+        out.warn_peer(
+            "new_contact",
+            &format!(
+                "{} was added as a contact on first use; compare safety numbers with 'e2ee verify {}'",
+                sent.to, sent.to
+            ),
+            &sent.to,
+        );
     }
     // Earlier messages this send's flush found undeliverable: said, never silent.
     for failure in &sent.earlier_failures {
-        if out.json() {
-            out.result(
-                "",
-                &json!({
-                    "warning": failure.to_string(),
-                    "code": "delivery_failed",
-                    "peer": failure.to,
-                    "id": failure.id,
-                    "delivery": "failed",
-                }),
-            )?;
-        } else {
-            out.warn(&failure.to_string());
-        }
+        let mut context = serde_json::Map::new();
+        context.insert("peer".to_owned(), json!(failure.to));
+        context.insert("id".to_owned(), json!(failure.id));
+        context.insert("delivery".to_owned(), json!("failed"));
+        out.warn("delivery_failed", &failure.to_string(), &context);
     }
     out.result(
         &format!("sent to {}", sent.to),

@@ -16,6 +16,6 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
     let contact = client.trust(&args.email).await?;
     out.result(
         &format!("trusted {} (safety number {})", contact.email, contact.safety_number),
-        &json!({"email": contact.email, "safety_number": contact.safety_number, "trust": contact.trust}),
+        &json!({"peer": contact.email, "safety_number": contact.safety_number, "trust": contact.trust}),
     )
 }

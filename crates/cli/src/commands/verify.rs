@@ -24,6 +24,6 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
     }
     out.result(
         &text,
-        &json!({"email": contact.email, "safety_number": contact.safety_number, "trust": contact.trust}),
+        &json!({"peer": contact.email, "safety_number": contact.safety_number, "trust": contact.trust}),
     )
 }
