@@ -8,7 +8,7 @@ use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{self, AppState, RateLimiter};
+use crate::api::{self, AppState, SharedRateLimiter};
 use crate::config::RelayConfig;
 use crate::directory::{Directory, DirectoryError};
 use crate::metrics::Metrics;
@@ -85,6 +85,13 @@ impl Relay {
                 }
             };
         tracing::info!(directory = directory.kind(), "directory open");
+        // Rate limits are shared by every relay on the same Redis; with embedded
+        // queues there is one relay process, so in-process buckets are the whole truth.
+        let shared = match &queues {
+            Queues::Redis(q) => Some(q.clone()),
+            Queues::Sqlite(_) => None,
+        };
+        let limiter = |kind, limit| SharedRateLimiter::new(kind, limit, shared.clone());
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
             state: Arc::new(AppState {
@@ -93,7 +100,9 @@ impl Relay {
                 replay,
                 clock: Arc::clone(&config.clock),
                 metrics: Arc::new(Metrics::default()),
-                bundle_limiter: RateLimiter::new(config.bundle_rate),
+                bundle_limiter: limiter("bundle-by", config.bundle_rate),
+                bundle_target_limiter: limiter("bundle-of", config.bundle_target_rate),
+                send_limiter: limiter("send", config.send_rate),
                 shutdown,
             }),
             queues,

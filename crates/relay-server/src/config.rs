@@ -24,6 +24,10 @@ pub struct RelayConfig {
     pub queue_limits: QueueLimits,
     /// Bundle fetch rate per requesting account.
     pub bundle_rate: RateLimit,
+    /// Bundle fetch rate per target account, whoever asks.
+    pub bundle_target_rate: RateLimit,
+    /// Envelopes per sender.
+    pub send_rate: RateLimit,
     /// Time source.
     pub clock: Arc<dyn Clock>,
 }
@@ -38,6 +42,8 @@ impl RelayConfig {
             redis_key_prefix: DEFAULT_REDIS_KEY_PREFIX.to_owned(),
             queue_limits: QueueLimits::default(),
             bundle_rate: RateLimit::BUNDLE_FETCH,
+            bundle_target_rate: RateLimit::BUNDLE_FETCH_PER_TARGET,
+            send_rate: RateLimit::SEND,
             clock: Arc::new(SystemClock),
         }
     }

@@ -42,6 +42,12 @@ struct Cli {
     /// Prefix of every Redis key and of the wake-up channel.
     #[arg(long, env = "E2EE_REDIS_KEY_PREFIX", default_value = DEFAULT_REDIS_KEY_PREFIX, global = true)]
     redis_key_prefix: String,
+    /// Envelopes one account may send per minute, sustained (load tests raise it).
+    #[arg(long, env = "E2EE_RELAY_SEND_RATE", default_value_t = e2ee_relay_server::api::SEND_ENVELOPES_PER_MINUTE, global = true)]
+    send_rate_per_minute: u32,
+    /// Envelopes one account may send in a burst.
+    #[arg(long, env = "E2EE_RELAY_SEND_BURST", default_value_t = e2ee_relay_server::api::SEND_ENVELOPE_BURST, global = true)]
+    send_burst: u32,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -99,6 +105,10 @@ async fn serve(cli: &Cli, data_dir: PathBuf) -> anyhow::Result<()> {
     config.redis_url = cli.redis_url.clone();
     config.database_url = cli.database_url.clone();
     config.redis_key_prefix = cli.redis_key_prefix.clone();
+    config.send_rate = e2ee_relay_server::api::RateLimit {
+        per_minute: cli.send_rate_per_minute,
+        burst: cli.send_burst,
+    };
     let relay = Relay::open(&config).await.context("starting the relay")?;
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
