@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use e2ee_proto::{
     AckRequest, AckResponse, ErrorBody, ErrorCode, HEADER_ACCOUNT, HEADER_SIGNATURE,
     HEADER_TIMESTAMP, PollAckRequest, PollAckResponse, PollResponse, PreKeyBundle, PreKeyCount,
-    RegisterRequest, RegisterResponse, SendRequest, SendResponse, UploadPreKeysRequest, encode_b64,
-    request_signing_bytes,
+    RegisterRequest, RegisterResponse, SendRequest, SendResponse, UploadPreKeysRequest,
+    VerifyRequest, encode_b64, request_signing_bytes,
 };
 use e2ee_ratchet::IdentityKeyPair;
 use reqwest::{Method, StatusCode};
@@ -176,6 +176,22 @@ impl RelayClient {
             signer,
             Method::POST,
             "/v1/accounts",
+            Some(request),
+            REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
+    /// `POST /v1/accounts/verify`: the mailed code, signed by the key being registered.
+    pub(crate) async fn verify_registration(
+        &self,
+        signer: &Signer<'_>,
+        request: &VerifyRequest,
+    ) -> Result<RegisterResponse, RelayError> {
+        self.call(
+            signer,
+            Method::POST,
+            "/v1/accounts/verify",
             Some(request),
             REQUEST_TIMEOUT,
         )

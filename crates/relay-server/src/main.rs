@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use e2ee_relay_server::config::SmtpUrl;
 use e2ee_relay_server::config::{DEFAULT_REDIS_KEY_PREFIX, default_data_dir};
 use e2ee_relay_server::directory::Directory;
-use e2ee_relay_server::{Relay, RelayConfig};
+use e2ee_relay_server::{EmailVerification, Relay, RelayConfig};
 
 /// Every request allocates and frees a few dozen small buffers (headers, JSON, base64,
 /// Redis replies) across two worker threads; glibc malloc spent 15 % of the relay's
@@ -48,8 +49,30 @@ struct Cli {
     /// Envelopes one account may send in a burst.
     #[arg(long, env = "E2EE_RELAY_SEND_BURST", default_value_t = e2ee_relay_server::api::SEND_ENVELOPE_BURST, global = true)]
     send_burst: u32,
+    /// Whether registering an address needs the code mailed to it (`required`) or is
+    /// first come, first served (`off`, the default; see docs/THREAT_MODEL.md).
+    #[arg(long, env = "E2EE_EMAIL_VERIFICATION", value_enum, default_value_t = VerificationMode::Off, global = true)]
+    email_verification: VerificationMode,
+    /// SMTP server for verification mails: smtp://host:port, smtps://user:pass@host:port.
+    #[arg(long, env = "E2EE_SMTP_URL", global = true, hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// Sender address of verification mails.
+    #[arg(long, env = "E2EE_SMTP_FROM", default_value = e2ee_relay_server::config::DEFAULT_SMTP_FROM, global = true)]
+    smtp_from: String,
+    /// How long a mailed code is accepted, seconds.
+    #[arg(long, env = "E2EE_VERIFICATION_CODE_TTL_SECS", default_value_t = e2ee_relay_server::config::DEFAULT_VERIFICATION_CODE_TTL.as_secs(), global = true)]
+    verification_code_ttl_secs: u64,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// `--email-verification`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum VerificationMode {
+    /// Mail a code; the account is active once it is confirmed.
+    Required,
+    /// No proof of address.
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +132,13 @@ async fn serve(cli: &Cli, data_dir: PathBuf) -> anyhow::Result<()> {
         per_minute: cli.send_rate_per_minute,
         burst: cli.send_burst,
     };
+    config.email_verification = match cli.email_verification {
+        VerificationMode::Required => EmailVerification::Required,
+        VerificationMode::Off => EmailVerification::Off,
+    };
+    config.smtp_url = cli.smtp_url.clone().map(SmtpUrl);
+    config.smtp_from.clone_from(&cli.smtp_from);
+    config.verification_code_ttl = std::time::Duration::from_secs(cli.verification_code_ttl_secs);
     let relay = Relay::open(&config).await.context("starting the relay")?;
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await

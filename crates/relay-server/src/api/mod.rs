@@ -4,6 +4,7 @@ mod auth;
 mod error;
 mod linger;
 mod ratelimit;
+mod verify;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -37,6 +38,9 @@ pub use self::ratelimit::{
     BUNDLE_FETCHES_PER_TARGET_PER_MINUTE, RateLimit, RateLimiter, SEND_ENVELOPE_BURST,
     SEND_ENVELOPES_PER_MINUTE, SharedRateLimiter,
 };
+pub use self::verify::{
+    CODE_DIGITS, CODE_MAIL_WINDOW, MAX_CODE_ATTEMPTS, MAX_CODES_PER_ADDRESS, Verifier,
+};
 use crate::directory::{Directory, NewAccount};
 use crate::metrics::{Gauges, Metrics};
 use crate::queue::{Clock, QueueBackend, QueueError, QueuedEnvelope, ReplayCache, recipient_tag};
@@ -67,6 +71,8 @@ pub struct AppState {
     pub bundle_target_limiter: SharedRateLimiter,
     /// Envelopes sent per sender.
     pub send_limiter: SharedRateLimiter,
+    /// Proof of address; `None` when registration is first come, first served.
+    pub verifier: Option<Verifier>,
     /// Set to `true` when the relay shuts down; waiting polls return at once.
     pub shutdown: watch::Sender<bool>,
 }
@@ -83,6 +89,7 @@ impl std::fmt::Debug for AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/accounts", post(register).get(lookup))
+        .route("/v1/accounts/verify", post(verify::verify))
         .route("/v1/accounts/{email}/bundle", get(bundle))
         .route("/v1/prekeys", put(upload_prekeys))
         .route("/v1/prekeys/count", get(prekey_count))
@@ -223,6 +230,9 @@ async fn register(
     }
     check_one_time_prekeys(&request.one_time_prekeys)?;
     raw.check_replay(&state).await?;
+    if let Some(verifier) = &state.verifier {
+        return verify::start(&state, verifier, email, &request).await;
+    }
     state
         .directory
         .register(NewAccount {
@@ -234,7 +244,13 @@ async fn register(
         })
         .await?;
     tracing::info!(%email, "account registered");
-    Ok((StatusCode::CREATED, Json(RegisterResponse { email })))
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterResponse {
+            email,
+            verification: None,
+        }),
+    ))
 }
 
 #[derive(Deserialize)]
