@@ -316,3 +316,46 @@ async fn early_4xx_answers_are_readable_by_clients_that_write_the_whole_body_fir
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("\"body_too_large\""), "{answer}");
 }
+
+/// M4: when the SMTP server cannot take the mail the registrant is told so (503
+/// `mail_unavailable`, nothing active), and a relay that does not verify has no
+/// pending registrations to confirm.
+#[tokio::test]
+async fn m4_unreachable_smtp_is_503_and_verify_without_verification_is_404() {
+    let closed_port = common::free_port();
+    let relay = TestRelay::with(Backend::Sqlite, |config| {
+        config.email_verification = e2ee_relay_server::EmailVerification::Required;
+        config.smtp_url = Some(e2ee_relay_server::config::SmtpUrl(format!(
+            "smtp://127.0.0.1:{closed_port}"
+        )));
+    })
+    .await;
+    let alice = Identity::generate("alice@example.org");
+    let body = serde_json::to_value(alice.registration(1)).unwrap();
+    let (status, answer) = relay
+        .call(Some(&alice), Method::POST, "/v1/accounts", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"], "mail_unavailable");
+    let account = relay
+        .relay
+        .state()
+        .directory
+        .account("alice@example.org")
+        .await;
+    assert_eq!(account.unwrap(), None, "no account without the code");
+
+    let plain = TestRelay::start(Backend::Sqlite).await;
+    let carol = plain.register("carol@example.org", 0).await;
+    let verify = json!({"email": "carol@example.org", "code": "12345678"});
+    let (status, answer) = plain
+        .call(
+            Some(&carol),
+            Method::POST,
+            "/v1/accounts/verify",
+            Some(verify),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(answer["error"], "no_pending_registration");
+}
