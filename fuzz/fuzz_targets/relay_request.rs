@@ -383,6 +383,11 @@ const DOCUMENTED_ERRORS: &[(u16, &str)] = &[
     (413, "body_too_large"),
     (413, "envelope_too_large"),
     (429, "rate_limited"),
+    (404, "no_pending_registration"),
+    (400, "bad_code"),
+    (410, "code_expired"),
+    (403, "too_many_attempts"),
+    (503, "mail_unavailable"),
     (507, "queue_full"),
 ];
 

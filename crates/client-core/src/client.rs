@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use e2ee_proto::{
     Base64Key, Base64Signature, ErrorCode, OneTimePreKey, OutgoingMessage, RegisterRequest,
-    SendRequest, SignedPreKey, UploadPreKeysRequest,
+    SendRequest, SignedPreKey, UploadPreKeysRequest, VerifyRequest,
 };
 use e2ee_ratchet::{
     DecryptError, EncryptedMessage, IdentityKey, IdentityKeyPair, OneTimePreKeyPair, PreKeyBundle,
     SafetyNumber, SessionRecord, SignedPreKeyPair,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::SqliteConnection;
 use zeroize::Zeroizing;
 
@@ -80,6 +80,17 @@ fn ms(duration: Duration) -> u64 {
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).into()
+}
+
+/// The file in the profile directory that says the account is registered but waits
+/// for the relay's verification code; it holds the registration (public keys only)
+/// so it can be sent again for a fresh code.
+const PENDING_REGISTRATION_FILE: &str = "pending_registration.json";
+
+/// What [`PENDING_REGISTRATION_FILE`] holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingRegistration {
+    request: RegisterRequest,
 }
 
 /// How to open a profile.
@@ -408,12 +419,29 @@ impl Client {
     }
 
     /// Creates an identity, a signed prekey and one-time prekeys, registers them on
-    /// the relay and saves the relay URL in the profile.
+    /// the relay and saves the relay URL in the profile. On a relay that verifies
+    /// addresses this returns [`ClientError::VerificationPending`]; see
+    /// [`Client::register_with_code`].
     pub async fn register(&self, email: &str) -> Result<AccountInfo, ClientError> {
+        self.register_with_code(email, None).await
+    }
+
+    /// [`Client::register`], resumable on a relay that verifies addresses. The first
+    /// call stores the new identity, registers it and, when the relay mails a code,
+    /// remembers that the registration is pending and returns
+    /// [`ClientError::VerificationPending`]. A later call for the same address with
+    /// `code` confirms it (the account is then active); without `code` it registers the
+    /// same keys again, which mails a fresh code.
+    pub async fn register_with_code(
+        &self,
+        email: &str,
+        code: Option<&str>,
+    ) -> Result<AccountInfo, ClientError> {
         let email = normalize_email(email)?;
-        let relay_url = self.relay_override.clone().ok_or(ClientError::NoRelay)?;
-        let relay = self.relay_client(&relay_url)?;
-        let relay_url = relay.url().to_owned();
+        if let Some(pending) = self.pending_registration()? {
+            return self.resume_registration(pending, &email, code).await;
+        }
+        // A registered profile is told so before anything else (a missing relay, say).
         let mut tx = self.store.write().await?;
         if let Some(existing) = store::account(&mut tx).await? {
             if self.is_unregistered() {
@@ -425,6 +453,9 @@ impl Client {
                 email: existing.email,
             });
         }
+        let relay_url = self.relay_override.clone().ok_or(ClientError::NoRelay)?;
+        let relay = self.relay_client(&relay_url)?;
+        let relay_url = relay.url().to_owned();
         let (identity, signed_prekey, one_time_prekeys) = {
             let mut rng = rand::rng();
             let identity = IdentityKeyPair::generate(&mut rng);
@@ -458,12 +489,19 @@ impl Client {
             email: &email,
             identity: &identity,
         };
-        match relay.register(&signer, &request).await {
-            Ok(_) => {}
+        let answer = match relay.register(&signer, &request).await {
+            Ok(answer) => answer,
             Err(RelayError::Status { status: 409, .. }) => {
                 return Err(ClientError::EmailTaken { email });
             }
             Err(other) => return Err(other.into()),
+        };
+        if answer.verification.is_some() {
+            // The marker goes first: a profile whose account committed always knows
+            // whether it is still pending. A marker without an account is ignored.
+            self.save_pending_registration(&PendingRegistration { request })?;
+            tx.commit().await?;
+            return Err(ClientError::VerificationPending { email });
         }
         tx.commit().await?;
         *lock(&self.last_prekey_check) = Some(Instant::now());
@@ -515,6 +553,102 @@ impl Client {
             relay_url: me.relay.url().to_owned(),
             identity_key: e2ee_proto::encode_b64(&me.identity.public_key().to_bytes()),
             outbox,
+        })
+    }
+
+    fn pending_registration_path(&self) -> PathBuf {
+        self.dir.join(PENDING_REGISTRATION_FILE)
+    }
+
+    /// The registration waiting for its code, when this profile has one and its
+    /// account is stored.
+    fn pending_registration(&self) -> Result<Option<PendingRegistration>, ClientError> {
+        let path = self.pending_registration_path();
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Io { path, source }.into()),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ClientError::Inconsistent(format!("{}: {e}", path.display())))
+    }
+
+    fn save_pending_registration(&self, pending: &PendingRegistration) -> Result<(), ClientError> {
+        let path = self.pending_registration_path();
+        let bytes = serde_json::to_vec(pending)
+            .map_err(|e| ClientError::Inconsistent(format!("encoding the registration: {e}")))?;
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, bytes)
+            .and_then(|()| std::fs::rename(&temporary, &path))
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    fn clear_pending_registration(&self) -> Result<(), ClientError> {
+        let path = self.pending_registration_path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io { path, source }.into()),
+        }
+    }
+
+    /// The second half of a registration the relay wants confirmed.
+    async fn resume_registration(
+        &self,
+        pending: PendingRegistration,
+        email: &str,
+        code: Option<&str>,
+    ) -> Result<AccountInfo, ClientError> {
+        let me = match self.me().await {
+            Ok(me) => me,
+            // A marker left by a registration whose store commit never happened.
+            Err(ClientError::NotRegistered) => {
+                self.clear_pending_registration()?;
+                return Box::pin(self.register_with_code(email, code)).await;
+            }
+            Err(other) => return Err(other),
+        };
+        if me.row.email != email || pending.request.email != email {
+            return Err(ClientError::AlreadyRegisteredLocally {
+                email: me.row.email.clone(),
+            });
+        }
+        let signer = me.signer();
+        let answer = match code {
+            Some(code) => {
+                let request = VerifyRequest {
+                    email: email.to_owned(),
+                    code: code.to_owned(),
+                };
+                me.relay.verify_registration(&signer, &request).await?
+            }
+            None => match me.relay.register(&signer, &pending.request).await {
+                Ok(answer) => answer,
+                Err(RelayError::Status { status: 409, .. }) => {
+                    return Err(ClientError::EmailTaken {
+                        email: email.to_owned(),
+                    });
+                }
+                Err(other) => return Err(other.into()),
+            },
+        };
+        if answer.verification.is_some() {
+            return Err(ClientError::VerificationPending {
+                email: email.to_owned(),
+            });
+        }
+        self.clear_pending_registration()?;
+        *lock(&self.last_prekey_check) = Some(Instant::now());
+        Ok(AccountInfo {
+            email: email.to_owned(),
+            relay_url: me.relay.url().to_owned(),
+            identity_key: e2ee_proto::encode_b64(&me.identity.public_key().to_bytes()),
+            outbox: 0,
         })
     }
 

@@ -229,6 +229,16 @@ pub enum ClientError {
         /// The profile's account.
         email: String,
     },
+    /// The relay mailed a verification code to the address: the profile keeps its new
+    /// identity, and the account is active once the code is confirmed
+    /// ([`crate::Client::register_with_code`]).
+    #[error(
+        "a verification code was mailed to {email}; the account is active once it is confirmed"
+    )]
+    VerificationPending {
+        /// The address the code went to.
+        email: String,
+    },
     /// The relay already has an account with this email.
     #[error("{email} is already registered on this relay")]
     EmailTaken {
@@ -354,6 +364,7 @@ impl ClientError {
             | Self::Unregistered { .. }
             | Self::AlreadyRegisteredLocally { .. }
             | Self::EmailTaken { .. }
+            | Self::VerificationPending { .. }
             | Self::UnknownAccount { .. }
             | Self::NoRelay
             | Self::InvalidEmail { .. }

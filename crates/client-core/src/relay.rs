@@ -6,7 +6,7 @@ use e2ee_proto::{
     AccountInfo, AckRequest, AckResponse, ErrorBody, HEADER_ACCOUNT, HEADER_SIGNATURE,
     HEADER_TIMESTAMP, PollAckRequest, PollAckResponse, PollResponse, PreKeyBundle, PreKeyCount,
     RegisterRequest, RegisterResponse, SendRequest, SendResponse, UnregisterResponse,
-    UploadPreKeysRequest, encode_b64, request_signing_bytes,
+    UploadPreKeysRequest, VerifyRequest, encode_b64, request_signing_bytes,
 };
 use e2ee_ratchet::IdentityKeyPair;
 use reqwest::{Method, StatusCode};
@@ -318,6 +318,22 @@ impl RelayClient {
         );
         self.call::<(), _>(signer, Method::GET, &path, None, REQUEST_TIMEOUT)
             .await
+    }
+
+    /// `POST /v1/accounts/verify`: the mailed code, signed by the key being registered.
+    pub(crate) async fn verify_registration(
+        &self,
+        signer: &Signer<'_>,
+        request: &VerifyRequest,
+    ) -> Result<RegisterResponse, RelayError> {
+        self.call(
+            signer,
+            Method::POST,
+            "/v1/accounts/verify",
+            Some(request),
+            REQUEST_TIMEOUT,
+        )
+        .await
     }
 
     /// `GET /v1/accounts/{email}/bundle`: consumes one of the peer's one-time prekeys.

@@ -103,6 +103,17 @@ error_codes! {
     MethodNotAllowed = "method_not_allowed",
     /// Too many requests of this kind; `Retry-After` says when to retry.
     RateLimited = "rate_limited",
+    /// No registration of this address is waiting for its code (none was made, it was
+    /// confirmed already, or it was dropped after too many wrong codes or expiry).
+    NoPendingRegistration = "no_pending_registration",
+    /// The verification code is wrong; the registration stays pending.
+    BadCode = "bad_code",
+    /// The verification code has expired; register again for a new one.
+    CodeExpired = "code_expired",
+    /// Too many wrong codes: the pending registration was dropped; register again.
+    TooManyAttempts = "too_many_attempts",
+    /// The relay could not send the verification mail; nothing was stored.
+    MailUnavailable = "mail_unavailable",
     /// The queue store is down for the moment; nothing was changed.
     StoreUnavailable = "store_unavailable",
     /// The relay failed internally.

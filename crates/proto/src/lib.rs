@@ -321,11 +321,40 @@ pub struct RegisterRequest {
     pub one_time_prekeys: Vec<OneTimePreKey>,
 }
 
-/// Answer to a successful registration (201).
+/// Answer to a registration: 201 when the account is active, 202 (with
+/// `verification`) when the relay requires proof of the address first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterResponse {
     /// The normalized email the account is known by.
     pub email: String,
+    /// Present on 202 only: what the registrant must do before the account is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// What a relay that verifies addresses asks of a registrant (docs/API.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Verification {
+    /// A code was mailed to the address; confirm it with `POST /v1/accounts/verify`.
+    EmailSent,
+    /// A state this version does not know.
+    #[serde(other)]
+    Unrecognized,
+}
+
+/// Most characters of a verification code as typed (spaces and dashes are dropped
+/// before comparing).
+pub const MAX_VERIFICATION_CODE_CHARS: usize = 32;
+
+/// Body of `POST /v1/accounts/verify`, signed by the key being registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyRequest {
+    /// The address being registered; must equal `X-E2EE-Account`.
+    pub email: String,
+    /// The code from the mail.
+    pub code: String,
 }
 
 /// Answer to a successful `DELETE /v1/account` (200): the account, its prekeys and its

@@ -8,9 +8,10 @@ use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{self, AppState, RateLimiter};
-use crate::config::RelayConfig;
+use crate::api::{self, AppState, SharedRateLimiter, Verifier};
+use crate::config::{EmailVerification, RelayConfig};
 use crate::directory::{Directory, DirectoryError};
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::queue::{QueueBackend, QueueError, RedisQueue, ReplayCache, SqliteQueue};
 
@@ -31,6 +32,9 @@ pub enum StartError {
     /// The queue store could not be opened.
     #[error("queues: {0}")]
     Queue(#[from] QueueError),
+    /// The configuration is inconsistent or unusable.
+    #[error("{0}")]
+    Config(String),
 }
 
 enum Queues {
@@ -59,6 +63,35 @@ impl Relay {
             path: config.data_dir.display().to_string(),
             source,
         })?;
+        let verifier = match (config.email_verification, &config.smtp_url) {
+            (EmailVerification::Off, _) => {
+                tracing::warn!(
+                    "email verification is off: any address can be registered by whoever asks \
+                     first (see docs/THREAT_MODEL.md); --email-verification required turns it on"
+                );
+                None
+            }
+            (EmailVerification::Required, None) => {
+                return Err(StartError::Config(
+                    "--email-verification required needs --smtp-url (the SMTP server that \
+                     mails the codes)"
+                        .into(),
+                ));
+            }
+            (EmailVerification::Required, Some(url)) => {
+                let mailer = Mailer::new(&url.0, &config.smtp_from)
+                    .map_err(|e| StartError::Config(e.to_string()))?;
+                tracing::info!(
+                    code_ttl_secs = config.verification_code_ttl.as_secs(),
+                    "email verification required: accounts are active once the mailed code is \
+                     confirmed"
+                );
+                Some(Verifier {
+                    mailer,
+                    code_ttl: config.verification_code_ttl,
+                })
+            }
+        };
         let directory = Directory::open(config.database_url.as_deref(), &config.data_dir).await?;
         let (queue, replay, queues): (Arc<dyn QueueBackend>, Arc<dyn ReplayCache>, Queues) =
             match &config.redis_url {
@@ -85,6 +118,13 @@ impl Relay {
                 }
             };
         tracing::info!(directory = directory.kind(), "directory open");
+        // Rate limits are shared by every relay on the same Redis; with embedded
+        // queues there is one relay process, so in-process buckets are the whole truth.
+        let shared = match &queues {
+            Queues::Redis(q) => Some(q.clone()),
+            Queues::Sqlite(_) => None,
+        };
+        let limiter = |kind, limit| SharedRateLimiter::new(kind, limit, shared.clone());
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
             state: Arc::new(AppState {
@@ -93,7 +133,10 @@ impl Relay {
                 replay,
                 clock: Arc::clone(&config.clock),
                 metrics: Arc::new(Metrics::default()),
-                bundle_limiter: RateLimiter::new(config.bundle_rate),
+                bundle_limiter: limiter("bundle-by", config.bundle_rate),
+                bundle_target_limiter: limiter("bundle-of", config.bundle_target_rate),
+                send_limiter: limiter("send", config.send_rate),
+                verifier,
                 shutdown,
             }),
             queues,

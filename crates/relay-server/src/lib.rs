@@ -12,8 +12,9 @@ pub mod client;
 pub mod config;
 pub mod directory;
 pub mod loadgen;
+pub mod mail;
 pub mod metrics;
 pub mod queue;
 
 pub use app::{Relay, StartError};
-pub use config::RelayConfig;
+pub use config::{EmailVerification, RelayConfig};

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
-use e2ee_relay_server::config::{DEFAULT_REDIS_KEY_PREFIX, default_data_dir};
+use e2ee_relay_server::config::{DEFAULT_REDIS_KEY_PREFIX, SmtpUrl, default_data_dir};
 use e2ee_relay_server::directory::{ACCOUNT_CACHE_TTL, Directory, DirectoryError};
 use e2ee_relay_server::queue::{QueueBackend, QueueLimits, RedisQueue, SqliteQueue, SystemClock};
-use e2ee_relay_server::{Relay, RelayConfig};
+use e2ee_relay_server::{EmailVerification, Relay, RelayConfig};
 
 /// Every request allocates and frees a few dozen small buffers (headers, JSON, base64,
 /// Redis replies) across two worker threads; glibc malloc spent 15 % of the relay's
@@ -73,6 +73,34 @@ struct ServeArgs {
     directory: DirectoryArgs,
     #[command(flatten)]
     queues: QueueArgs,
+    /// Envelopes one account may send per minute, sustained (load tests raise it).
+    #[arg(long, env = "E2EE_RELAY_SEND_RATE", default_value_t = e2ee_relay_server::api::SEND_ENVELOPES_PER_MINUTE)]
+    send_rate_per_minute: u32,
+    /// Envelopes one account may send in a burst.
+    #[arg(long, env = "E2EE_RELAY_SEND_BURST", default_value_t = e2ee_relay_server::api::SEND_ENVELOPE_BURST)]
+    send_burst: u32,
+    /// Whether registering an address needs the code mailed to it (`required`) or is
+    /// first come, first served (`off`, the default; see docs/THREAT_MODEL.md).
+    #[arg(long, env = "E2EE_EMAIL_VERIFICATION", value_enum, default_value_t = VerificationMode::Off)]
+    email_verification: VerificationMode,
+    /// SMTP server for verification mails: smtp://host:port, smtps://user:pass@host:port.
+    #[arg(long, env = "E2EE_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// Sender address of verification mails.
+    #[arg(long, env = "E2EE_SMTP_FROM", default_value = e2ee_relay_server::config::DEFAULT_SMTP_FROM)]
+    smtp_from: String,
+    /// How long a mailed code is accepted, seconds.
+    #[arg(long, env = "E2EE_VERIFICATION_CODE_TTL_SECS", default_value_t = e2ee_relay_server::config::DEFAULT_VERIFICATION_CODE_TTL.as_secs())]
+    verification_code_ttl_secs: u64,
+}
+
+/// `--email-verification`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum VerificationMode {
+    /// Mail a code; the account is active once it is confirmed.
+    Required,
+    /// No proof of address.
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +270,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.redis_url = args.queues.redis_url.clone();
     config.database_url = args.directory.database_url.clone();
     config.redis_key_prefix = args.queues.redis_key_prefix.clone();
+    config.send_rate = e2ee_relay_server::api::RateLimit {
+        per_minute: args.send_rate_per_minute,
+        burst: args.send_burst,
+    };
+    config.email_verification = match args.email_verification {
+        VerificationMode::Required => EmailVerification::Required,
+        VerificationMode::Off => EmailVerification::Off,
+    };
+    config.smtp_url = args.smtp_url.clone().map(SmtpUrl);
+    config.smtp_from.clone_from(&args.smtp_from);
+    config.verification_code_ttl = std::time::Duration::from_secs(args.verification_code_ttl_secs);
     let relay = Relay::open(&config).await.context("starting the relay")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

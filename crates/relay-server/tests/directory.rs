@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 
 use e2ee_relay_server::client::Identity;
-use e2ee_relay_server::directory::{Directory, DirectoryError, NewAccount};
+use e2ee_relay_server::directory::{Directory, DirectoryError, NewAccount, PendingRegistration};
 
 struct Fixture {
     directory: Directory,
@@ -238,6 +238,62 @@ async fn i12_delete_then_register_again(f: Fixture) {
     );
 }
 
+/// M4: a pending registration is stored apart from accounts, and activating it
+/// creates the account or, for a taken address, replaces its key and prekeys while
+/// keeping its ban.
+async fn m4_pending_registrations(f: Fixture) {
+    let d = &f.directory;
+    let old = register(d, "bob@x.org", 3).await;
+    d.set_banned("bob@x.org", true).await.unwrap();
+    let new = Identity::generate("bob@x.org");
+    let reg = new.registration(2);
+    let pending = PendingRegistration {
+        email: "bob@x.org".into(),
+        identity_key: reg.identity_key.0,
+        signed_prekey: reg.signed_prekey.clone(),
+        one_time_prekeys: reg.one_time_prekeys.clone(),
+        code_hash: [7; 32],
+        expires_at: 9_000,
+        attempts: 0,
+        codes_sent: 1,
+        codes_window_start: 1_000,
+        created_at: 1_000,
+    };
+    d.put_pending(&pending).await.unwrap();
+    assert_eq!(
+        d.pending("bob@x.org").await.unwrap().as_ref(),
+        Some(&pending)
+    );
+    // Still the old key until activation.
+    let account = d.account("bob@x.org").await.unwrap().unwrap();
+    assert_eq!(account.identity_key, *old.key.verifying_key().as_bytes());
+    d.set_pending_attempts("bob@x.org", 2).await.unwrap();
+    assert_eq!(d.pending("bob@x.org").await.unwrap().unwrap().attempts, 2);
+    assert!(d.activate(&pending, 5_000).await.unwrap());
+    assert_eq!(d.pending("bob@x.org").await.unwrap(), None);
+    let account = d.account("bob@x.org").await.unwrap().unwrap();
+    assert_eq!(account.identity_key, reg.identity_key.0);
+    assert!(account.banned, "a re-registration keeps the ban");
+    assert_eq!(d.prekey_count("bob@x.org").await.unwrap(), 2);
+
+    let carol = Identity::generate("carol@x.org");
+    let reg = carol.registration(1);
+    let fresh = PendingRegistration {
+        email: "carol@x.org".into(),
+        identity_key: reg.identity_key.0,
+        signed_prekey: reg.signed_prekey,
+        one_time_prekeys: reg.one_time_prekeys,
+        ..pending
+    };
+    d.put_pending(&fresh).await.unwrap();
+    assert_eq!(d.account("carol@x.org").await.unwrap(), None);
+    assert!(!d.activate(&fresh, 5_000).await.unwrap());
+    assert!(d.bundle("carol@x.org").await.unwrap().is_some());
+    d.put_pending(&fresh).await.unwrap();
+    d.delete_pending("carol@x.org").await.unwrap();
+    assert_eq!(d.pending("carol@x.org").await.unwrap(), None);
+}
+
 macro_rules! directory_suite {
     ($backend:ident) => {
         mod $backend {
@@ -260,6 +316,11 @@ macro_rules! directory_suite {
             #[tokio::test]
             async fn i12_delete_then_register_again() {
                 super::i12_delete_then_register_again(super::$backend().await).await
+            }
+
+            #[tokio::test]
+            async fn m4_pending_registrations() {
+                super::m4_pending_registrations(super::$backend().await).await
             }
         }
     };

@@ -2,7 +2,9 @@
 
 mod auth;
 mod error;
+mod linger;
 mod ratelimit;
+mod verify;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -27,9 +29,19 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-pub use self::auth::{RawSigned, Signed, SignedIdempotent};
+pub use self::auth::{
+    MAX_CLOCK_SKEW_MS, REPLAY_RETENTION_MS, RawSigned, Signed, SignedIdempotent, SignedOnce,
+};
 pub use self::error::{ApiError, json_error};
-pub use self::ratelimit::{BUNDLE_FETCH_BURST, BUNDLE_FETCHES_PER_MINUTE, RateLimit, RateLimiter};
+pub use self::linger::{LINGER_MAX_BYTES, LINGER_MAX_TIME};
+pub use self::ratelimit::{
+    BUNDLE_FETCH_BURST, BUNDLE_FETCHES_PER_MINUTE, BUNDLE_FETCHES_PER_TARGET_BURST,
+    BUNDLE_FETCHES_PER_TARGET_PER_MINUTE, RateLimit, RateLimiter, SEND_ENVELOPE_BURST,
+    SEND_ENVELOPES_PER_MINUTE, SharedRateLimiter,
+};
+pub use self::verify::{
+    CODE_DIGITS, CODE_MAIL_WINDOW, MAX_CODE_ATTEMPTS, MAX_CODES_PER_ADDRESS, Verifier,
+};
 use crate::directory::{Directory, NewAccount};
 use crate::metrics::{Gauges, Metrics};
 use crate::queue::{Clock, QueueBackend, QueueError, QueuedEnvelope, ReplayCache, recipient_tag};
@@ -54,8 +66,14 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// Bundle fetch limiter.
-    pub bundle_limiter: RateLimiter,
+    /// Bundle fetches per requesting account.
+    pub bundle_limiter: SharedRateLimiter,
+    /// Bundle fetches per target account, whoever asks.
+    pub bundle_target_limiter: SharedRateLimiter,
+    /// Envelopes sent per sender.
+    pub send_limiter: SharedRateLimiter,
+    /// Proof of address; `None` when registration is first come, first served.
+    pub verifier: Option<Verifier>,
     /// Set to `true` when the relay shuts down; waiting polls return at once.
     pub shutdown: watch::Sender<bool>,
 }
@@ -73,6 +91,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/accounts", post(register).get(lookup))
         .route("/v1/account", delete(unregister))
+        .route("/v1/accounts/verify", post(verify::verify))
         .route("/v1/accounts/{email}/bundle", get(bundle))
         .route("/v1/prekeys", put(upload_prekeys))
         .route("/v1/prekeys/count", get(prekey_count))
@@ -90,6 +109,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
+        .layer(middleware::from_fn(linger::linger))
         .with_state(state)
 }
 
@@ -212,6 +232,9 @@ async fn register(
     }
     check_one_time_prekeys(&request.one_time_prekeys)?;
     raw.check_replay(&state).await?;
+    if let Some(verifier) = &state.verifier {
+        return verify::start(&state, verifier, email, &request).await;
+    }
     state
         .directory
         .register(NewAccount {
@@ -223,7 +246,13 @@ async fn register(
         })
         .await?;
     tracing::info!(%email, "account registered");
-    Ok((StatusCode::CREATED, Json(RegisterResponse { email })))
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterResponse {
+            email,
+            verification: None,
+        }),
+    ))
 }
 
 /// How a refused recipient is named in the human message.
@@ -307,30 +336,47 @@ async fn lookup(
     }))
 }
 
+fn rate_limited(retry_after: u64, what: &str, limit: RateLimit) -> ApiError {
+    let mut error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited,
+        format!(
+            "too many {what} (at most {} per minute, bursts of {}); retry after {retry_after} s",
+            limit.per_minute, limit.burst
+        ),
+    );
+    error.retry_after_secs = Some(retry_after);
+    error
+}
+
 async fn bundle(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
-    signed: Signed,
+    SignedOnce(signed): SignedOnce,
 ) -> Result<Json<PreKeyBundle>, ApiError> {
     let Path(raw_email) =
         path.map_err(|r| ApiError::bad_request(ErrorCode::BadPath, r.body_text()))?;
     let email = email_param(&raw_email, "path")?;
+    let now = state.clock.now_ms();
     if let Err(retry_after) = state
         .bundle_limiter
-        .check(&signed.account.email, state.clock.now_ms())
+        .check(&signed.account.email, 1, now)
+        .await?
     {
-        let mut error = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            format!(
-                "too many bundle fetches (at most {} per minute, bursts of {}); retry after \
-                 {retry_after} s",
-                state.bundle_limiter.limit().per_minute,
-                state.bundle_limiter.limit().burst
-            ),
-        );
-        error.retry_after_secs = Some(retry_after);
-        return Err(error);
+        return Err(rate_limited(
+            retry_after,
+            "bundle fetches by this account",
+            state.bundle_limiter.limit(),
+        ));
+    }
+    // Per target too: throwaway accounts each have their own requester bucket, and
+    // every fetch costs the target a one-time prekey (L1).
+    if let Err(retry_after) = state.bundle_target_limiter.check(&email, 1, now).await? {
+        return Err(rate_limited(
+            retry_after,
+            "bundle fetches of this account",
+            state.bundle_target_limiter.limit(),
+        ));
     }
     let Some(bundle) = state.directory.bundle(&email).await? else {
         return Err(refused_target(email, RefusalReason::NoAccount));
@@ -403,6 +449,18 @@ async fn send(
             ));
         }
         recipients.push(email_param(&message.to, &format!("messages[{i}].to"))?);
+    }
+    let cost = u32::try_from(request.messages.len()).unwrap_or(u32::MAX);
+    if let Err(retry_after) = state
+        .send_limiter
+        .check(&signed.account.email, cost, state.clock.now_ms())
+        .await?
+    {
+        return Err(rate_limited(
+            retry_after,
+            "envelopes sent by this account",
+            state.send_limiter.limit(),
+        ));
     }
     // Every recipient is checked before anything is queued, so an unknown address
     // never leaves half a request delivered.

@@ -99,6 +99,59 @@ pub struct NewAccount<'a> {
     pub now_ms: u64,
 }
 
+/// A registration waiting for its code (`--email-verification required`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRegistration {
+    /// Normalized email.
+    pub email: String,
+    /// The identity key that signed the registration; only it can confirm.
+    pub identity_key: [u8; 32],
+    /// The registration's signed prekey.
+    pub signed_prekey: SignedPreKey,
+    /// The registration's one-time prekeys.
+    pub one_time_prekeys: Vec<OneTimePreKey>,
+    /// Hash of the mailed code (the code itself is never stored).
+    pub code_hash: [u8; 32],
+    /// When the code stops being accepted, unix milliseconds.
+    pub expires_at: u64,
+    /// Wrong codes tried so far.
+    pub attempts: u32,
+    /// Codes mailed to this address since `codes_window_start`.
+    pub codes_sent: u32,
+    /// Start of the window in which `codes_sent` are counted, unix milliseconds.
+    pub codes_window_start: u64,
+    /// When the registration was made, unix milliseconds.
+    pub created_at: u64,
+}
+
+/// The prekeys of a pending registration as stored (public keys only).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct PendingPrekeys {
+    signed_prekey: SignedPreKey,
+    one_time_prekeys: Vec<OneTimePreKey>,
+}
+
+impl PendingRegistration {
+    fn prekeys_json(&self) -> Result<String, DirectoryError> {
+        serde_json::to_string(&PendingPrekeys {
+            signed_prekey: self.signed_prekey.clone(),
+            one_time_prekeys: self.one_time_prekeys.clone(),
+        })
+        .map_err(|_| DirectoryError::Corrupt("pending prekeys do not encode"))
+    }
+}
+
+/// Decodes the stored prekeys of a pending registration.
+fn pending_prekeys(json: &str) -> Result<(SignedPreKey, Vec<OneTimePreKey>), DirectoryError> {
+    let prekeys: PendingPrekeys = serde_json::from_str(json)
+        .map_err(|_| DirectoryError::Corrupt("pending registration prekeys"))?;
+    Ok((prekeys.signed_prekey, prekeys.one_time_prekeys))
+}
+
+fn to_u32(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
 /// The directory database.
 #[derive(Debug, Clone)]
 enum Db {
@@ -433,6 +486,63 @@ impl Directory {
         } else {
             Err(DirectoryError::UnknownAccount)
         }
+    }
+
+    /// The registration of `email` waiting for its code, if any.
+    pub async fn pending(
+        &self,
+        email: &str,
+    ) -> Result<Option<PendingRegistration>, DirectoryError> {
+        match &self.db {
+            Db::Sqlite(pool) => sqlite::pending(pool, email).await,
+            Db::Postgres(pool) => postgres::pending(pool, email).await,
+        }
+    }
+
+    /// Stores `pending`, replacing any earlier pending registration of its email.
+    pub async fn put_pending(&self, pending: &PendingRegistration) -> Result<(), DirectoryError> {
+        match &self.db {
+            Db::Sqlite(pool) => sqlite::put_pending(pool, pending).await,
+            Db::Postgres(pool) => postgres::put_pending(pool, pending).await,
+        }
+    }
+
+    /// Records the number of wrong codes tried.
+    pub async fn set_pending_attempts(
+        &self,
+        email: &str,
+        attempts: u32,
+    ) -> Result<(), DirectoryError> {
+        match &self.db {
+            Db::Sqlite(pool) => sqlite::set_pending_attempts(pool, email, attempts).await,
+            Db::Postgres(pool) => postgres::set_pending_attempts(pool, email, attempts).await,
+        }
+    }
+
+    /// Drops the pending registration of `email`.
+    pub async fn delete_pending(&self, email: &str) -> Result<(), DirectoryError> {
+        match &self.db {
+            Db::Sqlite(pool) => sqlite::delete_pending(pool, email).await,
+            Db::Postgres(pool) => postgres::delete_pending(pool, email).await,
+        }
+    }
+
+    /// Turns the pending registration into the account, in one transaction: a new
+    /// account, or, when the address already has one, the same account with the new
+    /// identity key and prekeys (its ban and its queue are kept). Returns whether an
+    /// existing account's key was replaced.
+    pub async fn activate(
+        &self,
+        pending: &PendingRegistration,
+        now_ms: u64,
+    ) -> Result<bool, DirectoryError> {
+        let replaced = match &self.db {
+            Db::Sqlite(pool) => sqlite::activate(pool, pending, now_ms).await?,
+            Db::Postgres(pool) => postgres::activate(pool, pending, now_ms).await?,
+        };
+        // Other processes see the new key within ACCOUNT_CACHE_TTL.
+        self.cache.forget(&pending.email);
+        Ok(replaced)
     }
 
     /// Every account, ordered by email.

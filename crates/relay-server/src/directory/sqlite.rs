@@ -10,8 +10,8 @@ use sqlx::sqlite::{
 use sqlx::{Row as _, SqlitePool};
 
 use super::{
-    Account, AccountSummary, DirectoryError, MAX_STORED_ONE_TIME_PREKEYS, NewAccount, id_u32,
-    key32, key64,
+    Account, AccountSummary, DirectoryError, MAX_STORED_ONE_TIME_PREKEYS, NewAccount,
+    PendingRegistration, id_u32, key32, key64, pending_prekeys, to_u32,
 };
 
 /// Connections in the directory pool.
@@ -268,4 +268,124 @@ pub(super) async fn list(pool: &SqlitePool) -> Result<Vec<AccountSummary>, Direc
             })
         })
         .collect()
+}
+
+fn pending_from_row(row: &SqliteRow) -> Result<PendingRegistration, DirectoryError> {
+    let key: Vec<u8> = row.try_get("identity_key")?;
+    let hash: Vec<u8> = row.try_get("code_hash")?;
+    let prekeys: String = row.try_get("prekeys")?;
+    let (signed_prekey, one_time_prekeys) = pending_prekeys(&prekeys)?;
+    let time = |name: &str| -> Result<u64, DirectoryError> {
+        let v: i64 = row.try_get(name)?;
+        Ok(u64::try_from(v).unwrap_or(0))
+    };
+    Ok(PendingRegistration {
+        email: row.try_get("email")?,
+        identity_key: key32(&key, "pending identity key")?,
+        signed_prekey,
+        one_time_prekeys,
+        code_hash: key32(&hash, "code hash")?,
+        expires_at: time("expires_at")?,
+        attempts: to_u32(row.try_get("attempts")?),
+        codes_sent: to_u32(row.try_get("codes_sent")?),
+        codes_window_start: time("codes_window_start")?,
+        created_at: time("created_at")?,
+    })
+}
+
+pub(super) async fn pending(
+    pool: &SqlitePool,
+    email: &str,
+) -> Result<Option<PendingRegistration>, DirectoryError> {
+    let row = sqlx::query("SELECT * FROM pending_registrations WHERE email = ?1")
+        .bind(email)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(pending_from_row).transpose()
+}
+
+pub(super) async fn put_pending(
+    pool: &SqlitePool,
+    p: &PendingRegistration,
+) -> Result<(), DirectoryError> {
+    sqlx::query(
+        "INSERT INTO pending_registrations (email, identity_key, prekeys, code_hash, expires_at,
+             attempts, codes_sent, codes_window_start, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (email) DO UPDATE SET identity_key = excluded.identity_key,
+             prekeys = excluded.prekeys, code_hash = excluded.code_hash,
+             expires_at = excluded.expires_at, attempts = excluded.attempts,
+             codes_sent = excluded.codes_sent, codes_window_start = excluded.codes_window_start,
+             created_at = excluded.created_at",
+    )
+    .bind(&p.email)
+    .bind(&p.identity_key[..])
+    .bind(p.prekeys_json()?)
+    .bind(&p.code_hash[..])
+    .bind(to_i64(p.expires_at))
+    .bind(i64::from(p.attempts))
+    .bind(i64::from(p.codes_sent))
+    .bind(to_i64(p.codes_window_start))
+    .bind(to_i64(p.created_at))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn set_pending_attempts(
+    pool: &SqlitePool,
+    email: &str,
+    attempts: u32,
+) -> Result<(), DirectoryError> {
+    sqlx::query("UPDATE pending_registrations SET attempts = ?2 WHERE email = ?1")
+        .bind(email)
+        .bind(i64::from(attempts))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn delete_pending(pool: &SqlitePool, email: &str) -> Result<(), DirectoryError> {
+    sqlx::query("DELETE FROM pending_registrations WHERE email = ?1")
+        .bind(email)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn activate(
+    pool: &SqlitePool,
+    p: &PendingRegistration,
+    now_ms: u64,
+) -> Result<bool, DirectoryError> {
+    let mut tx = pool.begin().await?;
+    let replaced = sqlx::query("UPDATE accounts SET identity_key = ?2 WHERE email = ?1")
+        .bind(&p.email)
+        .bind(&p.identity_key[..])
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        == 1;
+    if !replaced {
+        sqlx::query("INSERT INTO accounts (email, identity_key, created_at) VALUES (?1, ?2, ?3)")
+            .bind(&p.email)
+            .bind(&p.identity_key[..])
+            .bind(to_i64(now_ms))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM one_time_prekeys WHERE email = ?1")
+        .bind(&p.email)
+        .execute(&mut *tx)
+        .await?;
+    upsert_signed_prekey(&mut tx, &p.email, &p.signed_prekey, now_ms).await?;
+    for opk in &p.one_time_prekeys {
+        insert_one_time_prekey(&mut tx, &p.email, opk).await?;
+    }
+    sqlx::query("DELETE FROM pending_registrations WHERE email = ?1")
+        .bind(&p.email)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(replaced)
 }

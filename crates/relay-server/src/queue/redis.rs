@@ -132,6 +132,37 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return n
 ";
 
+/// A token bucket shared by every relay process: KEYS[1] is a hash {tokens, at};
+/// ARGV is burst, refill per minute, cost, now (ms). Answers -1 when the cost was
+/// taken, else the tokens left (times 1000, as an integer), taking nothing. The key
+/// expires once the bucket would be full again, so idle buckets cost nothing.
+const TOKEN_BUCKET_SCRIPT: &str = r"
+local burst = tonumber(ARGV[1])
+local per_ms = tonumber(ARGV[2]) / 60000
+local cost = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+if now > at then
+  tokens = math.min(burst, tokens + (now - at) * per_ms)
+  at = now
+end
+local answer = -1
+if tokens >= cost then
+  tokens = tokens - cost
+else
+  answer = math.floor(tokens * 1000)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(at))
+local full_in = 60000
+if per_ms > 0 then
+  full_in = math.ceil((burst - tokens) / per_ms) + 1000
+end
+redis.call('PEXPIRE', KEYS[1], full_in)
+return answer
+";
+
 /// A command connection to a single Redis or to a cluster.
 #[derive(Clone)]
 enum Connection {
@@ -179,6 +210,7 @@ pub struct RedisQueue {
     enqueue: Arc<Script>,
     fetch: Arc<Script>,
     purge: Arc<Script>,
+    token_bucket: Arc<Script>,
     cluster: bool,
 }
 
@@ -284,6 +316,7 @@ impl RedisQueue {
             enqueue: Arc::new(Script::new(ENQUEUE_SCRIPT)),
             fetch: Arc::new(Script::new(FETCH_SCRIPT)),
             purge: Arc::new(Script::new(PURGE_SCRIPT)),
+            token_bucket: Arc::new(Script::new(TOKEN_BUCKET_SCRIPT)),
             cluster,
         };
         // Subscribe before serving so no wake-up published after start is missed.
@@ -296,6 +329,29 @@ impl RedisQueue {
         ));
         tokio::spawn(flush_depth(queue.clone()));
         Ok(queue)
+    }
+
+    /// Takes `cost` tokens from the shared bucket `name` (under the prefix) with this
+    /// burst and refill rate: `None` when taken, else `Some(tokens left)`.
+    pub async fn take_tokens(
+        &self,
+        name: &str,
+        burst: u32,
+        per_minute: u32,
+        cost: u32,
+        now_ms: u64,
+    ) -> Result<Option<f64>, QueueError> {
+        let mut conn = self.conn.clone();
+        let answer: i64 = self
+            .token_bucket
+            .key(format!("{}:{name}", self.prefix))
+            .arg(burst)
+            .arg(per_minute)
+            .arg(cost)
+            .arg(now_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((answer >= 0).then(|| answer as f64 / 1000.0))
     }
 
     /// Whether the server turned out to be a Redis Cluster.

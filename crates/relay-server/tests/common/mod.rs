@@ -250,7 +250,7 @@ impl TestRelay {
         body: Option<serde_json::Value>,
     ) -> (StatusCode, serde_json::Value) {
         let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        self.call_raw(who, method, pq, body, now_ms()).await
+        self.call_raw(who, method, pq, body, unique_now_ms()).await
     }
 
     pub async fn call_raw(
@@ -293,6 +293,21 @@ pub async fn send(router: &Router, request: Request<Body>) -> (StatusCode, serde
         })
     };
     (status, json)
+}
+
+/// `now_ms()`, but never the same value twice in this process: two identical requests
+/// signed in the same millisecond have the same (deterministic) signature, and the
+/// relay refuses the second as a replay, GET bundle fetches included.
+pub fn unique_now_ms() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = now_ms();
+    let previous = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(now);
+    now.max(previous + 1)
 }
 
 pub fn system_clock() -> Arc<dyn Clock> {
