@@ -155,7 +155,7 @@ fn json_fields_of_every_command_match_the_client_doc_table() {
     let url = relay.url.clone();
     let alice = User::new("alice@x");
     let bob = User::registered("bob@y", &relay);
-    let _carol = User::registered("carol@z", &relay);
+    let carol = User::registered("carol@z", &relay);
     let dave = User::registered("dave@w", &relay);
     let mut seen = Seen::default();
 
@@ -194,6 +194,25 @@ fn json_fields_of_every_command_match_the_client_doc_table() {
         step.run(&mut seen);
     }
 
+    // delivery_failed on send: a message queued while the relay was unreachable is
+    // refused at the next flush, because its recipient left the relay meanwhile; then
+    // a send straight to the departed contact is an error naming it, and the history
+    // shows both messages as failed, with why.
+    for step in [
+        Step::fails(
+            &alice,
+            "send",
+            &["--relay", DEAD_RELAY, "send", "carol@z", "queued for carol"],
+            3,
+        ),
+        Step::ok(&carol, "unregister", &["unregister", "--yes"]),
+        Step::ok(&alice, "send", &["send", "bob@y", "after carol left"]),
+        Step::fails(&alice, "send", &["send", "carol@z", "are you there?"], 1),
+        Step::ok(&alice, "history", &["history", "carol@z"]),
+    ] {
+        step.run(&mut seen);
+    }
+
     // identity_changed: dave's address gets a new identity, which writes to alice.
     forget_account(&mut relay, "dave@w");
     let new_dave = User::registered("dave@w", &relay);
@@ -208,6 +227,8 @@ fn json_fields_of_every_command_match_the_client_doc_table() {
     );
     alice.send("bob@y", "into the void");
     Step::ok(&bob, "poll", &["poll", "--timeout", "5"]).run(&mut seen);
+    // delivery_failed on poll: bob's client reported it back to alice.
+    Step::ok(&alice, "poll", &["poll", "--timeout", "5"]).run(&mut seen);
 
     // relay_unreachable: `poll --follow` retrying; its first line is the warning.
     let mut follower = alice

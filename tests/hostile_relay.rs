@@ -72,7 +72,7 @@ impl Receiver {
             let warnings = outcome
                 .warnings
                 .iter()
-                .filter(|w| w.starts_with("dropped"))
+                .filter(|w| w.text.starts_with("dropped"))
                 .count();
             (shown, warnings)
         })

@@ -29,6 +29,30 @@ fn assert_safe(text_output: &str, senders: &[&str]) {
     }
 }
 
+/// `history`'s text with the `[YYYY-MM-DD HH:MM:SS] ` prefix of each sender's line
+/// taken off (checked to be exactly that shape).
+fn without_times(history: &str) -> String {
+    history
+        .lines()
+        .map(|line| match line.strip_prefix('[') {
+            Some(rest) => {
+                let (time, after) = rest.split_at(19);
+                assert!(
+                    time.bytes()
+                        .all(|b| b.is_ascii_digit() || b" -:".contains(&b)),
+                    "{line:?}"
+                );
+                after
+                    .strip_prefix("] ")
+                    .unwrap_or_else(|| panic!("{line:?}"))
+                    .to_owned()
+            }
+            None => line.to_owned(),
+        })
+        .map(|line| line + "\n")
+        .collect()
+}
+
 #[test]
 fn m3_peer_text_cannot_erase_lines_or_fake_a_sender_in_poll_and_history() {
     let relay = Relay::start();
@@ -48,11 +72,12 @@ fn m3_peer_text_cannot_erase_lines_or_fake_a_sender_in_poll_and_history() {
         shown,
         "alice@x: hi\\x1b[2K\\r\\x1b[1A\\x1b[2K\n  | carol@z: fake\n  | \\u{202e}txt.exe\\u{9b}2J\n"
     );
-    let history = bob.run(&["history", "alice@x"]).ok().stdout;
+    // History lines start with the time the sender wrote the message.
+    let history = without_times(&bob.run(&["history", "alice@x"]).ok().stdout);
     assert_safe(&history, &["alice@x"]);
     assert_eq!(history, shown);
     // The sender's own history: the same rendering under "me".
-    let own = alice.run(&["history", "bob@y"]).ok().stdout;
+    let own = without_times(&alice.run(&["history", "bob@y"]).ok().stdout);
     assert_safe(&own, &["me"]);
 
     // --json: the exact text, as JSON escapes a terminal does not act on.

@@ -236,7 +236,7 @@ fn peer(error: &ClientError) -> Option<&str> {
         | ClientError::IdentityChanged { email }
         | ClientError::BadBundle { email, .. }
         | ClientError::Encrypt { email, .. } => Some(email),
-        ClientError::Queued { to, .. } => Some(to),
+        ClientError::Queued { to, .. } | ClientError::Refused { to, .. } => Some(to),
         _ => None,
     }
 }

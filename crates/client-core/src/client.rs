@@ -24,6 +24,7 @@ use crate::delivery::{
 use crate::relay::{RelayClient, Signer, now_ms};
 use crate::secret::StoreKey;
 use crate::store::{self, AccountRow, ContactRow, OutboxKind, SessionSlot, Store, Trust};
+use crate::warning::{PollWarning, WarningKind};
 use crate::{ClientError, ErrorKind, RelayError, StoreError};
 
 /// One-time prekeys uploaded at registration and topped up to.
@@ -173,9 +174,9 @@ pub struct ReceivedMessage {
 pub struct PollOutcome {
     /// New messages, oldest first; pass them to [`Client::mark_shown`] once displayed.
     pub messages: Vec<ReceivedMessage>,
-    /// Envelopes that could not be decrypted (forged, corrupted, unknown session),
-    /// each already dropped; for the user's information.
-    pub warnings: Vec<String>,
+    /// What else the user must hear: envelopes dropped (forged, corrupted, unknown
+    /// session), messages of ours that did not arrive, receipts and re-sends that wait.
+    pub warnings: Vec<PollWarning>,
 }
 
 /// A message accepted for sending.
@@ -1188,7 +1189,7 @@ impl Client {
         let mut outcome = PollOutcome::default();
         outcome
             .warnings
-            .extend(failures.iter().map(ToString::to_string));
+            .extend(failures.iter().map(failure_warning));
         {
             let mut conn = self.store.conn().await?;
             for row in store::unshown(&mut conn).await? {
@@ -1237,10 +1238,18 @@ impl Client {
                 Decrypted::Message(message) => outcome.messages.push(message),
                 Decrypted::Dropped(Some(warning)) => {
                     tracing::warn!("{warning}");
-                    outcome.warnings.push(warning);
+                    outcome.warnings.push(PollWarning::new(
+                        WarningKind::Undecryptable,
+                        None,
+                        warning,
+                    ));
                 }
                 Decrypted::Dropped(None) => {}
-                Decrypted::Receipt(notice) => outcome.warnings.push(notice),
+                Decrypted::Receipt(notice) => outcome.warnings.push(PollWarning::new(
+                    WarningKind::DeliveryFailed,
+                    Some(&envelope.from),
+                    notice,
+                )),
             }
         }
         match timing {
@@ -1545,9 +1554,11 @@ impl Client {
             if matches!(error, ClientError::Store(_)) {
                 return Err(error);
             }
-            outcome
-                .warnings
-                .push(format!("decryption-error receipts not sent yet: {error}"));
+            outcome.warnings.push(PollWarning::new(
+                WarningKind::ReceiptNotSent,
+                None,
+                format!("decryption-error receipts not sent yet: {error}"),
+            ));
         }
         let peers = {
             let mut conn = self.store.conn().await?;
@@ -1557,10 +1568,12 @@ impl Client {
             match self.resend_due(me, &peer).await {
                 Ok(failures) => outcome
                     .warnings
-                    .extend(failures.iter().map(ToString::to_string)),
+                    .extend(failures.iter().map(failure_warning)),
                 Err(error @ ClientError::Store(_)) => return Err(error),
-                Err(error) => outcome.warnings.push(format!(
-                    "re-sending to {peer} failed, retried later: {error}"
+                Err(error) => outcome.warnings.push(PollWarning::new(
+                    WarningKind::ResendFailed,
+                    Some(&peer),
+                    format!("re-sending to {peer} failed, retried later: {error}"),
                 )),
             }
         }
@@ -1890,6 +1903,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A message of ours that will not arrive, as a poll reports it.
+fn failure_warning(failure: &DeliveryFailure) -> PollWarning {
+    PollWarning::new(
+        WarningKind::DeliveryFailed,
+        Some(&failure.to),
+        failure.to_string(),
+    )
 }
 
 /// Writes `bytes` to `path` and fsyncs it: the marker must survive a crash that

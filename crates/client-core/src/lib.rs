@@ -36,6 +36,7 @@ mod error;
 mod relay;
 mod secret;
 mod store;
+mod warning;
 
 pub use client::{
     AccountInfo, AddedContact, CRASH_AFTER_COMMIT_BEFORE_ACK, CRASH_AFTER_ENCRYPT_BEFORE_POST,
@@ -54,3 +55,4 @@ pub use error::{ClientError, ErrorKind, RelayError, StoreError};
 pub use relay::{MAX_RESPONSE_BYTES, RelayClient};
 pub use secret::{KEY_FILE, WRAPPED_KEY_FILE};
 pub use store::{STORE_FILE, Trust};
+pub use warning::{PollWarning, WarningKind};

@@ -1,6 +1,6 @@
 //! `e2ee history EMAIL [--limit N]`.
 
-use e2ee_client_core::Client;
+use e2ee_client_core::{Client, Delivery};
 use serde_json::json;
 
 use crate::output::{Output, format_time};
@@ -20,16 +20,19 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
-    // Fails as verify and trust do (no account yet, not a contact) instead of printing
-    // an empty history that looks like "no messages".
-    client.safety_number(&args.email).await?;
-    for message in client.history(&args.email, args.limit).await? {
+    let messages = client.history(&args.email, args.limit).await?;
+    // Nothing stored: fail as verify and trust do (no account yet, not a contact)
+    // instead of printing an empty history that looks like "no messages". A history
+    // that exists is shown even when the account is gone (unregistered).
+    if messages.is_empty() {
+        client.safety_number(&args.email).await?;
+    }
+    for message in messages {
         let who = if message.outgoing {
             "me"
         } else {
             message.peer.as_str()
         };
-        // History holds only what the relay accepted (outgoing) or what was received.
         let mut value = json!({
             "id": message.id,
             "peer": message.peer,
@@ -38,14 +41,30 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
             "sent_at": message.sent_at,
             "received_at": message.received_at,
         });
-        if message.outgoing {
-            value["delivery"] = json!("sent");
+        // Outgoing messages say where they are; one the relay refused or the recipient
+        // could not read is shown as such, never as if it had arrived.
+        let mut mark = String::new();
+        if let Some(delivery) = message.delivery {
+            value["delivery"] = serde_json::to_value(delivery)?;
+            match delivery {
+                Delivery::Outbox => mark.push_str(" (in the outbox, not sent yet)"),
+                Delivery::Failed => {
+                    mark.push_str(" (NOT DELIVERED");
+                    if let Some(error) = &message.delivery_error {
+                        mark.push_str(": ");
+                        mark.push_str(error);
+                    }
+                    mark.push(')');
+                }
+                _ => {}
+            }
         }
+        if let Some(error) = &message.delivery_error {
+            value["delivery_error"] = json!(error);
+        }
+        let text = format!("{}{mark}", message.text);
         out.result(
-            &terminal_text::message(
-                &format!("[{}] {who}", format_time(message.sent_at)),
-                &message.text,
-            ),
+            &terminal_text::message(&format!("[{}] {who}", format_time(message.sent_at)), &text),
             &value,
         )?;
     }

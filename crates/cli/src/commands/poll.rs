@@ -36,7 +36,11 @@ pub(crate) struct Args {
 
 fn print(client_out: &Output, outcome: &PollOutcome) -> anyhow::Result<()> {
     for warning in &outcome.warnings {
-        client_out.warn("undecryptable", warning, &serde_json::Map::new());
+        let mut context = serde_json::Map::new();
+        if let Some(peer) = &warning.peer {
+            context.insert("peer".to_owned(), serde_json::Value::from(peer.as_str()));
+        }
+        client_out.warn(warning.kind.as_str(), &warning.text, &context);
     }
     for message in &outcome.messages {
         if message.identity_changed {
