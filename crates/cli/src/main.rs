@@ -62,8 +62,10 @@ enum Command {
     History(commands::history::Args),
     /// Show the 60-digit safety number with a contact, to compare out of band.
     Verify(commands::verify::Args),
-    /// Trust a contact's current identity key (after checking the safety number).
+    /// Trust the contact's key whose safety number you checked (NUMBER as 'verify' shows it).
     Trust(commands::trust::Args),
+    /// Keep a contact's pinned key and drop the new ones seen for their address.
+    Reject(commands::reject::Args),
 }
 
 /// An error the user can fix, outside the client library (exit 1).
@@ -125,6 +127,7 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::History(args) => commands::history::run(&client, args, out).await,
         Command::Verify(args) => commands::verify::run(&client, args, out).await,
         Command::Trust(args) => commands::trust::run(&client, args, out).await,
+        Command::Reject(args) => commands::reject::run(&client, args, out).await,
     };
     client.close().await;
     result

@@ -11,11 +11,14 @@ pub(crate) struct Args {}
 pub(crate) async fn run(client: &Client, _args: &Args, out: &Output) -> anyhow::Result<()> {
     for contact in client.contacts().await? {
         let trust = serde_json::to_value(contact.trust)?;
-        let trust_text = trust.as_str().unwrap_or_default().to_owned();
-        out.result(
-            &format!("{}\t{trust_text}", contact.email),
-            &serde_json::to_value(&contact)?,
-        )?;
+        let mut text = format!("{}\t{}", contact.email, trust.as_str().unwrap_or_default());
+        if !contact.pending_safety_numbers.is_empty() {
+            text.push_str(&format!(
+                " ({} new key(s) pending)",
+                contact.pending_safety_numbers.len()
+            ));
+        }
+        out.result(&text, &serde_json::to_value(&contact)?)?;
     }
     Ok(())
 }

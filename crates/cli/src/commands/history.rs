@@ -24,8 +24,13 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
         } else {
             message.peer.as_str()
         };
+        let marker = if message.identity_changed {
+            " [identity changed]"
+        } else {
+            ""
+        };
         out.result(
-            &format!("{who}: {}", message.text),
+            &format!("{who}{marker}: {}", message.text),
             &serde_json::to_value(&message)?,
         )?;
     }

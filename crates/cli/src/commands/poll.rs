@@ -38,8 +38,16 @@ fn print(client_out: &Output, outcome: &PollOutcome) -> anyhow::Result<()> {
                 from = message.from
             ));
         }
+        // Beside the sender, where a message's text cannot reach.
+        let marker = if message.identity_changed {
+            " [identity changed]"
+        } else if message.new_contact {
+            " (new contact, unverified)"
+        } else {
+            ""
+        };
         client_out.result(
-            &format!("{}: {}", message.from, message.text),
+            &format!("{}{marker}: {}", message.from, message.text),
             &json!({
                 "id": message.id,
                 "from": message.from,
@@ -47,6 +55,7 @@ fn print(client_out: &Output, outcome: &PollOutcome) -> anyhow::Result<()> {
                 "sent_at": message.sent_at,
                 "received_at": message.received_at,
                 "identity_changed": message.identity_changed,
+                "new_contact": message.new_contact,
             }),
         )?;
     }
