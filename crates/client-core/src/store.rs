@@ -988,6 +988,112 @@ mod tests {
 
     use super::*;
 
+    /// A session record whose peer is `remote` (an initiator's, before any reply).
+    fn record_with(remote: &e2ee_ratchet::IdentityKeyPair) -> SessionRecord {
+        let mut rng = rand::rng();
+        let local = IdentityKeyPair::generate(&mut rng);
+        let signed = SignedPreKeyPair::generate(&mut rng, remote, 1);
+        let bundle = e2ee_ratchet::PreKeyBundle {
+            identity_key: remote.public_key(),
+            signed_prekey_id: 1,
+            signed_prekey: signed.public_key(),
+            signed_prekey_signature: signed.signature(),
+            one_time_prekey: None,
+        };
+        let mut record = SessionRecord::new();
+        record
+            .initiate(&mut rng, &local, "me@x", "bob@y", &bundle)
+            .unwrap();
+        record
+    }
+
+    /// Migration 0003 on a store written by 0001-0002: the one pending key becomes a
+    /// set of one, the contact's state is kept (identity_changed while a key is
+    /// pending, verified contacts stay verified), and the old pending session is moved
+    /// next to its key the first time it is asked for.
+    #[tokio::test]
+    async fn migration_0003_keeps_the_pending_key_and_its_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = StoreKey::load_or_create(dir.path(), None).unwrap();
+        let old = tempfile::tempdir().unwrap();
+        for name in ["0001_store.sql", "0002_pending_sessions.sql"] {
+            let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(name);
+            std::fs::copy(from, old.path().join(name)).unwrap();
+        }
+        let mut rng = rand::rng();
+        let pinned = IdentityKeyPair::generate(&mut rng).public_key().to_bytes();
+        let new = IdentityKeyPair::generate(&mut rng);
+        let new_key = new.public_key().to_bytes();
+        let record = record_with(&new);
+        {
+            let pool = SqlitePool::connect_with(
+                SqliteConnectOptions::new()
+                    .filename(dir.path().join(STORE_FILE))
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+            sqlx::migrate::Migrator::new(old.path())
+                .await
+                .unwrap()
+                .run(&pool)
+                .await
+                .unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            for (email, trust, pending) in [
+                ("bob@y", "identity_changed", Some(new_key.to_vec())),
+                ("carol@z", "verified", None),
+            ] {
+                sqlx::query(
+                    "INSERT INTO contacts (email, identity_key, trust, pending_identity_key, \
+                     added_at) VALUES (?, ?, ?, ?, 1)",
+                )
+                .bind(email)
+                .bind(pinned.to_vec())
+                .bind(trust)
+                .bind(pending)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            }
+            save_session(&mut conn, &key, SessionSlot::Pending, "bob@y", &record, 1)
+                .await
+                .unwrap();
+            drop(conn);
+            pool.close().await;
+        }
+
+        let store = Store::open(dir.path()).await.unwrap();
+        let mut tx = store.write().await.unwrap();
+        let bob = contact(&mut tx, "bob@y").await.unwrap().unwrap();
+        assert_eq!(bob.trust, Trust::IdentityChanged);
+        assert!(!bob.verified);
+        assert_eq!(bob.pending_identity_keys, [new_key]);
+        let carol = contact(&mut tx, "carol@z").await.unwrap().unwrap();
+        assert_eq!(carol.trust, Trust::Verified);
+        assert!(carol.pending_identity_keys.is_empty());
+
+        let moved = pending_session(&mut tx, &key, "bob@y", &new_key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.to_bytes(), record.to_bytes());
+        let legacy: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_sessions")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(legacy, 0);
+        // Asked for under another key, the session is not handed out.
+        assert!(
+            pending_session(&mut tx, &key, "bob@y", &pinned)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
     #[tokio::test]
     async fn envelope_ids_above_i64_max_stay_distinct() {
         let dir = tempfile::tempdir().unwrap();
