@@ -526,3 +526,55 @@ fn i8_a_replayed_prekey_message_does_not_undo_reject() {
     carol.send("dave@y", "still you?");
     assert_eq!(texts_from(&dave.poll_until(1), "carol@x"), ["still you?"]);
 }
+
+/// Runs `e2ee --home HOME ARGS` for `user` on a pseudo-terminal (util-linux `script`),
+/// typing `input`.
+fn at_terminal(user: &User, args: &str, input: &str) -> e2ee_e2e_tests::Run {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let line = format!(
+        "{} --home {} {args}",
+        e2ee_e2e_tests::bin_dir().join("e2ee").display(),
+        user.home.path().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running script (install util-linux)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("typing");
+    let output = child.wait_with_output().expect("script");
+    e2ee_e2e_tests::Run {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// M2: at a terminal, `trust` without a number shows the number it is about to trust
+/// and trusts it only when the person says it matches.
+#[test]
+fn m2_trust_at_a_terminal_shows_the_number_and_asks() {
+    let relay = Relay::start();
+    let alice = User::registered("alice@x", &relay);
+    let _bob = User::registered("bob@y", &relay);
+    alice.run(&["add-contact", "bob@y"]).ok();
+    let number = alice.safety_number("bob@y");
+
+    let run = at_terminal(&alice, "trust bob@y", "n\n");
+    assert_eq!(run.code(), Some(1), "{}", run.stdout);
+    assert!(run.stdout.contains(&number), "{}", run.stdout);
+    assert_eq!(trust_state(&alice, "bob@y"), "tofu");
+
+    let run = at_terminal(&alice, "trust bob@y", "y\n");
+    assert_eq!(run.code(), Some(0), "{}", run.stdout);
+    assert!(run.stdout.contains("does it match"), "{}", run.stdout);
+    assert_eq!(trust_state(&alice, "bob@y"), "verified");
+}
