@@ -90,7 +90,7 @@ fn trust_state(user: &User, peer: &str) -> String {
 
 fn changed(email: &str) -> String {
     format!(
-        "{email}'s identity key changed. Check the new safety number with 'e2ee verify {email}', then run 'e2ee trust {email}'."
+        "{email}'s identity key changed. Check the new safety number with 'e2ee verify {email}', then run 'e2ee trust {email} NUMBER' with it, or 'e2ee reject {email}'."
     )
 }
 

@@ -18,7 +18,7 @@ use output::Output;
 /// Shown under `--help`: scripts branch on these.
 const EXIT_CODES_HELP: &str = "Exit codes: 0 ok, 1 user error (bad arguments, unknown contact, ...), \
 2 internal error, 3 relay unreachable or network error, 4 untrusted identity (run 'e2ee verify' \
-then 'e2ee trust'), 5 rate limited by the relay.";
+then 'e2ee trust EMAIL NUMBER' or 'e2ee reject EMAIL'), 5 rate limited by the relay.";
 
 /// End-to-end encrypted messages through an e2ee relay.
 #[derive(Debug, Parser)]

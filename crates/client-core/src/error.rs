@@ -218,7 +218,7 @@ pub enum ClientError {
     },
     /// The contact's identity key changed since it was pinned.
     #[error(
-        "{email}'s identity key changed. Check the new safety number with 'e2ee verify {email}', then run 'e2ee trust {email}'."
+        "{email}'s identity key changed. Check the new safety number with 'e2ee verify {email}', then run 'e2ee trust {email} NUMBER' with it, or 'e2ee reject {email}'."
     )]
     IdentityChanged {
         /// The contact.

@@ -24,7 +24,7 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
     };
     out.result(
         &format!(
-            "{verb} {}\nsafety number: {}\ncompare it with {} in person or over another channel, then run 'e2ee trust {}'",
+            "{verb} {}\nsafety number: {}\ncompare it with {} in person or over another channel, then run 'e2ee trust {} NUMBER'",
             added.email, added.safety_number, added.email, added.email
         ),
         &json!({"email": added.email, "safety_number": added.safety_number, "new": added.new}),

@@ -34,7 +34,7 @@ fn print(client_out: &Output, outcome: &PollOutcome) -> anyhow::Result<()> {
     for message in &outcome.messages {
         if message.identity_changed {
             client_out.warn(&format!(
-                "{from}'s identity key changed. Check the new safety number with 'e2ee verify {from}', then run 'e2ee trust {from}'.",
+                "{from}'s identity key changed. Check the new safety number with 'e2ee verify {from}', then run 'e2ee trust {from} NUMBER' with it, or 'e2ee reject {from}'.",
                 from = message.from
             ));
         }
