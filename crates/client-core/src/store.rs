@@ -25,6 +25,8 @@ pub const STORE_FILE: &str = "store.sqlite";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections per process: one writer at a time anyway, plus a reader.
 const MAX_CONNECTIONS: u32 = 2;
+/// Identity keys kept per contact awaiting the user's decision.
+pub(crate) const MAX_PENDING_IDENTITY_KEYS: u32 = 16;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -498,6 +500,9 @@ async fn pending_identity_keys(
 }
 
 /// Adds `identity_key` to `email`'s pending keys; a key already there keeps its place.
+/// Beyond [`MAX_PENDING_IDENTITY_KEYS`] the oldest are forgotten, so that a relay
+/// forging prekey messages under ever new keys cannot grow the store without bound
+/// (a forgotten key's number then trusts nothing: the safe way to fail).
 pub(crate) async fn add_pending_identity_key(
     conn: &mut SqliteConnection,
     email: &str,
@@ -512,6 +517,15 @@ pub(crate) async fn add_pending_identity_key(
     .bind(identity_key.to_vec())
     .bind(to_i64(now))
     .bind(to_i64(now))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "DELETE FROM pending_identity_keys WHERE email = ?1 AND identity_key NOT IN \
+         (SELECT identity_key FROM pending_identity_keys WHERE email = ?1 \
+          ORDER BY first_seen_at DESC, identity_key DESC LIMIT ?2)",
+    )
+    .bind(email)
+    .bind(i64::from(MAX_PENDING_IDENTITY_KEYS))
     .execute(conn)
     .await?;
     Ok(())
@@ -1092,6 +1106,31 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// The pending set is bounded: past the cap the oldest key goes, the newest stay.
+    #[tokio::test]
+    async fn pending_identity_keys_are_capped_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let mut tx = store.write().await.unwrap();
+        upsert_contact(&mut tx, "bob@y", &[0; 32], false, 0)
+            .await
+            .unwrap();
+        let keys: Vec<[u8; 32]> = (1..=MAX_PENDING_IDENTITY_KEYS + 1)
+            .map(|i| [u8::try_from(i).unwrap(); 32])
+            .collect();
+        for (at, key) in keys.iter().enumerate() {
+            add_pending_identity_key(&mut tx, "bob@y", key, u64::try_from(at).unwrap())
+                .await
+                .unwrap();
+        }
+        // Seen again, a kept key keeps its place.
+        add_pending_identity_key(&mut tx, "bob@y", &keys[1], 100)
+            .await
+            .unwrap();
+        let bob = contact(&mut tx, "bob@y").await.unwrap().unwrap();
+        assert_eq!(bob.pending_identity_keys, keys[1..]);
     }
 
     #[tokio::test]
