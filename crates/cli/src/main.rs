@@ -22,7 +22,8 @@ macro_rules! exit_codes {
     () => {
         "Exit codes: 0 ok, 1 user error (bad arguments, unknown contact, wrong relay, ...), \
          2 internal error, 3 relay unreachable or network error, 4 untrusted identity \
-         (run 'e2ee verify' then 'e2ee trust'), 5 rate limited by the relay."
+         (run 'e2ee verify', then 'e2ee trust EMAIL NUMBER' or 'e2ee reject EMAIL'), 5 rate \
+         limited by the relay."
     };
 }
 
@@ -137,9 +138,16 @@ enum Command {
     /// Show the 60-digit safety number with a contact, to compare out of band.
     #[command(after_help = concat!("Example:\n  e2ee verify bob@example.org\n\n", exit_codes!()))]
     Verify(commands::verify::Args),
-    /// Trust a contact's current identity key (after checking the safety number).
-    #[command(after_help = concat!("Example:\n  e2ee trust bob@example.org\n\n", exit_codes!()))]
+    /// Trust the contact's key whose safety number you checked (NUMBER as 'verify' shows it).
+    #[command(after_help = concat!(
+        "Example:\n  e2ee trust bob@example.org 12345 67890 ...\n\n\
+         Without NUMBER, on a terminal, it shows the number and asks.\n\n",
+        exit_codes!()
+    ))]
     Trust(commands::trust::Args),
+    /// Keep a contact's pinned key and drop the new ones seen for their address.
+    #[command(after_help = concat!("Example:\n  e2ee reject bob@example.org\n\n", exit_codes!()))]
+    Reject(commands::reject::Args),
     /// Delete this profile's account from the relay (keeps the local history unless
     /// --wipe); the address can then be registered again.
     #[command(after_help = concat!(
@@ -224,7 +232,8 @@ fn hint(error: &ClientError) -> Option<String> {
 /// What to do when a contact's key changed; after the library's "X's identity key changed".
 pub(crate) fn identity_changed_advice(email: &str) -> String {
     format!(
-        ". Check the new safety number with 'e2ee verify {email}', then run 'e2ee trust {email}'."
+        ". Check the new safety number with 'e2ee verify {email}', then run 'e2ee trust {email} \
+         NUMBER' with it, or 'e2ee reject {email}'."
     )
 }
 
@@ -399,6 +408,7 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::History(args) => commands::history::run(&client, args, out).await,
         Command::Verify(args) => commands::verify::run(&client, args, out).await,
         Command::Trust(args) => commands::trust::run(&client, args, out).await,
+        Command::Reject(args) => commands::reject::run(&client, args, out).await,
         Command::Help(args) => print_help(args),
     };
     // The relay in use (saved, or `--relay`), only needed to explain one refusal.

@@ -23,7 +23,9 @@ use crate::delivery::{
 };
 use crate::relay::{RelayClient, Signer, now_ms};
 use crate::secret::StoreKey;
-use crate::store::{self, AccountRow, ContactRow, OutboxKind, SessionSlot, Store, Trust};
+use crate::store::{
+    self, AccountRow, ContactRow, IncomingMessage, OutboxKind, SessionSlot, Store, Trust,
+};
 use crate::warning::{PollWarning, WarningKind};
 use crate::{ClientError, ErrorKind, RelayError, StoreError};
 
@@ -55,6 +57,8 @@ const BATCH: usize = e2ee_proto::MAX_MESSAGES_PER_REQUEST;
 /// needs the account fail with [`ClientError::Unregistered`], while the store, and so
 /// the history, stays as it was.
 pub const UNREGISTERED_FILE: &str = "unregistered";
+/// Digits of a safety number (two parties of 30).
+const SAFETY_NUMBER_DIGITS: usize = 60;
 /// Serializes outbox flushes between processes of one profile, so a row is posted once.
 const OUTBOX_LOCK_FILE: &str = "outbox.lock";
 
@@ -144,10 +148,14 @@ pub struct AccountInfo {
 pub struct Contact {
     /// Normalized email.
     pub email: String,
-    /// Trust state of its identity key.
+    /// Trust state: [`Trust::IdentityChanged`] while any key awaits a decision.
     pub trust: Trust,
-    /// The safety number of the pinned key (of the new key, when it changed).
+    /// The safety number of the pinned key, the one messages go out to.
     pub safety_number: String,
+    /// The safety number of each other key seen for this address and awaiting the
+    /// user's decision, oldest first: [`Client::trust`] with one of them pins that key,
+    /// [`Client::reject`] drops them all.
+    pub pending_safety_numbers: Vec<String>,
 }
 
 /// A received message.
@@ -163,8 +171,12 @@ pub struct ReceivedMessage {
     pub sent_at: u64,
     /// When this client stored it, unix ms.
     pub received_at: u64,
-    /// The sender's identity key differs from the trusted one.
+    /// It came under an identity key other than the contact's pinned one (a key
+    /// awaiting the user's decision): it may not be from the contact at all.
     pub identity_changed: bool,
+    /// Its sender was not a contact: it was added with this message, its key pinned
+    /// on first use and not verified.
+    pub new_contact: bool,
     #[serde(skip)]
     seq: i64,
 }
@@ -219,6 +231,13 @@ pub struct HistoryMessage {
     /// Why a [`Delivery::Failed`] message failed, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery_error: Option<String>,
+    /// Received under an identity key other than the one pinned for the contact at the
+    /// time (a key awaiting the user's decision then).
+    pub identity_changed: bool,
+    /// Received: the safety number of the key it came under, to tell which key wrote
+    /// what. `None` for outgoing messages and for those stored before keys were kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_safety_number: Option<String>,
 }
 
 /// The result of adding a contact.
@@ -300,6 +319,56 @@ fn safety_number(me: &Me, email: &str, key: &[u8; 32]) -> Result<String, ClientE
         &identity_key(key)?,
     )
     .grouped())
+}
+
+/// The 60 digits of the safety number with `email` under `key`, ungrouped.
+fn safety_digits(me: &Me, email: &str, key: &[u8; 32]) -> Result<String, ClientError> {
+    Ok(SafetyNumber::new(
+        &me.row.email,
+        &me.identity.public_key(),
+        email,
+        &identity_key(key)?,
+    )
+    .digits()
+    .to_owned())
+}
+
+/// The digits of a safety number as a person types it: groups separated by any
+/// whitespace.
+fn parse_safety_number(text: &str) -> Result<String, ClientError> {
+    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if digits.len() != SAFETY_NUMBER_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ClientError::InvalidSafetyNumber {
+            reason: format!(
+                "expected {SAFETY_NUMBER_DIGITS} digits (spaces allowed), got {:?}",
+                text
+            ),
+        });
+    }
+    Ok(digits)
+}
+
+/// `digits` in groups of five, as [`SafetyNumber::grouped`] shows them.
+fn safety_number_text(digits: &str) -> String {
+    digits
+        .as_bytes()
+        .chunks(5)
+        .map(|chunk| String::from_utf8_lossy(chunk).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn contact_info(me: &Me, contact: &ContactRow) -> Result<Contact, ClientError> {
+    Ok(Contact {
+        email: contact.email.clone(),
+        trust: contact.trust,
+        safety_number: safety_number(me, &contact.email, &contact.identity_key)?,
+        pending_safety_numbers: contact
+            .pending_identity_keys
+            .iter()
+            .map(|key| safety_number(me, &contact.email, key))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 fn map_bundle_error(error: RelayError, email: &str) -> ClientError {
@@ -683,7 +752,7 @@ impl Client {
 
     /// Pins `bundle`'s identity for `email` (trust on first use) and starts a session
     /// if there is none with that identity. A bundle whose key differs from the pinned
-    /// one marks the contact `identity_changed` and fails.
+    /// one adds that key to the contact's pending keys and fails.
     async fn adopt_bundle(
         &self,
         conn: &mut SqliteConnection,
@@ -696,30 +765,9 @@ impl Client {
         let existing = store::contact(conn, email).await?;
         let new = existing.is_none();
         match existing {
-            None => {
-                store::upsert_contact(
-                    conn,
-                    &ContactRow {
-                        email: email.to_owned(),
-                        identity_key: bundle_key,
-                        trust: Trust::Tofu,
-                        pending_identity_key: None,
-                    },
-                    now,
-                )
-                .await?;
-            }
+            None => store::upsert_contact(conn, email, &bundle_key, false, now).await?,
             Some(contact) if contact.identity_key != bundle_key => {
-                store::upsert_contact(
-                    conn,
-                    &ContactRow {
-                        trust: Trust::IdentityChanged,
-                        pending_identity_key: Some(bundle_key),
-                        ..contact
-                    },
-                    now,
-                )
-                .await?;
+                store::add_pending_identity_key(conn, email, &bundle_key, now).await?;
                 return Err(ClientError::IdentityChanged {
                     email: email.to_owned(),
                 });
@@ -728,6 +776,10 @@ impl Client {
         }
         let mut record = store::session(conn, &self.key, SessionSlot::Pinned, email).await?;
         if record.remote_identity() != Some(bundle.identity_key) {
+            // H1: a session under another key must not survive as an archived one in
+            // the record that now speaks for this key: the ratchet would promote it
+            // when a message in it arrives.
+            record = SessionRecord::new();
             let mut rng = rand::rng();
             record
                 .initiate(&mut rng, &me.identity, &me.row.email, email, bundle)
@@ -760,7 +812,7 @@ impl Client {
         let bundle = self.fetch_bundle(&me, &email).await?;
         let mut tx = self.store.write().await?;
         let result = self.adopt_bundle(&mut tx, &me, &email, &bundle).await;
-        // The identity_changed mark must persist even though the call fails.
+        // The pending key must persist even though the call fails.
         tx.commit().await?;
         let new = result?;
         Ok(AddedContact {
@@ -799,16 +851,8 @@ impl Client {
                 new: false,
             });
         }
-        store::upsert_contact(
-            &mut tx,
-            &ContactRow {
-                trust: Trust::IdentityChanged,
-                pending_identity_key: Some(key),
-                ..contact
-            },
-            now_ms(),
-        )
-        .await?;
+        // The key joins the set awaiting the user's decision (`trust` or `reject`).
+        store::add_pending_identity_key(&mut tx, &email, &key, now_ms()).await?;
         tx.commit().await?;
         Err(ClientError::IdentityChanged { email })
     }
@@ -819,38 +863,85 @@ impl Client {
         let mut conn = self.store.conn().await?;
         store::contacts(&mut conn)
             .await?
-            .into_iter()
-            .map(|c| {
-                let key = c.pending_identity_key.unwrap_or(c.identity_key);
-                Ok(Contact {
-                    safety_number: safety_number(&me, &c.email, &key)?,
-                    email: c.email,
-                    trust: c.trust,
-                })
-            })
+            .iter()
+            .map(|c| contact_info(&me, c))
             .collect()
     }
 
-    /// The safety number with `email`, in groups of five; of the new key when it changed.
+    /// `email`'s trust state and safety numbers: the pinned key's, and one per key
+    /// awaiting the user's decision.
     pub async fn safety_number(&self, email: &str) -> Result<Contact, ClientError> {
         let email = normalize_email(email)?;
         let me = self.me().await?;
         let mut conn = self.store.conn().await?;
-        let contact = store::contact(&mut conn, &email).await?.ok_or_else(|| {
-            ClientError::UnknownContact {
-                email: email.clone(),
+        let contact = store::contact(&mut conn, &email)
+            .await?
+            .ok_or(ClientError::UnknownContact { email })?;
+        contact_info(&me, &contact)
+    }
+
+    /// Marks as verified the identity key of `email` whose safety number is
+    /// `safety_number` (whitespace ignored): the pinned key, or one of the keys awaiting
+    /// a decision, which is then pinned. The other pending keys are dropped. A number
+    /// that is none of these (the key changed again since it was shown) changes
+    /// nothing and fails with [`ClientError::SafetyNumberMismatch`].
+    pub async fn trust(&self, email: &str, safety_number: &str) -> Result<Contact, ClientError> {
+        let email = normalize_email(email)?;
+        let wanted = parse_safety_number(safety_number)?;
+        let me = self.me().await?;
+        let mut tx = self.store.write().await?;
+        let contact =
+            store::contact(&mut tx, &email)
+                .await?
+                .ok_or_else(|| ClientError::UnknownContact {
+                    email: email.clone(),
+                })?;
+        let mut chosen = None;
+        for key in std::iter::once(&contact.identity_key).chain(&contact.pending_identity_keys) {
+            if safety_digits(&me, &email, key)? == wanted {
+                chosen = Some(*key);
+                break;
             }
+        }
+        let chosen = chosen.ok_or_else(|| ClientError::SafetyNumberMismatch {
+            email: email.clone(),
         })?;
-        let key = contact.pending_identity_key.unwrap_or(contact.identity_key);
+        let now = now_ms();
+        if chosen != contact.identity_key {
+            // H1: nothing that speaks for the old key survives. The session the new key
+            // started by writing to us becomes the conversation (the reply goes out in
+            // it, no bundle needed); without one, the next send starts from a bundle.
+            match store::pending_session(&mut tx, &self.key, &email, &chosen).await? {
+                Some(record) => {
+                    store::save_session(
+                        &mut tx,
+                        &self.key,
+                        SessionSlot::Pinned,
+                        &email,
+                        &record,
+                        now,
+                    )
+                    .await?;
+                }
+                None => store::delete_session(&mut tx, &email).await?,
+            }
+        }
+        store::upsert_contact(&mut tx, &email, &chosen, true, now).await?;
+        store::clear_pending_identity_keys(&mut tx, &email).await?;
+        tx.commit().await?;
         Ok(Contact {
-            safety_number: safety_number(&me, &email, &key)?,
+            safety_number: safety_number_text(&wanted),
             email,
-            trust: contact.trust,
+            trust: Trust::Verified,
+            pending_safety_numbers: Vec::new(),
         })
     }
 
-    /// Marks `email`'s current identity key as verified, accepting a changed key.
-    pub async fn trust(&self, email: &str) -> Result<Contact, ClientError> {
+    /// Keeps `email`'s pinned key and drops every key awaiting a decision, with the
+    /// sessions they started: the contact is back in the state it had before they came
+    /// (sending works again). Fails with [`ClientError::NoPendingIdentity`] when no key
+    /// is pending.
+    pub async fn reject(&self, email: &str) -> Result<Contact, ClientError> {
         let email = normalize_email(email)?;
         let me = self.me().await?;
         let mut tx = self.store.write().await?;
@@ -860,55 +951,45 @@ impl Client {
                 .ok_or_else(|| ClientError::UnknownContact {
                     email: email.clone(),
                 })?;
-        let key = contact.pending_identity_key.unwrap_or(contact.identity_key);
-        let now = now_ms();
-        store::upsert_contact(
-            &mut tx,
-            &ContactRow {
-                email: email.clone(),
-                identity_key: key,
-                trust: Trust::Verified,
-                pending_identity_key: None,
-            },
-            now,
-        )
-        .await?;
-        // A session the new key started by messaging us becomes the conversation; one
-        // under some other key (a later change superseded it) is dropped.
-        if let Some(pending) = store::take_pending_session(&mut tx, &self.key, &email).await?
-            && pending.remote_identity().map(|k| k.to_bytes()) == Some(key)
-        {
-            store::save_session(
-                &mut tx,
-                &self.key,
-                SessionSlot::Pinned,
-                &email,
-                &pending,
-                now,
-            )
-            .await?;
+        if contact.pending_identity_keys.is_empty() {
+            return Err(ClientError::NoPendingIdentity { email });
         }
+        store::clear_pending_identity_keys(&mut tx, &email).await?;
+        let contact = store::contact(&mut tx, &email)
+            .await?
+            .ok_or_else(|| ClientError::Inconsistent(format!("contact {email} vanished")))?;
         tx.commit().await?;
         self.resend_after_trust(&me, &email).await?;
-        Ok(Contact {
-            safety_number: safety_number(&me, &email, &key)?,
-            email,
-            trust: Trust::Verified,
-        })
+        contact_info(&me, &contact)
     }
 
-    /// The last `limit` messages exchanged with `email`, oldest first.
+    /// The last `limit` messages exchanged with `email`, oldest first. A received
+    /// message carries the safety number of the key it came under.
     pub async fn history(
         &self,
         email: &str,
         limit: u32,
     ) -> Result<Vec<HistoryMessage>, ClientError> {
         let email = normalize_email(email)?;
+        let me = self.me().await?;
         let mut conn = self.store.conn().await?;
-        Ok(store::history(&mut conn, &email, limit)
-            .await?
-            .into_iter()
-            .map(|m| HistoryMessage {
+        let rows = store::history(&mut conn, &email, limit).await?;
+        // A conversation has one key, or a few: compute each number once.
+        let mut numbers: Vec<([u8; 32], String)> = Vec::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for m in rows {
+            let sender_safety_number = match m.sender_identity_key {
+                Some(key) => match numbers.iter().find(|(k, _)| *k == key) {
+                    Some((_, number)) => Some(number.clone()),
+                    None => {
+                        let number = safety_number(&me, &email, &key)?;
+                        numbers.push((key, number.clone()));
+                        Some(number)
+                    }
+                },
+                None => None,
+            };
+            out.push(HistoryMessage {
                 id: m.message_id,
                 peer: m.peer,
                 outgoing: m.outgoing,
@@ -917,8 +998,11 @@ impl Client {
                 received_at: m.received_at,
                 delivery: m.delivery,
                 delivery_error: m.delivery_error,
-            })
-            .collect())
+                identity_changed: m.identity_changed,
+                sender_safety_number,
+            });
+        }
+        Ok(out)
     }
 
     /// Encrypts `text` for `email`, stores the new session state and the ciphertext
@@ -1199,7 +1283,8 @@ impl Client {
                     text: row.text,
                     sent_at: row.sent_at,
                     received_at: row.received_at,
-                    identity_changed: false,
+                    identity_changed: row.identity_changed,
+                    new_contact: row.new_contact,
                     seq: row.seq,
                 });
             }
@@ -1337,11 +1422,12 @@ impl Client {
             }
         };
         let contact = store::contact(&mut tx, &from).await?;
-        let mut slot = SessionSlot::Pinned;
-        let mut record = store::session(&mut tx, &self.key, slot, &from).await?;
+        let mut record = store::session(&mut tx, &self.key, SessionSlot::Pinned, &from).await?;
+        // Set when the message is for a session that a key other than the pinned one
+        // started: that key's, among the contact's pending keys.
+        let mut pending_key = None;
+        let mut new_contact = false;
         let mut consumed = None;
-        let mut identity_changed = false;
-        let mut new_contact = None;
         let result = match &message {
             EncryptedMessage::Normal(normal) => {
                 let mut rng = rand::rng();
@@ -1350,27 +1436,16 @@ impl Client {
             EncryptedMessage::PreKey(prekey) => {
                 let sender_key = prekey.identity_key().to_bytes();
                 match &contact {
-                    None => {
-                        new_contact = Some(ContactRow {
-                            email: from.clone(),
-                            identity_key: sender_key,
-                            trust: Trust::Tofu,
-                            pending_identity_key: None,
-                        });
-                    }
+                    None => new_contact = true,
                     Some(c) if c.identity_key != sender_key => {
-                        identity_changed = true;
-                        new_contact = Some(ContactRow {
-                            trust: Trust::IdentityChanged,
-                            pending_identity_key: Some(sender_key),
-                            ..c.clone()
-                        });
                         // Whoever holds the new key (the contact on a new device, or a
-                        // relay forging under a key of its own) gets a session beside
-                        // the pinned one, not over it: the pinned session keeps
-                        // decrypting until the user accepts the new key (`trust`).
-                        slot = SessionSlot::Pending;
-                        record = store::session(&mut tx, &self.key, slot, &from).await?;
+                        // relay forging under a key of its own) gets a session of its
+                        // own beside the pinned one, not over it: the pinned session
+                        // keeps decrypting until the user decides (`trust`, `reject`).
+                        pending_key = Some(sender_key);
+                        record = store::pending_session(&mut tx, &self.key, &from, &sender_key)
+                            .await?
+                            .unwrap_or_default();
                     }
                     Some(_) => {}
                 }
@@ -1423,61 +1498,122 @@ impl Client {
                 return Ok((drop_with(e.to_string()), false));
             }
         };
-        store::save_session(&mut tx, &self.key, slot, &from, &record, now).await?;
+        // H1: what the message is shown as depends on the identity of the session that
+        // decrypted it, not on the slot it was looked up in. A record can hold a session
+        // under a key the user has since replaced (the ratchet promotes an archived
+        // session that decrypts); such a message is not the contact's, and the session
+        // it woke up is not saved.
+        let expected = match (pending_key, &contact, &message) {
+            (Some(key), _, _) => Some(key),
+            (None, Some(contact), _) => Some(contact.identity_key),
+            (None, None, EncryptedMessage::PreKey(prekey)) => {
+                Some(prekey.identity_key().to_bytes())
+            }
+            (None, None, EncryptedMessage::Normal(_)) => None,
+        };
+        let Some(sender_key) = record
+            .remote_identity()
+            .map(|key| key.to_bytes())
+            .filter(|key| Some(*key) == expected)
+        else {
+            tx.commit().await?;
+            return Ok((
+                Decrypted::Dropped(Some(format!(
+                    "dropped a message from {from}: it decrypted in a session with an \
+                     identity key that is not {from}'s pinned key"
+                ))),
+                false,
+            ));
+        };
+        let content = Content::decode(&plaintext).map_err(|e| e.to_string());
+        // A decryption-error receipt is applied, never shown; a text (or a kind of a
+        // newer client, kept with a placeholder text) joins the history.
+        let mut receipt = None;
+        let mut shown_text = None;
+        let mut seq = None;
+        if let Ok(content) = &content {
+            let (text, raw) = match &content.kind {
+                Kind::DecryptionError(envelopes) => {
+                    // Under a key awaiting the user's decision, the re-send waits for
+                    // `trust`; under the pinned key it goes at once.
+                    let notice = self
+                        .apply_receipt(&mut tx, &from, envelopes, pending_key.is_some(), now)
+                        .await?;
+                    receipt = Some(notice);
+                    (None, None)
+                }
+                Kind::Text(text) => (Some(text.clone()), None),
+                Kind::Unknown { kind, raw } => (
+                    Some(format!(
+                        "[a message of kind {kind:?}, which this version cannot show]"
+                    )),
+                    Some(raw.as_str()),
+                ),
+            };
+            if let Some(text) = text {
+                // A message id is stored (and so shown) once per peer: a re-send after
+                // a decryption-error receipt keeps its id, and a forged receipt that
+                // made the sender re-send a message we had read shows nothing twice.
+                seq = store::insert_received_message(
+                    &mut tx,
+                    &IncomingMessage {
+                        peer: &from,
+                        message_id: &content.id,
+                        text: &text,
+                        sent_at: content.sent_at,
+                        received_at: now,
+                        sender_identity_key: &sender_key,
+                        identity_changed: pending_key.is_some(),
+                        new_contact,
+                        raw_content: raw,
+                    },
+                )
+                .await?;
+                shown_text = Some(text);
+            }
+        }
         if let Some(id) = consumed {
             store::delete_one_time_prekey(&mut tx, id).await?;
         }
-        if let Some(contact) = &new_contact {
-            store::upsert_contact(&mut tx, contact, now).await?;
-        }
-        let content = match Content::decode(&plaintext) {
-            Ok(content) => content,
-            Err(e) => {
-                tx.commit().await?;
-                return Ok((drop_with(e.to_string()), consumed.is_some()));
+        // I8: a prekey message whose content is already in the history is a replay that
+        // re-created a session (one without a one-time prekey can be, once the original
+        // session left the record). It changes nothing: no session, no pending key.
+        let replayed =
+            shown_text.is_some() && seq.is_none() && matches!(message, EncryptedMessage::PreKey(_));
+        if !replayed {
+            if new_contact {
+                store::upsert_contact(&mut tx, &from, &sender_key, false, now).await?;
             }
-        };
-        let identity_changed = identity_changed
-            || contact
-                .as_ref()
-                .is_some_and(|c| c.trust == Trust::IdentityChanged);
-        let (text, raw) = match content.kind {
-            Kind::Text(text) => (text, None),
-            Kind::DecryptionError(envelopes) => {
-                let notice = self
-                    .apply_receipt(&mut tx, &from, &envelopes, identity_changed, now)
+            match &pending_key {
+                Some(key) => {
+                    store::add_pending_identity_key(&mut tx, &from, key, now).await?;
+                    store::save_pending_session(&mut tx, &self.key, &from, key, &record, now)
+                        .await?;
+                }
+                None => {
+                    store::save_session(
+                        &mut tx,
+                        &self.key,
+                        SessionSlot::Pinned,
+                        &from,
+                        &record,
+                        now,
+                    )
                     .await?;
-                tx.commit().await?;
-                return Ok((Decrypted::Receipt(notice), consumed.is_some()));
+                }
             }
-            // Kept, and shown as a placeholder, never dropped: a newer client's kind.
-            Kind::Unknown { kind, raw } => (
-                format!("[a message of kind {kind:?}, which this version cannot show]"),
-                Some(raw),
-            ),
-        };
-        // A message id is stored (and so shown) once per peer: a re-send after a
-        // decryption-error receipt keeps its id, and a forged receipt that made the
-        // sender re-send a message we had read shows nothing twice.
-        let inserted = store::insert_message(
-            &mut tx,
-            &from,
-            false,
-            &content.id,
-            &text,
-            content.sent_at,
-            now,
-            false,
-            raw.as_deref(),
-        )
-        .await?;
-        let seq: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        if !inserted {
-            return Ok((Decrypted::Dropped(None), consumed.is_some()));
         }
+        tx.commit().await?;
+        let content = match content {
+            Ok(content) => content,
+            Err(reason) => return Ok((drop_with(reason), consumed.is_some())),
+        };
+        if let Some(notice) = receipt {
+            return Ok((Decrypted::Receipt(notice), consumed.is_some()));
+        }
+        let (Some(seq), Some(text)) = (seq, shown_text) else {
+            return Ok((Decrypted::Dropped(None), consumed.is_some()));
+        };
         Ok((
             Decrypted::Message(ReceivedMessage {
                 id: content.id,
@@ -1485,7 +1621,8 @@ impl Client {
                 text,
                 sent_at: content.sent_at,
                 received_at: now,
-                identity_changed,
+                identity_changed: pending_key.is_some(),
+                new_contact,
                 seq,
             }),
             consumed.is_some(),

@@ -280,6 +280,28 @@ pub enum ClientError {
         /// The contact.
         email: String,
     },
+    /// A safety number given to [`crate::Client::trust`] is not the number of any key
+    /// of the contact: the pinned key, or one awaiting a decision. The key may have
+    /// changed again since the number was shown; nothing was trusted.
+    #[error(
+        "the safety number given is not that of any identity key of {email} (it may have changed since it was shown); nothing was trusted"
+    )]
+    SafetyNumberMismatch {
+        /// The contact.
+        email: String,
+    },
+    /// A safety number is not 60 digits.
+    #[error("invalid safety number: {reason}")]
+    InvalidSafetyNumber {
+        /// Why.
+        reason: String,
+    },
+    /// [`crate::Client::reject`] on a contact with no key awaiting a decision.
+    #[error("{email} has no new identity key awaiting a decision")]
+    NoPendingIdentity {
+        /// The contact.
+        email: String,
+    },
     /// The message is too long to fit one envelope.
     #[error("message is {len} bytes; the limit is {max}")]
     MessageTooLong {
@@ -349,7 +371,9 @@ impl ClientError {
             Self::Relay(RelayError::NotARelay { .. }) => ErrorKind::Network,
             Self::Relay(RelayError::Status { status, .. }) if *status < 500 => ErrorKind::User,
             Self::Relay(_) => ErrorKind::Network,
-            Self::IdentityChanged { .. } => ErrorKind::Untrusted,
+            Self::IdentityChanged { .. } | Self::SafetyNumberMismatch { .. } => {
+                ErrorKind::Untrusted
+            }
             Self::Queued { source, .. } => source.kind(),
             Self::Store(
                 StoreError::PassphraseRequired
@@ -370,6 +394,8 @@ impl ClientError {
             | Self::InvalidEmail { .. }
             | Self::UnknownContact { .. }
             | Self::SelfMessage { .. }
+            | Self::InvalidSafetyNumber { .. }
+            | Self::NoPendingIdentity { .. }
             | Self::MessageTooLong { .. }
             | Self::Refused { .. } => ErrorKind::User,
         }

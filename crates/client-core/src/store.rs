@@ -31,6 +31,8 @@ const MAX_CONNECTIONS: u32 = 2;
 const JOURNAL_SIZE_LIMIT: i64 = 0;
 /// Mode of the store and its `-wal`/`-shm` files: the owner's alone.
 const PRIVATE_FILE_MODE: u32 = 0o600;
+/// Identity keys kept per contact awaiting the user's decision.
+pub(crate) const MAX_PENDING_IDENTITY_KEYS: u32 = 16;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -82,9 +84,15 @@ pub(crate) struct AccountRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ContactRow {
     pub(crate) email: String,
+    /// The pinned identity key: the one messages go out to.
     pub(crate) identity_key: [u8; 32],
+    /// What the contact's state is: [`Trust::IdentityChanged`] while any key is
+    /// pending, else the pinned key's trust.
     pub(crate) trust: Trust,
-    pub(crate) pending_identity_key: Option<[u8; 32]>,
+    /// The user verified the pinned key (`trust` with its safety number).
+    pub(crate) verified: bool,
+    /// Other keys seen for this address, awaiting the user's decision, oldest first.
+    pub(crate) pending_identity_keys: Vec<[u8; 32]>,
 }
 
 /// A message in the history.
@@ -101,6 +109,13 @@ pub(crate) struct MessageRow {
     pub(crate) delivery: Option<Delivery>,
     /// Why a failed message failed.
     pub(crate) delivery_error: Option<String>,
+    /// Received: the identity key of the session that decrypted it (`None` for
+    /// outgoing messages and for those stored before keys were recorded).
+    pub(crate) sender_identity_key: Option<[u8; 32]>,
+    /// Received under a key that was not the pinned one at the time.
+    pub(crate) identity_changed: bool,
+    /// Its sender became a contact with it (trust on first use).
+    pub(crate) new_contact: bool,
 }
 
 /// What an outbox row carries.
@@ -146,6 +161,21 @@ pub(crate) struct ResendRow {
     pub(crate) message_id: String,
     pub(crate) text: String,
     pub(crate) sent_at: u64,
+}
+
+/// A received message to store, with what is known of its sender's key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IncomingMessage<'a> {
+    pub(crate) peer: &'a str,
+    pub(crate) message_id: &'a str,
+    pub(crate) text: &'a str,
+    pub(crate) sent_at: u64,
+    pub(crate) received_at: u64,
+    pub(crate) sender_identity_key: &'a [u8; 32],
+    pub(crate) identity_changed: bool,
+    pub(crate) new_contact: bool,
+    /// The content record as received, for a kind this version cannot show.
+    pub(crate) raw_content: Option<&'a str>,
 }
 
 /// An encrypted message waiting for the relay to accept it.
@@ -527,65 +557,266 @@ pub(crate) async fn contact(
     conn: &mut SqliteConnection,
     email: &str,
 ) -> Result<Option<ContactRow>, StoreError> {
-    let row = sqlx::query(
-        "SELECT email, identity_key, trust, pending_identity_key FROM contacts WHERE email = ?",
-    )
-    .bind(email)
-    .fetch_optional(conn)
-    .await?;
-    row.map(|row| contact_from_row(&row)).transpose()
+    let row = sqlx::query("SELECT email, identity_key, trust FROM contacts WHERE email = ?")
+        .bind(email)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        Some(row) => Ok(Some(contact_from_row(conn, &row).await?)),
+        None => Ok(None),
+    }
 }
 
-fn contact_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ContactRow, StoreError> {
+async fn contact_from_row(
+    conn: &mut SqliteConnection,
+    row: &sqlx::sqlite::SqliteRow,
+) -> Result<ContactRow, StoreError> {
+    let email: String = row.try_get(0)?;
     let identity: Vec<u8> = row.try_get(1)?;
-    let trust: String = row.try_get(2)?;
-    let pending: Option<Vec<u8>> = row.try_get(3)?;
+    let stored: String = row.try_get(2)?;
+    let verified = Trust::parse(&stored)? == Trust::Verified;
+    let pending = pending_identity_keys(conn, &email).await?;
+    let trust = if !pending.is_empty() {
+        Trust::IdentityChanged
+    } else if verified {
+        Trust::Verified
+    } else {
+        Trust::Tofu
+    };
     Ok(ContactRow {
-        email: row.try_get(0)?,
+        email,
         identity_key: key32(&identity, "contact identity key")?,
-        trust: Trust::parse(&trust)?,
-        pending_identity_key: pending
-            .map(|p| key32(&p, "pending identity key"))
-            .transpose()?,
+        trust,
+        verified,
+        pending_identity_keys: pending,
     })
 }
 
 pub(crate) async fn contacts(conn: &mut SqliteConnection) -> Result<Vec<ContactRow>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT email, identity_key, trust, pending_identity_key FROM contacts ORDER BY email",
-    )
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(contact_from_row).collect()
+    let rows = sqlx::query("SELECT email, identity_key, trust FROM contacts ORDER BY email")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut contacts = Vec::with_capacity(rows.len());
+    for row in &rows {
+        contacts.push(contact_from_row(conn, row).await?);
+    }
+    Ok(contacts)
 }
 
+/// Pins `identity_key` for `email`; `verified` says whether the user checked it. The
+/// pending keys are not touched: see [`add_pending_identity_key`] and
+/// [`clear_pending_identity_keys`].
 pub(crate) async fn upsert_contact(
     conn: &mut SqliteConnection,
-    contact: &ContactRow,
+    email: &str,
+    identity_key: &[u8; 32],
+    verified: bool,
     now: u64,
 ) -> Result<(), StoreError> {
+    let trust = if verified {
+        Trust::Verified
+    } else {
+        Trust::Tofu
+    };
     sqlx::query(
-        "INSERT INTO contacts (email, identity_key, trust, pending_identity_key, added_at) \
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET identity_key = excluded.identity_key, \
-         trust = excluded.trust, pending_identity_key = excluded.pending_identity_key",
+        "INSERT INTO contacts (email, identity_key, trust, added_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (email) DO UPDATE SET identity_key = excluded.identity_key, \
+         trust = excluded.trust",
     )
-    .bind(&contact.email)
-    .bind(contact.identity_key.to_vec())
-    .bind(contact.trust.as_str())
-    .bind(contact.pending_identity_key.map(|k| k.to_vec()))
+    .bind(email)
+    .bind(identity_key.to_vec())
+    .bind(trust.as_str())
     .bind(to_i64(now))
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Which of a contact's two session slots a record lives in.
+/// Keys seen for `email` other than the pinned one, oldest first.
+async fn pending_identity_keys(
+    conn: &mut SqliteConnection,
+    email: &str,
+) -> Result<Vec<[u8; 32]>, StoreError> {
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT identity_key FROM pending_identity_keys WHERE email = ? \
+         ORDER BY first_seen_at, identity_key",
+    )
+    .bind(email)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|key| key32(key, "pending identity key"))
+        .collect()
+}
+
+/// Adds `identity_key` to `email`'s pending keys; a key already there keeps its place.
+/// Beyond [`MAX_PENDING_IDENTITY_KEYS`] the oldest are forgotten, so that a relay
+/// forging prekey messages under ever new keys cannot grow the store without bound
+/// (a forgotten key's number then trusts nothing: the safe way to fail).
+pub(crate) async fn add_pending_identity_key(
+    conn: &mut SqliteConnection,
+    email: &str,
+    identity_key: &[u8; 32],
+    now: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO pending_identity_keys (email, identity_key, first_seen_at, updated_at) \
+         VALUES (?, ?, ?, ?)",
+    )
+    .bind(email)
+    .bind(identity_key.to_vec())
+    .bind(to_i64(now))
+    .bind(to_i64(now))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "DELETE FROM pending_identity_keys WHERE email = ?1 AND identity_key NOT IN \
+         (SELECT identity_key FROM pending_identity_keys WHERE email = ?1 \
+          ORDER BY first_seen_at DESC, identity_key DESC LIMIT ?2)",
+    )
+    .bind(email)
+    .bind(i64::from(MAX_PENDING_IDENTITY_KEYS))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets every pending key of `email` and the sessions they started.
+pub(crate) async fn clear_pending_identity_keys(
+    conn: &mut SqliteConnection,
+    email: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM pending_identity_keys WHERE email = ?")
+        .bind(email)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM pending_sessions WHERE email = ?")
+        .bind(email)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The sealing row of a pending key's session: the key is fixed-width at the end, so
+/// the row names one (email, key) pair whatever the email holds.
+fn pending_row(email: &str, identity_key: &[u8; 32]) -> String {
+    format!("{email}/{}", e2ee_proto::encode_b64(identity_key))
+}
+
+const PENDING_TABLE: &str = "pending_identity_keys";
+
+/// The session `identity_key` started with `email`, if it is a pending key that wrote
+/// to us. A record whose identity is not that key is not returned.
+pub(crate) async fn pending_session(
+    conn: &mut SqliteConnection,
+    key: &StoreKey,
+    email: &str,
+    identity_key: &[u8; 32],
+) -> Result<Option<SessionRecord>, StoreError> {
+    adopt_legacy_pending_session(conn, key, email).await?;
+    let sealed: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+        "SELECT record_sealed FROM pending_identity_keys WHERE email = ? AND identity_key = ?",
+    )
+    .bind(email)
+    .bind(identity_key.to_vec())
+    .fetch_optional(conn)
+    .await?;
+    let Some(sealed) = sealed.flatten() else {
+        return Ok(None);
+    };
+    let bytes = key.open(PENDING_TABLE, &pending_row(email, identity_key), &sealed)?;
+    let record = SessionRecord::from_bytes(&bytes).map_err(|e| StoreError::Decode {
+        what: "pending session",
+        reason: e.to_string(),
+    })?;
+    Ok(record
+        .remote_identity()
+        .is_some_and(|k| k.to_bytes() == *identity_key)
+        .then_some(record))
+}
+
+/// Stores the session a pending key started; the key must be pending already.
+pub(crate) async fn save_pending_session(
+    conn: &mut SqliteConnection,
+    key: &StoreKey,
+    email: &str,
+    identity_key: &[u8; 32],
+    record: &SessionRecord,
+    now: u64,
+) -> Result<(), StoreError> {
+    let sealed = key.seal(
+        PENDING_TABLE,
+        &pending_row(email, identity_key),
+        &record.to_bytes(),
+    );
+    let updated = sqlx::query(
+        "UPDATE pending_identity_keys SET record_sealed = ?, updated_at = ? \
+         WHERE email = ? AND identity_key = ?",
+    )
+    .bind(sealed)
+    .bind(to_i64(now))
+    .bind(email)
+    .bind(identity_key.to_vec())
+    .execute(conn)
+    .await?;
+    if updated.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Decode {
+            what: "pending session",
+            reason: format!("{email} has no such pending key"),
+        })
+    }
+}
+
+/// Moves a session that migration 0002's table still holds for `email` next to its
+/// key in `pending_identity_keys` (migration 0003 cannot: only the store key opens
+/// it). A session whose key is no longer pending is dropped.
+async fn adopt_legacy_pending_session(
+    conn: &mut SqliteConnection,
+    key: &StoreKey,
+    email: &str,
+) -> Result<(), StoreError> {
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM pending_sessions WHERE email = ?")
+        .bind(email)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if exists.is_none() {
+        return Ok(());
+    }
+    let record = session(conn, key, SessionSlot::Pending, email).await?;
+    sqlx::query("DELETE FROM pending_sessions WHERE email = ?")
+        .bind(email)
+        .execute(&mut *conn)
+        .await?;
+    let Some(identity) = record.remote_identity() else {
+        return Ok(());
+    };
+    let identity = identity.to_bytes();
+    let sealed = key.seal(
+        PENDING_TABLE,
+        &pending_row(email, &identity),
+        &record.to_bytes(),
+    );
+    sqlx::query(
+        "UPDATE pending_identity_keys SET record_sealed = ? \
+         WHERE email = ? AND identity_key = ? AND record_sealed IS NULL",
+    )
+    .bind(sealed)
+    .bind(email)
+    .bind(identity.to_vec())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Where a contact's session record lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SessionSlot {
     /// The session with the contact's pinned identity key: the one messages go out on.
     Pinned,
-    /// A session started by a prekey message under an identity key the user has not
-    /// accepted yet; it replaces the pinned one only through `trust`.
+    /// Migration 0002's single pending session per contact, read only to move it into
+    /// `pending_identity_keys` (see [`pending_session`]).
     Pending,
 }
 
@@ -663,58 +894,57 @@ pub(crate) async fn save_session(
     Ok(())
 }
 
-/// Removes and returns the pending session with `email`, if there is one.
-pub(crate) async fn take_pending_session(
+/// Deletes the pinned session with `email`: the next send starts one from a bundle.
+pub(crate) async fn delete_session(
     conn: &mut SqliteConnection,
-    key: &StoreKey,
     email: &str,
-) -> Result<Option<SessionRecord>, StoreError> {
-    let record = session(conn, key, SessionSlot::Pending, email).await?;
-    let deleted = sqlx::query("DELETE FROM pending_sessions WHERE email = ?")
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM sessions WHERE email = ?")
         .bind(email)
         .execute(conn)
         .await?;
-    Ok((deleted.rows_affected() > 0).then_some(record))
+    Ok(())
 }
 
 // ---- history -------------------------------------------------------------------
 
-/// Inserts a message unless one with the same (peer, direction, id) exists; returns
-/// whether it was new.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn insert_message(
+/// Inserts a received message, not yet shown, unless one with the same (peer, id)
+/// exists; returns its seq when it was new.
+pub(crate) async fn insert_received_message(
     conn: &mut SqliteConnection,
-    peer: &str,
-    outgoing: bool,
-    message_id: &str,
-    text: &str,
-    sent_at: u64,
-    received_at: u64,
-    shown: bool,
-    raw_content: Option<&str>,
-) -> Result<bool, StoreError> {
-    let result = sqlx::query(
-        "INSERT OR IGNORE INTO messages (peer, direction, message_id, text, sent_at, received_at, \
-         shown, raw_content) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    message: &IncomingMessage<'_>,
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "INSERT OR IGNORE INTO messages (peer, direction, message_id, text, sent_at, \
+         received_at, shown, sender_identity_key, identity_changed, new_contact, \
+         raw_content) VALUES (?, 'in', ?, ?, ?, ?, 0, ?, ?, ?, ?) RETURNING seq",
     )
-    .bind(peer)
-    .bind(if outgoing { "out" } else { "in" })
-    .bind(message_id)
-    .bind(text)
-    .bind(to_i64(sent_at))
-    .bind(to_i64(received_at))
-    .bind(shown)
-    .bind(raw_content)
-    .execute(conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
+    .bind(message.peer)
+    .bind(message.message_id)
+    .bind(message.text)
+    .bind(to_i64(message.sent_at))
+    .bind(to_i64(message.received_at))
+    .bind(message.sender_identity_key.to_vec())
+    .bind(message.identity_changed)
+    .bind(message.new_contact)
+    .bind(message.raw_content)
+    .fetch_optional(conn)
+    .await?)
 }
 
-/// Reads `seq, peer, direction, message_id, text, sent_at, received_at, delivery,
-/// delivery_error`, in that order.
+/// The columns [`message_from_row`] reads, in its order (a macro, for `concat!`: the
+/// queries stay static strings).
+macro_rules! message_columns {
+    () => {
+        "seq, peer, direction, message_id, text, sent_at, received_at, delivery, \
+         delivery_error, sender_identity_key, identity_changed, new_contact"
+    };
+}
+
 fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, StoreError> {
     let direction: String = row.try_get(2)?;
     let delivery: Option<String> = row.try_get(7)?;
+    let sender: Option<Vec<u8>> = row.try_get(9)?;
     Ok(MessageRow {
         seq: row.try_get(0)?,
         peer: row.try_get(1)?,
@@ -725,6 +955,11 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, StoreEr
         received_at: to_u64(row.try_get(6)?),
         delivery: delivery.as_deref().map(Delivery::parse).transpose()?,
         delivery_error: row.try_get(8)?,
+        sender_identity_key: sender
+            .map(|key| key32(&key, "message sender key"))
+            .transpose()?,
+        identity_changed: row.try_get(10)?,
+        new_contact: row.try_get(11)?,
     })
 }
 
@@ -734,11 +969,11 @@ pub(crate) async fn history(
     peer: &str,
     limit: u32,
 ) -> Result<Vec<MessageRow>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT * FROM (SELECT seq, peer, direction, message_id, text, sent_at, received_at, \
-         delivery, delivery_error FROM messages WHERE peer = ? ORDER BY seq DESC LIMIT ?) \
-         ORDER BY seq",
-    )
+    let rows = sqlx::query(concat!(
+        "SELECT * FROM (SELECT ",
+        message_columns!(),
+        " FROM messages WHERE peer = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq"
+    ))
     .bind(peer)
     .bind(i64::from(limit))
     .fetch_all(conn)
@@ -748,10 +983,11 @@ pub(crate) async fn history(
 
 /// Received messages not yet handed to the user, oldest first.
 pub(crate) async fn unshown(conn: &mut SqliteConnection) -> Result<Vec<MessageRow>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT seq, peer, direction, message_id, text, sent_at, received_at, delivery, \
-         delivery_error FROM messages WHERE shown = 0 ORDER BY seq",
-    )
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE shown = 0 ORDER BY seq"
+    ))
     .fetch_all(conn)
     .await?;
     rows.iter().map(message_from_row).collect()
@@ -1187,6 +1423,137 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// A session record whose peer is `remote` (an initiator's, before any reply).
+    fn record_with(remote: &e2ee_ratchet::IdentityKeyPair) -> SessionRecord {
+        let mut rng = rand::rng();
+        let local = IdentityKeyPair::generate(&mut rng);
+        let signed = SignedPreKeyPair::generate(&mut rng, remote, 1);
+        let bundle = e2ee_ratchet::PreKeyBundle {
+            identity_key: remote.public_key(),
+            signed_prekey_id: 1,
+            signed_prekey: signed.public_key(),
+            signed_prekey_signature: signed.signature(),
+            one_time_prekey: None,
+        };
+        let mut record = SessionRecord::new();
+        record
+            .initiate(&mut rng, &local, "me@x", "bob@y", &bundle)
+            .unwrap();
+        record
+    }
+
+    /// Migration 0003 on a store written by 0001-0002: the one pending key becomes a
+    /// set of one, the contact's state is kept (identity_changed while a key is
+    /// pending, verified contacts stay verified), and the old pending session is moved
+    /// next to its key the first time it is asked for.
+    #[tokio::test]
+    async fn migration_0003_keeps_the_pending_key_and_its_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = StoreKey::load_or_create(dir.path(), None).unwrap();
+        let old = tempfile::tempdir().unwrap();
+        for name in ["0001_store.sql", "0002_pending_sessions.sql"] {
+            let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(name);
+            std::fs::copy(from, old.path().join(name)).unwrap();
+        }
+        let mut rng = rand::rng();
+        let pinned = IdentityKeyPair::generate(&mut rng).public_key().to_bytes();
+        let new = IdentityKeyPair::generate(&mut rng);
+        let new_key = new.public_key().to_bytes();
+        let record = record_with(&new);
+        {
+            let pool = SqlitePool::connect_with(
+                SqliteConnectOptions::new()
+                    .filename(dir.path().join(STORE_FILE))
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+            sqlx::migrate::Migrator::new(old.path())
+                .await
+                .unwrap()
+                .run(&pool)
+                .await
+                .unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            for (email, trust, pending) in [
+                ("bob@y", "identity_changed", Some(new_key.to_vec())),
+                ("carol@z", "verified", None),
+            ] {
+                sqlx::query(
+                    "INSERT INTO contacts (email, identity_key, trust, pending_identity_key, \
+                     added_at) VALUES (?, ?, ?, ?, 1)",
+                )
+                .bind(email)
+                .bind(pinned.to_vec())
+                .bind(trust)
+                .bind(pending)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            }
+            save_session(&mut conn, &key, SessionSlot::Pending, "bob@y", &record, 1)
+                .await
+                .unwrap();
+            drop(conn);
+            pool.close().await;
+        }
+
+        let store = Store::open(dir.path()).await.unwrap();
+        let mut tx = store.write().await.unwrap();
+        let bob = contact(&mut tx, "bob@y").await.unwrap().unwrap();
+        assert_eq!(bob.trust, Trust::IdentityChanged);
+        assert!(!bob.verified);
+        assert_eq!(bob.pending_identity_keys, [new_key]);
+        let carol = contact(&mut tx, "carol@z").await.unwrap().unwrap();
+        assert_eq!(carol.trust, Trust::Verified);
+        assert!(carol.pending_identity_keys.is_empty());
+
+        let moved = pending_session(&mut tx, &key, "bob@y", &new_key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.to_bytes(), record.to_bytes());
+        let legacy: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_sessions")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(legacy, 0);
+        // Asked for under another key, the session is not handed out.
+        assert!(
+            pending_session(&mut tx, &key, "bob@y", &pinned)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    /// The pending set is bounded: past the cap the oldest key goes, the newest stay.
+    #[tokio::test]
+    async fn pending_identity_keys_are_capped_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let mut tx = store.write().await.unwrap();
+        upsert_contact(&mut tx, "bob@y", &[0; 32], false, 0)
+            .await
+            .unwrap();
+        let keys: Vec<[u8; 32]> = (1..=MAX_PENDING_IDENTITY_KEYS + 1)
+            .map(|i| [u8::try_from(i).unwrap(); 32])
+            .collect();
+        for (at, key) in keys.iter().enumerate() {
+            add_pending_identity_key(&mut tx, "bob@y", key, u64::try_from(at).unwrap())
+                .await
+                .unwrap();
+        }
+        // Seen again, a kept key keeps its place.
+        add_pending_identity_key(&mut tx, "bob@y", &keys[1], 100)
+            .await
+            .unwrap();
+        let bob = contact(&mut tx, "bob@y").await.unwrap().unwrap();
+        assert_eq!(bob.pending_identity_keys, keys[1..]);
+    }
 
     #[tokio::test]
     async fn envelope_ids_above_i64_max_stay_distinct() {

@@ -35,7 +35,7 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
     let email = terminal_text::line(&added.email);
     out.result(
         &format!(
-            "{verb} {email}\nsafety number: {}\ncompare it with {email} in person or over another channel, then run 'e2ee trust {email}'",
+            "{verb} {email}\nsafety number: {}\ncompare it with {email} in person or over another channel, then run 'e2ee trust {email} NUMBER'",
             added.safety_number
         ),
         &json!({"peer": added.email, "safety_number": added.safety_number, "new_contact": added.new}),

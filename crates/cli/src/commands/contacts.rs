@@ -13,10 +13,25 @@ pub(crate) struct Args {}
 pub(crate) async fn run(client: &Client, _args: &Args, out: &Output) -> anyhow::Result<()> {
     for contact in client.contacts().await? {
         let trust = serde_json::to_value(contact.trust)?;
-        let trust_text = trust.as_str().unwrap_or_default().to_owned();
+        let mut text = format!(
+            "{}\t{}",
+            terminal_text::line(&contact.email),
+            trust.as_str().unwrap_or_default()
+        );
+        if !contact.pending_safety_numbers.is_empty() {
+            text.push_str(&format!(
+                " ({} new key(s) pending)",
+                contact.pending_safety_numbers.len()
+            ));
+        }
         out.result(
-            &format!("{}\t{trust_text}", terminal_text::line(&contact.email)),
-            &json!({"peer": contact.email, "safety_number": contact.safety_number, "trust": trust}),
+            &text,
+            &json!({
+                "peer": contact.email,
+                "safety_number": contact.safety_number,
+                "pending_safety_numbers": contact.pending_safety_numbers,
+                "trust": trust,
+            }),
         )?;
     }
     Ok(())

@@ -33,6 +33,12 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
         } else {
             message.peer.as_str()
         };
+        // A message received under a key other than the pinned one says so.
+        let marker = if message.identity_changed {
+            " [identity changed]"
+        } else {
+            ""
+        };
         let mut value = json!({
             "id": message.id,
             "peer": message.peer,
@@ -41,6 +47,12 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
             "sent_at": message.sent_at,
             "received_at": message.received_at,
         });
+        if !message.outgoing {
+            value["identity_changed"] = json!(message.identity_changed);
+        }
+        if let Some(number) = &message.sender_safety_number {
+            value["sender_safety_number"] = json!(number);
+        }
         // Outgoing messages say where they are; one the relay refused or the recipient
         // could not read is shown as such, never as if it had arrived.
         let mut mark = String::new();
@@ -64,7 +76,10 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
         }
         let text = format!("{}{mark}", message.text);
         out.result(
-            &terminal_text::message(&format!("[{}] {who}", format_time(message.sent_at)), &text),
+            &terminal_text::message(
+                &format!("[{}] {who}{marker}", format_time(message.sent_at)),
+                &text,
+            ),
             &value,
         )?;
     }

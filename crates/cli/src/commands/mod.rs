@@ -5,6 +5,7 @@ pub(crate) mod contacts;
 pub(crate) mod history;
 pub(crate) mod poll;
 pub(crate) mod register;
+pub(crate) mod reject;
 pub(crate) mod send;
 pub(crate) mod trust;
 pub(crate) mod unregister;

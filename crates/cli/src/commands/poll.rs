@@ -54,8 +54,16 @@ fn print(client_out: &Output, outcome: &PollOutcome) -> anyhow::Result<()> {
                 &message.from,
             );
         }
+        // Beside the sender, where a message's text cannot reach.
+        let marker = if message.identity_changed {
+            " [identity changed]"
+        } else if message.new_contact {
+            " (new contact, unverified)"
+        } else {
+            ""
+        };
         client_out.result(
-            &terminal_text::message(&message.from, &message.text),
+            &terminal_text::message(&format!("{}{marker}", message.from), &message.text),
             &json!({
                 "id": message.id,
                 "from": message.from,
@@ -63,6 +71,7 @@ fn print(client_out: &Output, outcome: &PollOutcome) -> anyhow::Result<()> {
                 "sent_at": message.sent_at,
                 "received_at": message.received_at,
                 "identity_changed": message.identity_changed,
+                "new_contact": message.new_contact,
             }),
         )?;
     }

@@ -1,6 +1,6 @@
-//! `e2ee verify EMAIL`: the safety number to compare out of band.
+//! `e2ee verify EMAIL`: the safety numbers to compare out of band.
 
-use e2ee_client_core::{Client, Trust};
+use e2ee_client_core::Client;
 use serde_json::json;
 
 use crate::output::Output;
@@ -16,14 +16,29 @@ pub(crate) struct Args {
 pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
     let contact = client.safety_number(&args.email).await?;
     let mut text = contact.safety_number.clone();
-    if contact.trust == Trust::IdentityChanged {
-        let email = terminal_text::line(&contact.email);
+    if !contact.pending_safety_numbers.is_empty() {
+        text = format!(
+            "pinned key: {}\n{} new key(s) seen for {}, not trusted:",
+            contact.safety_number,
+            contact.pending_safety_numbers.len(),
+            terminal_text::line(&contact.email)
+        );
+        for number in &contact.pending_safety_numbers {
+            text.push_str(&format!("\nnew key:    {number}"));
+        }
         text.push_str(&format!(
-            "\n(this is the NEW key's safety number; if it matches what {email} sees, run 'e2ee trust {email}')"
+            "\nif one of them matches what {email} sees, run 'e2ee trust {email} NUMBER'; \
+             to keep the pinned key, run 'e2ee reject {email}'",
+            email = terminal_text::line(&contact.email)
         ));
     }
     out.result(
         &text,
-        &json!({"peer": contact.email, "safety_number": contact.safety_number, "trust": contact.trust}),
+        &json!({
+            "peer": contact.email,
+            "safety_number": contact.safety_number,
+            "pending_safety_numbers": contact.pending_safety_numbers,
+            "trust": contact.trust,
+        }),
     )
 }
