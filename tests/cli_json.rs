@@ -178,7 +178,6 @@ fn json_fields_of_every_command_match_the_client_doc_table() {
         Step::ok(&bob, "history", &["history", "alice@x"]),
         Step::ok(&alice, "contacts", &["contacts"]),
         Step::ok(&alice, "verify", &["verify", "bob@y"]),
-        Step::ok(&alice, "trust", &["trust", "bob@y"]),
         Step::ok(&dave, "send", &["send", "alice@x", "from the old dave"]),
         Step::ok(&alice, "poll", &["poll", "--timeout", "5"]),
         // Errors: with a peer, with a queued message, and from the argument parser.
@@ -193,6 +192,11 @@ fn json_fields_of_every_command_match_the_client_doc_table() {
     ] {
         step.run(&mut seen);
     }
+
+    // trust with the number verify showed (here the pinned key's).
+    let shown = alice.run(&["--json", "verify", "bob@y"]).ok().json_lines();
+    let number = shown[0]["safety_number"].as_str().unwrap().to_owned();
+    Step::ok(&alice, "trust", &["trust", "bob@y", &number]).run(&mut seen);
 
     // delivery_failed on send: a message queued while the relay was unreachable is
     // refused at the next flush, because its recipient left the relay meanwhile; then
@@ -218,6 +222,8 @@ fn json_fields_of_every_command_match_the_client_doc_table() {
     let new_dave = User::registered("dave@w", &relay);
     new_dave.send("alice@x", "from the new dave");
     Step::ok(&alice, "poll", &["poll", "--timeout", "5"]).run(&mut seen);
+    // reject: alice keeps the pinned key of dave and drops the new one.
+    Step::ok(&alice, "reject", &["reject", "dave@w"]).run(&mut seen);
 
     // undecryptable: bob loses his session with alice, whose next message (past the
     // prekey messages, since bob answered) cannot be decrypted.

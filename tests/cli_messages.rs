@@ -1,7 +1,7 @@
 //! The CLI's advice, end to end: each message a user reads after a mistake (the wrong
 //! relay, registering twice, a non-relay URL, ...) and its exit code. Test names start
-//! with the finding of docs/reviews' newcomer trial they close (§3 item N: `iN_`; §1
-//! doc errors: `s1_`).
+//! with the finding of the newcomer trial they close (§3 item N: `nN_`, as in
+//! tests/delivery.rs; §1 doc errors: `s1_`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -73,7 +73,7 @@ fn first_line(stdout: std::process::ChildStdout) -> String {
 }
 
 #[test]
-fn i6_wrong_relay_names_the_saved_relay_and_never_advises_registering_again() {
+fn n6_wrong_relay_names_the_saved_relay_and_never_advises_registering_again() {
     let relay = Relay::start();
     let other = Relay::start();
     let alice = User::registered("alice@x", &relay);
@@ -112,7 +112,7 @@ fn i6_wrong_relay_names_the_saved_relay_and_never_advises_registering_again() {
 }
 
 #[test]
-fn i6_an_account_deleted_from_the_saved_relay_is_not_advised_to_register() {
+fn n6_an_account_deleted_from_the_saved_relay_is_not_advised_to_register() {
     let mut relay = Relay::start();
     let alice = User::registered("alice@x", &relay);
     relay.stop();
@@ -133,7 +133,7 @@ fn i6_an_account_deleted_from_the_saved_relay_is_not_advised_to_register() {
 }
 
 #[test]
-fn i8_register_on_a_registered_profile_says_it_is_registered_with_or_without_relay() {
+fn n8_register_on_a_registered_profile_says_it_is_registered_with_or_without_relay() {
     let relay = Relay::start();
     let carol = User::registered("carol@x", &relay);
     let registered =
@@ -150,7 +150,7 @@ fn i8_register_on_a_registered_profile_says_it_is_registered_with_or_without_rel
 }
 
 #[test]
-fn i9_history_fails_before_register_and_for_a_stranger_like_verify_does() {
+fn n9_history_fails_before_register_and_for_a_stranger_like_verify_does() {
     let relay = Relay::start();
     let nobody = User::new("nobody@x");
     nobody.run(&["history", "bob@y"]).fails_with(
@@ -165,7 +165,7 @@ fn i9_history_fails_before_register_and_for_a_stranger_like_verify_does() {
 }
 
 #[test]
-fn i9_history_text_shows_timestamps() {
+fn n9_history_text_shows_timestamps() {
     let relay = Relay::start();
     let alice = User::registered("alice@x", &relay);
     let bob = User::registered("bob@y", &relay);
@@ -194,7 +194,7 @@ fn i9_history_text_shows_timestamps() {
 }
 
 #[test]
-fn i12_send_without_a_message_on_a_terminal_says_it_reads_stdin() {
+fn n12_send_without_a_message_on_a_terminal_says_it_reads_stdin() {
     let relay = Relay::start();
     let alice = User::registered("alice@x", &relay);
     let _bob = User::registered("bob@y", &relay);
@@ -210,7 +210,7 @@ fn i12_send_without_a_message_on_a_terminal_says_it_reads_stdin() {
 }
 
 #[test]
-fn i12_empty_poll_on_a_terminal_says_no_new_messages() {
+fn n12_empty_poll_on_a_terminal_says_no_new_messages() {
     let relay = Relay::start();
     let alice = User::registered("alice@x", &relay);
     let run = on_terminal(&alice, "poll --timeout 0");
@@ -223,7 +223,7 @@ fn i12_empty_poll_on_a_terminal_says_no_new_messages() {
 }
 
 #[test]
-fn i12_add_contact_of_yourself_says_so() {
+fn n12_add_contact_of_yourself_says_so() {
     let relay = Relay::start();
     let alice = User::registered("alice@x", &relay);
     let run = alice
@@ -233,7 +233,7 @@ fn i12_add_contact_of_yourself_says_so() {
 }
 
 #[test]
-fn i13_a_server_that_is_not_a_relay_says_so_without_dumping_its_page() {
+fn n13_a_server_that_is_not_a_relay_says_so_without_dumping_its_page() {
     let relay = Relay::start();
     let alice = User::registered("alice@x", &relay);
     let web = html_server();
@@ -249,7 +249,7 @@ fn i13_a_server_that_is_not_a_relay_says_so_without_dumping_its_page() {
 }
 
 #[test]
-fn i13_https_to_a_plain_http_relay_suggests_its_http_url() {
+fn n13_https_to_a_plain_http_relay_suggests_its_http_url() {
     let relay = Relay::start();
     let alice = User::registered("alice@x", &relay);
     let https = relay.url.replace("http://", "https://");
@@ -262,7 +262,7 @@ fn i13_https_to_a_plain_http_relay_suggests_its_http_url() {
 }
 
 #[test]
-fn i13_a_relay_url_without_scheme_suggests_http() {
+fn n13_a_relay_url_without_scheme_suggests_http() {
     let relay = Relay::start();
     let bare = relay.url.trim_start_matches("http://").to_owned();
     User::new("alice@x")
@@ -277,7 +277,7 @@ fn i13_a_relay_url_without_scheme_suggests_http() {
 }
 
 #[test]
-fn i14_add_contact_of_an_existing_contact_consumes_no_one_time_prekey() {
+fn n14_add_contact_of_an_existing_contact_consumes_no_one_time_prekey() {
     let mut relay = Relay::start();
     let alice = User::registered("alice@x", &relay);
     let _carol = User::registered("carol@z", &relay);
@@ -306,7 +306,7 @@ fn i14_add_contact_of_an_existing_contact_consumes_no_one_time_prekey() {
     let before = prekeys_left(&relay, "carol@z");
     alice.run(&["add-contact", "carol@z"]).fails_with(
         4,
-        "carol@z's identity key changed. Check the new safety number with 'e2ee verify carol@z', then run 'e2ee trust carol@z'.",
+        "carol@z's identity key changed. Check the new safety number with 'e2ee verify carol@z', then run 'e2ee trust carol@z NUMBER' with it, or 'e2ee reject carol@z'.",
     );
     assert_eq!(prekeys_left(&relay, "carol@z"), before);
     let contacts = alice.run(&["--json", "contacts"]).ok().json_lines();
@@ -314,7 +314,7 @@ fn i14_add_contact_of_an_existing_contact_consumes_no_one_time_prekey() {
 }
 
 #[test]
-fn i16_subcommand_help_lists_its_flags_first_then_an_example_and_exit_codes() {
+fn n16_subcommand_help_lists_its_flags_first_then_an_example_and_exit_codes() {
     let help = run(Command::new(bin_dir().join("e2ee")).args(["poll", "--help"]))
         .ok()
         .stdout;
@@ -351,7 +351,7 @@ fn i16_subcommand_help_lists_its_flags_first_then_an_example_and_exit_codes() {
 }
 
 #[test]
-fn i16_help_help_and_help_command_work() {
+fn n16_help_help_and_help_command_work() {
     let e2ee = bin_dir().join("e2ee");
     let run_help = |args: &[&str]| run(Command::new(&e2ee).args(args));
     let help = run_help(&["help", "--help"]).ok().stdout;
@@ -376,7 +376,8 @@ fn s1_poll_timeout_above_the_relays_cap_is_clamped_with_a_warning() {
         )),
         "{run:?}"
     );
-    assert_eq!(run.stdout, "alice@x: waiting\n");
+    // Alice is new to bob: her first message says so.
+    assert_eq!(run.stdout, "alice@x (new contact, unverified): waiting\n");
     alice.send("bob@y", "waiting too");
     let json = bob.run(&["--json", "poll", "--timeout", "61"]).ok();
     let warnings = json.json_warnings();

@@ -44,7 +44,7 @@ fn forget_account(relay: &mut Relay, email: &str) {
 /// The one place this file accepts a contact's new identity key (the `trust` command
 /// is gaining a safety-number argument).
 fn trust(user: &User, peer: &str) {
-    user.run(&["trust", peer]).ok();
+    user.trust_pending(peer);
 }
 
 /// `history PEER --json` rows.

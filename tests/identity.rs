@@ -81,7 +81,7 @@ fn trust_state(user: &User, peer: &str) -> String {
         .ok()
         .json_lines()
         .iter()
-        .find(|c| c["email"] == peer)
+        .find(|c| c["peer"] == peer)
         .expect("a contact")["trust"]
         .as_str()
         .expect("trust")
@@ -241,7 +241,10 @@ fn h1_a_session_under_the_replaced_key_does_not_speak_for_the_contact() {
             .iter()
             .all(|(_, text)| text != "old key")
     );
-    assert_eq!(trust_state(&alice, "bob@y"), "verified");
+    // The dropped message is owed a decryption-error receipt, whose bundle fetch finds
+    // the restored old key on the relay: that key waits beside the trusted one for the
+    // user's decision, and the trusted key stays pinned.
+    assert_eq!(trust_state(&alice, "bob@y"), "identity_changed");
     assert_eq!(alice.safety_number("bob@y"), *new_number);
 }
 
@@ -451,10 +454,20 @@ fn l7_history_marks_messages_received_under_another_key() {
             ("genuine".to_owned(), false, pinned_number),
         ]
     );
+    // Text lines are `[time] WHO: text`; the time is left out of the comparison.
     let text = carol.run(&["history", "dave@y"]).ok().stdout;
+    let without_times: Vec<&str> = text
+        .lines()
+        .map(|line| line.split_once("] ").map_or(line, |(_, rest)| rest))
+        .collect();
     assert_eq!(
-        text,
-        "me: hi dave\ndave@y: hi carol\ndave@y [identity changed]: forged\ndave@y: genuine\n"
+        without_times,
+        [
+            "me: hi dave",
+            "dave@y: hi carol",
+            "dave@y [identity changed]: forged",
+            "dave@y: genuine"
+        ]
     );
 }
 

@@ -67,15 +67,18 @@ fn m3_peer_text_cannot_erase_lines_or_fake_a_sender_in_poll_and_history() {
             break;
         }
     }
-    assert_safe(&shown, &["alice@x"]);
+    // Alice is new to bob: poll marks her first message.
+    assert_safe(&shown, &["alice@x (new contact, unverified)"]);
+    let rendered =
+        ": hi\\x1b[2K\\r\\x1b[1A\\x1b[2K\n  | carol@z: fake\n  | \\u{202e}txt.exe\\u{9b}2J\n";
     assert_eq!(
         shown,
-        "alice@x: hi\\x1b[2K\\r\\x1b[1A\\x1b[2K\n  | carol@z: fake\n  | \\u{202e}txt.exe\\u{9b}2J\n"
+        format!("alice@x (new contact, unverified){rendered}")
     );
     // History lines start with the time the sender wrote the message.
     let history = without_times(&bob.run(&["history", "alice@x"]).ok().stdout);
     assert_safe(&history, &["alice@x"]);
-    assert_eq!(history, shown);
+    assert_eq!(history, format!("alice@x{rendered}"));
     // The sender's own history: the same rendering under "me".
     let own = without_times(&alice.run(&["history", "bob@y"]).ok().stdout);
     assert_safe(&own, &["me"]);

@@ -21,9 +21,10 @@
 //! a `PollAckResponse` to the POST); any other body is sent as it is.
 //!
 //! Checked for every input: the poll does not panic; it succeeds for every body that
-//! parses as a `PollResponse` and fails with `RelayError::Protocol` for one that does
-//! not; every envelope it was given is acked, by this request or (deferring) the next,
-//! and an answer it could not read leaves what it owed still owed; every message it
+//! parses as a `PollResponse` and fails with `RelayError::Protocol` (or `NotARelay`,
+//! for a body that is not JSON at all) for one that does not; every envelope it was
+//! given is acked, by this request or (deferring) the next, and an answer it could not
+//! read leaves what it owed still owed; every message it
 //! returns is one alice sent (same sender, id and text), and none is returned twice in
 //! the process's life.
 #![no_main]
@@ -583,13 +584,20 @@ fn run(data: &[u8]) {
                 .unwrap();
         }
         (Ok(_), Err(error)) => panic!("poll failed on a valid PollResponse: {error}"),
-        (Err(_), Err(ClientError::Relay(RelayError::Protocol(_)))) => {
+        // A body that is not JSON at all reads as "not an e2ee relay", one that is JSON
+        // of the wrong shape as a protocol error.
+        (
+            Err(_),
+            Err(ClientError::Relay(RelayError::Protocol(_) | RelayError::NotARelay { .. })),
+        ) => {
             // The request carried what bob owed, but he cannot know it landed: he
             // still owes it, and sends it again next time.
             assert_eq!(acked, fixture.owed, "bob did not send the acks he owed");
         }
         (Err(parse), Err(error)) => {
-            panic!("an unparsable poll answer ({parse}) failed with {error:?}, not Protocol")
+            panic!(
+                "an unparsable poll answer ({parse}) failed with {error:?}, not Protocol or NotARelay"
+            )
         }
         (Err(parse), Ok(outcome)) => {
             panic!("an unparsable poll answer ({parse}) was accepted: {outcome:?}")

@@ -368,6 +368,22 @@ impl User {
         all
     }
 
+    /// `trust PEER NUMBER` with the number `verify` shows for the key awaiting a
+    /// decision (the only one pending), as a user who compared it out of band does.
+    pub fn trust_pending(&self, peer: &str) {
+        let shown = self.run(&["--json", "verify", peer]).ok().json_lines();
+        let numbers = shown[0]["pending_safety_numbers"]
+            .as_array()
+            .expect("pending_safety_numbers");
+        assert_eq!(
+            numbers.len(),
+            1,
+            "exactly one key pending for {peer}: {shown:?}"
+        );
+        let number = numbers[0].as_str().expect("a safety number").to_owned();
+        self.run(&["trust", peer, &number]).ok();
+    }
+
     /// `history PEER --json` texts, oldest first, as `(outgoing, text)`.
     pub fn history(&self, peer: &str) -> Vec<(bool, String)> {
         self.run(&["--json", "history", peer, "--limit", "100000"])

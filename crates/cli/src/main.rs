@@ -96,8 +96,9 @@ enum Command {
     /// Create this profile's identity and register EMAIL on the relay.
     #[command(after_help = concat!(
         "Example:\n  e2ee register alice@example.org --relay http://127.0.0.1:8080\n\n\
-         The relay does not check that you own EMAIL, and a lost profile cannot register \
-         it again: keep the profile directory safe.\n\n",
+         A relay run with --email-verification required mails a code to EMAIL: on a \
+         terminal register asks for it, otherwise pass it with --code. The profile holds \
+         the only copy of the identity key: keep its directory safe.\n\n",
         exit_codes!()
     ))]
     Register(commands::register::Args),

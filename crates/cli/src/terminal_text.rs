@@ -62,9 +62,14 @@ pub(crate) fn line(text: &str) -> String {
 }
 
 /// Several lines of the CLI's own making (with addresses and numbers in them): the
-/// newlines between them stay, every other unsafe character is escaped.
+/// newlines between them and the tabs between columns (`contacts`) stay, every other
+/// unsafe character is escaped. Peer text inside went through [`line`] or [`message`]
+/// first, so none of its own tabs or newlines is left raw here.
 pub(crate) fn block(text: &str) -> String {
-    text.split('\n').map(line).collect::<Vec<_>>().join("\n")
+    text.split('\n')
+        .map(|row| row.split('\t').map(line).collect::<Vec<_>>().join("\t"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A message as `sender: text`, its further lines indented with [`CONTINUATION`] so

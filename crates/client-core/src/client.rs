@@ -929,6 +929,9 @@ impl Client {
         store::upsert_contact(&mut tx, &email, &chosen, true, now).await?;
         store::clear_pending_identity_keys(&mut tx, &email).await?;
         tx.commit().await?;
+        // Messages the contact reported it could not decrypt under its new key go out
+        // again now, once, to the key the user just accepted.
+        self.resend_after_trust(&me, &email).await?;
         Ok(Contact {
             safety_number: safety_number_text(&wanted),
             email,
@@ -959,6 +962,7 @@ impl Client {
             .await?
             .ok_or_else(|| ClientError::Inconsistent(format!("contact {email} vanished")))?;
         tx.commit().await?;
+        // Re-sends a receipt queued for the pinned key wait for no decision any more.
         self.resend_after_trust(&me, &email).await?;
         contact_info(&me, &contact)
     }
@@ -971,8 +975,13 @@ impl Client {
         limit: u32,
     ) -> Result<Vec<HistoryMessage>, ClientError> {
         let email = normalize_email(email)?;
-        let me = self.me().await?;
         let mut conn = self.store.conn().await?;
+        // Local only: the history stays readable after `unregister`, and without a
+        // relay; the own key is needed just for the senders' safety numbers.
+        let own = store::account(&mut conn)
+            .await?
+            .ok_or(ClientError::NotRegistered)?;
+        let own_identity = store::open_identity(&self.key, &own)?;
         let rows = store::history(&mut conn, &email, limit).await?;
         // A conversation has one key, or a few: compute each number once.
         let mut numbers: Vec<([u8; 32], String)> = Vec::new();
@@ -982,7 +991,13 @@ impl Client {
                 Some(key) => match numbers.iter().find(|(k, _)| *k == key) {
                     Some((_, number)) => Some(number.clone()),
                     None => {
-                        let number = safety_number(&me, &email, &key)?;
+                        let number = SafetyNumber::new(
+                            &own.email,
+                            &own_identity.public_key(),
+                            &email,
+                            &identity_key(&key)?,
+                        )
+                        .grouped();
                         numbers.push((key, number.clone()));
                         Some(number)
                     }
@@ -1431,7 +1446,9 @@ impl Client {
         let result = match &message {
             EncryptedMessage::Normal(normal) => {
                 let mut rng = rand::rng();
-                record.decrypt(&mut rng, normal)
+                // With the time, skipped message keys older than the ratchet's
+                // MAX_SKIPPED_KEY_AGE_MS no longer open their message and are deleted.
+                record.decrypt_at(&mut rng, normal, now)
             }
             EncryptedMessage::PreKey(prekey) => {
                 let sender_key = prekey.identity_key().to_bytes();
@@ -1463,7 +1480,7 @@ impl Client {
                 };
                 let mut rng = rand::rng();
                 record
-                    .decrypt_prekey(
+                    .decrypt_prekey_at(
                         &mut rng,
                         &me.identity,
                         &me.row.email,
@@ -1471,6 +1488,7 @@ impl Client {
                         prekey,
                         signed.as_ref(),
                         one_time,
+                        now,
                     )
                     .map(|d| {
                         consumed = d.consumed_one_time_prekey;

@@ -27,7 +27,10 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
     };
     let contact = client.trust(&args.email, &number).await?;
     out.result(
-        &format!("trusted {} (safety number {})", contact.email, contact.safety_number),
+        &format!(
+            "trusted {} (safety number {})",
+            contact.email, contact.safety_number
+        ),
         &json!({
             "peer": contact.email,
             "safety_number": contact.safety_number,
