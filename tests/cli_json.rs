@@ -7,10 +7,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 
-use e2ee_e2e_tests::{Relay, Run, User, sqlite};
+use e2ee_e2e_tests::{Relay, Run, User, first_line, sqlite};
 use serde_json::Value;
 
 /// A relay URL nothing listens on.
@@ -130,23 +129,6 @@ fn forget_account(relay: &mut Relay, email: &str) {
         ),
     );
     relay.restart();
-}
-
-/// How long `poll --follow` may take to print its first line: it retries an
-/// unreachable relay about every 2 s and warns each time.
-const FIRST_LINE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The first line `stdout` prints, failing the test (not hanging it) when none comes
-/// within [`FIRST_LINE_WAIT`].
-fn first_line(stdout: std::process::ChildStdout) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    rx.recv_timeout(FIRST_LINE_WAIT)
-        .expect("poll --follow printed no line on stdout")
 }
 
 #[test]

@@ -4,11 +4,11 @@
 //! tests/delivery.rs; §1 doc errors: `s1_`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
-use e2ee_e2e_tests::{Relay, Run, User, bin_dir, run};
+use e2ee_e2e_tests::{Relay, Run, User, bin_dir, first_line, run};
 
 /// The relay's cap on one long poll, which `poll --timeout` is clamped to.
 const RELAY_POLL_CAP_SECS: u64 = e2ee_proto::MAX_POLL_TIMEOUT_MS / 1000;
@@ -53,23 +53,6 @@ fn html_server() -> String {
         }
     });
     url
-}
-
-/// How long `poll --follow` may take to print its first line: it retries an
-/// unreachable relay about every 2 s and warns each time.
-const FIRST_LINE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The first line `stdout` prints, failing the test (not hanging it) when none comes
-/// within [`FIRST_LINE_WAIT`].
-fn first_line(stdout: std::process::ChildStdout) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    rx.recv_timeout(FIRST_LINE_WAIT)
-        .expect("poll --follow printed no line on stdout")
 }
 
 #[test]

@@ -449,3 +449,21 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// How long `poll --follow` may take to print its first line: it retries an
+/// unreachable relay about every 2 s and warns each time.
+pub const FIRST_LINE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The first line `stdout` prints, failing the test (not hanging it) when none comes
+/// within [`FIRST_LINE_WAIT`].
+pub fn first_line(stdout: std::process::ChildStdout) -> String {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(FIRST_LINE_WAIT)
+        .expect("poll --follow printed no line on stdout")
+}

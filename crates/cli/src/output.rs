@@ -49,16 +49,10 @@ impl Output {
     pub(crate) fn warn(&self, code: &str, text: &str, context: &Map<String, Value>) {
         let _ = writeln!(std::io::stderr(), "warning: {}", terminal_text::line(text));
         if self.json {
-            let mut value = context.clone();
-            value.insert("warning".to_owned(), Value::from(text));
-            value.insert("code".to_owned(), Value::from(code));
-            let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(
-                stdout,
-                "{}",
-                terminal_text::json_line(&Value::Object(value))
+            json_object(
+                context,
+                [("warning", Value::from(text)), ("code", Value::from(code))],
             );
-            let _ = stdout.flush();
         }
     }
 
@@ -87,16 +81,13 @@ impl Output {
     /// The JSON error object alone (for errors whose text is already on stderr).
     pub(crate) fn json_error(&self, text: &str, code: u8, context: &Map<String, Value>) {
         if self.json {
-            let mut value = context.clone();
-            value.insert("error".to_owned(), Value::from(text));
-            value.insert("exit_code".to_owned(), Value::from(code));
-            let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(
-                stdout,
-                "{}",
-                terminal_text::json_line(&Value::Object(value))
+            json_object(
+                context,
+                [
+                    ("error", Value::from(text)),
+                    ("exit_code", Value::from(code)),
+                ],
             );
-            let _ = stdout.flush();
         }
     }
 
@@ -113,6 +104,23 @@ impl Output {
         bar.enable_steady_tick(SPINNER_TICK);
         Spinner(Some(bar))
     }
+}
+
+/// Prints `context` with `fields` added as one JSON line on stdout. Best effort: a
+/// warning or an error that cannot be written (stdout closed) must not hide the error
+/// being reported.
+fn json_object<const N: usize>(context: &Map<String, Value>, fields: [(&str, Value); N]) {
+    let mut value = context.clone();
+    for (key, field) in fields {
+        value.insert(key.to_owned(), field);
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "{}",
+        terminal_text::json_line(&Value::Object(value))
+    );
+    let _ = stdout.flush();
 }
 
 /// A running spinner; cleared when dropped.

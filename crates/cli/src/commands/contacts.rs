@@ -1,7 +1,6 @@
 //! `e2ee contacts`.
 
 use e2ee_client_core::Client;
-use serde_json::json;
 
 use crate::output::Output;
 use crate::terminal_text;
@@ -24,15 +23,7 @@ pub(crate) async fn run(client: &Client, _args: &Args, out: &Output) -> anyhow::
                 contact.pending_safety_numbers.len()
             ));
         }
-        out.result(
-            &text,
-            &json!({
-                "peer": contact.email,
-                "safety_number": contact.safety_number,
-                "pending_safety_numbers": contact.pending_safety_numbers,
-                "trust": trust,
-            }),
-        )?;
+        out.result(&text, &super::contact_json(&contact))?;
     }
     Ok(())
 }

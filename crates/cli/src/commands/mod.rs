@@ -11,3 +11,14 @@ pub(crate) mod trust;
 pub(crate) mod unregister;
 pub(crate) mod verify;
 pub(crate) mod whoami;
+
+/// A contact as the `--json` line of contacts, verify, trust and reject: the same four
+/// fields everywhere (docs/CLIENT.md).
+pub(crate) fn contact_json(contact: &e2ee_client_core::Contact) -> serde_json::Value {
+    serde_json::json!({
+        "peer": contact.email,
+        "safety_number": contact.safety_number,
+        "pending_safety_numbers": contact.pending_safety_numbers,
+        "trust": contact.trust,
+    })
+}

@@ -1,7 +1,6 @@
 //! `e2ee reject EMAIL`: keep the pinned key, drop the new ones.
 
 use e2ee_client_core::Client;
-use serde_json::json;
 
 use crate::output::Output;
 
@@ -19,11 +18,6 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
             "kept the pinned key of {} (safety number {}); the new keys were dropped",
             contact.email, contact.safety_number
         ),
-        &json!({
-            "peer": contact.email,
-            "safety_number": contact.safety_number,
-            "pending_safety_numbers": contact.pending_safety_numbers,
-            "trust": contact.trust,
-        }),
+        &super::contact_json(&contact),
     )
 }

@@ -4,7 +4,6 @@
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use e2ee_client_core::{Client, Contact};
-use serde_json::json;
 
 use crate::UserError;
 use crate::output::Output;
@@ -31,12 +30,7 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
             "trusted {} (safety number {})",
             contact.email, contact.safety_number
         ),
-        &json!({
-            "peer": contact.email,
-            "safety_number": contact.safety_number,
-            "pending_safety_numbers": contact.pending_safety_numbers,
-            "trust": contact.trust,
-        }),
+        &super::contact_json(&contact),
     )
 }
 

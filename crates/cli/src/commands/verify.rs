@@ -1,7 +1,6 @@
 //! `e2ee verify EMAIL`: the safety numbers to compare out of band.
 
 use e2ee_client_core::Client;
-use serde_json::json;
 
 use crate::output::Output;
 use crate::terminal_text;
@@ -32,13 +31,5 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
             email = terminal_text::line(&contact.email)
         ));
     }
-    out.result(
-        &text,
-        &json!({
-            "peer": contact.email,
-            "safety_number": contact.safety_number,
-            "pending_safety_numbers": contact.pending_safety_numbers,
-            "trust": contact.trust,
-        }),
-    )
+    out.result(&text, &super::contact_json(&contact))
 }
