@@ -43,6 +43,9 @@ pub enum StoreError {
     /// The passphrase does not unwrap the store key.
     #[error("wrong passphrase for this profile's store")]
     WrongPassphrase,
+    /// An empty passphrase was given where it would protect the store key.
+    #[error("the passphrase is empty; an empty passphrase would not protect the store")]
+    EmptyPassphrase,
     /// A key file has an unknown format or length.
     #[error("{} is not a valid store key file: {reason}", path.display())]
     BadKeyFile {
@@ -378,6 +381,7 @@ impl ClientError {
             Self::Store(
                 StoreError::PassphraseRequired
                 | StoreError::WrongPassphrase
+                | StoreError::EmptyPassphrase
                 | StoreError::KeyFilePermissions { .. },
             ) => ErrorKind::User,
             Self::Store(_)

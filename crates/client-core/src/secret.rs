@@ -146,6 +146,11 @@ impl StoreKey {
             }
             return Ok(key);
         }
+        // A new protection must protect: an empty passphrase is refused when it would
+        // wrap a key (an existing wrapped key still opens with whatever wrapped it).
+        if passphrase.is_some_and(<[u8]>::is_empty) {
+            return Err(StoreError::EmptyPassphrase);
+        }
         if plain.exists() {
             let key = Self::read_plain(&plain)?;
             let Some(passphrase) = passphrase else {
@@ -348,6 +353,28 @@ mod tests {
             StoreKey::generate()
                 .open("sessions", "bob@y", &sealed)
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn n10_an_empty_passphrase_never_wraps_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            StoreKey::load_or_create(dir.path(), Some(b"")),
+            Err(StoreError::EmptyPassphrase)
+        ));
+        assert!(!dir.path().join(WRAPPED_KEY_FILE).exists());
+        assert!(!dir.path().join(KEY_FILE).exists());
+        let plain = StoreKey::load_or_create(dir.path(), None).unwrap();
+        assert!(matches!(
+            StoreKey::load_or_create(dir.path(), Some(b"")),
+            Err(StoreError::EmptyPassphrase)
+        ));
+        let again = StoreKey::load_or_create(dir.path(), None).unwrap();
+        assert_eq!(
+            plain.0.as_slice(),
+            again.0.as_slice(),
+            "the plain key is untouched"
         );
     }
 
