@@ -87,3 +87,86 @@ fn follow_and_send_on_one_profile() {
     assert_eq!(bob.history("alice@x").len(), 2 * MESSAGES + 3);
     assert_eq!(alice.history("bob@y").len(), 2 * MESSAGES + 3);
 }
+
+/// Messages sent while two followers of one profile run.
+const TWO_FOLLOWERS_MESSAGES: usize = 20;
+
+/// Newcomer trial §3 item 5: two `poll --follow` on one profile showed 1-3 of every 10
+/// messages twice (one process showed what the other had stored and not yet marked
+/// shown). Each message must reach the user once, from one of the two.
+#[test]
+fn n5_two_followers_on_one_profile_show_each_message_once() {
+    let relay = Relay::start();
+    let alice = User::registered("alice@x", &relay);
+    let bob = User::registered("bob@y", &relay);
+    alice.send("bob@y", "hello");
+    bob.poll_until(1);
+
+    let (lines_tx, lines) = mpsc::channel();
+    let mut followers = Vec::new();
+    for _ in 0..2 {
+        let mut follower = bob
+            .command()
+            .args(["--json", "poll", "--follow", "--timeout", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = follower.stdout.take().unwrap();
+        let lines_tx = lines_tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        followers.push(follower);
+    }
+    drop(lines_tx);
+
+    for i in 0..TWO_FOLLOWERS_MESSAGES {
+        alice.send("bob@y", &format!("m {i}"));
+    }
+    // The last message is sent after all the others: once it is shown, every earlier
+    // one has been stored, and shown by whichever follower stored it.
+    alice.send("bob@y", "end");
+    let mut followed = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(FOLLOW_STALL)
+            .expect("no follower printed the last message");
+        let message = serde_json::from_str::<serde_json::Value>(&line).unwrap();
+        let last = message["text"] == "end";
+        followed.push(message);
+        if last {
+            break;
+        }
+    }
+    for follower in &mut followers {
+        let stopped = std::process::Command::new("kill")
+            .args(["-INT", &follower.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+        assert!(follower.wait().unwrap().success());
+    }
+    // Whatever either printed before it stopped.
+    followed.extend(
+        lines
+            .iter()
+            .map(|line| serde_json::from_str(&line).unwrap()),
+    );
+
+    let mut expected: Vec<String> = (0..TWO_FOLLOWERS_MESSAGES)
+        .map(|i| format!("m {i}"))
+        .collect();
+    expected.push("end".to_owned());
+    let mut shown = texts_from(&followed, "alice@x");
+    shown.sort();
+    expected.sort();
+    assert_eq!(shown, expected, "each message shown exactly once");
+    // Nothing is left unshown for a later poll either.
+    assert!(bob.poll("0").is_empty());
+}

@@ -61,6 +61,15 @@ pub const UNREGISTERED_FILE: &str = "unregistered";
 const SAFETY_NUMBER_DIGITS: usize = 60;
 /// Serializes outbox flushes between processes of one profile, so a row is posted once.
 const OUTBOX_LOCK_FILE: &str = "outbox.lock";
+/// Held by the process showing this profile's messages ([`Client::lock_showing`]).
+const SHOW_LOCK_FILE: &str = "show.lock";
+
+/// Held while a process polls and shows what it got ([`Client::lock_showing`]); the
+/// next process of the same profile gets it once this one is dropped.
+#[derive(Debug)]
+pub struct ShowLock {
+    _file: FileLock,
+}
 
 /// Environment variable naming a point where the process aborts: a test hook for
 /// crash-safety tests. Values: [`CRASH_AFTER_COMMIT_BEFORE_ACK`],
@@ -1169,7 +1178,7 @@ impl Client {
     }
 
     async fn flush_outbox(&self, me: &Me) -> Result<Vec<DeliveryFailure>, ClientError> {
-        let lock = OutboxLock::acquire(&self.dir.join(OUTBOX_LOCK_FILE)).await?;
+        let lock = FileLock::acquire(&self.dir.join(OUTBOX_LOCK_FILE)).await?;
         let mut failures = Vec::new();
         loop {
             let rows = {
@@ -1372,6 +1381,24 @@ impl Client {
         // After the ack: what arrived is stored whatever happens to these.
         self.answer_and_resend(&me, &mut outcome).await?;
         Ok(outcome)
+    }
+
+    /// Waits until no other process of this profile is between a poll and marking
+    /// its messages shown, and holds that place until the lock is dropped. A front end
+    /// that polls and shows takes it around each poll and its [`Self::mark_shown`], so
+    /// that two of them on one profile (two `poll --follow`, or a follower and a
+    /// `poll` from cron) never show one message twice: what one process stored and
+    /// has not shown yet is not another's to show.
+    pub async fn lock_showing(&self) -> Result<ShowLock, ClientError> {
+        Ok(ShowLock {
+            _file: FileLock::acquire(&self.dir.join(SHOW_LOCK_FILE)).await?,
+        })
+    }
+
+    /// [`Self::lock_showing`] without waiting: `None` while another process holds it.
+    pub fn try_lock_showing(&self) -> Result<Option<ShowLock>, ClientError> {
+        Ok(FileLock::try_acquire(&self.dir.join(SHOW_LOCK_FILE))?
+            .map(|file| ShowLock { _file: file }))
     }
 
     /// Records that `messages` were displayed, so a later poll does not return them again.
@@ -2104,20 +2131,41 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// An exclusive lock on a file, held across processes; released on drop or death.
-struct OutboxLock(std::fs::File);
+#[derive(Debug)]
+struct FileLock(std::fs::File);
 
-impl OutboxLock {
+impl FileLock {
+    fn open(path: &Path) -> Result<std::fs::File, StoreError> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|source| StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    /// The lock if no other process holds it, without waiting.
+    fn try_acquire(path: &Path) -> Result<Option<Self>, StoreError> {
+        let file = Self::open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Self(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
     async fn acquire(path: &Path) -> Result<Self, StoreError> {
         let io = |source| StoreError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(io)?;
+        let file = Self::open(path)?;
         let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
             .await
             .map_err(|e| io(std::io::Error::other(e)))?
@@ -2126,7 +2174,7 @@ impl OutboxLock {
     }
 }
 
-impl Drop for OutboxLock {
+impl Drop for FileLock {
     fn drop(&mut self) {
         let _ = self.0.unlock();
     }

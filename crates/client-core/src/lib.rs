@@ -42,8 +42,8 @@ pub use client::{
     AccountInfo, AddedContact, CRASH_AFTER_COMMIT_BEFORE_ACK, CRASH_AFTER_ENCRYPT_BEFORE_POST,
     CRASH_ENV, Client, ClientOptions, Contact, HistoryMessage, MAX_LOCAL_ONE_TIME_PREKEYS,
     MAX_TEXT_BYTES, ONE_TIME_PREKEY_LOW_WATER, ONE_TIME_PREKEY_TARGET, PollOutcome,
-    ReceivedMessage, SIGNED_PREKEY_GRACE, SIGNED_PREKEY_ROTATION, SentMessage, UNREGISTERED_FILE,
-    normalize_email,
+    ReceivedMessage, SIGNED_PREKEY_GRACE, SIGNED_PREKEY_ROTATION, SentMessage, ShowLock,
+    UNREGISTERED_FILE, normalize_email,
 };
 pub use delivery::{Delivery, DeliveryFailure, FailureReason};
 /// The relay's wire error codes and refusal reasons, as [`RelayError::Status`] carries

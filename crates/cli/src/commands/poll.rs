@@ -123,6 +123,35 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
         (true, _) => timeout.min(FOLLOW_WAIT),
     };
     loop {
+        // One process of a profile at a time goes from polling to marking shown, so two
+        // of them never show one message twice. A follower waits its turn; a single
+        // poll waits at most its timeout, then says where the messages are shown.
+        let free = client.try_lock_showing()?;
+        let showing = async {
+            match free {
+                Some(lock) => Some(Ok(lock)),
+                None if args.follow => Some(client.lock_showing().await),
+                None => tokio::time::timeout(wait, client.lock_showing()).await.ok(),
+            }
+        };
+        let showing_lock = tokio::select! {
+            showing = showing => match showing {
+                Some(lock) => lock?,
+                None => {
+                    out.warn(
+                        "another_poll",
+                        "another e2ee process is polling this profile (a poll --follow?); \
+                         new messages are shown there",
+                        &serde_json::Map::new(),
+                    );
+                    return Ok(());
+                }
+            },
+            () = interrupts.recv() => {
+                flush_acks(client).await;
+                return Ok(());
+            }
+        };
         // Stopping inside a poll is safe: whatever it committed but did not return is
         // returned by the next poll, and unacked envelopes are redelivered.
         let polled = {
@@ -162,6 +191,7 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
                     &format!("{error}; retrying"),
                     &serde_json::Map::new(),
                 );
+                drop(showing_lock);
                 tokio::select! {
                     () = tokio::time::sleep(FOLLOW_RETRY) => {}
                     () = interrupts.recv() => {
