@@ -72,17 +72,20 @@ pub fn init_logging() {
     }
 }
 
-/// Opens a relay with embedded SQLite (directory and queues) in `dir`.
+/// Opens a relay with embedded SQLite (directory and queues) in `dir`, with these
+/// limits on bundle fetches and on each sender's envelopes.
 pub async fn open_relay(
     dir: &Path,
     clock: Arc<dyn Clock>,
     queue_limits: QueueLimits,
     bundle_rate: RateLimit,
+    send_rate: RateLimit,
 ) -> Relay {
     let mut config = RelayConfig::new(dir.to_path_buf());
     config.clock = clock;
     config.queue_limits = queue_limits;
     config.bundle_rate = bundle_rate;
+    config.send_rate = send_rate;
     Relay::open(&config).await.unwrap()
 }
 

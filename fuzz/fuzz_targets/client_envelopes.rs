@@ -163,6 +163,13 @@ fn start_relay(rt: &Runtime, dir: &std::path::Path) -> (String, String, Arc<AppS
             Arc::new(SystemClock),
             QueueLimits::default(),
             RateLimit::BUNDLE_FETCH,
+            // Alice sends a message per refill, thousands a minute: the per-sender limit
+            // a real relay keeps would hold her messages back in her outbox, which this
+            // target does not test (tests/ and relay_request do).
+            RateLimit {
+                per_minute: u32::MAX,
+                burst: u32::MAX,
+            },
         )
         .await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -279,6 +286,18 @@ impl Fixture {
         self.rt
             .block_on(self.alice.mark_shown(&outcome.messages))
             .unwrap();
+        // Alice's poll also read the decryption-error receipts bob sent for inputs he
+        // could not decrypt; one naming a genuine envelope of hers (a template the input
+        // replayed where it could not decrypt) makes her re-send that message once, as
+        // designed. Those re-sends are not templates (their message ids are unknown
+        // here): they leave bob's queue unseen, so it holds only what alice_sends adds.
+        let queue = Arc::clone(&self.state.queue);
+        self.rt.block_on(async move {
+            let queued = queue.fetch(BOB, 100).await.unwrap();
+            assert!(queued.iter().all(|e| e.from == ALICE), "{queued:?}");
+            let ids: Vec<u64> = queued.iter().map(|e| e.id).collect();
+            queue.ack(BOB, &ids).await.unwrap();
+        });
     }
 
     fn check_returned(&mut self, messages: &[e2ee_client_core::ReceivedMessage]) {

@@ -100,6 +100,8 @@ fn setup() -> Fixture {
                 per_minute: 60_000,
                 burst: 200,
             },
+            // The relay's own per-sender limit, so `rate_limited` on sends is reachable.
+            RateLimit::SEND,
         )
         .await;
         let router = relay.router();

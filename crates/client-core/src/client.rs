@@ -1451,6 +1451,19 @@ impl Client {
                 ));
             }
         };
+        // This account never sends to itself (`send` refuses it), so an envelope under
+        // its own address is a relay's invention: dropped before it can cost anything,
+        // and never answered with a decryption-error receipt to ourselves.
+        if from == me.row.email {
+            tx.commit().await?;
+            return Ok((
+                Decrypted::Dropped(Some(format!(
+                    "dropped envelope {}: it is labelled as sent by this account itself",
+                    envelope.id
+                ))),
+                false,
+            ));
+        }
         let drop_with = |reason: String| {
             Decrypted::Dropped(Some(format!(
                 "dropped a message from {from} that cannot be decrypted ({reason})"
