@@ -148,6 +148,38 @@ fn pending_prekeys(json: &str) -> Result<(SignedPreKey, Vec<OneTimePreKey>), Dir
     Ok((prekeys.signed_prekey, prekeys.one_time_prekeys))
 }
 
+/// A row of `pending_registrations`, on either backend: the two store the same columns
+/// with the same types.
+fn pending_from_row<'r, R>(row: &'r R) -> Result<PendingRegistration, DirectoryError>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let key: Vec<u8> = row.try_get("identity_key")?;
+    let hash: Vec<u8> = row.try_get("code_hash")?;
+    let prekeys: String = row.try_get("prekeys")?;
+    let (signed_prekey, one_time_prekeys) = pending_prekeys(&prekeys)?;
+    let time = |name: &'r str| -> Result<u64, DirectoryError> {
+        let v: i64 = row.try_get(name)?;
+        Ok(u64::try_from(v).unwrap_or(0))
+    };
+    Ok(PendingRegistration {
+        email: row.try_get("email")?,
+        identity_key: key32(&key, "pending identity key")?,
+        signed_prekey,
+        one_time_prekeys,
+        code_hash: key32(&hash, "code hash")?,
+        expires_at: time("expires_at")?,
+        attempts: to_u32(row.try_get("attempts")?),
+        codes_sent: to_u32(row.try_get("codes_sent")?),
+        codes_window_start: time("codes_window_start")?,
+        created_at: time("created_at")?,
+    })
+}
+
 fn to_u32(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }

@@ -11,7 +11,7 @@ use sqlx::{Row as _, SqlitePool};
 
 use super::{
     Account, AccountSummary, DirectoryError, MAX_STORED_ONE_TIME_PREKEYS, NewAccount,
-    PendingRegistration, id_u32, key32, key64, pending_prekeys, to_u32,
+    PendingRegistration, id_u32, key32, key64,
 };
 
 /// Connections in the directory pool.
@@ -270,29 +270,6 @@ pub(super) async fn list(pool: &SqlitePool) -> Result<Vec<AccountSummary>, Direc
         .collect()
 }
 
-fn pending_from_row(row: &SqliteRow) -> Result<PendingRegistration, DirectoryError> {
-    let key: Vec<u8> = row.try_get("identity_key")?;
-    let hash: Vec<u8> = row.try_get("code_hash")?;
-    let prekeys: String = row.try_get("prekeys")?;
-    let (signed_prekey, one_time_prekeys) = pending_prekeys(&prekeys)?;
-    let time = |name: &str| -> Result<u64, DirectoryError> {
-        let v: i64 = row.try_get(name)?;
-        Ok(u64::try_from(v).unwrap_or(0))
-    };
-    Ok(PendingRegistration {
-        email: row.try_get("email")?,
-        identity_key: key32(&key, "pending identity key")?,
-        signed_prekey,
-        one_time_prekeys,
-        code_hash: key32(&hash, "code hash")?,
-        expires_at: time("expires_at")?,
-        attempts: to_u32(row.try_get("attempts")?),
-        codes_sent: to_u32(row.try_get("codes_sent")?),
-        codes_window_start: time("codes_window_start")?,
-        created_at: time("created_at")?,
-    })
-}
-
 pub(super) async fn pending(
     pool: &SqlitePool,
     email: &str,
@@ -301,7 +278,7 @@ pub(super) async fn pending(
         .bind(email)
         .fetch_optional(pool)
         .await?;
-    row.as_ref().map(pending_from_row).transpose()
+    row.as_ref().map(super::pending_from_row).transpose()
 }
 
 pub(super) async fn put_pending(
