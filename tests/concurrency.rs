@@ -14,6 +14,27 @@ const MESSAGES: usize = 30;
 /// Give up waiting for the follower's output after this long without a line.
 const FOLLOW_STALL: Duration = Duration::from_secs(60);
 
+/// Starts `user`'s `poll --follow --json`; each line it prints goes to `lines`.
+fn follow(user: &User, lines: mpsc::Sender<String>) -> std::process::Child {
+    let mut follower = user
+        .command()
+        .args(["--json", "poll", "--follow", "--timeout", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    follower
+}
+
 #[test]
 fn follow_and_send_on_one_profile() {
     let relay = Relay::start();
@@ -22,23 +43,8 @@ fn follow_and_send_on_one_profile() {
     alice.send("bob@y", "hello");
     bob.poll_until(1);
 
-    let mut follower = bob
-        .command()
-        .args(["--json", "poll", "--follow", "--timeout", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = follower.stdout.take().unwrap();
     let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut follower = follow(&bob, lines_tx);
 
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -105,24 +111,7 @@ fn n5_two_followers_on_one_profile_show_each_message_once() {
     let (lines_tx, lines) = mpsc::channel();
     let mut followers = Vec::new();
     for _ in 0..2 {
-        let mut follower = bob
-            .command()
-            .args(["--json", "poll", "--follow", "--timeout", "2"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = follower.stdout.take().unwrap();
-        let lines_tx = lines_tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        followers.push(follower);
+        followers.push(follow(&bob, lines_tx.clone()));
     }
     drop(lines_tx);
 
