@@ -70,14 +70,14 @@ fn bundle(
 fn normal(message: EncryptedMessage) -> Message {
     match message {
         EncryptedMessage::Normal(message) => message,
-        EncryptedMessage::PreKey(_) => panic!("expected a normal message"),
+        other => panic!("expected a normal message, got {other:?}"),
     }
 }
 
 fn prekey(message: &EncryptedMessage) -> &PreKeyMessage {
     match message {
         EncryptedMessage::PreKey(message) => message,
-        EncryptedMessage::Normal(_) => panic!("expected a prekey message"),
+        other => panic!("expected a prekey message, got {other:?}"),
     }
 }
 
@@ -240,6 +240,7 @@ pub fn decrypt_message(data: &[u8]) {
             }
         }
         EncryptedMessage::PreKey(message) => check_prekey_message(message),
+        other => panic!("from_bytes made a kind of message it has no decrypt for: {other:?}"),
     }
 }
 

@@ -1535,6 +1535,16 @@ impl Client {
                         d.plaintext
                     })
             }
+            // A kind of a newer ratchet: no session of this version can open it, so it
+            // is dropped like an undecodable one (and no receipt is owed: nothing failed
+            // to decrypt in a session the sender could repair).
+            _ => {
+                tx.commit().await?;
+                return Ok((
+                    drop_with("a kind of message this version cannot read".to_owned()),
+                    false,
+                ));
+            }
         };
         let plaintext = match result {
             Ok(plaintext) => Zeroizing::new(plaintext),
@@ -1567,7 +1577,7 @@ impl Client {
             (None, None, EncryptedMessage::PreKey(prekey)) => {
                 Some(prekey.identity_key().to_bytes())
             }
-            (None, None, EncryptedMessage::Normal(_)) => None,
+            (None, None, _) => None,
         };
         let Some(sender_key) = record
             .remote_identity()

@@ -4,6 +4,7 @@ use thiserror::Error;
 
 /// A byte string could not be decoded into a key, message or stored state.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The input ended before a field could be read.
     #[error("{what} is truncated: {needed} more bytes were needed")]
@@ -43,6 +44,7 @@ pub enum DecodeError {
 
 /// A public key received from a peer or a relay is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The bytes are not a valid compressed Edwards point.
     #[error("identity key is not a valid Ed25519 public key")]
@@ -57,6 +59,7 @@ pub enum KeyError {
 
 /// X3DH could not establish a shared secret.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum X3dhError {
     /// The bundle's signed prekey is not signed by the bundle's identity key.
     #[error("the signed prekey {signed_prekey_id} is not signed by the identity key")]
@@ -127,6 +130,7 @@ pub enum EncryptError {
 
 /// A message could not be decrypted. The session is unchanged by any of these.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum DecryptError {
     /// The bytes are not a well-formed message.
     #[error("malformed message: {0}")]

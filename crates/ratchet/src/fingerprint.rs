@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha512};
 
-use crate::{IdentityKey, x3dh::normalize_email};
+use crate::{IdentityKey, x3dh::canonical_address};
 
 /// SHA-512 rounds per party; slows down a search for a colliding key.
 pub const SAFETY_NUMBER_ITERATIONS: usize = 5200;
@@ -60,7 +60,7 @@ impl std::fmt::Display for SafetyNumber {
 /// `SHA-512(previous || IK)` for the remaining rounds; the first 30 bytes as six
 /// 5-byte big-endian chunks, each mod 100000.
 fn party_digits(email: &str, identity: &IdentityKey) -> String {
-    let email = normalize_email(email);
+    let email = canonical_address(email);
     let mut hash = Sha512::new()
         .chain_update(FINGERPRINT_VERSION)
         .chain_update(identity.as_bytes())

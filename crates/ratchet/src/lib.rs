@@ -101,7 +101,6 @@ pub use message::{EncryptedMessage, MIN_MESSAGE_LEN, Message, PROTOCOL_VERSION, 
 pub use prekey::{OneTimePreKeyPair, PreKeyBundle, SignedPreKeyPair, signed_prekey_signing_bytes};
 pub use receiver_chain::{MAX_RECEIVER_CHAINS, MAX_RECENT_CHAINS};
 pub use session_record::{MAX_ARCHIVED_SESSIONS, PreKeyDecryption, SessionRecord};
-pub use x3dh::normalize_email;
 
 /// The furthest one message may jump ahead in its chain.
 pub const MAX_SKIP: u32 = 2000;

@@ -184,6 +184,7 @@ impl std::fmt::Debug for PreKeyMessage {
 /// Either kind of message, as a transport carries it: `kind (0x01 message, 0x02 prekey
 /// message) || the message`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EncryptedMessage {
     /// A message in an established session.
     Normal(Message),

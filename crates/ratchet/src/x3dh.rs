@@ -112,13 +112,18 @@ pub(crate) fn respond(
     })
 }
 
-/// Lower-cases and trims an address, as the relay does, so both ends bind the same bytes.
-pub fn normalize_email(email: &str) -> String {
+/// The address bytes bound into the AD and the safety number: trimmed and lower-cased,
+/// so that two ends handed `Bob@X` and `bob@x` bind the same bytes.
+///
+/// Not an address check: callers validate addresses (`e2ee_proto::normalize_email`
+/// does, and its output is unchanged by this function); this only keeps the ratchet's
+/// own bytes independent of how a caller spelled an address it did not normalize.
+pub(crate) fn canonical_address(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
 fn checked_email(email: &str) -> Result<String, X3dhError> {
-    let email = normalize_email(email);
+    let email = canonical_address(email);
     if email.is_empty() || email.len() > MAX_EMAIL_LEN {
         return Err(X3dhError::BadEmail { len: email.len() });
     }

@@ -86,7 +86,7 @@ impl Responder {
 pub fn normal(message: EncryptedMessage) -> Message {
     match message {
         EncryptedMessage::Normal(message) => message,
-        EncryptedMessage::PreKey(_) => panic!("expected a normal message"),
+        other => panic!("expected a normal message, got {other:?}"),
     }
 }
 

@@ -77,6 +77,7 @@ impl Party {
                 let result = self.decrypt_prekey(rng, peer_email, &message)?;
                 Ok(result.plaintext)
             }
+            other => panic!("a kind of message this ratchet does not make: {other:?}"),
         }
     }
 
@@ -123,6 +124,6 @@ pub fn established(seed: u64) -> (ChaCha20Rng, Party, Party) {
 pub fn normal(wire: &[u8]) -> Message {
     match EncryptedMessage::from_bytes(wire).unwrap() {
         EncryptedMessage::Normal(m) => m,
-        EncryptedMessage::PreKey(_) => panic!("expected a normal message"),
+        other => panic!("expected a normal message, got {other:?}"),
     }
 }
