@@ -195,7 +195,7 @@ fn expand(body: &[u8]) -> Vec<u8> {
         let opks: Vec<OneTimePreKey> = (1..=201)
             .map(|id| OneTimePreKey {
                 id,
-                public_key: Base64Key([9; 32]),
+                public_key: Base64Key::new([9; 32]),
             })
             .collect();
         let ids: Vec<u64> = (1..=1001).collect();

@@ -389,7 +389,7 @@ fn map_bundle_error(error: RelayError, email: &str) -> ClientError {
     }
 }
 
-fn ratchet_bundle(bundle: &e2ee_proto::PreKeyBundle) -> Result<PreKeyBundle, ClientError> {
+fn ratchet_bundle(bundle: &e2ee_proto::BundleResponse) -> Result<PreKeyBundle, ClientError> {
     let bad = |reason: String| ClientError::BadBundle {
         email: bundle.email.clone(),
         reason,
@@ -412,8 +412,8 @@ fn ratchet_bundle(bundle: &e2ee_proto::PreKeyBundle) -> Result<PreKeyBundle, Cli
 fn wire_signed_prekey(prekey: &SignedPreKeyPair) -> SignedPreKey {
     SignedPreKey {
         id: prekey.id(),
-        public_key: Base64Key(prekey.public_key()),
-        signature: Base64Signature(prekey.signature()),
+        public_key: Base64Key::new(prekey.public_key()),
+        signature: Base64Signature::new(prekey.signature()),
     }
 }
 
@@ -422,7 +422,7 @@ fn wire_one_time_prekeys(prekeys: &[OneTimePreKeyPair]) -> Vec<OneTimePreKey> {
         .iter()
         .map(|k| OneTimePreKey {
             id: k.id(),
-            public_key: Base64Key(k.public_key()),
+            public_key: Base64Key::new(k.public_key()),
         })
         .collect()
 }
@@ -560,7 +560,7 @@ impl Client {
         store::insert_one_time_prekeys(&mut tx, &self.key, &one_time_prekeys).await?;
         let request = RegisterRequest {
             email: email.clone(),
-            identity_key: Base64Key(identity.public_key().to_bytes()),
+            identity_key: Base64Key::new(identity.public_key().to_bytes()),
             signed_prekey: wire_signed_prekey(&signed_prekey),
             one_time_prekeys: wire_one_time_prekeys(&one_time_prekeys),
         };
@@ -1887,7 +1887,7 @@ impl Client {
                 .await?
                 .into_iter()
                 .map(|(hash, received_at)| FailedEnvelope {
-                    body_sha256: e2ee_proto::Base64Key(hash),
+                    body_sha256: e2ee_proto::Base64Key::new(hash),
                     received_at,
                 })
                 .collect();

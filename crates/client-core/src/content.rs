@@ -184,7 +184,7 @@ mod tests {
             id: "r".to_owned(),
             sent_at: 9,
             kind: Kind::DecryptionError(vec![FailedEnvelope {
-                body_sha256: e2ee_proto::Base64Key([3; 32]),
+                body_sha256: e2ee_proto::Base64Key::new([3; 32]),
                 received_at: 11,
             }]),
         };

@@ -3,8 +3,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e2ee_proto::{
-    AccountInfo, AckRequest, AckResponse, ErrorBody, HEADER_ACCOUNT, HEADER_SIGNATURE,
-    HEADER_TIMESTAMP, PollAckRequest, PollAckResponse, PollResponse, PreKeyBundle, PreKeyCount,
+    AccountResponse, AckRequest, AckResponse, BundleResponse, ErrorBody, HEADER_ACCOUNT,
+    HEADER_SIGNATURE, HEADER_TIMESTAMP, PollAckRequest, PollAckResponse, PollResponse, PreKeyCount,
     RegisterRequest, RegisterResponse, SendRequest, SendResponse, UnregisterResponse,
     UploadPreKeysRequest, VerifyRequest, encode_b64, request_signing_bytes,
 };
@@ -310,7 +310,7 @@ impl RelayClient {
         &self,
         signer: &Signer<'_>,
         email: &str,
-    ) -> Result<AccountInfo, RelayError> {
+    ) -> Result<AccountResponse, RelayError> {
         // In a query string `+` means a space, so it is escaped too.
         let path = format!(
             "/v1/accounts?email={}",
@@ -341,7 +341,7 @@ impl RelayClient {
         &self,
         signer: &Signer<'_>,
         email: &str,
-    ) -> Result<PreKeyBundle, RelayError> {
+    ) -> Result<BundleResponse, RelayError> {
         let path = format!("/v1/accounts/{}/bundle", percent_encode(email));
         self.call::<(), _>(signer, Method::GET, &path, None, REQUEST_TIMEOUT)
             .await

@@ -98,8 +98,8 @@ impl Identity {
             .to_bytes();
         SignedPreKey {
             id,
-            public_key: Base64Key(public_key),
-            signature: Base64Signature(signature),
+            public_key: Base64Key::new(public_key),
+            signature: Base64Signature::new(signature),
         }
     }
 
@@ -111,7 +111,7 @@ impl Identity {
                 rand::rng().fill(&mut public_key);
                 OneTimePreKey {
                     id,
-                    public_key: Base64Key(public_key),
+                    public_key: Base64Key::new(public_key),
                 }
             })
             .collect()
@@ -122,7 +122,7 @@ impl Identity {
     pub fn registration(&self, opks: u32) -> RegisterRequest {
         RegisterRequest {
             email: self.email.clone(),
-            identity_key: Base64Key(self.key.verifying_key().to_bytes()),
+            identity_key: Base64Key::new(self.key.verifying_key().to_bytes()),
             signed_prekey: self.signed_prekey(1),
             one_time_prekeys: Self::one_time_prekeys(1, opks),
         }

@@ -18,12 +18,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use e2ee_proto::{
-    AccountInfo, AckRequest, AckResponse, Base64Bytes, Envelope, ErrorCode, MAX_ACK_IDS,
-    MAX_ENVELOPE_BODY_BYTES, MAX_MESSAGES_PER_REQUEST, MAX_ONE_TIME_PREKEYS_PER_REQUEST,
-    MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS, OneTimePreKey, PollAckRequest, PollAckResponse,
-    PollResponse, PreKeyBundle, PreKeyCount, RefusalReason, RefusedRecipient, RegisterRequest,
-    RegisterResponse, SendRequest, SendResponse, UnregisterResponse, UploadPreKeysRequest,
-    normalize_email,
+    AccountResponse, AckRequest, AckResponse, Base64Bytes, BundleResponse, Envelope, ErrorCode,
+    MAX_ACK_IDS, MAX_ENVELOPE_BODY_BYTES, MAX_MESSAGES_PER_REQUEST,
+    MAX_ONE_TIME_PREKEYS_PER_REQUEST, MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS, OneTimePreKey,
+    PollAckRequest, PollAckResponse, PollResponse, PreKeyCount, RefusalReason, RefusedRecipient,
+    RegisterRequest, RegisterResponse, SendRequest, SendResponse, UnregisterResponse,
+    UploadPreKeysRequest, normalize_email,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -321,7 +321,7 @@ async fn lookup(
     State(state): State<Arc<AppState>>,
     query: Result<Query<LookupQuery>, QueryRejection>,
     _signed: Signed,
-) -> Result<Json<AccountInfo>, ApiError> {
+) -> Result<Json<AccountResponse>, ApiError> {
     let Query(query) = query.map_err(|r| query_error(&r))?;
     let email = email_param(&query.email, "email")?;
     let Some(account) = state.directory.account(&email).await? else {
@@ -330,9 +330,9 @@ async fn lookup(
     if account.banned {
         return Err(refused_target(account.email, RefusalReason::Banned));
     }
-    Ok(Json(AccountInfo {
+    Ok(Json(AccountResponse {
         email: account.email,
-        identity_key: e2ee_proto::Base64Key(account.identity_key),
+        identity_key: e2ee_proto::Base64Key::new(account.identity_key),
     }))
 }
 
@@ -353,7 +353,7 @@ async fn bundle(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     SignedOnce(signed): SignedOnce,
-) -> Result<Json<PreKeyBundle>, ApiError> {
+) -> Result<Json<BundleResponse>, ApiError> {
     let Path(raw_email) =
         path.map_err(|r| ApiError::bad_request(ErrorCode::BadPath, r.body_text()))?;
     let email = email_param(&raw_email, "path")?;
@@ -384,9 +384,9 @@ async fn bundle(
     if bundle.account.banned {
         return Err(refused_target(bundle.account.email, RefusalReason::Banned));
     }
-    Ok(Json(PreKeyBundle {
+    Ok(Json(BundleResponse {
         email: bundle.account.email,
-        identity_key: e2ee_proto::Base64Key(bundle.account.identity_key),
+        identity_key: e2ee_proto::Base64Key::new(bundle.account.identity_key),
         signed_prekey: bundle.signed_prekey,
         one_time_prekey: bundle.one_time_prekey,
     }))

@@ -148,8 +148,8 @@ pub(super) async fn signed_prekey(
     let signature: Vec<u8> = row.try_get(2)?;
     Ok(SignedPreKey {
         id: id_u32(row.try_get(0)?)?,
-        public_key: Base64Key(key32(&public_key, "signed prekey")?),
-        signature: Base64Signature(key64(&signature, "signed prekey signature")?),
+        public_key: Base64Key::new(key32(&public_key, "signed prekey")?),
+        signature: Base64Signature::new(key64(&signature, "signed prekey signature")?),
     })
 }
 
@@ -171,7 +171,7 @@ pub(super) async fn take_one_time_prekey(
         let public_key: Vec<u8> = row.try_get(1)?;
         Ok(OneTimePreKey {
             id: id_u32(row.try_get(0)?)?,
-            public_key: Base64Key(key32(&public_key, "one-time prekey")?),
+            public_key: Base64Key::new(key32(&public_key, "one-time prekey")?),
         })
     })
     .transpose()
