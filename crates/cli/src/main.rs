@@ -7,14 +7,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
-use e2ee_client_core::{Client, ClientError, ClientOptions, ErrorKind, RelayError, StoreError};
+use e2ee_client_core::{Client, ClientError, ClientOptions, ErrorKind, RelayError};
 use serde_json::{Map, Value, json};
 
 mod commands;
+mod hints;
 mod output;
 mod passphrase;
 mod terminal_text;
 
+use hints::hint;
+/// Also named by `poll`, for a message from a contact whose new key awaits a decision.
+pub(crate) use hints::identity_changed_advice;
 use output::Output;
 
 /// The exit codes, as a literal so that `concat!` can put them under every `--help`.
@@ -205,37 +209,6 @@ fn kind_code(kind: ErrorKind) -> u8 {
         ErrorKind::RateLimited => EXIT_RATE_LIMITED,
         _ => EXIT_INTERNAL,
     }
-}
-
-/// What the user can do about a client error, in the CLI's own terms; the library's
-/// messages stay neutral.
-fn hint(error: &ClientError) -> Option<String> {
-    Some(match error {
-        ClientError::NotRegistered => "; run `e2ee register EMAIL --relay URL` first".to_owned(),
-        ClientError::AlreadyRegisteredLocally { .. } => {
-            "; use another --profile or --home".to_owned()
-        }
-        ClientError::NoRelay => "; pass --relay URL or set E2EE_RELAY".to_owned(),
-        ClientError::UnknownContact { email } => format!("; run `e2ee add-contact {email}`"),
-        ClientError::IdentityChanged { email } => identity_changed_advice(email),
-        ClientError::Store(StoreError::PassphraseRequired) => {
-            "; give it with --passphrase-file or E2EE_PASSPHRASE_COMMAND".to_owned()
-        }
-        ClientError::Relay(RelayError::InsecureHttp { .. }) => {
-            "; on a network you trust, --allow-insecure-relay permits plain http to other \
-             hosts"
-                .to_owned()
-        }
-        _ => return None,
-    })
-}
-
-/// What to do when a contact's key changed; after the library's "X's identity key changed".
-pub(crate) fn identity_changed_advice(email: &str) -> String {
-    format!(
-        ". Check the new safety number with 'e2ee verify {email}', then run 'e2ee trust {email} \
-         NUMBER' with it, or 'e2ee reject {email}'."
-    )
 }
 
 /// The other party an error is about, for the JSON error object.

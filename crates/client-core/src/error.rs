@@ -26,11 +26,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The store key file is readable by others than its owner.
-    #[error(
-        "{} is readable by other users (mode {mode:o}); run `chmod 600 {}` after checking nobody copied it",
-        path.display(),
-        path.display()
-    )]
+    #[error("{} is readable by other users (mode {mode:o})", path.display())]
     KeyFilePermissions {
         /// The key file.
         path: PathBuf,
@@ -80,7 +76,9 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// What the user can do about a SQLite failure they can fix, by its primary result code.
+/// What a SQLite failure the user can fix means, by its primary result code, and what
+/// it does not mean: nothing is lost. Worded for any front end: "try again" is
+/// whatever retrying means there.
 fn database_hint(error: &sqlx::Error) -> &'static str {
     const SQLITE_READONLY: i32 = 8;
     const SQLITE_IOERR: i32 = 10;
@@ -92,19 +90,19 @@ fn database_hint(error: &sqlx::Error) -> &'static str {
     };
     match code.map(|code| code & 0xff) {
         Some(SQLITE_FULL) => {
-            "; the disk holding the profile is full: free some space and run the command \
-             again (nothing is lost: what was not stored stays on the relay or in the outbox)"
+            "; the disk holding the profile is full: free some space and try again \
+             (nothing is lost: what was not stored stays on the relay or in the outbox)"
         }
         // Growing the shared-memory file of a full disk ends here, as SQLITE_IOERR_SHMSIZE.
         Some(SQLITE_IOERR) => {
             "; the disk holding the profile failed a write: check that it has free space and \
-             works, then run the command again (nothing is lost: what was not stored stays \
-             on the relay or in the outbox)"
+             works, then try again (nothing is lost: what was not stored stays on the relay \
+             or in the outbox)"
         }
         Some(SQLITE_READONLY | SQLITE_CANTOPEN) => {
             "; the profile directory must exist and be writable by you (is its disk mounted \
-             read-only?): fix that and run the command again (nothing is lost: what was not \
-             stored stays on the relay or in the outbox)"
+             read-only?): fix that and try again (nothing is lost: what was not stored stays \
+             on the relay or in the outbox)"
         }
         _ => "",
     }
@@ -144,7 +142,7 @@ pub enum RelayError {
     /// without the API's JSON error body, or a success that is not JSON (a web server,
     /// a proxy's error page). Its body is not repeated: it is often a page of HTML.
     #[error(
-        "the server at {url} answered HTTP {status}, but this is not an e2ee relay (no e2ee API answer); check the relay URL"
+        "the server at {url} answered HTTP {status}, but this is not an e2ee relay (its answer is not the relay API's); check the relay URL"
     )]
     NotARelay {
         /// The base URL.
@@ -414,32 +412,185 @@ impl From<sqlx::Error> for ClientError {
 
 #[cfg(test)]
 mod tests {
-    use super::{ClientError, StoreError};
+    use super::{ClientError, RelayError, StoreError};
+    use crate::FailureReason;
 
-    /// Library messages say what happened; the commands to run about it are the
-    /// front end's to add (the CLI appends `e2ee ...` hints), since an app embedding
-    /// this library has no `e2ee` command nor `--profile` flag.
-    #[test]
-    fn issue12_library_messages_name_no_cli_command_or_flag() {
+    /// One value of every variant, nested ones included. The match in [`variant_name`]
+    /// has no `_` arm, so a new variant does not compile until it is added here.
+    fn every_error() -> Vec<ClientError> {
         let email = || "bob@y".to_owned();
-        let errors = [
+        let url = || "http://relay.example".to_owned();
+        let path = || std::path::PathBuf::from("/home/u/.e2ee/default/store.key");
+        let stores = vec![
+            StoreError::Database(sqlx::Error::PoolTimedOut),
+            StoreError::Migration(sqlx::migrate::MigrateError::VersionMissing(3)),
+            StoreError::Io {
+                path: path(),
+                source: std::io::Error::other("denied"),
+            },
+            StoreError::KeyFilePermissions {
+                path: path(),
+                mode: 0o644,
+            },
+            StoreError::PassphraseRequired,
+            StoreError::WrongPassphrase,
+            StoreError::EmptyPassphrase,
+            StoreError::BadKeyFile {
+                path: path(),
+                reason: "too short",
+            },
+            StoreError::Corrupt { what: "session" },
+            StoreError::Decode {
+                what: "contact",
+                reason: "bad".to_owned(),
+            },
+            StoreError::Kdf("bad parameters".to_owned()),
+        ];
+        let relays = vec![
+            RelayError::Unreachable {
+                url: url(),
+                cause: "connection refused".to_owned(),
+            },
+            RelayError::Status {
+                status: 400,
+                code: e2ee_proto::ErrorCode::BadEmail,
+                message: "relay text".to_owned(),
+                refused: Vec::new(),
+            },
+            RelayError::RateLimited {
+                retry_after_secs: 3,
+            },
+            RelayError::NotARelay {
+                url: url(),
+                status: 501,
+            },
+            RelayError::Protocol("not JSON".to_owned()),
+            RelayError::InsecureHttp { url: url() },
+            RelayError::Redirect {
+                url: url(),
+                status: 301,
+                location: "https://elsewhere".to_owned(),
+            },
+            RelayError::BadUrl {
+                url: url(),
+                reason: "no host".to_owned(),
+            },
+        ];
+        let mut errors: Vec<ClientError> = stores.into_iter().map(ClientError::Store).collect();
+        errors.extend(relays.into_iter().map(ClientError::Relay));
+        errors.extend([
             ClientError::NotRegistered,
+            ClientError::Unregistered { email: email() },
             ClientError::AlreadyRegisteredLocally { email: email() },
+            ClientError::VerificationPending { email: email() },
+            ClientError::EmailTaken { email: email() },
+            ClientError::UnknownAccount { email: email() },
             ClientError::NoRelay,
+            ClientError::InvalidEmail {
+                email: "bob".to_owned(),
+                reason: "no @".to_owned(),
+            },
             ClientError::UnknownContact { email: email() },
+            ClientError::SelfMessage { email: email() },
             ClientError::IdentityChanged { email: email() },
-            ClientError::Store(StoreError::PassphraseRequired),
+            ClientError::SafetyNumberMismatch { email: email() },
+            ClientError::InvalidSafetyNumber {
+                reason: "59 digits".to_owned(),
+            },
+            ClientError::NoPendingIdentity { email: email() },
+            ClientError::MessageTooLong {
+                len: 70_000,
+                max: 60_000,
+            },
+            ClientError::BadBundle {
+                email: email(),
+                reason: "bad signature".to_owned(),
+            },
+            ClientError::Encrypt {
+                email: email(),
+                source: e2ee_ratchet::EncryptError::NoSession,
+            },
             ClientError::Queued {
                 to: email(),
                 id: "id".to_owned(),
                 source: Box::new(ClientError::NoRelay),
             },
-        ];
-        for error in errors {
+            ClientError::Refused {
+                to: email(),
+                id: "id".to_owned(),
+                reason: FailureReason::NoAccount,
+            },
+            ClientError::Inconsistent("a session without its contact".to_owned()),
+        ]);
+        errors
+    }
+
+    fn variant_name(error: &ClientError) -> &'static str {
+        match error {
+            ClientError::Store(store) => match store {
+                StoreError::Database(_) => "Database",
+                StoreError::Migration(_) => "Migration",
+                StoreError::Io { .. } => "Io",
+                StoreError::KeyFilePermissions { .. } => "KeyFilePermissions",
+                StoreError::PassphraseRequired => "PassphraseRequired",
+                StoreError::WrongPassphrase => "WrongPassphrase",
+                StoreError::EmptyPassphrase => "EmptyPassphrase",
+                StoreError::BadKeyFile { .. } => "BadKeyFile",
+                StoreError::Corrupt { .. } => "Corrupt",
+                StoreError::Decode { .. } => "Decode",
+                StoreError::Kdf(_) => "Kdf",
+            },
+            ClientError::Relay(relay) => match relay {
+                RelayError::Unreachable { .. } => "Unreachable",
+                RelayError::Status { .. } => "Status",
+                RelayError::RateLimited { .. } => "RateLimited",
+                RelayError::NotARelay { .. } => "NotARelay",
+                RelayError::Protocol(_) => "Protocol",
+                RelayError::InsecureHttp { .. } => "InsecureHttp",
+                RelayError::Redirect { .. } => "Redirect",
+                RelayError::BadUrl { .. } => "BadUrl",
+            },
+            ClientError::NotRegistered => "NotRegistered",
+            ClientError::Unregistered { .. } => "Unregistered",
+            ClientError::AlreadyRegisteredLocally { .. } => "AlreadyRegisteredLocally",
+            ClientError::VerificationPending { .. } => "VerificationPending",
+            ClientError::EmailTaken { .. } => "EmailTaken",
+            ClientError::UnknownAccount { .. } => "UnknownAccount",
+            ClientError::NoRelay => "NoRelay",
+            ClientError::InvalidEmail { .. } => "InvalidEmail",
+            ClientError::UnknownContact { .. } => "UnknownContact",
+            ClientError::SelfMessage { .. } => "SelfMessage",
+            ClientError::IdentityChanged { .. } => "IdentityChanged",
+            ClientError::SafetyNumberMismatch { .. } => "SafetyNumberMismatch",
+            ClientError::InvalidSafetyNumber { .. } => "InvalidSafetyNumber",
+            ClientError::NoPendingIdentity { .. } => "NoPendingIdentity",
+            ClientError::MessageTooLong { .. } => "MessageTooLong",
+            ClientError::BadBundle { .. } => "BadBundle",
+            ClientError::Encrypt { .. } => "Encrypt",
+            ClientError::Queued { .. } => "Queued",
+            ClientError::Refused { .. } => "Refused",
+            ClientError::Inconsistent(_) => "Inconsistent",
+        }
+    }
+
+    /// Library messages say what happened; the commands to run about it are the
+    /// front end's to add (the CLI's hints.rs appends `e2ee ...` hints), since an app
+    /// embedding this library has no `e2ee` command nor `--profile` flag. "e2ee relay"
+    /// names the protocol's server, not a command, so it is the one use of the word
+    /// allowed.
+    #[test]
+    fn issue12_library_messages_name_no_cli_command_or_flag() {
+        let errors = every_error();
+        let names: std::collections::BTreeSet<_> = errors.iter().map(variant_name).collect();
+        assert_eq!(names.len(), errors.len(), "one sample per variant");
+        for error in &errors {
             let text = error.to_string();
-            assert!(!text.contains("e2ee "), "{text}");
-            assert!(!text.contains("--"), "{text}");
-            assert!(!text.contains("E2EE_"), "{text}");
+            let name = variant_name(error);
+            assert!(!text.is_empty(), "{name}");
+            let without_product = text.replace("e2ee relay", "relay");
+            assert!(!without_product.contains("e2ee "), "{name}: {text}");
+            assert!(!text.contains("--"), "{name}: {text}");
+            assert!(!text.contains("E2EE_"), "{name}: {text}");
         }
     }
 }
