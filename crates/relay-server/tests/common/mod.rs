@@ -1,5 +1,6 @@
-//! Shared test harness: real Redis (REDIS_URL, or a `redis-server` we start), real
-//! PostgreSQL, temp dirs, unique key prefixes, and signed requests against the router.
+//! Shared test harness: real Redis (REDIS_URL, or a `redis-server` we start; both from
+//! e2ee-testkit, shared with the end-to-end tests), real PostgreSQL, temp dirs, unique
+//! key prefixes, and signed requests against the router.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -8,11 +9,8 @@
     missing_docs
 )]
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -23,168 +21,11 @@ use e2ee_relay_server::{Relay, RelayConfig};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn redis_answers(url: &str) -> bool {
-    let Ok(client) = redis::Client::open(url) else {
-        return false;
-    };
-    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
-        return false;
-    };
-    redis::cmd("PING").query::<String>(&mut conn).is_ok()
-}
-
-/// A redis-server we started; killed when the test process ends only if dropped, so
-/// the fallback instance is started with a short-lived data dir and no persistence.
-pub struct RedisServer {
-    child: Child,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn start_redis(extra: &[&str]) -> Result<RedisServer, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no", "--dir"])
-        .arg(dir.path())
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run redis-server: {e}"))?;
-    let server = RedisServer {
-        child,
-        port,
-        _dir: dir,
-    };
-    let url = format!("redis://127.0.0.1:{port}");
-    let started = Instant::now();
-    while !redis_answers(&url) {
-        if started.elapsed() > Duration::from_secs(10) {
-            return Err(format!("redis-server on port {port} did not answer"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(server)
-}
-
-static FALLBACK_REDIS: OnceLock<Mutex<Option<RedisServer>>> = OnceLock::new();
-
-/// REDIS_URL (default redis://127.0.0.1:6379); when nothing answers there, a
-/// redis-server started for this test process. With CI=true a missing Redis fails.
-pub fn redis_url() -> String {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    if redis_answers(&url) {
-        return url;
-    }
-    let slot = FALLBACK_REDIS.get_or_init(|| Mutex::new(None));
-    let mut slot = slot
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if slot.is_none() {
-        match start_redis(&[]) {
-            Ok(server) => *slot = Some(server),
-            Err(error) => panic!(
-                "no Redis answers at {url} and starting redis-server failed ({error}); \
-                 install redis-server or set REDIS_URL (CI={})",
-                std::env::var("CI").unwrap_or_default()
-            ),
-        }
-    }
-    format!("redis://127.0.0.1:{}", slot.as_ref().unwrap().port)
-}
-
-/// A 3-master Redis Cluster on free ports; nodes die with the value.
-pub struct RedisCluster {
-    pub nodes: Vec<RedisServer>,
-}
-
-impl RedisCluster {
-    pub fn start() -> Self {
-        let mut nodes = Vec::new();
-        for _ in 0..3 {
-            let port_conf = format!("nodes-{}.conf", uuid::Uuid::new_v4().simple());
-            nodes.push(
-                start_redis(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &port_conf,
-                ])
-                .unwrap_or_else(|e| panic!("starting a cluster node: {e}")),
-            );
-        }
-        let mut create = Command::new("redis-cli");
-        create.arg("--cluster").arg("create");
-        for node in &nodes {
-            create.arg(format!("127.0.0.1:{}", node.port));
-        }
-        let out = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("running redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let cluster = Self { nodes };
-        // Wait until every node agrees the cluster is up.
-        let started = Instant::now();
-        for node in &cluster.nodes {
-            loop {
-                let client =
-                    redis::Client::open(format!("redis://127.0.0.1:{}", node.port)).unwrap();
-                let mut conn = client.get_connection().unwrap();
-                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap();
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(20),
-                    "cluster never became ok"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        cluster
-    }
-
-    pub fn url(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| format!("redis://127.0.0.1:{}", n.port))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
+// Each test binary uses some of these, as with `dead_code` above.
+#[allow(unused_imports)]
+pub use e2ee_testkit::redis::{RedisCluster, redis_url};
+#[allow(unused_imports)]
+pub use e2ee_testkit::{free_port, unique};
 
 pub fn postgres_url() -> String {
     std::env::var("E2EE_TEST_DATABASE_URL")
