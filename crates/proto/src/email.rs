@@ -59,9 +59,9 @@ fn is_domain_byte(byte: u8) -> bool {
 /// authentication carries the account in an HTTP header, which only holds visible
 /// ASCII, so an address outside this rule could never sign a request; and refusing
 /// non-ASCII keeps homoglyphs (`аlice` with a Cyrillic `а`) from posing as an
-/// existing contact. Refused: empty, over 254 bytes, anything but [`is_local_byte`]
-/// before the single `@` and [`is_domain_byte`] after it, an empty side, an empty
-/// domain label.
+/// existing contact. Refused: empty, over 254 bytes, anything but RFC 5322 `atext`
+/// and the dot before the single `@` and letters, digits, `-` and `.` after it, an
+/// empty side, an empty domain label.
 pub fn normalize_email(raw: &str) -> Result<String, EmailError> {
     let email = raw.trim().to_ascii_lowercase();
     if email.is_empty() {
