@@ -1,7 +1,7 @@
 //! The [`Client`]: one profile, its store, and its relay.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2ee_proto::{
@@ -23,10 +23,11 @@ use crate::delivery::{
 };
 use crate::relay::{RelayClient, Signer, now_ms};
 use crate::secret::StoreKey;
+use crate::events::{self, DeliveryState, DropReason, Event, Hub, Postponed, Resend};
+use crate::ids::Email;
 use crate::store::{
     self, AccountRow, ContactRow, IncomingMessage, OutboxKind, SessionSlot, Store, Trust,
 };
-use crate::warning::{PollWarning, WarningKind};
 use crate::{ClientError, ErrorKind, RelayError, StoreError};
 
 /// One-time prekeys uploaded at registration and topped up to.
@@ -51,7 +52,7 @@ const SEEN_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
 /// the ratchet's framing inside one 64 KiB envelope.
 pub const MAX_TEXT_BYTES: usize = 48 * 1024;
 /// Envelopes fetched per long poll, and outbox rows per POST.
-const BATCH: usize = e2ee_proto::MAX_MESSAGES_PER_REQUEST;
+pub(crate) const BATCH: usize = e2ee_proto::MAX_MESSAGES_PER_REQUEST;
 /// Written in the profile directory once the relay deleted the profile's account
 /// ([`Client::unregister`]); holds the email. Its presence makes every command that
 /// needs the account fail with [`ClientError::Unregistered`], while the store, and so
@@ -61,15 +62,6 @@ pub const UNREGISTERED_FILE: &str = "unregistered";
 const SAFETY_NUMBER_DIGITS: usize = 60;
 /// Serializes outbox flushes between processes of one profile, so a row is posted once.
 const OUTBOX_LOCK_FILE: &str = "outbox.lock";
-/// Held by the process showing this profile's messages ([`Client::lock_showing`]).
-const SHOW_LOCK_FILE: &str = "show.lock";
-
-/// Held while a process polls and shows what it got ([`Client::lock_showing`]); the
-/// next process of the same profile gets it once this one is dropped.
-#[derive(Debug)]
-pub struct ShowLock {
-    _file: FileLock,
-}
 
 /// Environment variable naming a point where the process aborts: a test hook for
 /// crash-safety tests. Values: [`CRASH_AFTER_COMMIT_BEFORE_ACK`],
@@ -81,7 +73,7 @@ pub const CRASH_AFTER_COMMIT_BEFORE_ACK: &str = "after-commit-before-ack";
 /// outbox, before it is posted.
 pub const CRASH_AFTER_ENCRYPT_BEFORE_POST: &str = "after-encrypt-before-post";
 
-fn crash_point(name: &str) {
+pub(crate) fn crash_point(name: &str) {
     if std::env::var(CRASH_ENV).is_ok_and(|value| value == name) {
         std::process::abort();
     }
@@ -167,39 +159,6 @@ pub struct Contact {
     pub pending_safety_numbers: Vec<String>,
 }
 
-/// A received message.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReceivedMessage {
-    /// The sender's message id (uuid).
-    pub id: String,
-    /// Sender email.
-    pub from: String,
-    /// The text.
-    pub text: String,
-    /// When the sender wrote it, unix ms (the sender's clock).
-    pub sent_at: u64,
-    /// When this client stored it, unix ms.
-    pub received_at: u64,
-    /// It came under an identity key other than the contact's pinned one (a key
-    /// awaiting the user's decision): it may not be from the contact at all.
-    pub identity_changed: bool,
-    /// Its sender was not a contact: it was added with this message, its key pinned
-    /// on first use and not verified.
-    pub new_contact: bool,
-    #[serde(skip)]
-    seq: i64,
-}
-
-/// What one [`Client::poll`] produced.
-#[derive(Debug, Clone, Default)]
-pub struct PollOutcome {
-    /// New messages, oldest first; pass them to [`Client::mark_shown`] once displayed.
-    pub messages: Vec<ReceivedMessage>,
-    /// What else the user must hear: envelopes dropped (forged, corrupted, unknown
-    /// session), messages of ours that did not arrive, receipts and re-sends that wait.
-    pub warnings: Vec<PollWarning>,
-}
-
 /// A message accepted for sending.
 #[derive(Debug, Clone, Serialize)]
 pub struct SentMessage {
@@ -264,7 +223,7 @@ pub struct AddedContact {
 #[derive(Debug)]
 pub struct Client {
     dir: PathBuf,
-    store: Store,
+    pub(crate) store: Store,
     key: StoreKey,
     relay_override: Option<String>,
     /// [`ClientOptions::allow_insecure_relay`].
@@ -272,15 +231,17 @@ pub struct Client {
     /// Built once and reused: an HTTP client loads the system's CA store when built,
     /// and keeps connections to the relay alive between calls.
     relay: Mutex<Option<RelayClient>>,
-    last_prekey_check: Mutex<Option<Instant>>,
+    pub(crate) last_prekey_check: Mutex<Option<Instant>>,
     /// Envelope ids committed to the store but not yet acked to the relay: left by
-    /// [`Client::poll_deferring_ack`] for the next poll's request to carry.
-    unacked: Mutex<Vec<u64>>,
+    /// the long-running sync ([`Client::sync`]) for its next poll's request to carry.
+    pub(crate) unacked: Mutex<Vec<u64>>,
+    /// Wakes this process's event consumers, and carries the events never stored.
+    hub: Arc<Hub>,
 }
 
 /// When a poll acks what it stored.
 #[derive(Debug, Clone, Copy)]
-enum AckTiming {
+pub(crate) enum AckTiming {
     /// Before it returns, in its own request.
     Now,
     /// In the next poll's request.
@@ -288,14 +249,14 @@ enum AckTiming {
 }
 
 /// A loaded account: row plus identity.
-struct Me {
-    row: AccountRow,
-    identity: IdentityKeyPair,
-    relay: RelayClient,
+pub(crate) struct Me {
+    pub(crate) row: AccountRow,
+    pub(crate) identity: IdentityKeyPair,
+    pub(crate) relay: RelayClient,
 }
 
 impl Me {
-    fn signer(&self) -> Signer<'_> {
+    pub(crate) fn signer(&self) -> Signer<'_> {
         Signer {
             email: &self.row.email,
             identity: &self.identity,
@@ -427,14 +388,6 @@ fn wire_one_time_prekeys(prekeys: &[OneTimePreKeyPair]) -> Vec<OneTimePreKey> {
         .collect()
 }
 
-/// What decrypting one envelope led to.
-enum Decrypted {
-    Message(ReceivedMessage),
-    Dropped(Option<String>),
-    /// A decryption-error receipt was applied; what to tell the user.
-    Receipt(String),
-}
-
 impl Client {
     /// Opens the profile `options.profile` under `options.home`, creating its
     /// directory, store key and store on first use.
@@ -452,6 +405,7 @@ impl Client {
             relay: Mutex::new(None),
             last_prekey_check: Mutex::new(None),
             unacked: Mutex::new(Vec::new()),
+            hub: Hub::new(),
         })
     }
 
@@ -460,12 +414,20 @@ impl Client {
         &self.dir
     }
 
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
     /// Closes the store cleanly.
     pub async fn close(self) {
         self.store.close().await;
     }
 
-    async fn me(&self) -> Result<Me, ClientError> {
+    pub(crate) async fn me(&self) -> Result<Me, ClientError> {
         let mut conn = self.store.conn().await?;
         let row = store::account(&mut conn)
             .await?
@@ -1177,7 +1139,10 @@ impl Client {
         self.flush_outbox(&me).await
     }
 
-    async fn flush_outbox(&self, me: &Me) -> Result<Vec<DeliveryFailure>, ClientError> {
+    pub(crate) async fn flush_outbox(
+        &self,
+        me: &Me,
+    ) -> Result<Vec<DeliveryFailure>, ClientError> {
         let lock = FileLock::acquire(&self.dir.join(OUTBOX_LOCK_FILE)).await?;
         let mut failures = Vec::new();
         loop {
@@ -1226,6 +1191,16 @@ impl Client {
                                 reason: FailureReason::from_refusal(&refusal.reason),
                             };
                             store::mark_failed(&mut tx, row, &failure.delivery_error()).await?;
+                            events::log_delivery(
+                                &mut tx,
+                                &row.recipient,
+                                &[&row.message_id],
+                                DeliveryState::Failed {
+                                    reason: failure.reason,
+                                },
+                                now_ms(),
+                            )
+                            .await?;
                             failures.push(failure);
                         }
                     }
@@ -1251,31 +1226,14 @@ impl Client {
                 }
             }
             tx.commit().await?;
+            self.hub.wake();
         }
         drop(lock);
         Ok(failures)
     }
 
-    /// Long-polls the relay for up to `timeout`, decrypts and stores what arrives,
-    /// then acks it. Messages stored by an earlier poll but never marked shown (the
-    /// process died before displaying them) come first. Call [`Self::mark_shown`]
-    /// once the messages are displayed.
-    pub async fn poll(&self, timeout: Duration) -> Result<PollOutcome, ClientError> {
-        self.poll_with(timeout, AckTiming::Now).await
-    }
-
-    /// [`Self::poll`] for a loop that polls again straight away (`e2ee poll --follow`,
-    /// an app that stays online): what this poll stores is acked by the *next* poll's
-    /// request (`POST /v1/messages/poll`), one signed request per batch instead of two.
-    /// If no next poll comes, nothing is lost: the relay redelivers those envelopes and
-    /// the store, which records every envelope id it committed, drops them as repeats.
-    /// [`Self::flush_acks`] acks them at once, e.g. before exiting.
-    pub async fn poll_deferring_ack(&self, timeout: Duration) -> Result<PollOutcome, ClientError> {
-        self.poll_with(timeout, AckTiming::WithNextPoll).await
-    }
-
-    /// Acks what [`Self::poll_deferring_ack`] left for the next poll.
-    pub async fn flush_acks(&self) -> Result<(), ClientError> {
+    /// Acks what the long-running sync left for its next poll.
+    pub(crate) async fn flush_acks(&self) -> Result<(), ClientError> {
         let pending = lock(&self.unacked).clone();
         if pending.is_empty() {
             return Ok(());
@@ -1286,144 +1244,21 @@ impl Client {
         Ok(())
     }
 
-    async fn poll_with(
-        &self,
-        timeout: Duration,
-        timing: AckTiming,
-    ) -> Result<PollOutcome, ClientError> {
-        let me = self.me().await?;
-        let failures = self.flush_outbox(&me).await?;
-        self.maintain_prekeys(&me).await?;
-        let mut outcome = PollOutcome::default();
-        outcome
-            .warnings
-            .extend(failures.iter().map(failure_warning));
-        {
-            let mut conn = self.store.conn().await?;
-            for row in store::unshown(&mut conn).await? {
-                outcome.messages.push(ReceivedMessage {
-                    id: row.message_id,
-                    from: row.peer,
-                    text: row.text,
-                    sent_at: row.sent_at,
-                    received_at: row.received_at,
-                    identity_changed: row.identity_changed,
-                    new_contact: row.new_contact,
-                    seq: row.seq,
-                });
-            }
-        }
-        // Messages already waiting are returned at once, without a long wait.
-        let timeout = if outcome.messages.is_empty() {
-            timeout.min(Duration::from_millis(e2ee_proto::MAX_POLL_TIMEOUT_MS))
-        } else {
-            Duration::ZERO
-        };
-        // With nothing to ack, the plain GET: the same request, and one that relays
-        // older than `POST /v1/messages/poll` answer too.
-        let pending: Vec<u64> = lock(&self.unacked)
-            .iter()
-            .copied()
-            .take(e2ee_proto::MAX_ACK_IDS)
-            .collect();
-        let envelopes = if pending.is_empty() {
-            me.relay.poll(&me.signer(), timeout, BATCH).await?.envelopes
-        } else {
-            let response = me
-                .relay
-                .ack_and_poll(&me.signer(), &pending, timeout, BATCH)
-                .await?;
-            lock(&self.unacked).retain(|id| !pending.contains(id));
-            response.envelopes
-        };
-        let mut ack = Vec::with_capacity(envelopes.len());
-        let mut consumed_prekey = false;
-        for envelope in &envelopes {
-            let (decrypted, consumed) = self.receive(&me, envelope).await?;
-            crash_point(CRASH_AFTER_COMMIT_BEFORE_ACK);
-            consumed_prekey |= consumed;
-            ack.push(envelope.id);
-            match decrypted {
-                Decrypted::Message(message) => outcome.messages.push(message),
-                Decrypted::Dropped(Some(warning)) => {
-                    tracing::warn!("{warning}");
-                    outcome.warnings.push(PollWarning::new(
-                        WarningKind::Undecryptable,
-                        None,
-                        warning,
-                    ));
-                }
-                Decrypted::Dropped(None) => {}
-                Decrypted::Receipt(notice) => outcome.warnings.push(PollWarning::new(
-                    WarningKind::DeliveryFailed,
-                    Some(&envelope.from),
-                    notice,
-                )),
-            }
-        }
-        match timing {
-            AckTiming::Now if !ack.is_empty() => me.relay.ack(&me.signer(), &ack).await?,
-            AckTiming::Now => 0,
-            AckTiming::WithNextPoll => {
-                lock(&self.unacked).extend_from_slice(&ack);
-                0
-            }
-        };
-        if consumed_prekey {
-            *lock(&self.last_prekey_check) = None;
-        }
-        // Every envelope stored superseded a session record, and a prekey message
-        // deleted a one-time prekey: push their old bytes out of the WAL now rather
-        // than at close, which a long-running `--follow` may never reach.
-        if !envelopes.is_empty() {
-            self.store.checkpoint().await?;
-        }
-        // After the ack: what arrived is stored whatever happens to these.
-        self.answer_and_resend(&me, &mut outcome).await?;
-        Ok(outcome)
-    }
-
-    /// Waits until no other process of this profile is between a poll and marking
-    /// its messages shown, and holds that place until the lock is dropped. A front end
-    /// that polls and shows takes it around each poll and its [`Self::mark_shown`], so
-    /// that two of them on one profile (two `poll --follow`, or a follower and a
-    /// `poll` from cron) never show one message twice: what one process stored and
-    /// has not shown yet is not another's to show.
-    pub async fn lock_showing(&self) -> Result<ShowLock, ClientError> {
-        Ok(ShowLock {
-            _file: FileLock::acquire(&self.dir.join(SHOW_LOCK_FILE)).await?,
-        })
-    }
-
-    /// [`Self::lock_showing`] without waiting: `None` while another process holds it.
-    pub fn try_lock_showing(&self) -> Result<Option<ShowLock>, ClientError> {
-        Ok(FileLock::try_acquire(&self.dir.join(SHOW_LOCK_FILE))?
-            .map(|file| ShowLock { _file: file }))
-    }
-
-    /// Records that `messages` were displayed, so a later poll does not return them again.
-    pub async fn mark_shown(&self, messages: &[ReceivedMessage]) -> Result<(), ClientError> {
-        let mut conn = self.store.conn().await?;
-        for message in messages {
-            store::mark_shown(&mut conn, message.seq).await?;
-        }
-        Ok(())
-    }
-
     /// Decrypts and stores one envelope in one transaction: message, session state,
-    /// consumed one-time prekey and the envelope id. Returns whether a one-time
+    /// consumed one-time prekey, the envelope id and the event that reports it (a
+    /// message, a receipt's delivery change, a drop). Returns whether a one-time
     /// prekey was consumed.
-    async fn receive(
+    pub(crate) async fn receive(
         &self,
         me: &Me,
         envelope: &e2ee_proto::Envelope,
-    ) -> Result<(Decrypted, bool), ClientError> {
+    ) -> Result<bool, ClientError> {
         let relay_account = me.relay_account();
         let now = now_ms();
         let body_hash = store::body_hash(&envelope.body.0);
         let mut tx = self.store.write().await?;
         if store::is_seen(&mut tx, &relay_account, envelope.id, &body_hash).await? {
-            return Ok((Decrypted::Dropped(None), false));
+            return Ok(false);
         }
         store::mark_seen(&mut tx, &relay_account, envelope.id, &body_hash, now).await?;
         // The relay labels an envelope with the account that signed the send, which
@@ -1433,47 +1268,35 @@ impl Client {
         let from = match normalize_email(&envelope.from) {
             Ok(from) if from == envelope.from => from,
             Ok(_) => {
-                tx.commit().await?;
-                return Ok((
-                    Decrypted::Dropped(Some(format!(
-                        "dropped envelope {}: its sender {:?} is not in normalized form, \
-                         so no account can have sent it",
-                        envelope.id, envelope.from
-                    ))),
-                    false,
-                ));
+                let reason = DropReason::SenderNotNormalized {
+                    envelope: envelope.id,
+                    label: envelope.from.clone(),
+                };
+                return self.drop_envelope(tx, None, reason, now).await;
             }
             Err(e) => {
-                tx.commit().await?;
-                return Ok((
-                    Decrypted::Dropped(Some(format!("dropped envelope {}: {e}", envelope.id))),
-                    false,
-                ));
+                let reason = DropReason::InvalidSender {
+                    envelope: envelope.id,
+                    error: e.to_string(),
+                };
+                return self.drop_envelope(tx, None, reason, now).await;
             }
         };
         // This account never sends to itself (`send` refuses it), so an envelope under
         // its own address is a relay's invention: dropped before it can cost anything,
         // and never answered with a decryption-error receipt to ourselves.
         if from == me.row.email {
-            tx.commit().await?;
-            return Ok((
-                Decrypted::Dropped(Some(format!(
-                    "dropped envelope {}: it is labelled as sent by this account itself",
-                    envelope.id
-                ))),
-                false,
-            ));
+            let reason = DropReason::FromSelf {
+                envelope: envelope.id,
+            };
+            return self.drop_envelope(tx, None, reason, now).await;
         }
-        let drop_with = |reason: String| {
-            Decrypted::Dropped(Some(format!(
-                "dropped a message from {from} that cannot be decrypted ({reason})"
-            )))
-        };
+        let undecryptable = |error: String| DropReason::Undecryptable { error };
         let message = match EncryptedMessage::from_bytes(&envelope.body.0) {
             Ok(message) => message,
             Err(e) => {
-                tx.commit().await?;
-                return Ok((drop_with(e.to_string()), false));
+                let reason = undecryptable(e.to_string());
+                return self.drop_envelope(tx, Some(&from), reason, now).await;
             }
         };
         let contact = store::contact(&mut tx, &from).await?;
@@ -1540,7 +1363,7 @@ impl Client {
             Ok(plaintext) => Zeroizing::new(plaintext),
             Err(DecryptError::Duplicate { .. }) => {
                 tx.commit().await?;
-                return Ok((Decrypted::Dropped(None), false));
+                return Ok(false);
             }
             Err(e) => {
                 // The sender is owed a decryption-error receipt (sent after the ack,
@@ -1552,8 +1375,8 @@ impl Client {
                     envelope.received_at,
                 )
                 .await?;
-                tx.commit().await?;
-                return Ok((drop_with(e.to_string()), false));
+                let reason = undecryptable(e.to_string());
+                return self.drop_envelope(tx, Some(&from), reason, now).await;
             }
         };
         // H1: what the message is shown as depends on the identity of the session that
@@ -1574,37 +1397,36 @@ impl Client {
             .map(|key| key.to_bytes())
             .filter(|key| Some(*key) == expected)
         else {
-            tx.commit().await?;
-            return Ok((
-                Decrypted::Dropped(Some(format!(
-                    "dropped a message from {from}: it decrypted in a session with an \
-                     identity key that is not {from}'s pinned key"
-                ))),
-                false,
-            ));
+            return self
+                .drop_envelope(tx, Some(&from), DropReason::WrongIdentity, now)
+                .await;
         };
         let content = Content::decode(&plaintext).map_err(|e| e.to_string());
         // A decryption-error receipt is applied, never shown; a text (or a kind of a
-        // newer client, kept with a placeholder text) joins the history.
-        let mut receipt = None;
+        // newer client, kept with a placeholder text and reported as unsupported)
+        // joins the history.
         let mut shown_text = None;
         let mut seq = None;
         if let Ok(content) = &content {
-            let (text, raw) = match &content.kind {
+            let (text, kind, raw) = match &content.kind {
                 Kind::DecryptionError(envelopes) => {
                     // Under a key awaiting the user's decision, the re-send waits for
                     // `trust`; under the pinned key it goes at once.
-                    let notice = self
-                        .apply_receipt(&mut tx, &from, envelopes, pending_key.is_some(), now)
+                    self.apply_receipt(&mut tx, &from, envelopes, pending_key.is_some(), now)
                         .await?;
-                    receipt = Some(notice);
-                    (None, None)
+                    (None, "", None)
                 }
-                Kind::Text(text) => (Some(text.clone()), None),
+                Kind::Text(text) => (Some(text.clone()), "text", None),
                 Kind::Unknown { kind, raw } => (
                     Some(format!(
                         "[a message of kind {kind:?}, which this version cannot show]"
                     )),
+                    // Never "text": that would make the placeholder a message.
+                    if kind.is_empty() || kind == "text" {
+                        "unknown"
+                    } else {
+                        kind.as_str()
+                    },
                     Some(raw.as_str()),
                 ),
             };
@@ -1617,6 +1439,7 @@ impl Client {
                     &IncomingMessage {
                         peer: &from,
                         message_id: &content.id,
+                        kind,
                         text: &text,
                         sent_at: content.sent_at,
                         received_at: now,
@@ -1661,34 +1484,43 @@ impl Client {
                 }
             }
         }
-        tx.commit().await?;
-        let content = match content {
-            Ok(content) => content,
-            Err(reason) => return Ok((drop_with(reason), consumed.is_some())),
-        };
-        if let Some(notice) = receipt {
-            return Ok((Decrypted::Receipt(notice), consumed.is_some()));
+        if let Err(error) = content {
+            // The session advanced (the envelope authenticated), but what it carried
+            // is no content record: nothing to show, and the user hears of it.
+            let reason = undecryptable(error);
+            tracing::warn!("{}", Event::Dropped {
+                from: Email::parse(&from).ok(),
+                reason: reason.clone(),
+            });
+            events::log_dropped(&mut tx, Some(&from), &reason, now).await?;
         }
-        let (Some(seq), Some(text)) = (seq, shown_text) else {
-            return Ok((Decrypted::Dropped(None), consumed.is_some()));
-        };
-        Ok((
-            Decrypted::Message(ReceivedMessage {
-                id: content.id,
-                from,
-                text,
-                sent_at: content.sent_at,
-                received_at: now,
-                identity_changed: pending_key.is_some(),
-                new_contact,
-                seq,
-            }),
-            consumed.is_some(),
-        ))
+        tx.commit().await?;
+        Ok(consumed.is_some())
+    }
+
+    /// Drops an envelope: logs why, in the transaction that records it as seen, and
+    /// commits. The session is not touched.
+    async fn drop_envelope(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        from: Option<&str>,
+        reason: DropReason,
+        now: u64,
+    ) -> Result<bool, ClientError> {
+        tracing::warn!(
+            "{}",
+            Event::Dropped {
+                from: from.and_then(|from| Email::parse(from).ok()),
+                reason: reason.clone(),
+            }
+        );
+        events::log_dropped(&mut tx, from, &reason, now).await?;
+        tx.commit().await?;
+        Ok(false)
     }
 
     /// Applies a decryption-error receipt from `peer`: each message it names is marked
-    /// failed and, once, due for a re-send. Returns the notice for the user.
+    /// failed and, once, due for a re-send; the log reports what was done.
     async fn apply_receipt(
         &self,
         tx: &mut SqliteConnection,
@@ -1696,7 +1528,7 @@ impl Client {
         envelopes: &[FailedEnvelope],
         identity_changed: bool,
         now: u64,
-    ) -> Result<String, ClientError> {
+    ) -> Result<(), ClientError> {
         let min_sent_at = now.saturating_sub(ms(RESEND_MAX_AGE));
         let error = FailureReason::Undecryptable.to_string();
         let mut failed = Vec::new();
@@ -1711,49 +1543,35 @@ impl Client {
             }
         }
         tracing::info!(%peer, named = envelopes.len(), known = failed.len(), "decryption-error receipt");
-        Ok(if failed.is_empty() {
-            format!(
-                "{peer} reported {} message(s) it could not decrypt, none of them known here",
-                envelopes.len()
-            )
-        } else if resend == 0 {
-            format!(
-                "{peer} could not decrypt {} message(s) (ids {}); they were re-sent once already and are marked failed",
-                failed.len(),
-                failed.join(", ")
-            )
+        let resend = if resend == 0 {
+            Resend::NotAgain
         } else if identity_changed {
-            format!(
-                "{peer} could not decrypt {} message(s) (ids {}), and its identity key changed; they are marked failed and are re-sent once the new key is trusted",
-                failed.len(),
-                failed.join(", ")
-            )
+            Resend::AfterTrust
         } else {
-            format!(
-                "{peer} could not decrypt {} message(s) (ids {}); re-sending them in a new session",
-                failed.len(),
-                failed.join(", ")
-            )
-        })
+            Resend::Now
+        };
+        let ids: Vec<&str> = failed.iter().map(String::as_str).collect();
+        let state = DeliveryState::ReportedUndecryptable {
+            named: envelopes.len(),
+            resend,
+        };
+        events::log_delivery(tx, peer, &ids, state, now).await?;
+        Ok(())
     }
 
-    /// After a poll: sends the decryption-error receipts owed, then the re-sends due
-    /// to trusted peers. Relay failures are reported as warnings and retried by the
-    /// next poll (both are in the store).
-    async fn answer_and_resend(
-        &self,
-        me: &Me,
-        outcome: &mut PollOutcome,
-    ) -> Result<(), ClientError> {
+    /// After a sync round: sends the decryption-error receipts owed, then the re-sends
+    /// due to trusted peers. Relay failures are reported to this process's consumers
+    /// ([`Event::Postponed`]) and retried by the next round (both are in the store).
+    pub(crate) async fn answer_and_resend(&self, me: &Me) -> Result<(), ClientError> {
         if let Err(error) = self.send_receipts(me).await {
             if matches!(error, ClientError::Store(_)) {
                 return Err(error);
             }
-            outcome.warnings.push(PollWarning::new(
-                WarningKind::ReceiptNotSent,
-                None,
-                format!("decryption-error receipts not sent yet: {error}"),
-            ));
+            self.hub.notify(Event::Postponed {
+                what: Postponed::Receipts,
+                peer: None,
+                error: error.to_string(),
+            });
         }
         let peers = {
             let mut conn = self.store.conn().await?;
@@ -1761,15 +1579,14 @@ impl Client {
         };
         for peer in peers {
             match self.resend_due(me, &peer).await {
-                Ok(failures) => outcome
-                    .warnings
-                    .extend(failures.iter().map(failure_warning)),
+                // Refusals are in the log already (the flush wrote them).
+                Ok(_) => {}
                 Err(error @ ClientError::Store(_)) => return Err(error),
-                Err(error) => outcome.warnings.push(PollWarning::new(
-                    WarningKind::ResendFailed,
-                    Some(&peer),
-                    format!("re-sending to {peer} failed, retried later: {error}"),
-                )),
+                Err(error) => self.hub.notify(Event::Postponed {
+                    what: Postponed::Resend,
+                    peer: Email::parse(&peer).ok(),
+                    error: error.to_string(),
+                }),
             }
         }
         Ok(())
@@ -2005,7 +1822,7 @@ impl Client {
         self.maintain_prekeys(&me).await
     }
 
-    async fn maintain_prekeys(&self, me: &Me) -> Result<(), ClientError> {
+    pub(crate) async fn maintain_prekeys(&self, me: &Me) -> Result<(), ClientError> {
         if lock(&self.last_prekey_check).is_some_and(|at| at.elapsed() < PREKEY_CHECK_INTERVAL) {
             return Ok(());
         }
@@ -2094,19 +1911,10 @@ fn encode_content(content: &Content) -> Result<Zeroizing<Vec<u8>>, ClientError> 
         .ok_or_else(|| ClientError::Inconsistent("encoding a content record failed".to_owned()))
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A message of ours that will not arrive, as a poll reports it.
-fn failure_warning(failure: &DeliveryFailure) -> PollWarning {
-    PollWarning::new(
-        WarningKind::DeliveryFailed,
-        Some(&failure.to),
-        failure.to_string(),
-    )
 }
 
 /// Writes `bytes` to `path` and fsyncs it: the marker must survive a crash that
@@ -2145,7 +1953,7 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// An exclusive lock on a file, held across processes; released on drop or death.
 #[derive(Debug)]
-struct FileLock(std::fs::File);
+pub(crate) struct FileLock(std::fs::File);
 
 impl FileLock {
     fn open(path: &Path) -> Result<std::fs::File, StoreError> {
@@ -2161,7 +1969,7 @@ impl FileLock {
     }
 
     /// The lock if no other process holds it, without waiting.
-    fn try_acquire(path: &Path) -> Result<Option<Self>, StoreError> {
+    pub(crate) fn try_acquire(path: &Path) -> Result<Option<Self>, StoreError> {
         let file = Self::open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Self(file))),

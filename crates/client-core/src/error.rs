@@ -355,6 +355,15 @@ pub enum ClientError {
         /// Why the relay refused it.
         reason: crate::FailureReason,
     },
+    /// An event consumer's name is not one the store can keep
+    /// ([`crate::Client::events`]).
+    #[error("invalid consumer name {name:?}: {reason}")]
+    InvalidConsumer {
+        /// The name as given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// Stored state is inconsistent (e.g. a session without its contact).
     #[error("local store is inconsistent: {0}")]
     Inconsistent(String),
@@ -401,6 +410,7 @@ impl ClientError {
             | Self::InvalidSafetyNumber { .. }
             | Self::NoPendingIdentity { .. }
             | Self::MessageTooLong { .. }
+            | Self::InvalidConsumer { .. }
             | Self::Refused { .. } => ErrorKind::User,
         }
     }

@@ -16,6 +16,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row as _, Sqlite, Transaction};
 
+pub(crate) mod events;
+
 use crate::StoreError;
 use crate::delivery::Delivery;
 use crate::secret::StoreKey;
@@ -168,6 +170,8 @@ pub(crate) struct ResendRow {
 pub(crate) struct IncomingMessage<'a> {
     pub(crate) peer: &'a str,
     pub(crate) message_id: &'a str,
+    /// The content kind: `text`, or the name of a kind this version cannot show.
+    pub(crate) kind: &'a str,
     pub(crate) text: &'a str,
     pub(crate) sent_at: u64,
     pub(crate) received_at: u64,
@@ -618,6 +622,11 @@ pub(crate) async fn upsert_contact(
     } else {
         Trust::Tofu
     };
+    let existed = sqlx::query("SELECT 1 FROM contacts WHERE email = ?")
+        .bind(email)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
     sqlx::query(
         "INSERT INTO contacts (email, identity_key, trust, added_at) VALUES (?, ?, ?, ?) \
          ON CONFLICT (email) DO UPDATE SET identity_key = excluded.identity_key, \
@@ -627,8 +636,11 @@ pub(crate) async fn upsert_contact(
     .bind(identity_key.to_vec())
     .bind(trust.as_str())
     .bind(to_i64(now))
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if !existed {
+        crate::events::log_key(conn, email, identity_key, true, now).await?;
+    }
     Ok(())
 }
 
@@ -659,7 +671,7 @@ pub(crate) async fn add_pending_identity_key(
     identity_key: &[u8; 32],
     now: u64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let added = sqlx::query(
         "INSERT OR IGNORE INTO pending_identity_keys (email, identity_key, first_seen_at, updated_at) \
          VALUES (?, ?, ?, ?)",
     )
@@ -668,7 +680,12 @@ pub(crate) async fn add_pending_identity_key(
     .bind(to_i64(now))
     .bind(to_i64(now))
     .execute(&mut *conn)
-    .await?;
+    .await?
+    .rows_affected()
+        == 1;
+    if added {
+        crate::events::log_key(conn, email, identity_key, false, now).await?;
+    }
     sqlx::query(
         "DELETE FROM pending_identity_keys WHERE email = ?1 AND identity_key NOT IN \
          (SELECT identity_key FROM pending_identity_keys WHERE email = ?1 \
@@ -908,19 +925,21 @@ pub(crate) async fn delete_session(
 
 // ---- history -------------------------------------------------------------------
 
-/// Inserts a received message, not yet shown, unless one with the same (peer, id)
+/// Inserts a received message unless one with the same (peer, id)
 /// exists; returns its seq when it was new.
 pub(crate) async fn insert_received_message(
     conn: &mut SqliteConnection,
     message: &IncomingMessage<'_>,
 ) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "INSERT OR IGNORE INTO messages (peer, direction, message_id, text, sent_at, \
-         received_at, shown, sender_identity_key, identity_changed, new_contact, \
-         raw_content) VALUES (?, 'in', ?, ?, ?, ?, 0, ?, ?, ?, ?) RETURNING seq",
+    let seq: Option<i64> = sqlx::query_scalar(
+        "INSERT OR IGNORE INTO messages (conversation_id, peer, direction, message_id, kind, \
+         text, sent_at, received_at, sender_identity_key, identity_changed, new_contact, \
+         raw_content) VALUES (?, ?, 'in', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
     )
+    .bind(crate::ids::direct_conversation_key(message.peer))
     .bind(message.peer)
     .bind(message.message_id)
+    .bind(message.kind)
     .bind(message.text)
     .bind(to_i64(message.sent_at))
     .bind(to_i64(message.received_at))
@@ -928,8 +947,13 @@ pub(crate) async fn insert_received_message(
     .bind(message.identity_changed)
     .bind(message.new_contact)
     .bind(message.raw_content)
-    .fetch_optional(conn)
-    .await?)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(seq) = seq {
+        // The log reports it in this same transaction (docs/CLIENT.md, "Events").
+        crate::events::log_message(conn, seq, message.peer, message.received_at).await?;
+    }
+    Ok(seq)
 }
 
 /// The columns [`message_from_row`] reads, in its order (a macro, for `concat!`: the
@@ -981,26 +1005,6 @@ pub(crate) async fn history(
     rows.iter().map(message_from_row).collect()
 }
 
-/// Received messages not yet handed to the user, oldest first.
-pub(crate) async fn unshown(conn: &mut SqliteConnection) -> Result<Vec<MessageRow>, StoreError> {
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        message_columns!(),
-        " FROM messages WHERE shown = 0 ORDER BY seq"
-    ))
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(message_from_row).collect()
-}
-
-pub(crate) async fn mark_shown(conn: &mut SqliteConnection, seq: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE messages SET shown = 1 WHERE seq = ?")
-        .bind(seq)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 // ---- outbox --------------------------------------------------------------------
 
 #[allow(clippy::too_many_arguments)]
@@ -1014,9 +1018,10 @@ pub(crate) async fn insert_outbox(
     kind: OutboxKind,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO outbox (recipient, message_id, body, text, sent_at, kind) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO outbox (conversation_id, recipient, message_id, body, text, sent_at, kind) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
+    .bind(crate::ids::direct_conversation_key(recipient))
     .bind(recipient)
     .bind(message_id)
     .bind(body)
@@ -1082,11 +1087,12 @@ pub(crate) async fn insert_outgoing(
     body_sha256: &[u8; 32],
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO messages (peer, direction, message_id, text, sent_at, received_at, shown, \
-         delivery, body_sha256) VALUES (?, 'out', ?, ?, ?, ?, 1, 'outbox', ?) \
-         ON CONFLICT (peer, direction, message_id) DO UPDATE SET delivery = 'outbox', \
+        "INSERT INTO messages (conversation_id, peer, direction, message_id, text, sent_at, \
+         received_at, delivery, body_sha256) VALUES (?, ?, 'out', ?, ?, ?, ?, 'outbox', ?) \
+         ON CONFLICT (conversation_id, peer, direction, message_id) DO UPDATE SET delivery = 'outbox', \
          delivery_error = NULL, body_sha256 = excluded.body_sha256",
     )
+    .bind(crate::ids::direct_conversation_key(peer))
     .bind(peer)
     .bind(message_id)
     .bind(text)
@@ -1106,17 +1112,26 @@ pub(crate) async fn mark_sent(
     now: u64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO messages (peer, direction, message_id, text, sent_at, received_at, shown, \
-         delivery) VALUES (?, 'out', ?, ?, ?, ?, 1, 'sent') \
-         ON CONFLICT (peer, direction, message_id) DO UPDATE SET delivery = 'sent', \
+        "INSERT INTO messages (conversation_id, peer, direction, message_id, text, sent_at, \
+         received_at, delivery) VALUES (?, ?, 'out', ?, ?, ?, ?, 'sent') \
+         ON CONFLICT (conversation_id, peer, direction, message_id) DO UPDATE SET delivery = 'sent', \
          delivery_error = NULL, received_at = excluded.received_at",
     )
+    .bind(crate::ids::direct_conversation_key(&row.recipient))
     .bind(&row.recipient)
     .bind(&row.message_id)
     .bind(&row.text)
     .bind(to_i64(row.sent_at))
     .bind(to_i64(now))
-    .execute(conn)
+    .execute(&mut *conn)
+    .await?;
+    crate::events::log_delivery(
+        conn,
+        &row.recipient,
+        &[&row.message_id],
+        crate::events::DeliveryState::Sent,
+        now,
+    )
     .await?;
     Ok(())
 }
@@ -1128,11 +1143,12 @@ pub(crate) async fn mark_failed(
     error: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO messages (peer, direction, message_id, text, sent_at, received_at, shown, \
-         delivery, delivery_error) VALUES (?, 'out', ?, ?, ?, ?, 1, 'failed', ?) \
-         ON CONFLICT (peer, direction, message_id) DO UPDATE SET delivery = 'failed', \
+        "INSERT INTO messages (conversation_id, peer, direction, message_id, text, sent_at, \
+         received_at, delivery, delivery_error) VALUES (?, ?, 'out', ?, ?, ?, ?, 'failed', ?) \
+         ON CONFLICT (conversation_id, peer, direction, message_id) DO UPDATE SET delivery = 'failed', \
          delivery_error = excluded.delivery_error, resend_due = 0",
     )
+    .bind(crate::ids::direct_conversation_key(&row.recipient))
     .bind(&row.recipient)
     .bind(&row.message_id)
     .bind(&row.text)
