@@ -62,17 +62,21 @@ fn start_relay() -> RelayProcess {
     let mut child = Command::new(&bin)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
-        .args(["--send-rate", "100000000", "--send-burst", "100000000"])
+        .args(["--send-rate-per-minute", "100000000", "--send-burst", "100000000"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(data.path().join("relay.log")).unwrap())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}; build it first", bin.display()));
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
     RelayProcess {
         child,
         url,
