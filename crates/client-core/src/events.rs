@@ -21,15 +21,14 @@ use std::time::Duration;
 
 use e2ee_ratchet::{IdentityKey, SafetyNumber};
 use serde::{Deserialize, Serialize};
-use sqlx::SqliteConnection;
 use tokio::sync::{broadcast, watch};
 
 use crate::client::FileLock;
 use crate::ids::{ConversationId, Email, MessageId};
 use crate::relay::now_ms;
-use crate::store::{self, Store};
+use crate::store::Store;
 use crate::store::events::{EventKind, EventRow};
-use crate::{Client, ClientError, FailureReason, StoreError};
+use crate::{Client, ClientError, FailureReason};
 
 /// How often an [`Events`] looks at the store when nothing in this process woke it:
 /// events another process stored (a sync in another process) arrive within this.
@@ -353,79 +352,12 @@ fn fmt_dropped(
     }
 }
 
-// ---- writing the log (inside the caller's transaction) ----------------------------
-
-/// What a delivery event stores.
+/// What a delivery event stores (store/events.rs).
 #[derive(Serialize, Deserialize)]
-struct DeliveryDetail {
-    ids: Vec<String>,
+pub(crate) struct DeliveryDetail {
+    pub(crate) ids: Vec<String>,
     #[serde(flatten)]
-    state: DeliveryState,
-}
-
-fn json<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Decode {
-        what: "event detail",
-        reason: e.to_string(),
-    })
-}
-
-/// Logs a received message, the `messages` row `seq`.
-pub(crate) async fn log_message(
-    conn: &mut SqliteConnection,
-    seq: i64,
-    peer: &str,
-    now: u64,
-) -> Result<(), StoreError> {
-    store::events::append(conn, EventKind::Message, Some(seq), Some(peer), None, now).await?;
-    Ok(())
-}
-
-/// Logs a delivery state change of `ids` to `to`.
-pub(crate) async fn log_delivery(
-    conn: &mut SqliteConnection,
-    to: &str,
-    ids: &[&str],
-    state: DeliveryState,
-    now: u64,
-) -> Result<(), StoreError> {
-    let detail = json(&DeliveryDetail {
-        ids: ids.iter().map(|id| (*id).to_owned()).collect(),
-        state,
-    })?;
-    store::events::append(conn, EventKind::Delivery, None, Some(to), Some(&detail), now).await?;
-    Ok(())
-}
-
-/// Logs a new identity key seen for `peer` (`contact_added: false`), or a contact
-/// added with its first key (`true`).
-pub(crate) async fn log_key(
-    conn: &mut SqliteConnection,
-    peer: &str,
-    key: &[u8; 32],
-    contact_added: bool,
-    now: u64,
-) -> Result<(), StoreError> {
-    let kind = if contact_added {
-        EventKind::ContactAdded
-    } else {
-        EventKind::IdentityChanged
-    };
-    let detail = e2ee_proto::encode_b64(key);
-    store::events::append(conn, kind, None, Some(peer), Some(&detail), now).await?;
-    Ok(())
-}
-
-/// Logs a dropped envelope.
-pub(crate) async fn log_dropped(
-    conn: &mut SqliteConnection,
-    from: Option<&str>,
-    reason: &DropReason,
-    now: u64,
-) -> Result<(), StoreError> {
-    let detail = json(reason)?;
-    store::events::append(conn, EventKind::Dropped, None, from, Some(&detail), now).await?;
-    Ok(())
+    pub(crate) state: DeliveryState,
 }
 
 // ---- reading the log -------------------------------------------------------------
@@ -545,8 +477,7 @@ impl Client {
         let hub = Arc::clone(self.hub());
         let wake = hub.wake.subscribe();
         let notices = hub.notices.subscribe();
-        let mut conn = self.store().conn().await?;
-        let position = store::events::cursor(&mut conn, consumer).await?;
+        let position = self.store().read().await?.cursor(consumer).await?;
         Ok(Events {
             store: self.store().clone(),
             consumer: consumer.to_owned(),
@@ -565,8 +496,8 @@ impl Client {
     /// they are not handed to it again. A cursor never moves back.
     pub async fn commit(&self, consumer: &str, upto: Cursor) -> Result<(), ClientError> {
         check_consumer(consumer)?;
-        let mut conn = self.store().conn().await?;
-        store::events::commit_cursor(&mut conn, consumer, upto.0, now_ms()).await?;
+        let mut conn = self.store().read().await?;
+        conn.commit_cursor(consumer, upto.0, now_ms()).await?;
         Ok(())
     }
 }
@@ -620,8 +551,8 @@ impl Events {
     /// Reads the next batch of stored events into the buffer.
     async fn fill(&mut self) -> Result<(), ClientError> {
         let rows = {
-            let mut conn = self.store.conn().await?;
-            store::events::after(&mut conn, self.read, READ_BATCH).await?
+            let mut conn = self.store.read().await?;
+            conn.events_after(self.read, READ_BATCH).await?
         };
         for row in rows {
             self.read = row.seq;
@@ -712,8 +643,9 @@ impl Events {
 
     async fn safety_number(&mut self, peer: &Email, key: &[u8; 32]) -> Result<String, ClientError> {
         if self.own.is_none() {
-            let mut conn = self.store.conn().await?;
-            let (email, own) = store::events::own_identity(&mut conn)
+            let mut conn = self.store.read().await?;
+            let (email, own) = conn
+                .own_identity()
                 .await?
                 .ok_or(ClientError::NotRegistered)?;
             let own = IdentityKey::from_bytes(&own)

@@ -38,8 +38,8 @@
 //! ```
 
 mod client;
-mod content;
 mod delivery;
+mod engine;
 mod error;
 mod events;
 mod ids;
@@ -47,18 +47,23 @@ mod relay;
 mod secret;
 mod store;
 mod sync;
+mod types;
+mod wire;
 
-pub use client::{
-    AccountInfo, AddedContact, CRASH_AFTER_COMMIT_BEFORE_ACK, CRASH_AFTER_ENCRYPT_BEFORE_POST,
-    CRASH_ENV, Client, ClientOptions, Contact, HistoryMessage, MAX_LOCAL_ONE_TIME_PREKEYS,
-    MAX_TEXT_BYTES, ONE_TIME_PREKEY_LOW_WATER, ONE_TIME_PREKEY_TARGET, SIGNED_PREKEY_GRACE,
-    SIGNED_PREKEY_ROTATION, SentMessage, UNREGISTERED_FILE, normalize_email,
+pub use client::crash::{
+    CRASH_AFTER_COMMIT_BEFORE_ACK, CRASH_AFTER_ENCRYPT_BEFORE_POST, CRASH_ENV,
 };
+pub use client::{Client, MAX_TEXT_BYTES, UNREGISTERED_FILE, normalize_email};
 pub use delivery::{Delivery, DeliveryFailure, FailureReason};
 /// The relay's wire error codes and refusal reasons, as [`RelayError::Status`] carries
 /// them; re-exported so front ends need no dependency on the protocol crate.
 pub use e2ee_proto::{
     ErrorCode as RelayErrorCode, MAX_POLL_TIMEOUT_MS, RefusalReason, RefusedRecipient,
+};
+pub use engine::Trust;
+pub use engine::upkeep::{
+    MAX_LOCAL_ONE_TIME_PREKEYS, ONE_TIME_PREKEY_LOW_WATER, ONE_TIME_PREKEY_TARGET,
+    SIGNED_PREKEY_GRACE, SIGNED_PREKEY_ROTATION,
 };
 pub use error::{ClientError, ErrorKind, RelayError, StoreError};
 pub use events::{
@@ -68,5 +73,6 @@ pub use events::{
 pub use ids::{ConversationId, Email, GroupId, MessageId};
 pub use relay::{MAX_RESPONSE_BYTES, RelayClient};
 pub use secret::{KEY_FILE, WRAPPED_KEY_FILE};
-pub use store::{STORE_FILE, Trust};
+pub use store::STORE_FILE;
 pub use sync::{SYNC_LOCK_FILE, SYNC_RETRY, Synced};
+pub use types::{AccountInfo, AddedContact, ClientOptions, Contact, HistoryMessage, SentMessage};

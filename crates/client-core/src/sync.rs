@@ -11,9 +11,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::client::{
-    AckTiming, BATCH, CRASH_AFTER_COMMIT_BEFORE_ACK, FileLock, Me, crash_point, lock,
-};
+use crate::client::crash::{CRASH_AFTER_COMMIT_BEFORE_ACK, crash_point};
+use crate::client::{AckTiming, BATCH, FileLock, Me, lock};
 use crate::events::{ConnectionState, Event};
 use crate::{Client, ClientError, ErrorKind};
 
@@ -126,6 +125,18 @@ impl Client {
             }
             Err(_) => tracing::debug!("acking on stop timed out; the relay will redeliver"),
         }
+        Ok(())
+    }
+
+    /// Acks what the long-running sync left for its next round.
+    async fn flush_acks(&self) -> Result<(), ClientError> {
+        let pending = lock(&self.unacked).clone();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let me = self.me().await?;
+        me.relay.ack(&me.signer(), &pending).await?;
+        lock(&self.unacked).retain(|id| !pending.contains(id));
         Ok(())
     }
 

@@ -7,10 +7,10 @@
 //! ones have committed: "everything after my cursor" is a complete answer.
 
 use sqlx::Row as _;
-use sqlx::sqlite::SqliteConnection;
 
-use super::{to_i64, to_u64};
+use super::{Tx, key32, to_i64, to_u64};
 use crate::StoreError;
+use crate::events::{DeliveryDetail, DeliveryState, DropReason};
 
 /// What an `events` row reports (its `kind` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,124 +79,195 @@ pub(crate) struct EventRow {
     pub(crate) message: Option<LoggedMessage>,
 }
 
-/// Appends an event; `message_seq` names a `messages` row.
-pub(crate) async fn append(
-    conn: &mut SqliteConnection,
-    kind: EventKind,
-    message_seq: Option<i64>,
-    peer: Option<&str>,
-    detail: Option<&str>,
-    now: u64,
-) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO events (kind, message_seq, peer, detail, created_at) \
-         VALUES (?, ?, ?, ?, ?) RETURNING seq",
-    )
-    .bind(kind.as_str())
-    .bind(message_seq)
-    .bind(peer)
-    .bind(detail)
-    .bind(to_i64(now))
-    .fetch_one(conn)
-    .await?)
+fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Decode {
+        what: "event detail",
+        reason: e.to_string(),
+    })
 }
 
-/// Up to `limit` events after `after`, oldest first, each with its message.
-pub(crate) async fn after(
-    conn: &mut SqliteConnection,
-    after: i64,
-    limit: u32,
-) -> Result<Vec<EventRow>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT e.seq, e.kind, e.peer, e.detail, m.conversation_id, m.peer, m.message_id, \
-         m.kind, m.text, m.sent_at, m.received_at, m.identity_changed, m.new_contact \
-         FROM events e LEFT JOIN messages m ON m.seq = e.message_seq \
-         WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
-    )
-    .bind(after)
-    .bind(i64::from(limit))
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let kind: String = row.try_get(1)?;
-            let conversation: Option<String> = row.try_get(4)?;
-            let message = match conversation {
-                Some(conversation_id) => Some(LoggedMessage {
-                    conversation_id,
-                    peer: row.try_get(5)?,
-                    message_id: row.try_get(6)?,
-                    kind: row.try_get(7)?,
-                    text: row.try_get(8)?,
-                    sent_at: to_u64(row.try_get(9)?),
-                    received_at: to_u64(row.try_get(10)?),
-                    identity_changed: row.try_get(11)?,
-                    new_contact: row.try_get(12)?,
-                }),
-                None => None,
-            };
-            Ok(EventRow {
-                seq: row.try_get(0)?,
-                kind: EventKind::parse(&kind)?,
-                peer: row.try_get(2)?,
-                detail: row.try_get(3)?,
-                message,
-            })
-        })
-        .collect()
-}
+impl Tx {
+    /// Appends an event; `message_seq` names a `messages` row.
+    async fn append(
+        &mut self,
+        kind: EventKind,
+        message_seq: Option<i64>,
+        peer: Option<&str>,
+        detail: Option<&str>,
+        now: u64,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO events (kind, message_seq, peer, detail, created_at) \
+             VALUES (?, ?, ?, ?, ?) RETURNING seq",
+        )
+        .bind(kind.as_str())
+        .bind(message_seq)
+        .bind(peer)
+        .bind(detail)
+        .bind(to_i64(now))
+        .fetch_one(self.conn())
+        .await?)
+    }
 
-/// The seq `consumer` committed up to; 0 (the log's beginning) for a new consumer.
-pub(crate) async fn cursor(
-    conn: &mut SqliteConnection,
-    consumer: &str,
-) -> Result<i64, StoreError> {
-    Ok(
-        sqlx::query_scalar::<_, i64>("SELECT seq FROM cursors WHERE consumer = ?")
-            .bind(consumer)
-            .fetch_optional(conn)
-            .await?
-            .unwrap_or(0),
-    )
-}
-
-/// Moves `consumer`'s cursor to `seq`, never backwards: a commit that arrives late
-/// (an older position) cannot make the consumer see events again.
-pub(crate) async fn commit_cursor(
-    conn: &mut SqliteConnection,
-    consumer: &str,
-    seq: i64,
-    now: u64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO cursors (consumer, seq, updated_at) VALUES (?, ?, ?) \
-         ON CONFLICT (consumer) DO UPDATE SET seq = max(seq, excluded.seq), \
-         updated_at = excluded.updated_at",
-    )
-    .bind(consumer)
-    .bind(seq)
-    .bind(to_i64(now))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// The profile's own address and public identity key, to compute safety numbers for
-/// the events that name a key; `None` before registration.
-pub(crate) async fn own_identity(
-    conn: &mut SqliteConnection,
-) -> Result<Option<(String, [u8; 32])>, StoreError> {
-    let row = sqlx::query("SELECT email, identity_key FROM account WHERE id = 1")
-        .fetch_optional(conn)
+    /// Up to `limit` events after `after`, oldest first, each with its message.
+    pub(crate) async fn events_after(
+        &mut self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.seq, e.kind, e.peer, e.detail, m.conversation_id, m.peer, m.message_id, \
+             m.kind, m.text, m.sent_at, m.received_at, m.identity_changed, m.new_contact \
+             FROM events e LEFT JOIN messages m ON m.seq = e.message_seq \
+             WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
         .await?;
-    match row {
-        Some(row) => {
-            let key: Vec<u8> = row.try_get(1)?;
-            Ok(Some((
-                row.try_get(0)?,
-                super::key32(&key, "own identity key")?,
-            )))
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get(1)?;
+                let conversation: Option<String> = row.try_get(4)?;
+                let message = match conversation {
+                    Some(conversation_id) => Some(LoggedMessage {
+                        conversation_id,
+                        peer: row.try_get(5)?,
+                        message_id: row.try_get(6)?,
+                        kind: row.try_get(7)?,
+                        text: row.try_get(8)?,
+                        sent_at: to_u64(row.try_get(9)?),
+                        received_at: to_u64(row.try_get(10)?),
+                        identity_changed: row.try_get(11)?,
+                        new_contact: row.try_get(12)?,
+                    }),
+                    None => None,
+                };
+                Ok(EventRow {
+                    seq: row.try_get(0)?,
+                    kind: EventKind::parse(&kind)?,
+                    peer: row.try_get(2)?,
+                    detail: row.try_get(3)?,
+                    message,
+                })
+            })
+            .collect()
+    }
+
+    /// The seq `consumer` committed up to; 0 (the log's beginning) for a new consumer.
+    pub(crate) async fn cursor(
+        &mut self,
+        consumer: &str,
+    ) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT seq FROM cursors WHERE consumer = ?")
+                .bind(consumer)
+                .fetch_optional(self.conn())
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    /// Moves `consumer`'s cursor to `seq`, never backwards: a commit that arrives late
+    /// (an older position) cannot make the consumer see events again.
+    pub(crate) async fn commit_cursor(
+        &mut self,
+        consumer: &str,
+        seq: i64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cursors (consumer, seq, updated_at) VALUES (?, ?, ?) \
+             ON CONFLICT (consumer) DO UPDATE SET seq = max(seq, excluded.seq), \
+             updated_at = excluded.updated_at",
+        )
+        .bind(consumer)
+        .bind(seq)
+        .bind(to_i64(now))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// The profile's own address and public identity key, to compute safety numbers for
+    /// the events that name a key; `None` before registration.
+    pub(crate) async fn own_identity(
+        &mut self,
+    ) -> Result<Option<(String, [u8; 32])>, StoreError> {
+        let row = sqlx::query("SELECT email, identity_key FROM account WHERE id = 1")
+            .fetch_optional(self.conn())
+            .await?;
+        match row {
+            Some(row) => {
+                let key: Vec<u8> = row.try_get(1)?;
+                Ok(Some((
+                    row.try_get(0)?,
+                    key32(&key, "own identity key")?,
+                )))
+            }
+            None => Ok(None),
         }
-        None => Ok(None),
+    }
+
+    /// Logs a received message, the `messages` row `seq`.
+    pub(crate) async fn log_message(
+        &mut self,
+        seq: i64,
+        peer: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.append(EventKind::Message, Some(seq), Some(peer), None, now)
+            .await?;
+        Ok(())
+    }
+
+    /// Logs a delivery state change of `ids` to `to`.
+    pub(crate) async fn log_delivery(
+        &mut self,
+        to: &str,
+        ids: &[&str],
+        state: DeliveryState,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let detail = json(&DeliveryDetail {
+            ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+            state,
+        })?;
+        self.append(EventKind::Delivery, None, Some(to), Some(&detail), now)
+            .await?;
+        Ok(())
+    }
+
+    /// Logs a new identity key seen for `peer` (`contact_added: false`), or a contact
+    /// added with its first key (`true`).
+    pub(crate) async fn log_key(
+        &mut self,
+        peer: &str,
+        key: &[u8; 32],
+        contact_added: bool,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let kind = if contact_added {
+            EventKind::ContactAdded
+        } else {
+            EventKind::IdentityChanged
+        };
+        let detail = e2ee_proto::encode_b64(key);
+        self.append(kind, None, Some(peer), Some(&detail), now)
+            .await?;
+        Ok(())
+    }
+
+    /// Logs a dropped envelope.
+    pub(crate) async fn log_dropped(
+        &mut self,
+        from: Option<&str>,
+        reason: &DropReason,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let detail = json(reason)?;
+        self.append(EventKind::Dropped, None, from, Some(&detail), now)
+            .await?;
+        Ok(())
     }
 }
