@@ -663,7 +663,207 @@ impl Events {
 
 #[cfg(test)]
 mod tests {
-    use super::check_consumer;
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::path::Path;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+
+    use super::*;
+    use crate::ClientOptions;
+    use crate::store::{IncomingMessage, STORE_FILE};
+
+    async fn open(home: &Path) -> Client {
+        Client::open(ClientOptions::new(home, "default")).await.unwrap()
+    }
+
+    /// Stores received messages as a sync would: each with its event, in one
+    /// transaction.
+    async fn receive(client: &Client, texts: &[&str]) {
+        let mut tx = client.store().write().await.unwrap();
+        for (i, text) in texts.iter().enumerate() {
+            let id = format!("id-{text}");
+            tx.insert_received_message(&IncomingMessage {
+                peer: "alice@x",
+                message_id: &id,
+                kind: "text",
+                text,
+                sent_at: u64::try_from(i).unwrap(),
+                received_at: 1000,
+                sender_identity_key: &[7; 32],
+                identity_changed: false,
+                new_contact: false,
+                raw_content: None,
+            })
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
+    /// Every stored event there is now: (cursor, message text).
+    async fn drain(events: &mut Events) -> Vec<(Cursor, String)> {
+        let mut out = Vec::new();
+        while let Some((cursor, event)) = events.try_next().await.unwrap() {
+            match event {
+                Event::Message(message) => out.push((cursor, message.text)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        out
+    }
+
+    fn texts(items: &[(Cursor, String)]) -> Vec<&str> {
+        items.iter().map(|(_, text)| text.as_str()).collect()
+    }
+
+    /// Two consumers of one profile each see every event once; a commit moves only
+    /// its own cursor, survives a restart, and never moves back.
+    #[tokio::test]
+    async fn two_consumers_each_see_every_event_and_commits_survive_a_restart() {
+        let home = tempfile::tempdir().unwrap();
+        let client = open(home.path()).await;
+        receive(&client, &["one", "two", "three"]).await;
+
+        let mut a = client.events("a").await.unwrap();
+        let seen_a = drain(&mut a).await;
+        assert_eq!(texts(&seen_a), ["one", "two", "three"]);
+        // Handed out once per stream, even before a commit.
+        assert!(drain(&mut a).await.is_empty());
+        client.commit("a", seen_a[1].0).await.unwrap();
+        let mut b = client.events("b").await.unwrap();
+        assert_eq!(texts(&drain(&mut b).await), ["one", "two", "three"]);
+        // One stream per consumer at a time, in this process as in another.
+        assert!(client.try_events("a").await.unwrap().is_none());
+        drop((a, b));
+        client.close().await;
+
+        let client = open(home.path()).await;
+        let mut a = client.events("a").await.unwrap();
+        let again = drain(&mut a).await;
+        assert_eq!(texts(&again), ["three"], "a committed up to two");
+        client.commit("a", again[0].0).await.unwrap();
+        // A late commit of an older position does not make "a" see anything again.
+        client.commit("a", seen_a[0].0).await.unwrap();
+        let mut b = client.events("b").await.unwrap();
+        assert_eq!(texts(&drain(&mut b).await), ["one", "two", "three"]);
+        receive(&client, &["four"]).await;
+        assert_eq!(texts(&drain(&mut a).await), ["four"]);
+        assert_eq!(texts(&drain(&mut b).await), ["four"]);
+        drop((a, b));
+        client.close().await;
+    }
+
+    /// A stream waiting in `next` is woken by what this process stores, and still
+    /// sees what it did not store itself (another process's commit) by re-reading.
+    #[tokio::test]
+    async fn next_wakes_for_new_events() {
+        let home = tempfile::tempdir().unwrap();
+        let client = open(home.path()).await;
+        let mut events = client.events("cli").await.unwrap();
+        let (next, ()) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(10), events.next()),
+            async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                receive(&client, &["late"]).await;
+            }
+        );
+        let (_, event) = next.unwrap().unwrap();
+        assert!(matches!(event, Event::Message(m) if m.text == "late"));
+        // Nothing more: the wait times out instead of repeating the event.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1500), events.next())
+                .await
+                .is_err()
+        );
+    }
+
+    /// Migration 0006 on a store written by 0001-0005: messages received but never
+    /// shown become events, so the first consumer after the upgrade sees each of them
+    /// once; shown ones and outgoing ones do not. The history keeps every row.
+    #[tokio::test]
+    async fn migration_0006_turns_unshown_messages_into_events() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("default");
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = tempfile::tempdir().unwrap();
+        for name in [
+            "0001_store.sql",
+            "0002_pending_sessions.sql",
+            "0003_identity_keys.sql",
+            "0004_seen_body_hash.sql",
+            "0005_delivery_state.sql",
+        ] {
+            let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(name);
+            std::fs::copy(from, old.path().join(name)).unwrap();
+        }
+        {
+            let pool = SqlitePool::connect_with(
+                SqliteConnectOptions::new()
+                    .filename(dir.join(STORE_FILE))
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+            sqlx::migrate::Migrator::new(old.path())
+                .await
+                .unwrap()
+                .run(&pool)
+                .await
+                .unwrap();
+            for (direction, id, text, shown, raw) in [
+                ("in", "m1", "seen already", 1, None),
+                ("in", "m2", "not yet shown", 0, None),
+                ("out", "m3", "mine", 1, None),
+                ("in", "m4", "[placeholder]", 0, Some(r#"{"v":2,"kind":"typing","id":"m4","sent_at":1}"#)),
+            ] {
+                sqlx::query(
+                    "INSERT INTO messages (peer, direction, message_id, text, sent_at, \
+                     received_at, shown, raw_content) VALUES ('alice@x', ?, ?, ?, 1, 2, ?, ?)",
+                )
+                .bind(direction)
+                .bind(id)
+                .bind(text)
+                .bind(shown)
+                .bind(raw)
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            sqlx::query(
+                "INSERT INTO outbox (recipient, message_id, body, text, sent_at) \
+                 VALUES ('alice@x', 'm5', x'00', 'queued', 3)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+
+        let client = open(home.path()).await;
+        let mut events = client.events("cli").await.unwrap();
+        let (_, first) = events.try_next().await.unwrap().unwrap();
+        let Event::Message(message) = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(message.text, "not yet shown");
+        assert_eq!(message.id.as_str(), "m2");
+        assert_eq!(
+            message.conversation,
+            ConversationId::Direct(Email::parse("alice@x").unwrap())
+        );
+        let (_, second) = events.try_next().await.unwrap().unwrap();
+        assert!(
+            matches!(&second, Event::Unsupported { kind, .. } if kind == "typing"),
+            "{second:?}"
+        );
+        assert!(events.try_next().await.unwrap().is_none());
+        let mut tx = client.store().read().await.unwrap();
+        assert_eq!(tx.history("alice@x", 10).await.unwrap().len(), 4);
+        assert_eq!(tx.outbox(10).await.unwrap().len(), 1);
+    }
 
     #[test]
     fn consumer_names_are_file_name_safe() {
