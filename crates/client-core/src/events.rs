@@ -250,7 +250,10 @@ impl fmt::Display for Event {
             }
             Self::Dropped { from, reason } => fmt_dropped(f, from.as_ref(), reason),
             Self::Unsupported { from, kind, .. } => {
-                write!(f, "{from}: a message of kind {kind:?}, which this version cannot show")
+                write!(
+                    f,
+                    "{from}: a message of kind {kind:?}, which this version cannot show"
+                )
             }
             Self::Connection(ConnectionState::Online) => f.write_str("online"),
             Self::Connection(ConnectionState::Offline { error, .. }) => {
@@ -608,8 +611,8 @@ impl Events {
                 }
             }
             EventKind::Delivery => {
-                let detail: DeliveryDetail = serde_json::from_str(detail()?)
-                    .map_err(|e| bad("delivery detail", &e))?;
+                let detail: DeliveryDetail =
+                    serde_json::from_str(detail()?).map_err(|e| bad("delivery detail", &e))?;
                 Event::Delivery {
                     to: peer()?,
                     ids: detail.ids.into_iter().map(MessageId::new).collect(),
@@ -674,7 +677,9 @@ mod tests {
     use crate::store::{IncomingMessage, STORE_FILE};
 
     async fn open(home: &Path) -> Client {
-        Client::open(ClientOptions::new(home, "default")).await.unwrap()
+        Client::open(ClientOptions::new(home, "default"))
+            .await
+            .unwrap()
     }
 
     /// Stores received messages as a sync would: each with its event, in one
@@ -817,7 +822,13 @@ mod tests {
                 ("in", "m1", "seen already", 1, None),
                 ("in", "m2", "not yet shown", 0, None),
                 ("out", "m3", "mine", 1, None),
-                ("in", "m4", "[placeholder]", 0, Some(r#"{"v":2,"kind":"typing","id":"m4","sent_at":1}"#)),
+                (
+                    "in",
+                    "m4",
+                    "[placeholder]",
+                    0,
+                    Some(r#"{"v":2,"kind":"typing","id":"m4","sent_at":1}"#),
+                ),
             ] {
                 sqlx::query(
                     "INSERT INTO messages (peer, direction, message_id, text, sent_at, \

@@ -49,7 +49,8 @@ impl Client {
     /// nothing and returns [`Synced::Elsewhere`] at once.
     pub async fn sync_once(&self, wait: Duration) -> Result<Synced, ClientError> {
         let Some(_lock) = FileLock::try_acquire(&self.sync_lock_path())? else {
-            self.hub().notify(Event::Connection(ConnectionState::Standby));
+            self.hub()
+                .notify(Event::Connection(ConnectionState::Standby));
             return Ok(Synced::Elsewhere);
         };
         let me = self.me().await?;
@@ -99,7 +100,8 @@ impl Client {
             match result {
                 Ok(()) => {
                     if !online {
-                        self.hub().notify(Event::Connection(ConnectionState::Online));
+                        self.hub()
+                            .notify(Event::Connection(ConnectionState::Online));
                         online = true;
                     }
                 }

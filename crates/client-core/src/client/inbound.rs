@@ -4,6 +4,7 @@
 //! are `crate::sync`.
 
 use super::{Client, Me};
+use crate::ClientError;
 use crate::delivery::{FailureReason, RESEND_MAX_AGE};
 use crate::engine::inbound::{self, Effect, Inbound, Loaded};
 use crate::engine::upkeep::ms;
@@ -12,7 +13,6 @@ use crate::events::{DeliveryState, DropReason, Event, Postponed, Resend};
 use crate::ids::Email;
 use crate::relay::now_ms;
 use crate::store::{self, IncomingMessage, SessionSlot, Tx};
-use crate::ClientError;
 
 /// When a sync round acks what it stored.
 #[derive(Debug, Clone, Copy)]

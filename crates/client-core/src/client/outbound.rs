@@ -13,8 +13,8 @@ use crate::delivery::{
 use crate::engine::outbound::{self, SendPlan};
 use crate::engine::upkeep::ms;
 use crate::engine::{Content, Kind, OutboxKind};
-use crate::relay::now_ms;
 use crate::events::DeliveryState;
+use crate::relay::now_ms;
 use crate::store::SessionSlot;
 use crate::{ClientError, ErrorKind, RelayError, SentMessage, wire};
 

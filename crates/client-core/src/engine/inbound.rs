@@ -352,4 +352,3 @@ pub(crate) fn open<R: CryptoRng + ?Sized>(
         content: Content::decode(&plaintext).map_err(|e| e.to_string()),
     }))
 }
-

@@ -170,4 +170,3 @@ pub(crate) fn safety_number_text(digits: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
-

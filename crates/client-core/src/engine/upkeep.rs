@@ -100,4 +100,3 @@ pub(crate) fn excess_one_time_prekeys(mut kept: Vec<u32>, next_id: u32) -> Vec<u
 pub(crate) fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
-

@@ -155,10 +155,7 @@ impl Tx {
     }
 
     /// The seq `consumer` committed up to; 0 (the log's beginning) for a new consumer.
-    pub(crate) async fn cursor(
-        &mut self,
-        consumer: &str,
-    ) -> Result<i64, StoreError> {
+    pub(crate) async fn cursor(&mut self, consumer: &str) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar::<_, i64>("SELECT seq FROM cursors WHERE consumer = ?")
                 .bind(consumer)
@@ -191,19 +188,14 @@ impl Tx {
 
     /// The profile's own address and public identity key, to compute safety numbers for
     /// the events that name a key; `None` before registration.
-    pub(crate) async fn own_identity(
-        &mut self,
-    ) -> Result<Option<(String, [u8; 32])>, StoreError> {
+    pub(crate) async fn own_identity(&mut self) -> Result<Option<(String, [u8; 32])>, StoreError> {
         let row = sqlx::query("SELECT email, identity_key FROM account WHERE id = 1")
             .fetch_optional(self.conn())
             .await?;
         match row {
             Some(row) => {
                 let key: Vec<u8> = row.try_get(1)?;
-                Ok(Some((
-                    row.try_get(0)?,
-                    key32(&key, "own identity key")?,
-                )))
+                Ok(Some((row.try_get(0)?, key32(&key, "own identity key")?)))
             }
             None => Ok(None),
         }
