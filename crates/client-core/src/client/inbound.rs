@@ -140,7 +140,7 @@ impl Client {
                         message_id: id,
                         kind,
                         text: &text,
-                        sent_at: sent_at,
+                        sent_at,
                         received_at: now,
                         sender_identity_key: &opened.sender_key,
                         identity_changed: opened.pending_key.is_some(),
