@@ -70,17 +70,15 @@ impl Receiver {
                 *client = Some((opened, events));
             }
             let (client, events) = client.as_mut().unwrap();
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let (synced, ()) = tokio::join!(
-                client.sync(Duration::ZERO, async {
-                    let _ = stopped.await;
-                }),
-                async {
-                    tokio::time::sleep(LIBRARY_SYNC_RUN).await;
-                    stop.send(()).unwrap();
+            // Dropped when the time is up, mid-round or not, as a process that stops
+            // would: what it stored is in the log, what it has not acked yet rides in
+            // the next poll's request (the ids stay in the client).
+            tokio::select! {
+                synced = client.sync(Duration::ZERO, std::future::pending()) => {
+                    panic!("the sync ended: {synced:?}")
                 }
-            );
-            synced.unwrap();
+                () = tokio::time::sleep(LIBRARY_SYNC_RUN) => {}
+            }
             let mut shown = Vec::new();
             let mut warnings = 0;
             let mut last = None;
@@ -101,8 +99,9 @@ impl Receiver {
         })
     }
 
-    /// Closes the library client (its last sync acked on stop); anything the honest
-    /// relay redelivers must not be shown again.
+    /// Closes the library client without acking its last answer, as a client that
+    /// stops would: the honest relay redelivers those envelopes and Bob must not show
+    /// them again.
     fn finish(&mut self) {
         if let Self::Library { runtime, client } = self
             && let Some((client, events)) = client.take()

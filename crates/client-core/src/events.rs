@@ -532,6 +532,14 @@ impl Events {
         }
     }
 
+    /// Whether a stored event is waiting after the cursor, without taking it.
+    pub async fn pending(&mut self) -> Result<bool, ClientError> {
+        if self.buffer.is_empty() {
+            self.fill().await?;
+        }
+        Ok(!self.buffer.is_empty())
+    }
+
     /// The next event if one is there now, without waiting.
     pub async fn try_next(&mut self) -> Result<Option<(Cursor, Event)>, ClientError> {
         loop {

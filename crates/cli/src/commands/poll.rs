@@ -242,9 +242,11 @@ async fn once(
     interrupts: &mut Interrupts,
     out: &Output,
 ) -> anyhow::Result<()> {
-    // Events already waiting are printed at once, without a long wait.
-    let (mut last, mut messages) = drain(events, out, false).await?;
-    let wait = if last.is_some() { Duration::ZERO } else { wait };
+    // Events already waiting are printed at once, without a long wait; but only
+    // after this round, so that what is printed is printed in one go, in log order.
+    let waiting = events.pending().await?;
+    let wait = if waiting { Duration::ZERO } else { wait };
+    let mut first = None;
     {
         let _spinner = out.spinner("waiting for messages…");
         let synced = tokio::select! {
@@ -253,19 +255,23 @@ async fn once(
             // unacked envelopes are redelivered and recognised.
             () = interrupts.recv() => Synced::Fetched,
         };
-        if synced == Synced::Elsewhere && last.is_none() {
+        if synced == Synced::Elsewhere && !waiting {
             // The syncing process stores what arrives; the log hands it over.
             tokio::select! {
-                first = tokio::time::timeout(wait, events.next()) => {
-                    if let Ok(first) = first {
-                        let (cursor, event) = first?;
-                        messages += usize::from(print(out, &event, false)?);
-                        last = Some(cursor);
+                next = tokio::time::timeout(wait, events.next()) => {
+                    if let Ok(next) = next {
+                        first = Some(next?);
                     }
                 }
                 () = interrupts.recv() => {}
             }
         }
+    }
+    let mut last = None;
+    let mut messages = 0;
+    if let Some((cursor, event)) = first {
+        messages += usize::from(print(out, &event, false)?);
+        last = Some(cursor);
     }
     let (more, more_messages) = drain(events, out, false).await?;
     messages += more_messages;
