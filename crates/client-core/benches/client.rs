@@ -62,7 +62,12 @@ fn start_relay() -> RelayProcess {
     let mut child = Command::new(&bin)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
-        .args(["--send-rate-per-minute", "100000000", "--send-burst", "100000000"])
+        .args([
+            "--send-rate-per-minute",
+            "100000000",
+            "--send-burst",
+            "100000000",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(data.path().join("relay.log")).unwrap())
