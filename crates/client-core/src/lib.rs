@@ -40,6 +40,9 @@ mod types;
 mod warning;
 mod wire;
 
+/// The crash points of the crash-safety tests: compiled only with the `test-hooks`
+/// feature, which release builds do not have.
+#[cfg(feature = "test-hooks")]
 pub use client::crash::{
     CRASH_AFTER_COMMIT_BEFORE_ACK, CRASH_AFTER_ENCRYPT_BEFORE_POST, CRASH_ENV,
 };

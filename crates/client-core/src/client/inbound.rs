@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::crash::{CRASH_AFTER_COMMIT_BEFORE_ACK, crash_point};
+use super::crash::{CrashPoint, crash_point};
 use super::profile::{FileLock, SHOW_LOCK_FILE, ShowLock};
 use super::{BATCH, Client, Me, lock};
 use crate::delivery::{DeliveryFailure, FailureReason, RESEND_MAX_AGE};
@@ -117,7 +117,7 @@ impl Client {
         let mut consumed_prekey = false;
         for envelope in &envelopes {
             let (decrypted, consumed) = self.receive(&me, envelope).await?;
-            crash_point(CRASH_AFTER_COMMIT_BEFORE_ACK);
+            crash_point(CrashPoint::AfterCommitBeforeAck);
             consumed_prekey |= consumed;
             ack.push(envelope.id);
             match decrypted {
