@@ -33,6 +33,9 @@ mod client;
 mod delivery;
 mod engine;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod relay;
 mod secret;
 mod store;

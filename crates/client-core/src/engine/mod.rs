@@ -16,7 +16,7 @@
 pub(crate) mod content;
 pub(crate) mod inbound;
 pub(crate) mod outbound;
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod testing;
 pub(crate) mod trust;
 pub(crate) mod upkeep;

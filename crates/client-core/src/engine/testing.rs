@@ -1,5 +1,7 @@
 //! Parties with real keys for the engine's unit tests and its fuzz target: no relay,
 //! no store, every key made by the ratchet from the rng passed in.
+// The fuzz harness (feature `fuzzing`) uses only part of it.
+#![cfg_attr(not(test), allow(dead_code))]
 
 use e2ee_ratchet::{
     EncryptedMessage, IdentityKeyPair, OneTimePreKeyPair, PreKeyBundle, SessionRecord,
