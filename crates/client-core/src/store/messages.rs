@@ -70,28 +70,6 @@ macro_rules! message_columns {
     };
 }
 
-fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, StoreError> {
-    let direction: String = row.try_get(2)?;
-    let delivery: Option<String> = row.try_get(7)?;
-    let sender: Option<Vec<u8>> = row.try_get(9)?;
-    Ok(MessageRow {
-        seq: row.try_get(0)?,
-        peer: row.try_get(1)?,
-        outgoing: direction == "out",
-        message_id: row.try_get(3)?,
-        text: row.try_get(4)?,
-        sent_at: to_u64(row.try_get(5)?),
-        received_at: to_u64(row.try_get(6)?),
-        delivery: delivery.as_deref().map(Delivery::parse).transpose()?,
-        delivery_error: row.try_get(8)?,
-        sender_identity_key: sender
-            .map(|key| key32(&key, "message sender key"))
-            .transpose()?,
-        identity_changed: row.try_get(10)?,
-        new_contact: row.try_get(11)?,
-    })
-}
-
 impl Tx {
     /// Inserts a received message, not yet shown, unless one with the same (peer, id)
     /// exists; returns its seq when it was new.
@@ -100,7 +78,6 @@ impl Tx {
         message: &IncomingMessage<'_>,
     ) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
-
         Ok(sqlx::query_scalar(
             "INSERT OR IGNORE INTO messages (peer, direction, message_id, text, sent_at, \
          received_at, shown, sender_identity_key, identity_changed, new_contact, \
@@ -126,7 +103,6 @@ impl Tx {
         limit: u32,
     ) -> Result<Vec<MessageRow>, StoreError> {
         let conn = self.conn();
-
         let rows = sqlx::query(concat!(
             "SELECT * FROM (SELECT ",
             message_columns!(),
@@ -142,7 +118,6 @@ impl Tx {
     /// Received messages not yet handed to the user, oldest first.
     pub(crate) async fn unshown(&mut self) -> Result<Vec<MessageRow>, StoreError> {
         let conn = self.conn();
-
         let rows = sqlx::query(concat!(
             "SELECT ",
             message_columns!(),
@@ -155,7 +130,6 @@ impl Tx {
 
     pub(crate) async fn mark_shown(&mut self, seq: i64) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query("UPDATE messages SET shown = 1 WHERE seq = ?")
             .bind(seq)
             .execute(conn)
@@ -176,7 +150,6 @@ impl Tx {
         body_sha256: &[u8; 32],
     ) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query(
             "INSERT INTO messages (peer, direction, message_id, text, sent_at, received_at, shown, \
          delivery, body_sha256) VALUES (?, 'out', ?, ?, ?, ?, 1, 'outbox', ?) \
@@ -198,7 +171,6 @@ impl Tx {
     /// before delivery states have no history row yet: it is made here.
     pub(crate) async fn mark_sent(&mut self, row: &OutboxRow, now: u64) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query(
             "INSERT INTO messages (peer, direction, message_id, text, sent_at, received_at, shown, \
          delivery) VALUES (?, 'out', ?, ?, ?, ?, 1, 'sent') \
@@ -222,7 +194,6 @@ impl Tx {
         error: &str,
     ) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query(
             "INSERT INTO messages (peer, direction, message_id, text, sent_at, received_at, shown, \
          delivery, delivery_error) VALUES (?, 'out', ?, ?, ?, ?, 1, 'failed', ?) \
@@ -252,7 +223,6 @@ impl Tx {
         error: &str,
     ) -> Result<Option<ReportedMessage>, StoreError> {
         let conn = self.conn();
-
         let row = sqlx::query(
             "SELECT seq, message_id, resends, resend_due FROM messages WHERE peer = ? \
          AND direction = 'out' AND body_sha256 = ? AND sent_at >= ?",
@@ -285,7 +255,6 @@ impl Tx {
     /// Peers with messages due for a re-send.
     pub(crate) async fn peers_with_resends_due(&mut self) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
-
         Ok(sqlx::query_scalar(
             "SELECT DISTINCT peer FROM messages WHERE resend_due = 1 ORDER BY peer",
         )
@@ -296,7 +265,6 @@ impl Tx {
     /// The messages to `peer` due for a re-send, oldest first.
     pub(crate) async fn resends_due(&mut self, peer: &str) -> Result<Vec<ResendRow>, StoreError> {
         let conn = self.conn();
-
         let rows = sqlx::query(
             "SELECT message_id, text, sent_at FROM messages WHERE peer = ? AND resend_due = 1 \
          ORDER BY seq",
@@ -323,7 +291,6 @@ impl Tx {
         body_sha256: &[u8; 32],
     ) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query(
             "UPDATE messages SET delivery = 'outbox', delivery_error = NULL, resend_due = 0, \
          resends = resends + 1, body_sha256 = ? \
@@ -336,4 +303,26 @@ impl Tx {
         .await?;
         Ok(())
     }
+}
+
+fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, StoreError> {
+    let direction: String = row.try_get(2)?;
+    let delivery: Option<String> = row.try_get(7)?;
+    let sender: Option<Vec<u8>> = row.try_get(9)?;
+    Ok(MessageRow {
+        seq: row.try_get(0)?,
+        peer: row.try_get(1)?,
+        outgoing: direction == "out",
+        message_id: row.try_get(3)?,
+        text: row.try_get(4)?,
+        sent_at: to_u64(row.try_get(5)?),
+        received_at: to_u64(row.try_get(6)?),
+        delivery: delivery.as_deref().map(Delivery::parse).transpose()?,
+        delivery_error: row.try_get(8)?,
+        sender_identity_key: sender
+            .map(|key| key32(&key, "message sender key"))
+            .transpose()?,
+        identity_changed: row.try_get(10)?,
+        new_contact: row.try_get(11)?,
+    })
 }
