@@ -30,7 +30,8 @@ run_bench() {
     (
         cd "$tree"
         export CARGO_TARGET_DIR="$target"
-        cargo build --release -q -p e2ee-relay-server --bin e2ee-relay
+        # The bench profile, as `cargo bench` builds: one set of optimized dependencies.
+        cargo build --profile bench -q -p e2ee-relay-server --bin e2ee-relay
         E2EE_RELAY_BIN="$target/release/e2ee-relay" \
             cargo bench -q -p e2ee-client-core --bench client -- "$filter" --output-format bencher
     ) | sed "s/^/$label /" | tee -a "$scratch/results"

@@ -42,6 +42,9 @@ mod delivery;
 mod engine;
 mod error;
 mod events;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod ids;
 mod relay;
 mod secret;
@@ -50,6 +53,9 @@ mod sync;
 mod types;
 mod wire;
 
+/// The crash points of the crash-safety tests: compiled only with the `test-hooks`
+/// feature, which release builds do not have.
+#[cfg(feature = "test-hooks")]
 pub use client::crash::{
     CRASH_AFTER_COMMIT_BEFORE_ACK, CRASH_AFTER_ENCRYPT_BEFORE_POST, CRASH_ENV,
 };

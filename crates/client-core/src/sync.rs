@@ -11,7 +11,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::client::crash::{CRASH_AFTER_COMMIT_BEFORE_ACK, crash_point};
+use crate::client::crash::{CrashPoint, crash_point};
 use crate::client::{AckTiming, BATCH, FileLock, Me, lock};
 use crate::events::{ConnectionState, Event};
 use crate::{Client, ClientError, ErrorKind};
@@ -168,7 +168,7 @@ impl Client {
         let mut consumed_prekey = false;
         for envelope in &envelopes {
             consumed_prekey |= self.receive(me, envelope).await?;
-            crash_point(CRASH_AFTER_COMMIT_BEFORE_ACK);
+            crash_point(CrashPoint::AfterCommitBeforeAck);
             ack.push(envelope.id);
             // Consumers in this process see it now, before the rest of the batch.
             self.hub().wake();

@@ -4,7 +4,7 @@
 
 use e2ee_proto::ErrorCode;
 
-use super::crash::{CRASH_AFTER_ENCRYPT_BEFORE_POST, crash_point};
+use super::crash::{CrashPoint, crash_point};
 use super::profile::{FileLock, OUTBOX_LOCK_FILE};
 use super::{BATCH, Client, MAX_TEXT_BYTES, Me, normalize_email};
 use crate::delivery::{
@@ -110,7 +110,7 @@ impl Client {
         )
         .await?;
         tx.commit().await?;
-        crash_point(CRASH_AFTER_ENCRYPT_BEFORE_POST);
+        crash_point(CrashPoint::AfterEncryptBeforePost);
         // From here on the message is the outbox's: whatever fails, it is not lost, and
         // the caller must not encrypt it again.
         let failures = match self.flush_outbox(&me).await {

@@ -352,3 +352,403 @@ pub(crate) fn open<R: CryptoRng + ?Sized>(
         content: Content::decode(&plaintext).map_err(|e| e.to_string()),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::engine::testing::{Party, encrypt, read_reply};
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    /// A test case's expectation of a drop reason, and of an opened message's effect.
+    type IsReason = fn(&DropReason) -> bool;
+    type IsEffect = fn(&Effect<'_>) -> bool;
+
+    /// Bob's side of a conversation, as his store would hold it.
+    #[derive(Default)]
+    struct State {
+        contact: Option<ContactRow>,
+        pinned: SessionRecord,
+        pending: Option<SessionRecord>,
+    }
+
+    /// Loads what [`needs`] asks for, the way the shell does.
+    fn load(bob: &Party, state: &State, message: &EncryptedMessage) -> Loaded {
+        let needs = needs(message, state.contact.as_ref());
+        Loaded {
+            contact: state.contact.clone(),
+            pinned: state.pinned.clone(),
+            pending: needs.pending_session.and(state.pending.clone()),
+            signed_prekey: needs
+                .signed_prekey
+                .filter(|id| *id == bob.signed_prekey.id())
+                .map(|_| bob.signed_prekey.clone()),
+            one_time_prekey: needs.one_time_prekey.and_then(|id| bob.one_time_prekey(id)),
+        }
+    }
+
+    fn receive(bob: &Party, state: &State, from: &str, wire: &[u8]) -> Inbound {
+        let addressed = match address(&bob.email, from, wire) {
+            Ok(addressed) => addressed,
+            Err(reason) => {
+                return Inbound::Drop {
+                    reason,
+                    receipt_due: false,
+                };
+            }
+        };
+        let loaded = load(bob, state, &addressed.message);
+        open(&mut rand::rng(), &bob.local(), &addressed, loaded, NOW)
+    }
+
+    fn text(text: &str) -> Vec<u8> {
+        Content::text(&mut rand::rng(), text, NOW).encode().unwrap()
+    }
+
+    fn opened(inbound: Inbound) -> Opened {
+        match inbound {
+            Inbound::Opened(opened) => *opened,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    fn dropped(inbound: Inbound) -> (DropReason, bool) {
+        match inbound {
+            Inbound::Drop {
+                reason,
+                receipt_due,
+            } => (reason, receipt_due),
+            other => panic!("expected a drop, got {other:?}"),
+        }
+    }
+
+    /// Alice and Bob with an established session both ways: Bob has read Alice's
+    /// prekey message and Alice has read Bob's reply, so her next message is normal.
+    struct Established {
+        bob: Party,
+        alice_record: SessionRecord,
+        bob_state: State,
+    }
+
+    fn established() -> Established {
+        let mut rng = rand::rng();
+        let alice = Party::new(&mut rng, "alice@x");
+        let bob = Party::new(&mut rng, "bob@y");
+        let mut alice_record = alice.initiate(&mut rng, &bob, Some(1));
+        let first = encrypt(&mut rng, &mut alice_record, &text("hello")).unwrap();
+        let first = opened(receive(&bob, &State::default(), "alice@x", &first));
+        let mut bob_state = State {
+            contact: Some(alice.contact()),
+            pinned: first.record,
+            pending: None,
+        };
+        let reply = encrypt(&mut rng, &mut bob_state.pinned, &text("hi")).unwrap();
+        read_reply(&mut rng, &mut alice_record, &reply).unwrap();
+        Established {
+            bob,
+            alice_record,
+            bob_state,
+        }
+    }
+
+    #[test]
+    fn a_prekey_message_from_a_stranger_pins_its_key_and_starts_a_session() {
+        let mut rng = rand::rng();
+        let alice = Party::new(&mut rng, "alice@x");
+        let bob = Party::new(&mut rng, "bob@y");
+        for one_time in [Some(2), None] {
+            let mut record = alice.initiate(&mut rng, &bob, one_time);
+            let wire = encrypt(&mut rng, &mut record, &text("hello")).unwrap();
+            let message = opened(receive(&bob, &State::default(), "alice@x", &wire));
+            assert!(message.new_contact);
+            assert!(message.prekey_message);
+            assert_eq!(message.pending_key, None);
+            assert_eq!(message.sender_key, alice.key());
+            assert_eq!(message.consumed_one_time_prekey, one_time);
+            assert_eq!(
+                message.record.remote_identity().map(|k| k.to_bytes()),
+                Some(alice.key())
+            );
+            assert!(
+                matches!(message.effect(), Effect::Store { ref text, raw: None, .. } if text == "hello")
+            );
+            assert!(message.keeps_state(Some(true)));
+        }
+    }
+
+    #[test]
+    fn a_normal_message_opens_in_the_pinned_session_and_a_second_copy_is_a_duplicate() {
+        let Established {
+            bob,
+            mut alice_record,
+            mut bob_state,
+        } = established();
+        let mut rng = rand::rng();
+        let wire = encrypt(&mut rng, &mut alice_record, &text("second")).unwrap();
+        let message = opened(receive(&bob, &bob_state, "alice@x", &wire));
+        assert!(!message.prekey_message && !message.new_contact);
+        assert_eq!(message.pending_key, None);
+        assert_eq!(message.consumed_one_time_prekey, None);
+        assert!(matches!(message.effect(), Effect::Store { ref text, .. } if text == "second"));
+        bob_state.pinned = message.record;
+        assert!(matches!(
+            receive(&bob, &bob_state, "alice@x", &wire),
+            Inbound::Duplicate
+        ));
+    }
+
+    #[test]
+    fn needs_asks_for_prekeys_only_for_prekey_messages_and_a_pending_session_only_for_a_new_key() {
+        let mut rng = rand::rng();
+        let alice = Party::new(&mut rng, "alice@x");
+        let bob = Party::new(&mut rng, "bob@y");
+        let other = Party::new(&mut rng, "alice@x");
+        let mut record = alice.initiate(&mut rng, &bob, Some(3));
+        let prekey =
+            EncryptedMessage::from_bytes(&encrypt(&mut rng, &mut record, &text("x")).unwrap())
+                .unwrap();
+        let with_otk = Needs {
+            pending_session: None,
+            signed_prekey: Some(1),
+            one_time_prekey: Some(3),
+        };
+        let cases = [
+            (None, with_otk),
+            (Some(alice.contact()), with_otk),
+            (
+                Some(other.contact()),
+                Needs {
+                    pending_session: Some(alice.key()),
+                    ..with_otk
+                },
+            ),
+        ];
+        for (contact, expected) in cases {
+            assert_eq!(needs(&prekey, contact.as_ref()), expected);
+        }
+        let Established {
+            mut alice_record, ..
+        } = established();
+        let normal = EncryptedMessage::from_bytes(
+            &encrypt(&mut rng, &mut alice_record, &text("x")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(needs(&normal, Some(&alice.contact())), Needs::default());
+    }
+
+    #[test]
+    fn a_prekey_message_under_a_changed_key_gets_a_pending_session_beside_the_pinned_one() {
+        let Established {
+            bob,
+            alice_record: _,
+            bob_state,
+        } = established();
+        let mut rng = rand::rng();
+        // The same address on a new device, or a relay forging under a key of its own.
+        let impostor = Party::new(&mut rng, "alice@x");
+        let mut record = impostor.initiate(&mut rng, &bob, Some(2));
+        let wire = encrypt(&mut rng, &mut record, &text("it's me")).unwrap();
+        let message = opened(receive(&bob, &bob_state, "alice@x", &wire));
+        assert_eq!(message.pending_key, Some(impostor.key()));
+        assert_eq!(message.sender_key, impostor.key());
+        assert!(!message.new_contact);
+        assert_eq!(
+            message.record.remote_identity().map(|k| k.to_bytes()),
+            Some(impostor.key())
+        );
+        // Its second message continues the pending session it started.
+        let state = State {
+            pending: Some(message.record),
+            ..bob_state
+        };
+        let again = encrypt(&mut rng, &mut record, &text("still me")).unwrap();
+        let second = opened(receive(&bob, &state, "alice@x", &again));
+        assert_eq!(second.pending_key, Some(impostor.key()));
+        assert!(matches!(second.effect(), Effect::Store { ref text, .. } if text == "still me"));
+    }
+
+    #[test]
+    fn a_message_in_a_session_under_another_key_than_the_pinned_one_is_dropped() {
+        let Established {
+            bob,
+            mut alice_record,
+            mut bob_state,
+        } = established();
+        let mut rng = rand::rng();
+        // The user pinned another key for alice@x since (H1): the old session's
+        // messages are not the contact's.
+        bob_state.contact = Some(Party::new(&mut rng, "alice@x").contact());
+        let wire = encrypt(&mut rng, &mut alice_record, &text("old key")).unwrap();
+        let (reason, receipt_due) = dropped(receive(&bob, &bob_state, "alice@x", &wire));
+        assert_eq!(
+            reason,
+            DropReason::WrongIdentity {
+                from: "alice@x".to_owned()
+            }
+        );
+        assert!(!receipt_due);
+    }
+
+    #[test]
+    fn labels_no_account_can_have_sent_under_are_dropped_before_decrypting() {
+        let Established {
+            bob,
+            mut alice_record,
+            bob_state,
+            ..
+        } = established();
+        let wire = encrypt(&mut rand::rng(), &mut alice_record, &text("x")).unwrap();
+        let cases: [(&str, IsReason); 4] = [
+            ("Alice@x", |r| matches!(r, DropReason::NotNormalized { .. })),
+            ("not an address", |r| {
+                matches!(r, DropReason::BadSender { .. })
+            }),
+            ("", |r| matches!(r, DropReason::BadSender { .. })),
+            ("bob@y", |r| *r == DropReason::FromSelf),
+        ];
+        for (from, expected) in cases {
+            let (reason, receipt_due) = dropped(receive(&bob, &bob_state, from, &wire));
+            assert!(expected(&reason), "{from:?}: {reason:?}");
+            assert!(!receipt_due);
+        }
+    }
+
+    #[test]
+    fn garbage_forged_and_corrupted_bodies_change_nothing() {
+        let Established {
+            bob,
+            mut alice_record,
+            bob_state,
+        } = established();
+        let mut rng = rand::rng();
+        let genuine = encrypt(&mut rng, &mut alice_record, &text("genuine")).unwrap();
+        let mut flipped = genuine.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        let mut truncated = genuine.clone();
+        truncated.truncate(genuine.len() / 2);
+        // (body, whether the ratchet saw it, so a receipt is owed)
+        let cases: [(Vec<u8>, bool); 5] = [
+            (Vec::new(), false),
+            (b"not a ratchet message".to_vec(), false),
+            (vec![0xff; 70 * 1024], false),
+            (truncated, false),
+            (flipped, true),
+        ];
+        for (body, receipt) in cases {
+            let (reason, receipt_due) = dropped(receive(&bob, &bob_state, "alice@x", &body));
+            assert!(
+                matches!(reason, DropReason::Undecryptable { .. }),
+                "{reason:?}"
+            );
+            assert_eq!(receipt_due, receipt, "{reason:?}");
+        }
+        // The state passed in was never touched: the genuine message still opens.
+        let message = opened(receive(&bob, &bob_state, "alice@x", &genuine));
+        assert!(matches!(message.effect(), Effect::Store { ref text, .. } if text == "genuine"));
+    }
+
+    #[test]
+    fn a_prekey_message_on_a_signed_prekey_no_longer_kept_is_owed_a_receipt() {
+        let mut rng = rand::rng();
+        let alice = Party::new(&mut rng, "alice@x");
+        let bob = Party::new(&mut rng, "bob@y");
+        let mut record = alice.initiate(&mut rng, &bob, None);
+        let wire = encrypt(&mut rng, &mut record, &text("late")).unwrap();
+        let addressed = address("bob@y", "alice@x", &wire).unwrap();
+        let (reason, receipt_due) = dropped(open(
+            &mut rng,
+            &bob.local(),
+            &addressed,
+            Loaded::default(),
+            NOW,
+        ));
+        assert!(matches!(reason, DropReason::Undecryptable { .. }));
+        assert!(receipt_due);
+    }
+
+    #[test]
+    fn content_kinds_decide_what_an_opened_message_does() {
+        let receipt = Content {
+            id: "r".to_owned(),
+            sent_at: NOW,
+            kind: Kind::DecryptionError(vec![FailedEnvelope {
+                body_sha256: e2ee_proto::Base64Key([7; 32]),
+                received_at: 1,
+            }]),
+        }
+        .encode()
+        .unwrap();
+        let typing = br#"{"v":2,"kind":"typing","id":"t","sent_at":1,"on":true}"#.to_vec();
+        let future = br#"{"v":9,"id":"f","sent_at":1}"#.to_vec();
+        let v1 = br#"{"v":1,"id":"o","sent_at":1,"text":"old client"}"#.to_vec();
+        let cases: [(Vec<u8>, IsEffect); 6] = [
+            (
+                text("plain"),
+                |e| matches!(e, Effect::Store { text, raw: None, .. } if text == "plain"),
+            ),
+            (
+                v1,
+                |e| matches!(e, Effect::Store { id: "o", text, raw: None, .. } if text == "old client"),
+            ),
+            (
+                receipt,
+                |e| matches!(e, Effect::Receipt(list) if list.len() == 1),
+            ),
+            (
+                typing,
+                |e| matches!(e, Effect::Store { id: "t", text, raw: Some(_), .. } if text.contains("\"typing\"")),
+            ),
+            (
+                future,
+                |e| matches!(e, Effect::Store { id: "f", text, raw: Some(_), .. } if text.contains("\"v9\"")),
+            ),
+            (b"not json".to_vec(), |e| {
+                matches!(e, Effect::Drop(DropReason::Undecryptable { .. }))
+            }),
+        ];
+        for (plaintext, expected) in cases {
+            let Established {
+                bob,
+                mut alice_record,
+                bob_state,
+                ..
+            } = established();
+            let wire = encrypt(&mut rand::rng(), &mut alice_record, &plaintext).unwrap();
+            let message = opened(receive(&bob, &bob_state, "alice@x", &wire));
+            let effect = message.effect();
+            assert!(expected(&effect), "{effect:?}");
+            // Whatever the content, the session advanced: it is saved.
+            assert!(message.keeps_state(None));
+        }
+    }
+
+    /// I8: a replayed prekey message whose content the history already holds keeps no
+    /// state; a normal message's session always advances.
+    #[test]
+    fn keeps_state_table() {
+        let mut rng = rand::rng();
+        let alice = Party::new(&mut rng, "alice@x");
+        let bob = Party::new(&mut rng, "bob@y");
+        let mut record = alice.initiate(&mut rng, &bob, None);
+        let wire = encrypt(&mut rng, &mut record, &text("x")).unwrap();
+        let mut message = opened(receive(&bob, &State::default(), "alice@x", &wire));
+        for (prekey, stored_new, keeps) in [
+            (true, Some(true), true),
+            (true, Some(false), false),
+            (true, None, true),
+            (false, Some(true), true),
+            (false, Some(false), true),
+            (false, None, true),
+        ] {
+            message.prekey_message = prekey;
+            assert_eq!(
+                message.keeps_state(stored_new),
+                keeps,
+                "{prekey} {stored_new:?}"
+            );
+        }
+    }
+}

@@ -130,3 +130,152 @@ pub(crate) fn refusals<'a>(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use e2ee_proto::RefusalReason;
+    use e2ee_ratchet::EncryptedMessage;
+
+    use super::*;
+    use crate::engine::testing::Party;
+    use crate::engine::trust::Trust;
+
+    #[test]
+    fn plan_send_table() {
+        let mut rng = rand::rng();
+        let alice = Party::new(&mut rng, "alice@x");
+        let bob = Party::new(&mut rng, "bob@y");
+        let other = Party::new(&mut rng, "bob@y");
+        let session = alice.initiate(&mut rng, &bob, None);
+        let stale = alice.initiate(&mut rng, &other, None);
+        let mut changed = bob.contact();
+        changed.trust = Trust::IdentityChanged;
+        changed.pending_identity_keys.push(other.key());
+        let cases = [
+            (None, SessionRecord::new(), SendPlan::NeedsBundle),
+            (
+                Some(bob.contact()),
+                SessionRecord::new(),
+                SendPlan::NeedsBundle,
+            ),
+            (Some(bob.contact()), session.clone(), SendPlan::Ready),
+            // A session under a key that is not the pinned one never carries a message.
+            (Some(bob.contact()), stale, SendPlan::NeedsBundle),
+            (Some(changed), session, SendPlan::Blocked),
+        ];
+        for (contact, record, expected) in cases {
+            assert_eq!(plan_send(contact.as_ref(), &record), expected);
+        }
+    }
+
+    #[test]
+    fn seal_advances_the_session_and_hashes_what_goes_out() {
+        let mut rng = rand::rng();
+        let alice = Party::new(&mut rng, "alice@x");
+        let bob = Party::new(&mut rng, "bob@y");
+        let mut record = alice.initiate(&mut rng, &bob, None);
+        let content = Content::text(&mut rng, "hello", 5);
+        let first = seal(&mut rng, &mut record, &content, "bob@y").unwrap();
+        let second = seal(&mut rng, &mut record, &content, "bob@y").unwrap();
+        assert_ne!(first.wire, second.wire);
+        assert_eq!(first.body_sha256, sha256(&first.wire));
+        let EncryptedMessage::PreKey(prekey) = EncryptedMessage::from_bytes(&first.wire).unwrap()
+        else {
+            panic!("the first message of a session is a prekey message");
+        };
+        let mut bob_record = SessionRecord::new();
+        let opened = bob_record
+            .decrypt_prekey(
+                &mut rng,
+                &bob.identity,
+                "bob@y",
+                "alice@x",
+                &prekey,
+                Some(&bob.signed_prekey),
+                None,
+            )
+            .unwrap();
+        assert_eq!(Content::decode(&opened.plaintext).unwrap(), content);
+        // No session, no ciphertext.
+        assert!(matches!(
+            seal(&mut rng, &mut SessionRecord::new(), &content, "bob@y"),
+            Err(ClientError::Encrypt { .. })
+        ));
+    }
+
+    fn row(seq: i64, recipient: &str, kind: OutboxKind) -> OutboxRow {
+        OutboxRow {
+            seq,
+            recipient: recipient.to_owned(),
+            message_id: format!("m{seq}"),
+            body: vec![1, 2, 3],
+            text: "t".to_owned(),
+            sent_at: 1,
+            kind,
+        }
+    }
+
+    fn refused(to: &str, reason: RefusalReason) -> RefusedRecipient {
+        RefusedRecipient {
+            to: to.to_owned(),
+            reason,
+        }
+    }
+
+    /// A refusal removes exactly the rows of the recipients it names, matched on the
+    /// whole address: refusing hal@ keeps al@'s rows (the old substring match dropped
+    /// them), and a receipt leaves silently.
+    #[test]
+    fn refusals_remove_exactly_the_named_recipients_rows() {
+        let rows = [
+            row(1, "hal@example.org", OutboxKind::Text),
+            row(2, "al@example.org", OutboxKind::Text),
+            row(3, "hal@example.org", OutboxKind::Receipt),
+            row(4, "carol@example.org", OutboxKind::Text),
+        ];
+        // (what the relay refused, the rows that leave with the failure recorded)
+        type Case = (Vec<RefusedRecipient>, Vec<(i64, Option<FailureReason>)>);
+        let cases: [Case; 4] = [
+            (Vec::new(), Vec::new()),
+            (
+                vec![refused("hal@example.org", RefusalReason::NoAccount)],
+                vec![(1, Some(FailureReason::NoAccount)), (3, None)],
+            ),
+            (
+                vec![
+                    refused("carol@example.org", RefusalReason::Banned),
+                    refused("al@example.org", RefusalReason::NoAccount),
+                ],
+                vec![
+                    (2, Some(FailureReason::NoAccount)),
+                    (4, Some(FailureReason::Banned)),
+                ],
+            ),
+            // A recipient the batch does not hold removes nothing.
+            (
+                vec![refused("dan@example.org", RefusalReason::NoAccount)],
+                Vec::new(),
+            ),
+        ];
+        for (refused, expected) in cases {
+            let got: Vec<_> = refusals(&rows, &refused)
+                .into_iter()
+                .map(|r| (r.row.seq, r.failure.map(|f| f.reason)))
+                .collect();
+            assert_eq!(got, expected, "{refused:?}");
+        }
+        let failure = refusals(
+            &rows,
+            &[refused("al@example.org", RefusalReason::NoAccount)],
+        )
+        .remove(0)
+        .failure
+        .unwrap();
+        assert_eq!(
+            (failure.id.as_str(), failure.to.as_str()),
+            ("m2", "al@example.org")
+        );
+    }
+}

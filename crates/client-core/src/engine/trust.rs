@@ -170,3 +170,108 @@ pub(crate) fn safety_number_text(digits: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::engine::testing::Party;
+
+    #[test]
+    fn observe_pins_the_first_key_keeps_the_same_and_flags_another() {
+        let mut rng = rand::rng();
+        let bob = Party::new(&mut rng, "bob@y");
+        let other = Party::new(&mut rng, "bob@y");
+        let mut with_pending = bob.contact();
+        with_pending.pending_identity_keys.push(other.key());
+        with_pending.trust = Trust::IdentityChanged;
+        let cases = [
+            (None, bob.key(), KeyDecision::Tofu),
+            (Some(bob.contact()), bob.key(), KeyDecision::Same),
+            (Some(bob.contact()), other.key(), KeyDecision::Changed),
+            // A key already pending is still not the pinned one.
+            (
+                Some(with_pending.clone()),
+                other.key(),
+                KeyDecision::Changed,
+            ),
+            (Some(with_pending), bob.key(), KeyDecision::Same),
+        ];
+        for (contact, key, expected) in cases {
+            assert_eq!(observe(contact.as_ref(), &key), expected);
+        }
+    }
+
+    #[test]
+    fn only_a_contact_without_pending_keys_may_be_sent_to() {
+        let mut rng = rand::rng();
+        let mut contact = Party::new(&mut rng, "bob@y").contact();
+        for (trust, may) in [
+            (Trust::Tofu, true),
+            (Trust::Verified, true),
+            (Trust::IdentityChanged, false),
+        ] {
+            contact.trust = trust;
+            assert_eq!(contact.may_send(), may, "{trust:?}");
+        }
+    }
+
+    #[test]
+    fn promote_verifies_the_pinned_key_replaces_it_with_a_pending_one_or_changes_nothing() {
+        let mut rng = rand::rng();
+        let alice = Party::new(&mut rng, "alice@x");
+        let bob = Party::new(&mut rng, "bob@y");
+        let new_device = Party::new(&mut rng, "bob@y");
+        let stranger = Party::new(&mut rng, "bob@y");
+        let mut contact = bob.contact();
+        contact.pending_identity_keys.push(new_device.key());
+        contact.trust = Trust::IdentityChanged;
+        let local = alice.local();
+        let digits = |key: &[u8; 32]| safety_digits(&local, "bob@y", key).unwrap();
+        let cases = [
+            (digits(&bob.key()), Some(Promotion::VerifyPinned)),
+            (
+                digits(&new_device.key()),
+                Some(Promotion::Replace(new_device.key())),
+            ),
+            // The key changed again since the number was shown: nothing is trusted.
+            (digits(&stranger.key()), None),
+        ];
+        for (wanted, expected) in cases {
+            assert_eq!(promote(&local, &contact, &wanted).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn safety_numbers_are_typed_with_any_spacing_and_shown_in_groups_of_five() {
+        let mut rng = rand::rng();
+        let alice = Party::new(&mut rng, "alice@x");
+        let bob = Party::new(&mut rng, "bob@y");
+        let grouped = safety_number(&alice.local(), "bob@y", &bob.key()).unwrap();
+        let digits = parse_safety_number(&grouped).unwrap();
+        assert_eq!(
+            digits,
+            safety_digits(&alice.local(), "bob@y", &bob.key()).unwrap()
+        );
+        assert_eq!(safety_number_text(&digits), grouped);
+        assert_eq!(
+            parse_safety_number(&format!("\n{digits}\t")).unwrap(),
+            digits
+        );
+        // Both sides compute the same number.
+        assert_eq!(
+            safety_number(&bob.local(), "alice@x", &alice.key()).unwrap(),
+            grouped
+        );
+        for bad in [
+            "",
+            "123",
+            &digits[1..],
+            &format!("{digits}0"),
+            &digits.replace('1', "x"),
+        ] {
+            assert!(parse_safety_number(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -100,3 +100,78 @@ pub(crate) fn excess_one_time_prekeys(mut kept: Vec<u32>, next_id: u32) -> Vec<u
 pub(crate) fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    const NOW: u64 = 1_700_000_000_000;
+    const DAY: u64 = 24 * 3600 * 1000;
+
+    fn input(relay: u64, signed: Option<(u32, u64)>) -> UpkeepInput {
+        UpkeepInput {
+            relay_one_time_prekeys: relay,
+            next_one_time_prekey_id: 101,
+            next_signed_prekey_id: 2,
+            current_signed_prekey: signed,
+            now: NOW,
+        }
+    }
+
+    #[test]
+    fn plan_table() {
+        let fresh = Some((1, NOW - DAY));
+        let old = Some((1, NOW - 7 * DAY));
+        // (relay count, current signed prekey, one-time prekeys to make, signed id)
+        let cases = [
+            (100, fresh, None, None),
+            (ONE_TIME_PREKEY_LOW_WATER, fresh, None, None),
+            (ONE_TIME_PREKEY_LOW_WATER - 1, fresh, Some((101, 76)), None),
+            (0, fresh, Some((101, 100)), None),
+            (100, old, None, Some(2)),
+            (100, None, None, Some(2)),
+            (0, None, Some((101, 100)), Some(2)),
+        ];
+        for (relay, signed, one_time, rotate) in cases {
+            let plan = plan(input(relay, signed));
+            assert_eq!(plan.one_time_prekeys, one_time, "{relay} {signed:?}");
+            assert_eq!(plan.signed_prekey, rotate, "{relay} {signed:?}");
+            let made = one_time.map_or(0, |(_, n)| n);
+            assert_eq!(plan.next_one_time_prekey_id, 101 + made);
+            assert_eq!(plan.next_signed_prekey_id, 2 + u32::from(rotate.is_some()));
+            assert_eq!(plan.delete_signed_retired_before, NOW - 30 * DAY);
+            assert_eq!(plan.forget_seen_before, NOW - 31 * DAY);
+        }
+    }
+
+    #[test]
+    fn ids_wrap_and_skip_zero() {
+        let plan = plan(UpkeepInput {
+            relay_one_time_prekeys: 0,
+            next_one_time_prekey_id: u32::MAX - 99,
+            next_signed_prekey_id: u32::MAX,
+            current_signed_prekey: None,
+            now: NOW,
+        });
+        assert_eq!(plan.one_time_prekeys, Some((u32::MAX - 99, 100)));
+        assert_eq!(plan.next_one_time_prekey_id, 1);
+        assert_eq!(plan.signed_prekey, Some(u32::MAX));
+        assert_eq!(plan.next_signed_prekey_id, 1);
+    }
+
+    #[test]
+    fn excess_one_time_prekeys_are_the_oldest_counting_from_the_next_id() {
+        let max = u32::try_from(MAX_LOCAL_ONE_TIME_PREKEYS).unwrap();
+        assert!(excess_one_time_prekeys((1..=max).collect(), max + 1).is_empty());
+        let mut excess = excess_one_time_prekeys((1..=max + 50).rev().collect(), max + 51);
+        excess.sort_unstable();
+        assert_eq!(excess, (1..=50).collect::<Vec<_>>());
+        // Across the wrap, the ids just below it are older than those just above 0.
+        let kept: Vec<u32> = (u32::MAX - 9..=u32::MAX).chain(1..=max).collect();
+        let mut excess = excess_one_time_prekeys(kept, max + 1);
+        excess.sort_unstable();
+        assert_eq!(excess, (u32::MAX - 9..=u32::MAX).collect::<Vec<_>>());
+    }
+}

@@ -32,7 +32,6 @@ pub(super) fn open_identity(
 impl Tx {
     pub(crate) async fn account(&mut self) -> Result<Option<AccountRow>, StoreError> {
         let conn = self.conn();
-
         let row = sqlx::query(
             "SELECT email, relay_url, identity_sealed, next_one_time_prekey_id, \
          next_signed_prekey_id FROM account WHERE id = 1",
@@ -60,7 +59,6 @@ impl Tx {
         now: u64,
     ) -> Result<(), StoreError> {
         let (conn, key) = self.parts();
-
         let sealed = key.seal("account", email, &*identity.to_bytes());
         sqlx::query(
         "INSERT INTO account (id, email, relay_url, identity_key, identity_sealed, \
@@ -84,7 +82,6 @@ impl Tx {
         next_signed_prekey_id: u32,
     ) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query(
         "UPDATE account SET next_one_time_prekey_id = ?, next_signed_prekey_id = ? WHERE id = 1",
     )
@@ -97,7 +94,6 @@ impl Tx {
 
     pub(crate) async fn set_relay_url(&mut self, url: &str) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query("UPDATE account SET relay_url = ? WHERE id = 1")
             .bind(url)
             .execute(conn)

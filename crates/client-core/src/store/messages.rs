@@ -72,28 +72,6 @@ macro_rules! message_columns {
     };
 }
 
-fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, StoreError> {
-    let direction: String = row.try_get(2)?;
-    let delivery: Option<String> = row.try_get(7)?;
-    let sender: Option<Vec<u8>> = row.try_get(9)?;
-    Ok(MessageRow {
-        seq: row.try_get(0)?,
-        peer: row.try_get(1)?,
-        outgoing: direction == "out",
-        message_id: row.try_get(3)?,
-        text: row.try_get(4)?,
-        sent_at: to_u64(row.try_get(5)?),
-        received_at: to_u64(row.try_get(6)?),
-        delivery: delivery.as_deref().map(Delivery::parse).transpose()?,
-        delivery_error: row.try_get(8)?,
-        sender_identity_key: sender
-            .map(|key| key32(&key, "message sender key"))
-            .transpose()?,
-        identity_changed: row.try_get(10)?,
-        new_contact: row.try_get(11)?,
-    })
-}
-
 impl Tx {
     /// Inserts a received message unless one with the same (peer, id) exists, with
     /// the event that reports it; returns its seq when it was new.
@@ -102,7 +80,6 @@ impl Tx {
         message: &IncomingMessage<'_>,
     ) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
-
         let seq: Option<i64> = sqlx::query_scalar(
             "INSERT OR IGNORE INTO messages (conversation_id, peer, direction, message_id, \
              kind, text, sent_at, received_at, sender_identity_key, identity_changed, \
@@ -137,7 +114,6 @@ impl Tx {
         limit: u32,
     ) -> Result<Vec<MessageRow>, StoreError> {
         let conn = self.conn();
-
         let rows = sqlx::query(concat!(
             "SELECT * FROM (SELECT ",
             message_columns!(),
@@ -163,7 +139,6 @@ impl Tx {
         body_sha256: &[u8; 32],
     ) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query(
             "INSERT INTO messages (conversation_id, peer, direction, message_id, text, sent_at, \
          received_at, delivery, body_sha256) VALUES (?, ?, 'out', ?, ?, ?, ?, 'outbox', ?) \
@@ -186,7 +161,6 @@ impl Tx {
     /// before delivery states have no history row yet: it is made here.
     pub(crate) async fn mark_sent(&mut self, row: &OutboxRow, now: u64) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query(
             "INSERT INTO messages (conversation_id, peer, direction, message_id, text, sent_at, \
          received_at, delivery) VALUES (?, ?, 'out', ?, ?, ?, ?, 'sent') \
@@ -218,7 +192,6 @@ impl Tx {
         error: &str,
     ) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query(
             "INSERT INTO messages (conversation_id, peer, direction, message_id, text, sent_at, \
          received_at, delivery, delivery_error) VALUES (?, ?, 'out', ?, ?, ?, ?, 'failed', ?) \
@@ -249,7 +222,6 @@ impl Tx {
         error: &str,
     ) -> Result<Option<ReportedMessage>, StoreError> {
         let conn = self.conn();
-
         let row = sqlx::query(
             "SELECT seq, message_id, resends, resend_due FROM messages WHERE peer = ? \
          AND direction = 'out' AND body_sha256 = ? AND sent_at >= ?",
@@ -282,7 +254,6 @@ impl Tx {
     /// Peers with messages due for a re-send.
     pub(crate) async fn peers_with_resends_due(&mut self) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
-
         Ok(sqlx::query_scalar(
             "SELECT DISTINCT peer FROM messages WHERE resend_due = 1 ORDER BY peer",
         )
@@ -293,7 +264,6 @@ impl Tx {
     /// The messages to `peer` due for a re-send, oldest first.
     pub(crate) async fn resends_due(&mut self, peer: &str) -> Result<Vec<ResendRow>, StoreError> {
         let conn = self.conn();
-
         let rows = sqlx::query(
             "SELECT message_id, text, sent_at FROM messages WHERE peer = ? AND resend_due = 1 \
          ORDER BY seq",
@@ -320,7 +290,6 @@ impl Tx {
         body_sha256: &[u8; 32],
     ) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query(
             "UPDATE messages SET delivery = 'outbox', delivery_error = NULL, resend_due = 0, \
          resends = resends + 1, body_sha256 = ? \
@@ -333,4 +302,26 @@ impl Tx {
         .await?;
         Ok(())
     }
+}
+
+fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, StoreError> {
+    let direction: String = row.try_get(2)?;
+    let delivery: Option<String> = row.try_get(7)?;
+    let sender: Option<Vec<u8>> = row.try_get(9)?;
+    Ok(MessageRow {
+        seq: row.try_get(0)?,
+        peer: row.try_get(1)?,
+        outgoing: direction == "out",
+        message_id: row.try_get(3)?,
+        text: row.try_get(4)?,
+        sent_at: to_u64(row.try_get(5)?),
+        received_at: to_u64(row.try_get(6)?),
+        delivery: delivery.as_deref().map(Delivery::parse).transpose()?,
+        delivery_error: row.try_get(8)?,
+        sender_identity_key: sender
+            .map(|key| key32(&key, "message sender key"))
+            .transpose()?,
+        identity_changed: row.try_get(10)?,
+        new_contact: row.try_get(11)?,
+    })
 }

@@ -18,7 +18,6 @@ impl Tx {
         kind: OutboxKind,
     ) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query(
             "INSERT INTO outbox (conversation_id, recipient, message_id, body, text, sent_at, \
              kind) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -38,7 +37,6 @@ impl Tx {
     /// Up to `limit` outbox rows, oldest first.
     pub(crate) async fn outbox(&mut self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
         let conn = self.conn();
-
         let rows = sqlx::query(
             "SELECT seq, recipient, message_id, body, text, sent_at, kind FROM outbox \
          ORDER BY seq LIMIT ?",
@@ -66,7 +64,6 @@ impl Tx {
     /// process may have flushed the same row).
     pub(crate) async fn delete_outbox(&mut self, seq: i64) -> Result<bool, StoreError> {
         let conn = self.conn();
-
         let result = sqlx::query("DELETE FROM outbox WHERE seq = ?")
             .bind(seq)
             .execute(conn)
@@ -76,7 +73,6 @@ impl Tx {
 
     pub(crate) async fn outbox_len(&mut self) -> Result<u64, StoreError> {
         let conn = self.conn();
-
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
             .fetch_one(conn)
             .await?;

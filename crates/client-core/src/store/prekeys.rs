@@ -13,7 +13,6 @@ impl Tx {
         now: u64,
     ) -> Result<(), StoreError> {
         let (conn, key) = self.parts();
-
         let id = prekey.id();
         sqlx::query("UPDATE signed_prekeys SET retired_at = ? WHERE retired_at IS NULL")
             .bind(to_i64(now))
@@ -31,7 +30,6 @@ impl Tx {
     /// The current signed prekey's id and creation time.
     pub(crate) async fn current_signed_prekey(&mut self) -> Result<Option<(u32, u64)>, StoreError> {
         let conn = self.conn();
-
         let row = sqlx::query(
         "SELECT id, created_at FROM signed_prekeys WHERE retired_at IS NULL ORDER BY id DESC LIMIT 1",
     )
@@ -51,7 +49,6 @@ impl Tx {
         id: u32,
     ) -> Result<Option<SignedPreKeyPair>, StoreError> {
         let (conn, key) = self.parts();
-
         let row = sqlx::query("SELECT key_sealed FROM signed_prekeys WHERE id = ?")
             .bind(i64::from(id))
             .fetch_optional(conn)
@@ -73,7 +70,6 @@ impl Tx {
         cutoff: u64,
     ) -> Result<bool, StoreError> {
         let conn = self.conn();
-
         let deleted = sqlx::query(
             "DELETE FROM signed_prekeys WHERE retired_at IS NOT NULL AND retired_at < ?",
         )
@@ -88,7 +84,6 @@ impl Tx {
         prekeys: &[OneTimePreKeyPair],
     ) -> Result<(), StoreError> {
         let (conn, key) = self.parts();
-
         for prekey in prekeys {
             let id = prekey.id();
             sqlx::query("INSERT OR REPLACE INTO one_time_prekeys (id, key_sealed) VALUES (?, ?)")
@@ -105,7 +100,6 @@ impl Tx {
         id: u32,
     ) -> Result<Option<OneTimePreKeyPair>, StoreError> {
         let (conn, key) = self.parts();
-
         let row = sqlx::query("SELECT key_sealed FROM one_time_prekeys WHERE id = ?")
             .bind(i64::from(id))
             .fetch_optional(conn)
@@ -124,7 +118,6 @@ impl Tx {
     /// Ids of the one-time prekeys whose private parts are kept.
     pub(crate) async fn one_time_prekey_ids(&mut self) -> Result<Vec<u32>, StoreError> {
         let conn = self.conn();
-
         let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM one_time_prekeys")
             .fetch_all(conn)
             .await?;
@@ -135,7 +128,6 @@ impl Tx {
 
     pub(crate) async fn delete_one_time_prekey(&mut self, id: u32) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query("DELETE FROM one_time_prekeys WHERE id = ?")
             .bind(i64::from(id))
             .execute(conn)

@@ -15,7 +15,6 @@ impl Tx {
         received_at: u64,
     ) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query(
             "INSERT OR IGNORE INTO receipts_due (peer, envelope_sha256, received_at) \
          SELECT ?, ?, ? WHERE (SELECT COUNT(*) FROM receipts_due WHERE peer = ?) < ?",
@@ -36,7 +35,6 @@ impl Tx {
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
-
         Ok(
             sqlx::query_scalar("SELECT DISTINCT peer FROM receipts_due ORDER BY peer LIMIT ?")
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -51,7 +49,6 @@ impl Tx {
         peer: &str,
     ) -> Result<Vec<([u8; 32], u64)>, StoreError> {
         let conn = self.conn();
-
         let rows = sqlx::query(
             "SELECT envelope_sha256, received_at FROM receipts_due WHERE peer = ? \
          ORDER BY received_at",
@@ -70,7 +67,6 @@ impl Tx {
     /// Forgets the receipts owed to `peer` (sent, or the peer is gone).
     pub(crate) async fn clear_receipts_due(&mut self, peer: &str) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query("DELETE FROM receipts_due WHERE peer = ?")
             .bind(peer)
             .execute(conn)
@@ -84,7 +80,6 @@ impl Tx {
         peer: &str,
     ) -> Result<Option<u64>, StoreError> {
         let conn = self.conn();
-
         let at: Option<i64> =
             sqlx::query_scalar("SELECT started_at FROM receipt_sessions WHERE peer = ?")
                 .bind(peer)
@@ -99,7 +94,6 @@ impl Tx {
         now: u64,
     ) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query(
             "INSERT INTO receipt_sessions (peer, started_at) VALUES (?, ?) \
          ON CONFLICT (peer) DO UPDATE SET started_at = excluded.started_at",

@@ -3,15 +3,6 @@
 use super::{Tx, to_i64};
 use crate::StoreError;
 
-/// The column value of an envelope id. Ids are `u64` on the wire and SQLite integers
-/// are `i64`; the bits are kept as they are (not clamped like [`to_i64`]), so every id
-/// has its own value and a relay sending ids above `i64::MAX` cannot make two
-/// envelopes look like one (the second would be dropped as already seen). Only
-/// equality is ever asked of this column.
-fn envelope_id_column(envelope_id: u64) -> i64 {
-    i64::from_ne_bytes(envelope_id.to_ne_bytes())
-}
-
 /// SHA-256 of an envelope body: with the id, what makes an envelope "already seen".
 pub(crate) type BodyHash = [u8; 32];
 
@@ -34,7 +25,6 @@ impl Tx {
         body_hash: &BodyHash,
     ) -> Result<bool, StoreError> {
         let conn = self.conn();
-
         let row = sqlx::query(
             "SELECT 1 FROM seen_envelopes WHERE relay_account = ? AND envelope_id = ? \
          AND (body_hash IS NULL OR body_hash = ?)",
@@ -56,7 +46,6 @@ impl Tx {
         now: u64,
     ) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query(
             "INSERT INTO seen_envelopes (relay_account, envelope_id, seen_at, body_hash) \
          VALUES (?, ?, ?, ?) ON CONFLICT (relay_account, envelope_id) DO UPDATE \
@@ -75,11 +64,19 @@ impl Tx {
     /// TTL, so older ids can never be redelivered.
     pub(crate) async fn prune_seen(&mut self, cutoff: u64) -> Result<(), StoreError> {
         let conn = self.conn();
-
         sqlx::query("DELETE FROM seen_envelopes WHERE seen_at < ?")
             .bind(to_i64(cutoff))
             .execute(conn)
             .await?;
         Ok(())
     }
+}
+
+/// The column value of an envelope id. Ids are `u64` on the wire and SQLite integers
+/// are `i64`; the bits are kept as they are (not clamped like [`to_i64`]), so every id
+/// has its own value and a relay sending ids above `i64::MAX` cannot make two
+/// envelopes look like one (the second would be dropped as already seen). Only
+/// equality is ever asked of this column.
+fn envelope_id_column(envelope_id: u64) -> i64 {
+    i64::from_ne_bytes(envelope_id.to_ne_bytes())
 }

@@ -8,6 +8,120 @@ use crate::StoreError;
 use crate::secret::StoreKey;
 use e2ee_ratchet::SessionRecord;
 
+/// Where a contact's session record lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionSlot {
+    /// The session with the contact's pinned identity key: the one messages go out on.
+    Pinned,
+    /// Migration 0002's single pending session per contact, read only to move it into
+    /// `pending_identity_keys` (see [`Tx::pending_session`]).
+    Pending,
+}
+
+impl Tx {
+    /// The session `identity_key` started with `email`, if it is a pending key that wrote
+    /// to us. A record whose identity is not that key is not returned.
+    pub(crate) async fn pending_session(
+        &mut self,
+        email: &str,
+        identity_key: &[u8; 32],
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let (conn, key) = self.parts();
+        adopt_legacy_pending_session(conn, key, email).await?;
+        let sealed: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+            "SELECT record_sealed FROM pending_identity_keys WHERE email = ? AND identity_key = ?",
+        )
+        .bind(email)
+        .bind(identity_key.to_vec())
+        .fetch_optional(conn)
+        .await?;
+        let Some(sealed) = sealed.flatten() else {
+            return Ok(None);
+        };
+        let bytes = key.open(PENDING_TABLE, &pending_row(email, identity_key), &sealed)?;
+        let record = SessionRecord::from_bytes(&bytes).map_err(|e| StoreError::Decode {
+            what: "pending session",
+            reason: e.to_string(),
+        })?;
+        Ok(record
+            .remote_identity()
+            .is_some_and(|k| k.to_bytes() == *identity_key)
+            .then_some(record))
+    }
+
+    /// Stores the session a pending key started; the key must be pending already.
+    pub(crate) async fn save_pending_session(
+        &mut self,
+        email: &str,
+        identity_key: &[u8; 32],
+        record: &SessionRecord,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let (conn, key) = self.parts();
+        let sealed = key.seal(
+            PENDING_TABLE,
+            &pending_row(email, identity_key),
+            &record.to_bytes(),
+        );
+        let updated = sqlx::query(
+            "UPDATE pending_identity_keys SET record_sealed = ?, updated_at = ? \
+         WHERE email = ? AND identity_key = ?",
+        )
+        .bind(sealed)
+        .bind(to_i64(now))
+        .bind(email)
+        .bind(identity_key.to_vec())
+        .execute(conn)
+        .await?;
+        if updated.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Decode {
+                what: "pending session",
+                reason: format!("{email} has no such pending key"),
+            })
+        }
+    }
+
+    /// The session in `slot` with `email`; an empty record when there is none.
+    pub(crate) async fn session(
+        &mut self,
+        slot: SessionSlot,
+        email: &str,
+    ) -> Result<SessionRecord, StoreError> {
+        let (conn, key) = self.parts();
+        load_session(conn, key, slot, email).await
+    }
+
+    pub(crate) async fn save_session(
+        &mut self,
+        slot: SessionSlot,
+        email: &str,
+        record: &SessionRecord,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let (conn, key) = self.parts();
+        let sealed = key.seal(slot.table(), email, &record.to_bytes());
+        sqlx::query(slot.upsert_sql())
+            .bind(email)
+            .bind(sealed)
+            .bind(to_i64(now))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the pinned session with `email`: the next send starts one from a bundle.
+    pub(crate) async fn delete_session(&mut self, email: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        sqlx::query("DELETE FROM sessions WHERE email = ?")
+            .bind(email)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
 /// The sealing row of a pending key's session: the key is fixed-width at the end, so
 /// the row names one (email, key) pair whatever the email holds.
 fn pending_row(email: &str, identity_key: &[u8; 32]) -> String {
@@ -57,16 +171,6 @@ async fn adopt_legacy_pending_session(
     Ok(())
 }
 
-/// Where a contact's session record lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SessionSlot {
-    /// The session with the contact's pinned identity key: the one messages go out on.
-    Pinned,
-    /// Migration 0002's single pending session per contact, read only to move it into
-    /// `pending_identity_keys` (see [`Tx::pending_session`]).
-    Pending,
-}
-
 impl SessionSlot {
     /// The table, which is also the sealing context: a record sealed for one slot
     /// does not open in the other.
@@ -98,114 +202,6 @@ impl SessionSlot {
                  updated_at = excluded.updated_at"
             }
         }
-    }
-}
-
-impl Tx {
-    /// The session `identity_key` started with `email`, if it is a pending key that wrote
-    /// to us. A record whose identity is not that key is not returned.
-    pub(crate) async fn pending_session(
-        &mut self,
-        email: &str,
-        identity_key: &[u8; 32],
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        let (conn, key) = self.parts();
-
-        adopt_legacy_pending_session(conn, key, email).await?;
-        let sealed: Option<Option<Vec<u8>>> = sqlx::query_scalar(
-            "SELECT record_sealed FROM pending_identity_keys WHERE email = ? AND identity_key = ?",
-        )
-        .bind(email)
-        .bind(identity_key.to_vec())
-        .fetch_optional(conn)
-        .await?;
-        let Some(sealed) = sealed.flatten() else {
-            return Ok(None);
-        };
-        let bytes = key.open(PENDING_TABLE, &pending_row(email, identity_key), &sealed)?;
-        let record = SessionRecord::from_bytes(&bytes).map_err(|e| StoreError::Decode {
-            what: "pending session",
-            reason: e.to_string(),
-        })?;
-        Ok(record
-            .remote_identity()
-            .is_some_and(|k| k.to_bytes() == *identity_key)
-            .then_some(record))
-    }
-
-    /// Stores the session a pending key started; the key must be pending already.
-    pub(crate) async fn save_pending_session(
-        &mut self,
-        email: &str,
-        identity_key: &[u8; 32],
-        record: &SessionRecord,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        let (conn, key) = self.parts();
-
-        let sealed = key.seal(
-            PENDING_TABLE,
-            &pending_row(email, identity_key),
-            &record.to_bytes(),
-        );
-        let updated = sqlx::query(
-            "UPDATE pending_identity_keys SET record_sealed = ?, updated_at = ? \
-         WHERE email = ? AND identity_key = ?",
-        )
-        .bind(sealed)
-        .bind(to_i64(now))
-        .bind(email)
-        .bind(identity_key.to_vec())
-        .execute(conn)
-        .await?;
-        if updated.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Decode {
-                what: "pending session",
-                reason: format!("{email} has no such pending key"),
-            })
-        }
-    }
-
-    /// The session in `slot` with `email`; an empty record when there is none.
-    pub(crate) async fn session(
-        &mut self,
-        slot: SessionSlot,
-        email: &str,
-    ) -> Result<SessionRecord, StoreError> {
-        let (conn, key) = self.parts();
-        load_session(conn, key, slot, email).await
-    }
-
-    pub(crate) async fn save_session(
-        &mut self,
-        slot: SessionSlot,
-        email: &str,
-        record: &SessionRecord,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        let (conn, key) = self.parts();
-
-        let sealed = key.seal(slot.table(), email, &record.to_bytes());
-        sqlx::query(slot.upsert_sql())
-            .bind(email)
-            .bind(sealed)
-            .bind(to_i64(now))
-            .execute(conn)
-            .await?;
-        Ok(())
-    }
-
-    /// Deletes the pinned session with `email`: the next send starts one from a bundle.
-    pub(crate) async fn delete_session(&mut self, email: &str) -> Result<(), StoreError> {
-        let conn = self.conn();
-
-        sqlx::query("DELETE FROM sessions WHERE email = ?")
-            .bind(email)
-            .execute(conn)
-            .await?;
-        Ok(())
     }
 }
 
