@@ -1,12 +1,18 @@
-//! A client that stays online acks each batch in its next poll's request
-//! (`POST /v1/messages/poll`): the relay keeps an envelope until then, a client that
-//! stops before acking shows nothing twice, and `flush_acks` empties the queue.
+//! A client that stays online ([`Client::sync`]) acks each batch in its next poll's
+//! request (`POST /v1/messages/poll`), and on stop at once. A sync that stops before
+//! acking shows nothing twice: the relay redelivers, the store recognises the
+//! envelope, and the event log holds each message once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
-use e2ee_client_core::{Client, ClientOptions, PollOutcome};
+use e2ee_client_core::{Client, ClientOptions, Event, Events};
 use e2ee_e2e_tests::{Relay, User};
+
+/// The consumer these tests read as.
+const CONSUMER: &str = "deferred-ack-test";
+/// Longest wait for a message the test sent.
+const ARRIVAL: Duration = Duration::from_secs(30);
 
 /// Envelopes the relay still holds for `email` (its embedded SQLite queue).
 fn queued_for(relay: &Relay, email: &str) -> usize {
@@ -20,68 +26,83 @@ fn queued_for(relay: &Relay, email: &str) -> usize {
         .unwrap()
 }
 
-fn texts(outcome: &PollOutcome) -> Vec<&str> {
-    outcome.messages.iter().map(|m| m.text.as_str()).collect()
-}
-
 async fn open(bob: &User) -> Client {
     Client::open(ClientOptions::new(bob.home.path(), "default"))
         .await
         .unwrap()
 }
 
-/// Polls until a message arrives (the first may only hold the prekey message).
-async fn poll_deferring(client: &Client) -> PollOutcome {
-    for _ in 0..5 {
-        let outcome = client
-            .poll_deferring_ack(Duration::from_secs(5))
+/// The next message's text (other events are skipped), committed.
+async fn next_text(client: &Client, events: &mut Events) -> String {
+    loop {
+        let (cursor, event) = tokio::time::timeout(ARRIVAL, events.next())
             .await
+            .expect("no message arrived")
             .unwrap();
-        if !outcome.messages.is_empty() {
-            client.mark_shown(&outcome.messages).await.unwrap();
-            return outcome;
+        client.commit(CONSUMER, cursor).await.unwrap();
+        if let Event::Message(message) = event {
+            return message.text;
         }
     }
-    panic!("no message arrived");
+}
+
+/// Every event there is now, as texts of messages.
+async fn drain_texts(events: &mut Events) -> Vec<String> {
+    let mut texts = Vec::new();
+    while let Some((_, event)) = events.try_next().await.unwrap() {
+        if let Event::Message(message) = event {
+            texts.push(message.text);
+        }
+    }
+    texts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acks_ride_the_next_poll() {
+async fn a_stopped_sync_acks_and_a_dropped_one_shows_nothing_twice() {
     let relay = Relay::start();
     let alice = User::registered("alice@x", &relay);
     let bob = User::registered("bob@y", &relay);
     let send = |text: &str| tokio::task::block_in_place(|| alice.send("bob@y", text));
     send("one");
+
+    // A sync stopped by its caller acks what it stored before it returns.
     let client = open(&bob).await;
+    let mut events = client.events(CONSUMER).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sync = client.sync(Duration::from_secs(5), async {
+        let _ = stopped.await;
+    });
+    let read = async {
+        let text = next_text(&client, &mut events).await;
+        stop.send(()).unwrap();
+        text
+    };
+    let (synced, text) = tokio::join!(sync, read);
+    synced.unwrap();
+    assert_eq!(text, "one");
+    assert_eq!(queued_for(&relay, "bob@y"), 0);
 
-    let first = poll_deferring(&client).await;
-    assert_eq!(texts(&first), ["one"]);
-    // Stored and shown, but not acked: the relay still holds it.
-    assert_eq!(queued_for(&relay, "bob@y"), 1);
-
+    // A sync that is dropped mid-way (the process stops) acks nothing more; what it
+    // stored is in the log once, and its envelope, redelivered, is recognised.
     send("two");
-    let second = poll_deferring(&client).await;
-    assert_eq!(texts(&second), ["two"]);
-    // The second poll acked "one"; "two" waits for the next poll.
-    assert_eq!(queued_for(&relay, "bob@y"), 1);
-
-    // The process stops before acking "two": a new client on the same profile is
-    // given it again, recognises it, shows nothing and acks it.
+    let sync = client.sync(Duration::from_secs(5), std::future::pending());
+    let text = tokio::select! {
+        synced = sync => panic!("the sync ended: {synced:?}"),
+        text = next_text(&client, &mut events) => text,
+    };
+    assert_eq!(text, "two");
+    drop(events);
     client.close().await;
+
     let client = open(&bob).await;
-    let again = client.poll(Duration::ZERO).await.unwrap();
-    assert!(again.messages.is_empty(), "{:?}", texts(&again));
+    let mut events = client.events(CONSUMER).await.unwrap();
+    client.sync_once(Duration::ZERO).await.unwrap();
+    assert_eq!(drain_texts(&mut events).await, Vec::<String>::new());
     assert_eq!(queued_for(&relay, "bob@y"), 0);
 
-    // flush_acks acks what the last deferring poll left.
-    send("three");
-    let third = poll_deferring(&client).await;
-    assert_eq!(texts(&third), ["three"]);
-    assert_eq!(queued_for(&relay, "bob@y"), 1);
-    client.flush_acks().await.unwrap();
-    assert_eq!(queued_for(&relay, "bob@y"), 0);
-    // Nothing left to ack: a second flush sends nothing and succeeds.
-    client.flush_acks().await.unwrap();
+    // A consumer that never read starts at the log's beginning: each message once.
+    let mut fresh = client.events("another-consumer").await.unwrap();
+    assert_eq!(drain_texts(&mut fresh).await, ["one", "two"]);
     let history = tokio::task::block_in_place(|| bob.history("alice@x"));
-    assert_eq!(history.len(), 3, "{history:?}");
+    assert_eq!(history.len(), 2, "{history:?}");
 }

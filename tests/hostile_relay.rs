@@ -5,13 +5,13 @@
 //! it was given exactly once, and its sessions keep working: once an honest relay
 //! delivers what was withheld, those arrive once too, and replies flow both ways.
 //! Twice: Bob receiving with the `e2ee` command (`GET /v1/messages`, then an ack), and
-//! with the client library's `poll_deferring_ack`, which acks in the next
+//! with the client library's long-running `sync`, which acks in the next
 //! `POST /v1/messages/poll` (what `e2ee poll --follow` does).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
-use e2ee_client_core::{Client, ClientOptions};
+use e2ee_client_core::{Client, ClientOptions, Event, Events};
 use e2ee_e2e_tests::hostile::HostileRelay;
 use e2ee_e2e_tests::report::Tally;
 use e2ee_e2e_tests::{Relay, User, texts_from};
@@ -29,14 +29,20 @@ const REPLY_AFTER_ROUND: usize = 3;
 enum Receiver {
     /// One `e2ee --json poll --timeout 0` per poll: `GET /v1/messages`, then an ack.
     Cli,
-    /// One client-library instance on Bob's profile, kept open, polling with
-    /// `poll_deferring_ack`: after the first poll every request is a
-    /// `POST /v1/messages/poll` carrying the previous answer's ids.
+    /// One client-library instance on Bob's profile, kept open, running its sync for
+    /// [`LIBRARY_SYNC_RUN`] per poll: after an answer with envelopes the next request
+    /// is a `POST /v1/messages/poll` carrying its ids.
     Library {
         runtime: tokio::runtime::Runtime,
-        client: Option<Client>,
+        client: Option<(Client, Events)>,
     },
 }
+
+/// The library receiver reads as the CLI's default consumer, so the `e2ee poll` that
+/// follows it shows only what it has not shown.
+const CLI_CONSUMER: &str = "cli";
+/// How long one poll of the library receiver runs the sync (rounds that do not wait).
+const LIBRARY_SYNC_RUN: Duration = Duration::from_secs(1);
 
 impl Receiver {
     fn library() -> Self {
@@ -59,21 +65,36 @@ impl Receiver {
             if client.is_none() {
                 let mut options = ClientOptions::new(bob.home.path(), "default");
                 options.relay_url = Some(relay.to_owned());
-                *client = Some(Client::open(options).await.unwrap());
+                let opened = Client::open(options).await.unwrap();
+                let events = opened.events(CLI_CONSUMER).await.unwrap();
+                *client = Some((opened, events));
             }
-            let client = client.as_ref().unwrap();
-            let outcome = client.poll_deferring_ack(Duration::ZERO).await.unwrap();
-            client.mark_shown(&outcome.messages).await.unwrap();
-            let shown = outcome
-                .messages
-                .into_iter()
-                .map(|m| (m.from, m.text))
-                .collect();
-            let warnings = outcome
-                .warnings
-                .iter()
-                .filter(|w| w.text.starts_with("dropped"))
-                .count();
+            let (client, events) = client.as_mut().unwrap();
+            // Dropped when the time is up, mid-round or not, as a process that stops
+            // would: what it stored is in the log, what it has not acked yet rides in
+            // the next poll's request (the ids stay in the client).
+            tokio::select! {
+                synced = client.sync(Duration::ZERO, std::future::pending()) => {
+                    panic!("the sync ended: {synced:?}")
+                }
+                () = tokio::time::sleep(LIBRARY_SYNC_RUN) => {}
+            }
+            let mut shown = Vec::new();
+            let mut warnings = 0;
+            let mut last = None;
+            while let Some((cursor, event)) = events.try_next().await.unwrap() {
+                last = Some(cursor);
+                match event {
+                    Event::Message(m) => shown.push((m.from.to_string(), m.text)),
+                    dropped @ Event::Dropped { .. } => {
+                        warnings += usize::from(dropped.to_string().starts_with("dropped"));
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(cursor) = last {
+                client.commit(CLI_CONSUMER, cursor).await.unwrap();
+            }
             (shown, warnings)
         })
     }
@@ -83,8 +104,9 @@ impl Receiver {
     /// them again.
     fn finish(&mut self) {
         if let Self::Library { runtime, client } = self
-            && let Some(client) = client.take()
+            && let Some((client, events)) = client.take()
         {
+            drop(events);
             runtime.block_on(client.close());
         }
     }

@@ -59,7 +59,8 @@ impl fmt::Display for Delivery {
 }
 
 /// Why a message was not delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FailureReason {
     /// The relay has no account for the recipient (never registered, or deleted).

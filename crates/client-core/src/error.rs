@@ -353,6 +353,15 @@ pub enum ClientError {
         /// Why the relay refused it.
         reason: crate::FailureReason,
     },
+    /// An event consumer's name is not one the store can keep
+    /// ([`crate::Client::events`]).
+    #[error("invalid consumer name {name:?}: {reason}")]
+    InvalidConsumer {
+        /// The name as given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// Stored state is inconsistent (e.g. a session without its contact).
     #[error("local store is inconsistent: {0}")]
     Inconsistent(String),
@@ -399,6 +408,7 @@ impl ClientError {
             | Self::InvalidSafetyNumber { .. }
             | Self::NoPendingIdentity { .. }
             | Self::MessageTooLong { .. }
+            | Self::InvalidConsumer { .. }
             | Self::Refused { .. } => ErrorKind::User,
         }
     }
@@ -520,6 +530,10 @@ mod tests {
                 id: "id".to_owned(),
                 reason: FailureReason::NoAccount,
             },
+            ClientError::InvalidConsumer {
+                name: "a b".to_owned(),
+                reason: "a space",
+            },
             ClientError::Inconsistent("a session without its contact".to_owned()),
         ]);
         errors
@@ -569,6 +583,7 @@ mod tests {
             ClientError::Encrypt { .. } => "Encrypt",
             ClientError::Queued { .. } => "Queued",
             ClientError::Refused { .. } => "Refused",
+            ClientError::InvalidConsumer { .. } => "InvalidConsumer",
             ClientError::Inconsistent(_) => "Inconsistent",
         }
     }

@@ -1,9 +1,12 @@
-//! `e2ee poll [--timeout SECS] [--follow]`.
+//! `e2ee poll [--timeout SECS] [--follow] [--consumer NAME]`: prints the profile's
+//! events after the consumer's cursor, then commits them.
 
 use std::io::IsTerminal as _;
 use std::time::Duration;
 
-use e2ee_client_core::{Client, ClientError, ErrorKind, PollOutcome};
+use e2ee_client_core::{
+    Client, ConnectionState, Cursor, DeliveryState, Event, Events, Postponed, Synced,
+};
 use serde_json::json;
 
 use crate::identity_changed_advice;
@@ -17,10 +20,8 @@ const DEFAULT_TIMEOUT_SECS: u64 = 5;
 const MAX_TIMEOUT_SECS: u64 = e2ee_client_core::MAX_POLL_TIMEOUT_MS / 1000;
 /// Longest single wait of `--follow`: the relay's cap.
 const FOLLOW_WAIT: Duration = Duration::from_secs(MAX_TIMEOUT_SECS);
-/// Longest `--follow` waits on exit to ack what it last stored.
-const FLUSH_ACKS_WAIT: Duration = Duration::from_secs(2);
-/// Pause before `--follow` retries after the relay could not be reached.
-const FOLLOW_RETRY: Duration = Duration::from_secs(2);
+/// The consumer `poll` reads as when `--consumer` is not given.
+const DEFAULT_CONSUMER: &str = "cli";
 
 /// Arguments of `poll`.
 #[derive(Debug, clap::Args)]
@@ -32,54 +33,128 @@ pub(crate) struct Args {
     /// Keep polling and print messages as they arrive, until interrupted.
     #[arg(long)]
     follow: bool,
+    /// Read the events as consumer NAME (a-z, 0-9, '-', '_'): each consumer of a
+    /// profile sees every message once, whichever process fetched it.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_CONSUMER)]
+    consumer: String,
 }
 
-fn print(client_out: &Output, outcome: &PollOutcome) -> anyhow::Result<()> {
-    for warning in &outcome.warnings {
-        let mut context = serde_json::Map::new();
-        if let Some(peer) = &warning.peer {
-            context.insert("peer".to_owned(), serde_json::Value::from(peer.as_str()));
+/// Prints one event; returns whether it was a message (or a message this version
+/// cannot show). Events the CLI has nothing to say about print nothing.
+fn print(out: &Output, event: &Event, follow: bool) -> anyhow::Result<bool> {
+    let no_context = serde_json::Map::new;
+    match event {
+        Event::Message(message) => {
+            let from = message.from.as_str();
+            if message.identity_changed {
+                out.warn_peer(
+                    "identity_changed",
+                    &format!(
+                        "{from}'s identity key changed{}",
+                        identity_changed_advice(from)
+                    ),
+                    from,
+                );
+            }
+            // Beside the sender, where a message's text cannot reach.
+            let marker = if message.identity_changed {
+                " [identity changed]"
+            } else if message.new_contact {
+                " (new contact, unverified)"
+            } else {
+                ""
+            };
+            out.result(
+                &terminal_text::message(&format!("{from}{marker}"), &message.text),
+                &json!({
+                    "id": message.id,
+                    "from": from,
+                    "text": message.text,
+                    "sent_at": message.sent_at,
+                    "received_at": message.received_at,
+                    "identity_changed": message.identity_changed,
+                    "new_contact": message.new_contact,
+                }),
+            )?;
+            Ok(true)
         }
-        client_out.warn(warning.kind.as_str(), &warning.text, &context);
-    }
-    for message in &outcome.messages {
-        if message.identity_changed {
-            client_out.warn_peer(
-                "identity_changed",
-                &format!(
-                    "{}'s identity key changed{}",
-                    message.from,
-                    identity_changed_advice(&message.from)
-                ),
-                &message.from,
-            );
+        Event::Unsupported {
+            from,
+            id,
+            kind,
+            sent_at,
+            received_at,
+            ..
+        } => {
+            // Shown where the message would be, so nothing a newer client sent goes
+            // unmentioned.
+            let text = format!("[a message of kind {kind:?}, which this version cannot show]");
+            out.result(
+                &terminal_text::message(from.as_str(), &text),
+                &json!({
+                    "id": id,
+                    "from": from,
+                    "text": text,
+                    "sent_at": sent_at,
+                    "received_at": received_at,
+                    "identity_changed": false,
+                    "new_contact": false,
+                }),
+            )?;
+            Ok(true)
         }
-        // Beside the sender, where a message's text cannot reach.
-        let marker = if message.identity_changed {
-            " [identity changed]"
-        } else if message.new_contact {
-            " (new contact, unverified)"
-        } else {
-            ""
-        };
-        client_out.result(
-            &terminal_text::message(&format!("{}{marker}", message.from), &message.text),
-            &json!({
-                "id": message.id,
-                "from": message.from,
-                "text": message.text,
-                "sent_at": message.sent_at,
-                "received_at": message.received_at,
-                "identity_changed": message.identity_changed,
-                "new_contact": message.new_contact,
-            }),
-        )?;
+        Event::Dropped { .. } => {
+            out.warn("undecryptable", &event.to_string(), &no_context());
+            Ok(false)
+        }
+        Event::Delivery {
+            to,
+            state: DeliveryState::Failed { .. } | DeliveryState::ReportedUndecryptable { .. },
+            ..
+        } => {
+            out.warn_peer("delivery_failed", &event.to_string(), to.as_str());
+            Ok(false)
+        }
+        Event::Connection(ConnectionState::Offline { .. }) if follow => {
+            out.warn("relay_unreachable", &event.to_string(), &no_context());
+            Ok(false)
+        }
+        Event::Postponed { what, peer, .. } => {
+            let code = match what {
+                Postponed::Receipts => "receipt_not_sent",
+                _ => "resend_failed",
+            };
+            let mut context = no_context();
+            if let Some(peer) = peer {
+                context.insert("peer".to_owned(), json!(peer.as_str()));
+            }
+            out.warn(code, &event.to_string(), &context);
+            Ok(false)
+        }
+        // Sent deliveries, connection changes and contact or key events: a key change
+        // is told by the command that saw it and marked on its messages.
+        _ => Ok(false),
     }
-    Ok(())
 }
 
-/// SIGINT and SIGTERM, caught so that they only stop the command between messages:
-/// a message is never printed without being marked shown, nor the reverse.
+/// Prints every event there is now; returns the cursor of the last one and how many
+/// messages were among them.
+async fn drain(
+    events: &mut Events,
+    out: &Output,
+    follow: bool,
+) -> anyhow::Result<(Option<Cursor>, usize)> {
+    let mut last = None;
+    let mut messages = 0;
+    while let Some((cursor, event)) = events.try_next().await? {
+        messages += usize::from(print(out, &event, follow)?);
+        last = Some(cursor);
+    }
+    Ok((last, messages))
+}
+
+/// SIGINT and SIGTERM, caught so that they only stop the command between events:
+/// an event is printed and then committed, never cut in between by a signal.
 struct Interrupts {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
@@ -122,101 +197,139 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
         (true, 0) => FOLLOW_WAIT,
         (true, _) => timeout.min(FOLLOW_WAIT),
     };
-    loop {
-        // One process of a profile at a time goes from polling to marking shown, so two
-        // of them never show one message twice. A follower waits its turn; a single
-        // poll waits at most its timeout, then says where the messages are shown.
-        let free = client.try_lock_showing()?;
-        let showing = async {
-            match free {
-                Some(lock) => Some(Ok(lock)),
-                None if args.follow => Some(client.lock_showing().await),
-                None => tokio::time::timeout(wait, client.lock_showing()).await.ok(),
+    // One process at a time reads as a consumer, so two of them on one name never
+    // show one event twice. A follower waits its turn; a single poll waits at most its
+    // timeout, then says where the messages are shown.
+    let events = match client.try_events(&args.consumer).await? {
+        Some(events) => Some(events),
+        None if args.follow => tokio::select! {
+            events = client.events(&args.consumer) => Some(events?),
+            () = interrupts.recv() => return Ok(()),
+        },
+        None => tokio::select! {
+            events = tokio::time::timeout(wait, client.events(&args.consumer)) => {
+                events.ok().transpose()?
             }
-        };
-        let showing_lock = tokio::select! {
-            showing = showing => match showing {
-                Some(lock) => lock?,
-                None => {
-                    out.warn(
-                        "another_poll",
-                        "another e2ee process is polling this profile (a poll --follow?); \
-                         new messages are shown there",
-                        &serde_json::Map::new(),
-                    );
-                    return Ok(());
-                }
-            },
-            () = interrupts.recv() => {
-                flush_acks(client).await;
-                return Ok(());
-            }
-        };
-        // Stopping inside a poll is safe: whatever it committed but did not return is
-        // returned by the next poll, and unacked envelopes are redelivered.
-        let polled = {
-            let _spinner = (!args.follow).then(|| out.spinner("waiting for messages…"));
-            let poll = async {
-                if args.follow {
-                    client.poll_deferring_ack(wait).await
-                } else {
-                    client.poll(wait).await
-                }
-            };
-            tokio::select! {
-                polled = poll => polled,
-                () = interrupts.recv() => {
-                    flush_acks(client).await;
-                    return Ok(());
-                }
-            }
-        };
-        match polled {
-            Ok(outcome) => {
-                if !args.follow
-                    && !out.json()
-                    && outcome.messages.is_empty()
-                    && std::io::stderr().is_terminal()
-                {
-                    out.note("no new messages");
-                }
-                print(out, &outcome)?;
-                client.mark_shown(&outcome.messages).await?;
-            }
-            Err(error @ ClientError::Relay(_))
-                if args.follow && error.kind() == ErrorKind::Network =>
-            {
-                out.warn(
-                    "relay_unreachable",
-                    &format!("{error}; retrying"),
-                    &serde_json::Map::new(),
-                );
-                drop(showing_lock);
-                tokio::select! {
-                    () = tokio::time::sleep(FOLLOW_RETRY) => {}
-                    () = interrupts.recv() => {
-                        flush_acks(client).await;
-                        return Ok(());
-                    }
-                }
-            }
-            Err(error) => return Err(error.into()),
-        }
-        if !args.follow {
-            return Ok(());
-        }
+            () = interrupts.recv() => return Ok(()),
+        },
+    };
+    let Some(mut events) = events else {
+        out.warn(
+            "another_poll",
+            &format!(
+                "another e2ee process is reading this profile as consumer {:?} (a poll \
+                 --follow?); new messages are shown there",
+                args.consumer
+            ),
+            &serde_json::Map::new(),
+        );
+        return Ok(());
+    };
+    if args.follow {
+        follow(client, &mut events, wait, &mut interrupts, out).await
+    } else {
+        once(client, &mut events, wait, &mut interrupts, out).await
     }
 }
 
-/// On the way out of `--follow`, acks what the last poll stored, giving the relay
-/// [`FLUSH_ACKS_WAIT`] at most: envelopes left unacked are redelivered to the next poll
-/// and recognised as repeats, so a failure here costs a little bandwidth, nothing else.
-async fn flush_acks(client: &Client) {
-    match tokio::time::timeout(FLUSH_ACKS_WAIT, client.flush_acks()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "acking on exit failed; the relay will redeliver")
+/// `poll`: one sync round (or, while another process syncs, a wait for what it
+/// stores), then every event after the cursor, then the commit. A crash between the
+/// printing and the commit prints those events again, never fewer.
+async fn once(
+    client: &Client,
+    events: &mut Events,
+    wait: Duration,
+    interrupts: &mut Interrupts,
+    out: &Output,
+) -> anyhow::Result<()> {
+    // Events already waiting are printed at once, without a long wait; but only
+    // after this round, so that what is printed is printed in one go, in log order.
+    let waiting = events.pending().await?;
+    let wait = if waiting { Duration::ZERO } else { wait };
+    let mut first = None;
+    {
+        let _spinner = out.spinner("waiting for messages…");
+        let synced = tokio::select! {
+            synced = client.sync_once(wait) => synced?,
+            // Stopping inside a round is safe: what it committed is in the log, and
+            // unacked envelopes are redelivered and recognised.
+            () = interrupts.recv() => Synced::Fetched,
+        };
+        if synced == Synced::Elsewhere && !waiting {
+            // The syncing process stores what arrives; the log hands it over.
+            tokio::select! {
+                next = tokio::time::timeout(wait, events.next()) => {
+                    if let Ok(next) = next {
+                        first = Some(next?);
+                    }
+                }
+                () = interrupts.recv() => {}
+            }
         }
-        Err(_) => tracing::debug!("acking on exit timed out; the relay will redeliver"),
     }
+    let mut last = None;
+    let mut messages = 0;
+    if let Some((cursor, event)) = first {
+        messages += usize::from(print(out, &event, false)?);
+        last = Some(cursor);
+    }
+    let (more, more_messages) = drain(events, out, false).await?;
+    messages += more_messages;
+    if let Some(cursor) = more.or(last) {
+        client.commit(events.consumer(), cursor).await?;
+    }
+    if !out.json() && messages == 0 && std::io::stderr().is_terminal() {
+        out.note("no new messages");
+    }
+    Ok(())
+}
+
+/// `poll --follow`: the long-running sync (in standby while another process holds
+/// the sync lock) and the printing of events, each committed once printed, until
+/// interrupted. The two run side by side (`join!`, not one inside the other's
+/// `select!` arm): a commit may wait for the store's write lock, which the sync only
+/// releases if it keeps being polled.
+async fn follow(
+    client: &Client,
+    events: &mut Events,
+    wait: Duration,
+    interrupts: &mut Interrupts,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ended, mut sync_ended) = tokio::sync::oneshot::channel::<()>();
+    let sync = async {
+        let synced = client
+            .sync(wait, async {
+                let _ = stopped.await;
+            })
+            .await;
+        let _ = ended.send(());
+        synced
+    };
+    let print_events = async {
+        let printed: anyhow::Result<()> = async {
+            loop {
+                tokio::select! {
+                    next = events.next() => {
+                        let (cursor, event) = next?;
+                        print(out, &event, true)?;
+                        let (more, _) = drain(events, out, true).await?;
+                        client.commit(events.consumer(), more.unwrap_or(cursor)).await?;
+                    }
+                    () = interrupts.recv() => return Ok(()),
+                    // The sync only ends by itself on an error it cannot retry.
+                    _ = &mut sync_ended => return Ok(()),
+                }
+            }
+        }
+        .await;
+        // The sync acks what it last stored before it returns (at most a couple of
+        // seconds; the relay redelivers anything left and it is recognised).
+        let _ = stop.send(());
+        printed
+    };
+    let (synced, printed) = tokio::join!(sync, print_events);
+    synced?;
+    printed
 }

@@ -6,7 +6,11 @@
 //! [`Kind::Unknown`] with the record kept, so the caller stores and reports it instead
 //! of dropping it.
 
+use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::ClientError;
 
 /// Version written by this client.
 pub(crate) const CONTENT_VERSION: u32 = 2;
@@ -94,12 +98,28 @@ pub(crate) struct BadContent(String);
 
 impl Content {
     /// A text message with a fresh id.
-    pub(crate) fn text(text: &str, sent_at: u64) -> Self {
+    pub(crate) fn text<R: CryptoRng + ?Sized>(rng: &mut R, text: &str, sent_at: u64) -> Self {
+        Self::new(rng, sent_at, Kind::Text(text.to_owned()))
+    }
+
+    /// A record of `kind` with a fresh id: a uuid v4 drawn from `rng`.
+    pub(crate) fn new<R: CryptoRng + ?Sized>(rng: &mut R, sent_at: u64, kind: Kind) -> Self {
+        let mut bytes = [0; 16];
+        rng.fill_bytes(&mut bytes);
         Self {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: uuid::Builder::from_random_bytes(bytes)
+                .into_uuid()
+                .to_string(),
             sent_at,
-            kind: Kind::Text(text.to_owned()),
+            kind,
         }
+    }
+
+    /// [`Self::encode`] into a buffer zeroized on drop, for a kind this client writes.
+    pub(crate) fn plaintext(&self) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+        self.encode()
+            .map(Zeroizing::new)
+            .ok_or_else(|| ClientError::Inconsistent("encoding a content record failed".to_owned()))
     }
 
     /// The JSON this client writes, or `None` for [`Kind::Unknown`], which it never
@@ -178,7 +198,7 @@ mod tests {
 
     #[test]
     fn version_2_round_trips_every_kind() {
-        let text = Content::text("hi", 7);
+        let text = Content::text(&mut rand::rng(), "hi", 7);
         assert_eq!(Content::decode(&text.encode().unwrap()).unwrap(), text);
         let receipt = Content {
             id: "r".to_owned(),

@@ -1,0 +1,46 @@
+//! Crash points for the crash-safety tests (tests/crash.rs).
+//!
+//! With the `test-hooks` feature the process aborts at the point that
+//! [`CRASH_ENV`] names. Without it, which is every build of `e2ee` except the one
+//! `cargo test --workspace` makes for the end-to-end tests (the root test package
+//! enables the feature on its dev-dependency), [`crash_point`] compiles to nothing:
+//! the variable is never read, and no environment can abort a user's client.
+
+/// Where a crash-safety test may abort the process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CrashPoint {
+    /// After a received message is committed, before the ack.
+    AfterCommitBeforeAck,
+    /// After a sent message is encrypted and committed to the outbox, before the post.
+    AfterEncryptBeforePost,
+}
+
+/// Environment variable naming a point where the process aborts: a test hook for
+/// crash-safety tests. Values: [`CRASH_AFTER_COMMIT_BEFORE_ACK`],
+/// [`CRASH_AFTER_ENCRYPT_BEFORE_POST`]. Never set it in normal use.
+#[cfg(feature = "test-hooks")]
+pub const CRASH_ENV: &str = "E2EE_TEST_CRASH_AT";
+/// [`CRASH_ENV`] value: abort after a received message is committed, before the ack.
+#[cfg(feature = "test-hooks")]
+pub const CRASH_AFTER_COMMIT_BEFORE_ACK: &str = "after-commit-before-ack";
+/// [`CRASH_ENV`] value: abort after a sent message is encrypted and committed to the
+/// outbox, before it is posted.
+#[cfg(feature = "test-hooks")]
+pub const CRASH_AFTER_ENCRYPT_BEFORE_POST: &str = "after-encrypt-before-post";
+
+/// Aborts the process if [`CRASH_ENV`] names `point` (with `test-hooks` only).
+#[cfg(feature = "test-hooks")]
+pub(crate) fn crash_point(point: CrashPoint) {
+    let name = match point {
+        CrashPoint::AfterCommitBeforeAck => CRASH_AFTER_COMMIT_BEFORE_ACK,
+        CrashPoint::AfterEncryptBeforePost => CRASH_AFTER_ENCRYPT_BEFORE_POST,
+    };
+    if std::env::var(CRASH_ENV).is_ok_and(|value| value == name) {
+        std::process::abort();
+    }
+}
+
+/// Without `test-hooks`: nothing.
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn crash_point(_point: CrashPoint) {}
