@@ -846,4 +846,147 @@ mod tests {
             "{result:?}"
         );
     }
+
+    /// A relay of one purpose on loopback: answers each request with `answer(method,
+    /// path, headers (lower-cased names), body)` → (status, JSON body).
+    fn fake_relay(
+        answer: impl Fn(&str, &str, &std::collections::HashMap<String, String>, &[u8]) -> (u16, String)
+        + Send
+        + 'static,
+    ) -> String {
+        use std::io::Read as _;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let method = parts.next().unwrap_or_default().to_owned();
+                    let path = parts.next().unwrap_or_default().to_owned();
+                    let mut headers = std::collections::HashMap::new();
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        if header == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':') {
+                            headers
+                                .insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+                        }
+                    }
+                    let length: usize = headers
+                        .get("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let (status, json) = answer(&method, &path, &headers, &body);
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+                        json.len()
+                    );
+                }
+            }
+        });
+        url
+    }
+
+    /// A session the relay no longer knows is replaced once and the request sent
+    /// again under the new one; the MACs verify under the agreed keys.
+    #[tokio::test]
+    async fn an_unknown_session_is_reopened_once_and_the_request_retried() {
+        use e2ee_proto::{OpenSessionRequest, accept_session};
+        let keys: Arc<Mutex<Vec<(SessionId, SessionKey)>>> = Arc::default();
+        let opened = Arc::new(AtomicUsize::new(0));
+        let (keys_in, opened_in) = (Arc::clone(&keys), Arc::clone(&opened));
+        let url = fake_relay(move |method, path, headers, body| {
+            if path == "/v1/sessions" {
+                assert!(headers.contains_key(HEADER_SIGNATURE), "{headers:?}");
+                let request: OpenSessionRequest = serde_json::from_slice(body).unwrap();
+                let n = opened_in.fetch_add(1, Ordering::SeqCst);
+                let id = SessionId([u8::try_from(n).unwrap(); 16]);
+                let (relay_key, key) = accept_session(&request, id, [7; 32]).unwrap();
+                keys_in.lock().unwrap().push((id, key));
+                let answer = OpenSessionResponse {
+                    session_id: id,
+                    relay_key: e2ee_proto::Base64Key(relay_key),
+                    expires_at: now_ms() + 3_600_000,
+                };
+                return (201, serde_json::to_string(&answer).unwrap());
+            }
+            assert!(!headers.contains_key(HEADER_SIGNATURE), "{headers:?}");
+            let id = SessionId::from_b64(&headers[HEADER_SESSION]).unwrap();
+            let keys = keys_in.lock().unwrap();
+            // The first session is "revoked" as soon as it is used.
+            if keys.len() == 1 {
+                return (
+                    401,
+                    r#"{"error":"unknown_session","message":"gone"}"#.to_owned(),
+                );
+            }
+            let (_, key) = keys.iter().find(|(known, _)| *known == id).unwrap();
+            let mac = e2ee_proto::decode_b64(&headers[HEADER_MAC]).unwrap();
+            let timestamp: u64 = headers[HEADER_TIMESTAMP].parse().unwrap();
+            assert!(key.verify_request(method, path, timestamp, body, &mac));
+            (200, r#"{"one_time_prekeys":5}"#.to_owned())
+        });
+        let identity = signer_identity();
+        let signer = Signer {
+            email: "alice@x",
+            identity: &identity,
+        };
+        let client = RelayClient::new(&url).unwrap();
+        assert_eq!(
+            client.prekey_count(&signer).await.unwrap().one_time_prekeys,
+            5
+        );
+        assert_eq!(opened.load(Ordering::SeqCst), 2);
+        // The next request reuses the open session.
+        assert_eq!(
+            client.prekey_count(&signer).await.unwrap().one_time_prekeys,
+            5
+        );
+        assert_eq!(opened.load(Ordering::SeqCst), 2);
+        assert!(!format!("{client:?}").contains("key: ["), "{client:?}");
+    }
+
+    /// A relay without sessions (404 on `POST /v1/sessions`) gets signed requests.
+    #[tokio::test]
+    async fn a_relay_without_sessions_gets_signatures() {
+        let opens = Arc::new(AtomicUsize::new(0));
+        let opens_in = Arc::clone(&opens);
+        let url = fake_relay(move |_, path, headers, _| {
+            if path == "/v1/sessions" {
+                opens_in.fetch_add(1, Ordering::SeqCst);
+                return (
+                    404,
+                    r#"{"error":"not_found","message":"no such route"}"#.to_owned(),
+                );
+            }
+            assert!(headers.contains_key(HEADER_SIGNATURE), "{headers:?}");
+            (200, r#"{"one_time_prekeys":3}"#.to_owned())
+        });
+        let identity = signer_identity();
+        let signer = Signer {
+            email: "alice@x",
+            identity: &identity,
+        };
+        let client = RelayClient::new(&url).unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                client.prekey_count(&signer).await.unwrap().one_time_prekeys,
+                3
+            );
+        }
+        // Asked once, then remembered.
+        assert_eq!(opens.load(Ordering::SeqCst), 1);
+    }
 }
