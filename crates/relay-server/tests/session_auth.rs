@@ -22,6 +22,9 @@ use e2ee_relay_server::queue::{Clock as _, ManualClock};
 use e2ee_relay_server::sessions::MAX_SESSIONS_PER_ACCOUNT;
 use serde_json::json;
 
+/// A change to a request's authentication headers.
+type Tweak = Box<dyn FnOnce(&mut Vec<(&'static str, String)>) + Send>;
+
 /// An open session as a client holds it.
 #[derive(Clone)]
 struct Session {
@@ -482,7 +485,7 @@ async fn malformed_headers(backend: Backend) {
     let relay = TestRelay::start(backend).await;
     let alice = relay.register("alice@example.org", 1).await;
     let session = open(&relay, &alice).await;
-    let call = |tweak: Box<dyn FnOnce(&mut Vec<(&'static str, String)>) + Send>| {
+    let call = |tweak: Tweak| {
         mac_call_with(
             &relay,
             &session,
@@ -498,11 +501,10 @@ async fn malformed_headers(backend: Backend) {
         Box::new(move |h: &mut Vec<(&'static str, String)>| {
             h.retain(|(n, _)| *n != name);
             h.push((name, value));
-        }) as Box<dyn FnOnce(&mut Vec<(&'static str, String)>) + Send>
+        }) as Tweak
     };
     let remove = |name: &'static str| {
-        Box::new(move |h: &mut Vec<(&'static str, String)>| h.retain(|(n, _)| *n != name))
-            as Box<dyn FnOnce(&mut Vec<(&'static str, String)>) + Send>
+        Box::new(move |h: &mut Vec<(&'static str, String)>| h.retain(|(n, _)| *n != name)) as Tweak
     };
     for (tweak, status, code) in [
         (
