@@ -33,7 +33,7 @@ pub type Base64Signature = Base64Array<64>;
 
 impl<const N: usize> Base64Array<N> {
     /// Wraps `bytes` (a type alias cannot be called like the tuple struct it names,
-    /// so `Base64Key::new(bytes)` stands in for `Base64Key(bytes)`).
+    /// so `Base64Key::new(bytes)` stands in for `Base64Key::new(bytes)`).
     pub const fn new(bytes: [u8; N]) -> Self {
         Self(bytes)
     }

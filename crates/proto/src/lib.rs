@@ -15,6 +15,7 @@ mod error_code;
 mod limits;
 mod messages;
 mod prekeys;
+mod session_auth;
 mod signing;
 
 pub use accounts::{
@@ -32,6 +33,11 @@ pub use limits::{
 pub use messages::{
     AckRequest, AckResponse, Envelope, OutgoingMessage, PollAckRequest, PollAckResponse,
     PollResponse, SendRequest, SendResponse,
+};
+pub use session_auth::{
+    ClientHandshake, CloseSessionsResponse, HEADER_MAC, HEADER_SESSION, OpenSessionRequest,
+    OpenSessionResponse, SESSION_ID_BYTES, SESSION_KEY_CONTEXT, SESSION_LIFETIME_MS,
+    SESSION_MAC_BYTES, SessionError, SessionId, SessionKey, accept_session,
 };
 pub use prekeys::{BundleResponse, OneTimePreKey, PreKeyCount, SignedPreKey, UploadPreKeysRequest};
 pub use signing::{

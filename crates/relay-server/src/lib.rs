@@ -15,6 +15,7 @@ pub mod loadgen;
 pub mod mail;
 pub mod metrics;
 pub mod queue;
+pub mod sessions;
 
 pub use app::{Relay, StartError};
 pub use config::{EmailVerification, RelayConfig};

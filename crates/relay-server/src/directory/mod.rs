@@ -4,6 +4,8 @@
 //! applies its own migrations at open.
 
 mod postgres;
+mod sessions;
+mod sql;
 mod sqlite;
 
 use std::collections::{BTreeSet, HashMap};
