@@ -8,10 +8,8 @@
 
 pub mod api;
 pub mod app;
-pub mod client;
 pub mod config;
 pub mod directory;
-pub mod loadgen;
 pub mod mail;
 pub mod metrics;
 pub mod queue;

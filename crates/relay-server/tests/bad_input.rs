@@ -7,7 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use common::{Backend, TestRelay};
-use e2ee_relay_server::client::{Identity, now_ms};
+use e2ee_relay_load::{Identity, now_ms};
 use serde_json::json;
 
 fn assert_error(status: StatusCode, answer: &serde_json::Value, want: StatusCode, code: &str) {

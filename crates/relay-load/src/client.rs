@@ -1,17 +1,17 @@
 //! A minimal signed HTTP/1.1 client of the relay API, for the load generator and the
-//! tests that drive a real listener. (The messenger's own client lives elsewhere; it
-//! shares only `e2ee-proto`.)
+//! tests that drive a real listener. (The messenger's own client is
+//! `e2ee-client-core`; this one shares only `e2ee-proto` with it.)
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::http::{Method, Request, StatusCode, header};
 use e2ee_proto::{
     Base64Key, Base64Signature, HEADER_ACCOUNT, HEADER_SIGNATURE, HEADER_TIMESTAMP, OneTimePreKey,
     RegisterRequest, SignedPreKey, encode_b64, sign_request, signed_prekey_signing_bytes,
 };
 use ed25519_dalek::{Signer as _, SigningKey};
 use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -19,12 +19,13 @@ use rand::RngExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Errors of [`RelayClient`].
+/// Errors of [`TestClient`] and of a load run.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+#[non_exhaustive]
+pub enum LoadError {
     /// The request could not be built (bad URL or header).
     #[error("invalid request: {0}")]
-    Build(#[from] axum::http::Error),
+    Build(#[from] hyper::http::Error),
     /// Connecting or exchanging the request failed.
     #[error("http: {0}")]
     Http(#[from] hyper_util::client::legacy::Error),
@@ -42,6 +43,9 @@ pub enum ClientError {
     /// The answer was not the expected JSON.
     #[error("bad JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A task of the load run panicked or was cancelled.
+    #[error("a load task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// An account's email and identity key.
@@ -129,22 +133,38 @@ impl Identity {
     }
 }
 
+/// Idle connections a shared [`TestClient`] keeps for its concurrent callers (the
+/// senders of a load run, the requests of a test).
+const SHARED_POOL_IDLE: usize = 1024;
+
 /// A pooled HTTP/1.1 client of one relay.
 #[derive(Debug, Clone)]
-pub struct RelayClient {
+pub struct TestClient {
     base: String,
     http: Client<HttpConnector, Full<Bytes>>,
 }
 
-impl RelayClient {
-    /// A client of the relay at `base_url` (`http://host:port`, no trailing slash).
+impl TestClient {
+    /// A client of the relay at `base_url` (`http://host:port`, no trailing slash)
+    /// whose pool keeps up to [`SHARED_POOL_IDLE`] idle connections.
     pub fn new(base_url: &str) -> Self {
+        Self::with_idle_connections(base_url, SHARED_POOL_IDLE)
+    }
+
+    /// A client keeping at most one idle connection: what one messenger client is, one
+    /// keep-alive connection its requests take turns on. A receiver of the load
+    /// generator uses one, so N receivers hold N connections, not a shared pool's.
+    pub fn single_connection(base_url: &str) -> Self {
+        Self::with_idle_connections(base_url, 1)
+    }
+
+    fn with_idle_connections(base_url: &str, idle: usize) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         Self {
             base: base_url.trim_end_matches('/').to_owned(),
             http: Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(1024)
+                .pool_max_idle_per_host(idle)
                 .build(connector),
         }
     }
@@ -156,7 +176,7 @@ impl RelayClient {
         method: Method,
         path_and_query: &str,
         body: Vec<u8>,
-    ) -> Result<(StatusCode, Bytes), ClientError> {
+    ) -> Result<(StatusCode, Bytes), LoadError> {
         let mut builder = Request::builder()
             .method(method.clone())
             .uri(format!("{}{path_and_query}", self.base))
@@ -185,7 +205,7 @@ impl RelayClient {
         path_and_query: &str,
         body: Option<&B>,
         expect: StatusCode,
-    ) -> Result<T, ClientError> {
+    ) -> Result<T, LoadError> {
         let bytes = match body {
             Some(body) => serde_json::to_vec(body)?,
             None => Vec::new(),
@@ -194,7 +214,7 @@ impl RelayClient {
             .send_raw(Some(identity), method, path_and_query, bytes)
             .await?;
         if status != expect {
-            return Err(ClientError::Status {
+            return Err(LoadError::Status {
                 status,
                 body: String::from_utf8_lossy(&answer).into_owned(),
             });
@@ -203,7 +223,7 @@ impl RelayClient {
     }
 
     /// Registers `identity` with `opks` one-time prekeys.
-    pub async fn register(&self, identity: &Identity, opks: u32) -> Result<(), ClientError> {
+    pub async fn register(&self, identity: &Identity, opks: u32) -> Result<(), LoadError> {
         let _: e2ee_proto::RegisterResponse = self
             .call(
                 identity,
