@@ -9,6 +9,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+mod delivery;
 pub mod directory;
 pub mod mail;
 pub mod metrics;
