@@ -95,6 +95,7 @@ pub fn identity(email: &str, seed: u8) -> Identity {
     Identity {
         email: email.to_owned(),
         key: SigningKey::from_bytes(&[seed; 32]),
+        session: None,
     }
 }
 

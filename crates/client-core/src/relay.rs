@@ -1,14 +1,24 @@
-//! A signed HTTP client of the relay API (docs/API.md).
+//! An authenticated HTTP client of the relay API (docs/API.md).
+//!
+//! Requests are authenticated by a session (docs/API.md, "Sessions"): the first
+//! request that may use one opens it with a request signed by the identity key, and
+//! later requests carry an HMAC under the session key instead of a signature, which
+//! costs the relay microseconds rather than an Ed25519 verification. A relay that
+//! has no sessions (an older one) gets signed requests, as before. Registration, its
+//! verification and account deletion are always signed.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e2ee_proto::{
-    AccountInfo, AckRequest, AckResponse, ErrorBody, HEADER_ACCOUNT, HEADER_SIGNATURE,
-    HEADER_TIMESTAMP, PollAckRequest, PollAckResponse, PollResponse, PreKeyBundle, PreKeyCount,
-    RegisterRequest, RegisterResponse, SendRequest, SendResponse, UnregisterResponse,
+    AccountInfo, AckRequest, AckResponse, ClientHandshake, ErrorBody, ErrorCode, HEADER_ACCOUNT,
+    HEADER_MAC, HEADER_SESSION, HEADER_SIGNATURE, HEADER_TIMESTAMP, OpenSessionResponse,
+    PollAckRequest, PollAckResponse, PollResponse, PreKeyBundle, PreKeyCount, RegisterRequest,
+    RegisterResponse, SendRequest, SendResponse, SessionId, SessionKey, UnregisterResponse,
     UploadPreKeysRequest, VerifyRequest, encode_b64, request_signing_bytes,
 };
 use e2ee_ratchet::IdentityKeyPair;
+use rand::RngExt as _;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -36,6 +46,11 @@ const LARGEST_RELAY_ANSWER: usize = e2ee_proto::MAX_POLL_LIMIT
 /// a hostile or broken relay cannot make the client buffer without bound.
 pub const MAX_RESPONSE_BYTES: usize = 2 * LARGEST_RELAY_ANSWER;
 
+/// A session this close to its expiry (by our clock) is replaced before use rather
+/// than risk a request refused as expired; a relay whose clock differs by more is
+/// handled by the one retry on `session_expired`.
+const SESSION_REFRESH_MARGIN_MS: u64 = 60 * 1000;
+
 /// Current unix time in milliseconds.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -49,6 +64,58 @@ pub(crate) fn now_ms() -> u64 {
 pub struct RelayClient {
     http: reqwest::Client,
     base: String,
+    session: Arc<Mutex<SessionSlot>>,
+}
+
+/// An open session, for the account and key that opened it.
+#[derive(Clone)]
+struct OpenSession {
+    email: String,
+    identity: [u8; 32],
+    id: SessionId,
+    key: SessionKey,
+    expires_at: u64,
+}
+
+/// What this client knows of sessions at its relay.
+#[derive(Default)]
+enum SessionSlot {
+    /// None opened yet (or the last one was refused).
+    #[default]
+    None,
+    /// One is open.
+    Open(OpenSession),
+    /// The relay has no `/v1/sessions` (an older relay): sign every request.
+    Unsupported,
+}
+
+impl std::fmt::Debug for SessionSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Open(session) => f
+                .debug_struct("Open")
+                .field("id", &session.id)
+                .field("expires_at", &session.expires_at)
+                .finish_non_exhaustive(),
+            Self::Unsupported => f.write_str("Unsupported"),
+        }
+    }
+}
+
+/// Whether a route takes a session MAC or only a signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Uses {
+    /// Any request of an existing account: a session when the relay has them.
+    Session,
+    /// Registration, its verification, account deletion, opening a session.
+    Identity,
+}
+
+/// How one attempt of a request is authenticated.
+enum Credential<'a> {
+    Signature,
+    Session(&'a OpenSession),
 }
 
 /// Who signs a request.
@@ -143,7 +210,11 @@ impl RelayClient {
                 url: base_url.to_owned(),
                 reason: e.to_string(),
             })?;
-        Ok(Self { http, base })
+        Ok(Self {
+            http,
+            base,
+            session: Arc::new(Mutex::new(SessionSlot::None)),
+        })
     }
 
     fn not_a_relay(&self, status: StatusCode) -> RelayError {
@@ -181,26 +252,160 @@ impl RelayClient {
         path_and_query: &str,
         body: Option<&B>,
         timeout: Duration,
+        uses: Uses,
     ) -> Result<T, RelayError> {
         let body = match body {
             Some(body) => serde_json::to_vec(body)
                 .map_err(|e| RelayError::Protocol(format!("encoding the request: {e}")))?,
             None => Vec::new(),
         };
+        let attempt = |credential| {
+            self.attempt(
+                signer,
+                credential,
+                method.clone(),
+                path_and_query,
+                body.clone(),
+                timeout,
+            )
+        };
+        if uses == Uses::Identity {
+            return attempt(Credential::Signature).await;
+        }
+        let Some(session) = self.session_for(signer).await? else {
+            return attempt(Credential::Signature).await;
+        };
+        match attempt(Credential::Session(&session)).await {
+            // Refused before anything was done (the relay checks the session first):
+            // open a new session once and send the request again.
+            Err(RelayError::Status {
+                code: ErrorCode::UnknownSession | ErrorCode::SessionExpired,
+                ..
+            }) => {
+                self.forget_session(&session);
+                match self.open_session(signer).await? {
+                    Some(fresh) => attempt(Credential::Session(&fresh)).await,
+                    None => attempt(Credential::Signature).await,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The open session of `signer`, opening one if there is none or it is about to
+    /// expire; `None` when the relay has no sessions.
+    async fn session_for(&self, signer: &Signer<'_>) -> Result<Option<OpenSession>, RelayError> {
+        let identity = signer.identity.public_key().to_bytes();
+        {
+            let slot = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+            match &*slot {
+                SessionSlot::Unsupported => return Ok(None),
+                SessionSlot::Open(session)
+                    if session.email == signer.email
+                        && session.identity == identity
+                        && session.expires_at
+                            > now_ms().saturating_add(SESSION_REFRESH_MARGIN_MS) =>
+                {
+                    return Ok(Some(session.clone()));
+                }
+                _ => {}
+            }
+        }
+        self.open_session(signer).await
+    }
+
+    fn forget_session(&self, stale: &OpenSession) {
+        let mut slot = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(&*slot, SessionSlot::Open(current) if current.id == stale.id) {
+            *slot = SessionSlot::None;
+        }
+    }
+
+    /// `POST /v1/sessions`, signed: a fresh X25519 exchange. `None` (and signatures
+    /// from then on) when the relay does not know the route.
+    async fn open_session(&self, signer: &Signer<'_>) -> Result<Option<OpenSession>, RelayError> {
+        let handshake = ClientHandshake::new(rand::rng().random());
+        let body = serde_json::to_vec(&handshake.request())
+            .map_err(|e| RelayError::Protocol(format!("encoding the request: {e}")))?;
+        let answer: Result<OpenSessionResponse, RelayError> = self
+            .attempt(
+                signer,
+                Credential::Signature,
+                Method::POST,
+                "/v1/sessions",
+                body,
+                REQUEST_TIMEOUT,
+            )
+            .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(
+                RelayError::Status {
+                    code: ErrorCode::NotFound | ErrorCode::MethodNotAllowed,
+                    ..
+                }
+                | RelayError::NotARelay {
+                    status: 404 | 405, ..
+                },
+            ) => {
+                *self.session.lock().unwrap_or_else(PoisonError::into_inner) =
+                    SessionSlot::Unsupported;
+                return Ok(None);
+            }
+            Err(other) => return Err(other),
+        };
+        let key = handshake.finish(&answer).map_err(|e| {
+            RelayError::Protocol(format!("POST /v1/sessions: the relay's key: {e}"))
+        })?;
+        let session = OpenSession {
+            email: signer.email.to_owned(),
+            identity: signer.identity.public_key().to_bytes(),
+            id: answer.session_id,
+            key,
+            expires_at: answer.expires_at,
+        };
+        *self.session.lock().unwrap_or_else(PoisonError::into_inner) =
+            SessionSlot::Open(session.clone());
+        Ok(Some(session))
+    }
+
+    /// One request, authenticated by `credential`, and its answer.
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        signer: &Signer<'_>,
+        credential: Credential<'_>,
+        method: Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<T, RelayError> {
         let timestamp = now_ms();
-        let signature = signer.identity.sign(&request_signing_bytes(
-            method.as_str(),
-            path_and_query,
-            timestamp,
-            &body,
-        ));
         let mut request = self
             .http
-            .request(method, format!("{}{path_and_query}", self.base))
+            .request(method.clone(), format!("{}{path_and_query}", self.base))
             .timeout(timeout)
             .header(HEADER_ACCOUNT, signer.email)
-            .header(HEADER_TIMESTAMP, timestamp.to_string())
-            .header(HEADER_SIGNATURE, encode_b64(&signature));
+            .header(HEADER_TIMESTAMP, timestamp.to_string());
+        request = match credential {
+            Credential::Signature => {
+                let signature = signer.identity.sign(&request_signing_bytes(
+                    method.as_str(),
+                    path_and_query,
+                    timestamp,
+                    &body,
+                ));
+                request.header(HEADER_SIGNATURE, encode_b64(&signature))
+            }
+            Credential::Session(session) => {
+                let mac =
+                    session
+                        .key
+                        .mac_request(method.as_str(), path_and_query, timestamp, &body);
+                request
+                    .header(HEADER_SESSION, session.id.to_b64())
+                    .header(HEADER_MAC, encode_b64(&mac))
+            }
+        };
         if !body.is_empty() {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -292,6 +497,7 @@ impl RelayClient {
             "/v1/accounts",
             Some(request),
             REQUEST_TIMEOUT,
+            Uses::Identity,
         )
         .await
     }
@@ -301,8 +507,15 @@ impl RelayClient {
         &self,
         signer: &Signer<'_>,
     ) -> Result<UnregisterResponse, RelayError> {
-        self.call::<(), _>(signer, Method::DELETE, "/v1/account", None, REQUEST_TIMEOUT)
-            .await
+        self.call::<(), _>(
+            signer,
+            Method::DELETE,
+            "/v1/account",
+            None,
+            REQUEST_TIMEOUT,
+            Uses::Identity,
+        )
+        .await
     }
 
     /// `GET /v1/accounts?email=E`: the account's identity key, consuming nothing.
@@ -316,8 +529,15 @@ impl RelayClient {
             "/v1/accounts?email={}",
             percent_encode(email).replace('+', "%2B")
         );
-        self.call::<(), _>(signer, Method::GET, &path, None, REQUEST_TIMEOUT)
-            .await
+        self.call::<(), _>(
+            signer,
+            Method::GET,
+            &path,
+            None,
+            REQUEST_TIMEOUT,
+            Uses::Session,
+        )
+        .await
     }
 
     /// `POST /v1/accounts/verify`: the mailed code, signed by the key being registered.
@@ -332,6 +552,7 @@ impl RelayClient {
             "/v1/accounts/verify",
             Some(request),
             REQUEST_TIMEOUT,
+            Uses::Identity,
         )
         .await
     }
@@ -343,8 +564,15 @@ impl RelayClient {
         email: &str,
     ) -> Result<PreKeyBundle, RelayError> {
         let path = format!("/v1/accounts/{}/bundle", percent_encode(email));
-        self.call::<(), _>(signer, Method::GET, &path, None, REQUEST_TIMEOUT)
-            .await
+        self.call::<(), _>(
+            signer,
+            Method::GET,
+            &path,
+            None,
+            REQUEST_TIMEOUT,
+            Uses::Session,
+        )
+        .await
     }
 
     /// `PUT /v1/prekeys`.
@@ -359,6 +587,7 @@ impl RelayClient {
             "/v1/prekeys",
             Some(request),
             REQUEST_TIMEOUT,
+            Uses::Session,
         )
         .await
     }
@@ -374,6 +603,7 @@ impl RelayClient {
             "/v1/prekeys/count",
             None,
             REQUEST_TIMEOUT,
+            Uses::Session,
         )
         .await
     }
@@ -390,6 +620,7 @@ impl RelayClient {
             "/v1/messages",
             Some(request),
             REQUEST_TIMEOUT,
+            Uses::Session,
         )
         .await
     }
@@ -403,8 +634,15 @@ impl RelayClient {
     ) -> Result<PollResponse, RelayError> {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let path = format!("/v1/messages?timeout_ms={timeout_ms}&limit={limit}");
-        self.call::<(), _>(signer, Method::GET, &path, None, timeout + POLL_SLACK)
-            .await
+        self.call::<(), _>(
+            signer,
+            Method::GET,
+            &path,
+            None,
+            timeout + POLL_SLACK,
+            Uses::Session,
+        )
+        .await
     }
 
     /// `POST /v1/messages/poll`: acks `ids`, then the long poll, in one request.
@@ -426,6 +664,7 @@ impl RelayClient {
             "/v1/messages/poll",
             Some(&request),
             timeout + POLL_SLACK,
+            Uses::Session,
         )
         .await
     }
@@ -439,6 +678,7 @@ impl RelayClient {
                 "/v1/messages/ack",
                 Some(&AckRequest { ids: ids.to_vec() }),
                 REQUEST_TIMEOUT,
+                Uses::Session,
             )
             .await?;
         Ok(response.acked)

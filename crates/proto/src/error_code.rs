@@ -51,6 +51,16 @@ error_codes! {
     StaleTimestamp = "stale_timestamp",
     /// This signed state-changing request was already accepted once.
     ReplayedRequest = "replayed_request",
+    /// The session named by `X-E2EE-Session` is not open on this relay: never opened,
+    /// closed by logout, or revoked (account deleted, banned, re-registered). Open a new
+    /// session with a signed `POST /v1/sessions`.
+    UnknownSession = "unknown_session",
+    /// The session has passed its lifetime; open a new one with a signed request.
+    SessionExpired = "session_expired",
+    /// The request MAC does not verify under the session's key.
+    BadMac = "bad_mac",
+    /// This route takes only an Ed25519 signature by the identity key, not a session MAC.
+    SignatureRequired = "signature_required",
     /// The signing account is not registered on this relay.
     UnknownAccount = "unknown_account",
     /// The signing account is banned on this relay (never said of another account:

@@ -14,6 +14,12 @@ use sha2::{Digest, Sha256};
 
 mod error_code;
 pub use error_code::{ErrorBody, ErrorCode, RefusalReason, RefusedRecipient};
+mod session_auth;
+pub use session_auth::{
+    ClientHandshake, CloseSessionsResponse, HEADER_MAC, HEADER_SESSION, OpenSessionRequest,
+    OpenSessionResponse, SESSION_ID_BYTES, SESSION_KEY_CONTEXT, SESSION_LIFETIME_MS,
+    SESSION_MAC_BYTES, SessionError, SessionId, SessionKey, accept_session,
+};
 
 /// Domain separation prefix of a request signature.
 pub const REQUEST_SIGNING_CONTEXT: &[u8] = b"e2ee-v1/request";

@@ -4,9 +4,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use e2ee_proto::{
-    Base64Key, Base64Signature, HEADER_ACCOUNT, HEADER_SIGNATURE, HEADER_TIMESTAMP, OneTimePreKey,
-    RegisterRequest, SignedPreKey, encode_b64, sign_request, signed_prekey_signing_bytes,
+    Base64Key, Base64Signature, ClientHandshake, HEADER_ACCOUNT, HEADER_MAC, HEADER_SESSION,
+    HEADER_SIGNATURE, HEADER_TIMESTAMP, OneTimePreKey, OpenSessionResponse, RegisterRequest,
+    SessionId, SessionKey, SignedPreKey, encode_b64, sign_request, signed_prekey_signing_bytes,
 };
 use ed25519_dalek::{Signer as _, SigningKey};
 use http_body_util::{BodyExt as _, Full};
@@ -43,18 +46,36 @@ pub enum LoadError {
     /// The answer was not the expected JSON.
     #[error("bad JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The relay's half of a session exchange was unusable.
+    #[error("opening a session: {0}")]
+    Session(#[from] e2ee_proto::SessionError),
     /// A task of the load run panicked or was cancelled.
     #[error("a load task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
 
-/// An account's email and identity key.
+/// An account's email and identity key, and the session its requests are MACed
+/// under once [`TestClient::open_session`] opened one.
 #[derive(Debug, Clone)]
 pub struct Identity {
     /// Normalized email.
     pub email: String,
     /// Ed25519 identity key.
     pub key: SigningKey,
+    /// The open session, if any: requests then carry a session MAC, as the messenger
+    /// client's do, instead of a signature.
+    pub session: Option<Arc<Session>>,
+}
+
+/// A session opened by `POST /v1/sessions` (docs/API.md, "Sessions").
+#[derive(Debug)]
+pub struct Session {
+    /// The relay's name for it.
+    pub id: SessionId,
+    /// The MAC key (zeroized on drop, never printed).
+    pub key: SessionKey,
+    /// When the relay stops accepting it, unix milliseconds.
+    pub expires_at: u64,
 }
 
 /// Current unix time in milliseconds.
@@ -73,6 +94,7 @@ impl Identity {
         Self {
             email: email.to_owned(),
             key: SigningKey::from_bytes(&seed),
+            session: None,
         }
     }
 
@@ -90,6 +112,33 @@ impl Identity {
             (HEADER_TIMESTAMP, timestamp_ms.to_string()),
             (HEADER_SIGNATURE, encode_b64(&signature)),
         ]
+    }
+
+    /// The authentication headers for a request sent at `timestamp_ms`: a session MAC
+    /// when a session is open, else the signature of [`Self::sign_headers`].
+    pub fn auth_headers(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        timestamp_ms: u64,
+        body: &[u8],
+    ) -> Vec<(&'static str, String)> {
+        match &self.session {
+            Some(session) => {
+                let mac = session
+                    .key
+                    .mac_request(method, path_and_query, timestamp_ms, body);
+                vec![
+                    (HEADER_ACCOUNT, self.email.clone()),
+                    (HEADER_TIMESTAMP, timestamp_ms.to_string()),
+                    (HEADER_SESSION, session.id.to_b64()),
+                    (HEADER_MAC, encode_b64(&mac)),
+                ]
+            }
+            None => self
+                .sign_headers(method, path_and_query, timestamp_ms, body)
+                .to_vec(),
+        }
     }
 
     /// A signed prekey with a random public key, correctly signed.
@@ -169,7 +218,8 @@ impl TestClient {
         }
     }
 
-    /// Sends a request, signed by `identity` when given; returns status and body.
+    /// Sends a request authenticated as `identity` when given (its session MAC, or a
+    /// signature without a session); returns status and body.
     pub async fn send_raw(
         &self,
         identity: Option<&Identity>,
@@ -183,7 +233,7 @@ impl TestClient {
             .header(header::CONTENT_TYPE, "application/json");
         if let Some(identity) = identity {
             for (name, value) in
-                identity.sign_headers(method.as_str(), path_and_query, now_ms(), &body)
+                identity.auth_headers(method.as_str(), path_and_query, now_ms(), &body)
             {
                 builder = builder.header(name, value);
             }
@@ -234,5 +284,37 @@ impl TestClient {
             )
             .await?;
         Ok(())
+    }
+
+    /// Opens a session for `identity` (`POST /v1/sessions`, signed: an ephemeral X25519
+    /// exchange) and returns the identity with it, whose later requests are MACed as
+    /// the messenger client's are. Routes that take only a signature (registration,
+    /// `DELETE /v1/account`, opening a session) need the identity without it.
+    pub async fn open_session(&self, identity: &Identity) -> Result<Identity, LoadError> {
+        let mut random = [0u8; 32];
+        rand::rng().fill(&mut random);
+        let handshake = ClientHandshake::new(random);
+        let signed = Identity {
+            session: None,
+            ..identity.clone()
+        };
+        let answer: OpenSessionResponse = self
+            .call(
+                &signed,
+                Method::POST,
+                "/v1/sessions",
+                Some(&handshake.request()),
+                StatusCode::CREATED,
+            )
+            .await?;
+        let key = handshake.finish(&answer)?;
+        Ok(Identity {
+            session: Some(Arc::new(Session {
+                id: answer.session_id,
+                key,
+                expires_at: answer.expires_at,
+            })),
+            ..signed
+        })
     }
 }

@@ -9,6 +9,6 @@ mod client;
 mod loadgen;
 mod usage;
 
-pub use client::{Identity, LoadError, TestClient, now_ms};
+pub use client::{Identity, LoadError, Session, TestClient, now_ms};
 pub use loadgen::{CpuReport, LoadConfig, LoadReport, MemoryReport, run};
 pub use usage::{ProcessCpu, RedisCpu};

@@ -3,6 +3,8 @@
 //! measures send-to-delivery latency from a timestamp embedded in each body.
 //!
 //! It behaves like the people it stands for unless told otherwise:
+//! - **requests are authenticated as the messenger client does**: one signed
+//!   `POST /v1/sessions` per account, then a session MAC on every request;
 //! - **one message per request** (`--batch 1` by default): people send one message at
 //!   a time, and a batched figure says little about what a relay costs them;
 //! - **receivers poll as the messenger client does**: each on its own keep-alive
@@ -288,7 +290,9 @@ struct Tally {
     measure_from_us: AtomicU64,
 }
 
-/// Registers `count` fresh accounts named after `run_id` and `kind`.
+/// Registers `count` fresh accounts named after `run_id` and `kind`, and opens a
+/// session for each: every later request is MACed under it, as the messenger
+/// client's are (sessions last [`e2ee_proto::SESSION_LIFETIME_MS`], longer than a run).
 async fn register_users(
     client: &TestClient,
     run_id: &str,
@@ -302,17 +306,21 @@ async fn register_users(
             )))
         })
         .collect();
+    let mut with_sessions = Vec::with_capacity(count);
     for chunk in users.chunks(REGISTER_CONCURRENCY) {
         let mut tasks = tokio::task::JoinSet::new();
         for user in chunk {
             let (client, user) = (client.clone(), Arc::clone(user));
-            tasks.spawn(async move { client.register(&user, 0).await });
+            tasks.spawn(async move {
+                client.register(&user, 0).await?;
+                client.open_session(&user).await
+            });
         }
         while let Some(result) = tasks.join_next().await {
-            result??;
+            with_sessions.push(Arc::new(result??));
         }
     }
-    Ok(users)
+    Ok(with_sessions)
 }
 
 /// One receiver: long polls on its own connection until `stop`, acking each answer

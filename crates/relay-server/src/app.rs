@@ -14,6 +14,7 @@ use crate::directory::{Directory, DirectoryError};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::queue::{QueueBackend, QueueError, RedisQueue, ReplayCache, SqliteQueue};
+use crate::sessions::{RedisSessions, SessionStore, SessionStoreError};
 
 /// Why a relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,9 @@ pub enum StartError {
     /// The queue store could not be opened.
     #[error("queues: {0}")]
     Queue(#[from] QueueError),
+    /// The session store could not be opened.
+    #[error("sessions: {0}")]
+    Sessions(#[from] SessionStoreError),
     /// The configuration is inconsistent or unusable.
     #[error("{0}")]
     Config(String),
@@ -118,6 +122,13 @@ impl Relay {
                 }
             };
         tracing::info!(directory = directory.kind(), "directory open");
+        // Sessions live where every relay process sharing these queues can read them.
+        let sessions = match &config.redis_url {
+            Some(url) => {
+                SessionStore::Redis(RedisSessions::connect(url, &config.redis_key_prefix).await?)
+            }
+            None => SessionStore::Directory(directory.clone()),
+        };
         // Rate limits are shared by every relay on the same Redis; with embedded
         // queues there is one relay process, so in-process buckets are the whole truth.
         let shared = match &queues {
@@ -131,6 +142,7 @@ impl Relay {
                 directory,
                 queue,
                 replay,
+                sessions,
                 clock: Arc::clone(&config.clock),
                 metrics: Arc::new(Metrics::default()),
                 bundle_limiter: limiter("bundle-by", config.bundle_rate),

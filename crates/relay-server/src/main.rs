@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use e2ee_relay_server::config::{DEFAULT_REDIS_KEY_PREFIX, SmtpUrl, default_data_dir};
 use e2ee_relay_server::directory::{ACCOUNT_CACHE_TTL, Directory, DirectoryError};
 use e2ee_relay_server::queue::{QueueBackend, QueueLimits, RedisQueue, SqliteQueue, SystemClock};
+use e2ee_relay_server::sessions::{RedisSessions, SessionStore};
 use e2ee_relay_server::{EmailVerification, Relay, RelayConfig};
 
 /// Every request allocates and frees a few dozen small buffers (headers, JSON, base64,
@@ -124,6 +125,10 @@ enum Admin {
         email: String,
         #[command(flatten)]
         directory: DirectoryArgs,
+        /// The relay's Redis, where its sessions are: give its --redis-url when it
+        /// uses Redis, so the account's open sessions are closed at once.
+        #[command(flatten)]
+        queues: QueueArgs,
     },
     /// Lift a ban.
     Unban {
@@ -169,10 +174,13 @@ impl Admin {
     /// earlier versions documented) apply when the subcommand does not repeat them.
     fn inherit(&mut self, outer: &ServeArgs) {
         match self {
-            Self::Ban { directory, .. }
-            | Self::Unban { directory, .. }
-            | Self::List { directory, .. } => directory.inherit(&outer.directory),
-            Self::Delete {
+            Self::Unban { directory, .. } | Self::List { directory, .. } => {
+                directory.inherit(&outer.directory);
+            }
+            Self::Ban {
+                directory, queues, ..
+            }
+            | Self::Delete {
                 directory, queues, ..
             } => {
                 directory.inherit(&outer.directory);
@@ -379,25 +387,58 @@ async fn open_queues(
     }
 }
 
+/// The session store of the relay: its Redis when given, else its directory.
+async fn open_sessions(args: &QueueArgs, directory: &Directory) -> anyhow::Result<SessionStore> {
+    Ok(match &args.redis_url {
+        Some(url) => SessionStore::Redis(
+            RedisSessions::connect(url, &args.redis_key_prefix)
+                .await
+                .with_context(|| format!("connecting to Redis at {url}"))?,
+        ),
+        None => SessionStore::Directory(directory.clone()),
+    })
+}
+
 async fn admin(action: Admin) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match action {
-        Admin::Ban { email, directory } => {
+        Admin::Ban {
+            email,
+            directory,
+            queues,
+        } => {
             let email = normalize(&email)?;
             let (directory, _) = open_directory(&directory).await?;
+            let sessions = open_sessions(&queues, &directory).await?;
             let changed = directory
                 .set_banned(&email, true)
                 .await
-                .map_err(|e| account_error(e, &email, "banning"))?;
+                .map_err(|e| account_error(e, &email, "banning"));
+            // The ban first, then the sessions: a session opened meanwhile sees the
+            // ban when it re-reads the account (api/sessions.rs). Closed even when the
+            // account was banned already, so a ban whose revocation failed can be
+            // finished by running it again.
+            let closed = sessions
+                .revoke_all(&email)
+                .await
+                .context("closing the account's sessions")?;
             directory.close().await;
-            if changed {
+            // Its requests are refused from the next one (sessions closed, signatures
+            // checked against the directory itself); sends to it within the account
+            // cache's lifetime.
+            if changed? {
                 writeln!(
                     out,
                     "banned {email} (running relays refuse it within {} s)",
                     ACCOUNT_CACHE_TTL.as_secs()
                 )?;
-            } else {
+            } else if closed == 0 {
                 writeln!(out, "{email} is already banned; nothing changed")?;
+            } else {
+                writeln!(
+                    out,
+                    "{email} is already banned; closed {closed} session(s) left open"
+                )?;
             }
         }
         Admin::Unban { email, directory } => {
@@ -422,7 +463,12 @@ async fn admin(action: Admin) -> anyhow::Result<()> {
             let email = normalize(&email)?;
             let (directory, data_dir) = open_directory(&directory).await?;
             let (queue, sqlite) = open_queues(&queues, &data_dir).await?;
+            let sessions = open_sessions(&queues, &directory).await?;
             let deleted = directory.delete(&email).await;
+            sessions
+                .revoke_all(&email)
+                .await
+                .context("closing the account's sessions")?;
             // Purged even when the account is already gone, so a delete that failed
             // half-way (account deleted, queue not) can be finished by running it again.
             let purged = queue.purge(&email).await.context("purging the queue")?;

@@ -1,7 +1,12 @@
-//! Request authentication: the three `X-E2EE-*` headers, the ±5 minute window, the
-//! signer's account (looked up before the body is read), strict Ed25519 verification
-//! over [`e2ee_proto::request_signing_bytes`], and the shared replay cache for
-//! everything but plain GETs.
+//! Request authentication (docs/API.md, "Request signing" and "Sessions"): the
+//! `X-E2EE-*` headers, the ±5 minute window, the credential (an Ed25519 signature by
+//! the identity key, or an HMAC under an open session's key, both over
+//! [`e2ee_proto::request_signing_bytes`]), the signer looked up before the body is
+//! read, and the shared replay cache for everything but plain GETs.
+//!
+//! The extractors verify the raw bytes, then deserialize the body into the route's
+//! type: [`Signed`], [`SignedOnce`], [`SignedIdempotent`] and [`IdentitySigned`] differ
+//! only in their replay rule and in whether a session may stand in for the identity key.
 
 use std::sync::Arc;
 
@@ -9,13 +14,92 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, Method, StatusCode};
 use e2ee_proto::{
-    ErrorCode, HEADER_ACCOUNT, HEADER_SIGNATURE, HEADER_TIMESTAMP, SIGNATURE_WINDOW_MS, decode_b64,
-    normalize_email, request_signing_bytes,
+    ErrorCode, HEADER_ACCOUNT, HEADER_MAC, HEADER_SESSION, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+    SESSION_MAC_BYTES, SIGNATURE_WINDOW_MS, SessionId, decode_b64, normalize_email,
+    request_signing_bytes,
 };
 use ed25519_dalek::{Signature, VerifyingKey};
+use serde::de::DeserializeOwned;
+use sha2::{Digest as _, Sha512};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, json_error};
 use crate::directory::Account;
+
+/// Domain separation of the replay-cache entry of a MACed request, so that it can
+/// never collide with a signature's entry (the cache keys on 64 bytes).
+const MAC_REPLAY_CONTEXT: &[u8] = b"e2ee-v1/replay/session-mac";
+
+/// The most two relays' clocks may differ: a replay entry is kept long enough that
+/// a request accepted by the fastest relay is still remembered when the slowest one
+/// stops accepting it (L3).
+pub const MAX_CLOCK_SKEW_MS: u64 = 60 * 1000;
+/// How long an accepted request stays in the replay cache, counted from its
+/// timestamp: twice the window plus [`MAX_CLOCK_SKEW_MS`]. A request is acceptable
+/// until `timestamp + window` on each relay's own clock; its entry, whose expiry the
+/// accepting relay computes from its clock, outlives that on every relay whose clock
+/// is within `window + skew` of it.
+pub const REPLAY_RETENTION_MS: u64 = 2 * SIGNATURE_WINDOW_MS + MAX_CLOCK_SKEW_MS;
+
+/// A request body as a route takes it, parsed only once the request verified.
+pub trait FromBody: Sized {
+    /// Parses the raw (already authenticated) body.
+    fn from_body(body: &[u8]) -> Result<Self, ApiError>;
+}
+
+/// The body of a route that takes none (GETs, `DELETE`s): whatever was sent is
+/// covered by the signature or MAC and otherwise ignored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBody;
+
+impl FromBody for NoBody {
+    fn from_body(_: &[u8]) -> Result<Self, ApiError> {
+        Ok(Self)
+    }
+}
+
+impl<T: DeserializeOwned> FromBody for T {
+    fn from_body(body: &[u8]) -> Result<Self, ApiError> {
+        serde_json::from_slice(body).map_err(|e| json_error(&e))
+    }
+}
+
+/// What authenticates a request.
+#[derive(Clone, Copy)]
+enum Credential {
+    /// `X-E2EE-Signature`: Ed25519 by the identity key.
+    Signature([u8; 64]),
+    /// `X-E2EE-Session` and `X-E2EE-Mac`: HMAC-SHA256 under the session's key.
+    Session {
+        id: SessionId,
+        mac: [u8; SESSION_MAC_BYTES],
+    },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Signature(_) => f.write_str("Signature"),
+            Self::Session { id, .. } => f.debug_struct("Session").field("id", id).finish(),
+        }
+    }
+}
+
+impl Credential {
+    /// The replay cache's key for this request: the signature itself, or a hash
+    /// naming the session and the MAC.
+    fn replay_entry(&self) -> [u8; 64] {
+        match self {
+            Self::Signature(signature) => *signature,
+            Self::Session { id, mac } => {
+                let mut hash = Sha512::new();
+                hash.update(MAC_REPLAY_CONTEXT);
+                hash.update(id.0);
+                hash.update(mac);
+                hash.finalize().into()
+            }
+        }
+    }
+}
 
 /// A request whose signature headers were parsed and body read, but not yet verified:
 /// registration verifies it against the key in its own body.
@@ -35,14 +119,37 @@ pub struct RawSigned {
     pub body: Bytes,
 }
 
-/// An authenticated request of an existing, unbanned account.
+/// An authenticated request of an existing, unbanned account, its body parsed as `T`.
+/// Accepts a signature or a session MAC; a non-GET is accepted once.
 #[derive(Debug)]
-pub struct Signed {
+pub struct Signed<T = NoBody> {
     /// The signer.
     pub account: Account,
-    /// Raw body.
-    pub body: Bytes,
+    /// The parsed body.
+    pub body: T,
 }
+
+/// A [`Signed`] request whose credential is not recorded in the replay cache, for the
+/// one POST whose effect is idempotent: `POST /v1/messages/poll` acks (ids are never
+/// reused, so acking again removes nothing) and reads what a `GET /v1/messages` would,
+/// and GETs are not replay-checked either. Recording it would cost a Redis call or an
+/// SQLite commit on every poll of every online client and protect nothing that TLS
+/// does not: a captured poll can only be replayed by someone who can read the
+/// traffic, and they see the answers anyway (docs/THREAT_MODEL.md).
+#[derive(Debug)]
+pub struct SignedIdempotent<T = NoBody>(pub Signed<T>);
+
+/// A [`Signed`] GET whose credential is recorded in the replay cache all the same:
+/// `GET /v1/accounts/{email}/bundle` consumes one of the target's one-time prekeys, so
+/// a captured fetch must not be replayable (L3).
+#[derive(Debug)]
+pub struct SignedOnce<T = NoBody>(pub Signed<T>);
+
+/// A [`Signed`] request that only the identity key can make, never a session:
+/// opening a session, and deleting the account (what a stolen session key must not
+/// be able to do). Accepted once.
+#[derive(Debug)]
+pub struct IdentitySigned<T = NoBody>(pub Signed<T>);
 
 fn bad_signature() -> ApiError {
     ApiError::unauthorized(
@@ -52,94 +159,116 @@ fn bad_signature() -> ApiError {
     )
 }
 
+fn bad_mac() -> ApiError {
+    ApiError::unauthorized(
+        ErrorCode::BadMac,
+        "the request MAC does not verify; MAC \"e2ee-v1/request\" || method || \
+         path-and-query || timestamp (u64 BE) || SHA-256(body) with the session key",
+    )
+}
+
+fn signature_required() -> ApiError {
+    ApiError::unauthorized(
+        ErrorCode::SignatureRequired,
+        "this route takes only a signature by the identity key (X-E2EE-Signature), not a \
+         session MAC",
+    )
+}
+
+fn unknown_session() -> ApiError {
+    ApiError::unauthorized(
+        ErrorCode::UnknownSession,
+        "this session is not open on this relay (closed, revoked or never opened); open a \
+         new one with a signed POST /v1/sessions",
+    )
+}
+
+fn unknown_account() -> ApiError {
+    ApiError::unauthorized(
+        ErrorCode::UnknownAccount,
+        "the signing account is not registered here; register first",
+    )
+}
+
+fn missing(name: &str) -> ApiError {
+    ApiError::unauthorized(
+        ErrorCode::MissingAuth,
+        format!("header {name} is missing; sign every request (see docs/API.md)"),
+    )
+}
+
+fn optional_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|value| {
+            value.to_str().map_err(|_| {
+                ApiError::bad_request(
+                    ErrorCode::BadAuthHeader,
+                    format!("header {name} is not ASCII"),
+                )
+            })
+        })
+        .transpose()
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
-    let value = headers.get(name).ok_or_else(|| {
-        ApiError::unauthorized(
-            ErrorCode::MissingAuth,
-            format!("header {name} is missing; sign every request (see docs/API.md)"),
-        )
-    })?;
-    value.to_str().map_err(|_| {
-        ApiError::bad_request(
+    optional_header(headers, name)?.ok_or_else(|| missing(name))
+}
+
+fn fixed_b64<const N: usize>(value: &str, name: &str) -> Result<[u8; N], ApiError> {
+    decode_b64(value)
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                ErrorCode::BadAuthHeader,
+                format!("{name} must be {N} bytes, base64url without padding"),
+            )
+        })
+}
+
+/// The credential headers: a signature, or a session with its MAC, never both.
+fn credential(headers: &HeaderMap) -> Result<Credential, ApiError> {
+    let signature = optional_header(headers, HEADER_SIGNATURE)?;
+    let session = optional_header(headers, HEADER_SESSION)?;
+    let mac = optional_header(headers, HEADER_MAC)?;
+    match (signature, session, mac) {
+        (Some(signature), None, None) => Ok(Credential::Signature(fixed_b64(
+            signature,
+            HEADER_SIGNATURE,
+        )?)),
+        (None, Some(session), Some(mac)) => Ok(Credential::Session {
+            id: SessionId::from_b64(session).ok_or_else(|| {
+                ApiError::bad_request(
+                    ErrorCode::BadAuthHeader,
+                    format!(
+                        "{HEADER_SESSION} must be {} bytes, base64url without padding",
+                        e2ee_proto::SESSION_ID_BYTES
+                    ),
+                )
+            })?,
+            mac: fixed_b64(mac, HEADER_MAC)?,
+        }),
+        (None, Some(_), None) => Err(missing(HEADER_MAC)),
+        (None, None, Some(_)) => Err(missing(HEADER_SESSION)),
+        (None, None, None) => Err(missing(HEADER_SIGNATURE)),
+        (Some(_), _, _) => Err(ApiError::bad_request(
             ErrorCode::BadAuthHeader,
-            format!("header {name} is not ASCII"),
-        )
-    })
-}
-
-/// The most two relays' clocks may differ: a replay entry is kept long enough that
-/// a signature accepted by the fastest relay is still remembered when the slowest one
-/// stops accepting it (L3).
-pub const MAX_CLOCK_SKEW_MS: u64 = 60 * 1000;
-/// How long an accepted signature stays in the replay cache, counted from its
-/// timestamp: twice the window plus [`MAX_CLOCK_SKEW_MS`]. A signature is acceptable
-/// until `timestamp + window` on each relay's own clock; its entry, whose expiry the
-/// accepting relay computes from its clock, outlives that on every relay whose clock
-/// is within `window + skew` of it.
-pub const REPLAY_RETENTION_MS: u64 = 2 * SIGNATURE_WINDOW_MS + MAX_CLOCK_SKEW_MS;
-
-/// Which signatures a route records in the replay cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Replay {
-    /// Every method but GET.
-    UnlessGet,
-    /// Always: GETs that change state (a bundle fetch consumes a one-time prekey).
-    Always,
-    /// Never (`POST /v1/messages/poll`, see [`SignedIdempotent`]).
-    Never,
-}
-
-impl RawSigned {
-    /// Checks the signature with `identity_key` (strict verification).
-    pub fn verify(&self, identity_key: &[u8; 32]) -> Result<(), ApiError> {
-        let key = VerifyingKey::from_bytes(identity_key).map_err(|_| bad_signature())?;
-        self.verify_with(&key)
-    }
-
-    /// [`Self::verify`] with the key already decompressed.
-    pub fn verify_with(&self, key: &VerifyingKey) -> Result<(), ApiError> {
-        let message = request_signing_bytes(
-            self.method.as_str(),
-            &self.path_and_query,
-            self.timestamp_ms,
-            &self.body,
-        );
-        key.verify_strict(&message, &Signature::from_bytes(&self.signature))
-            .map_err(|_| bad_signature())
-    }
-
-    /// Accepts the signature once (state-changing requests only): the cache is shared
-    /// by every relay process through the queue store.
-    pub async fn check_replay(&self, state: &AppState) -> Result<(), ApiError> {
-        if self.method == Method::GET {
-            return Ok(());
-        }
-        self.record_once(state).await
-    }
-
-    /// Records the signature in the replay cache whatever the method.
-    async fn record_once(&self, state: &AppState) -> Result<(), ApiError> {
-        let expires = self.timestamp_ms.saturating_add(REPLAY_RETENTION_MS);
-        if state.replay.first_use(&self.signature, expires).await? {
-            Ok(())
-        } else {
-            Err(ApiError::unauthorized(
-                ErrorCode::ReplayedRequest,
-                "this signed request was already accepted; sign a new one with a fresh timestamp",
-            ))
-        }
+            format!(
+                "send either {HEADER_SIGNATURE} or {HEADER_SESSION} with {HEADER_MAC}, not both"
+            ),
+        )),
     }
 }
 
-/// The signature headers of a request, parsed (and the timestamp checked) before a
-/// byte of its body is read.
-struct SignedHeaders {
+/// The authentication headers of a request, parsed (and the timestamp checked) before
+/// a byte of its body is read.
+struct AuthHeaders {
     email: String,
     timestamp_ms: u64,
-    signature: [u8; 64],
+    credential: Credential,
 }
 
-fn signed_headers(headers: &HeaderMap, state: &AppState) -> Result<SignedHeaders, ApiError> {
+fn auth_headers(headers: &HeaderMap, state: &AppState) -> Result<AuthHeaders, ApiError> {
     let email = normalize_email(header(headers, HEADER_ACCOUNT)?).map_err(|e| {
         ApiError::bad_request(ErrorCode::BadEmail, format!("{HEADER_ACCOUNT}: {e}"))
     })?;
@@ -149,14 +278,7 @@ fn signed_headers(headers: &HeaderMap, state: &AppState) -> Result<SignedHeaders
             format!("{HEADER_TIMESTAMP} must be unix milliseconds, decimal"),
         )
     })?;
-    let signature: [u8; 64] = decode_b64(header(headers, HEADER_SIGNATURE)?)
-        .and_then(|s| s.try_into().ok())
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                ErrorCode::BadAuthHeader,
-                format!("{HEADER_SIGNATURE} must be 64 bytes, base64url without padding"),
-            )
-        })?;
+    let credential = credential(headers)?;
     let now = state.clock.now_ms();
     if now.abs_diff(timestamp_ms) > SIGNATURE_WINDOW_MS {
         return Err(ApiError::unauthorized(
@@ -167,19 +289,33 @@ fn signed_headers(headers: &HeaderMap, state: &AppState) -> Result<SignedHeaders
             ),
         ));
     }
-    Ok(SignedHeaders {
+    Ok(AuthHeaders {
         email,
         timestamp_ms,
-        signature,
+        credential,
     })
 }
 
-/// Reads the body of `req` within the route's limit, once its headers passed.
-async fn read_body(
-    headers: SignedHeaders,
-    req: Request,
-    state: &Arc<AppState>,
-) -> Result<RawSigned, ApiError> {
+/// The request line and the body of `req`, read within the route's limit once its
+/// headers passed.
+struct ReadRequest {
+    method: Method,
+    path_and_query: String,
+    body: Bytes,
+}
+
+impl ReadRequest {
+    fn signing_bytes(&self, timestamp_ms: u64) -> Vec<u8> {
+        request_signing_bytes(
+            self.method.as_str(),
+            &self.path_and_query,
+            timestamp_ms,
+            &self.body,
+        )
+    }
+}
+
+async fn read_body(req: Request, state: &Arc<AppState>) -> Result<ReadRequest, ApiError> {
     let method = req.method().clone();
     let path_and_query = req
         .uri()
@@ -199,107 +335,255 @@ async fn read_body(
             )
         }
     })?;
-    Ok(RawSigned {
-        email: headers.email,
-        timestamp_ms: headers.timestamp_ms,
-        signature: headers.signature,
+    Ok(ReadRequest {
         method,
         path_and_query,
         body,
     })
 }
 
+/// Records `entry` in the shared replay cache; refuses a request seen before.
+async fn record_once(
+    state: &AppState,
+    entry: &[u8; 64],
+    timestamp_ms: u64,
+) -> Result<(), ApiError> {
+    let expires = timestamp_ms.saturating_add(REPLAY_RETENTION_MS);
+    if state.replay.first_use(entry, expires).await? {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized(
+            ErrorCode::ReplayedRequest,
+            "this request was already accepted; sign (or MAC) a new one with a fresh timestamp",
+        ))
+    }
+}
+
+impl RawSigned {
+    /// Checks the signature with `identity_key` (strict verification).
+    pub fn verify(&self, identity_key: &[u8; 32]) -> Result<(), ApiError> {
+        let key = VerifyingKey::from_bytes(identity_key).map_err(|_| bad_signature())?;
+        let message = request_signing_bytes(
+            self.method.as_str(),
+            &self.path_and_query,
+            self.timestamp_ms,
+            &self.body,
+        );
+        key.verify_strict(&message, &Signature::from_bytes(&self.signature))
+            .map_err(|_| bad_signature())
+    }
+
+    /// Accepts the signature once (state-changing requests only): the cache is shared
+    /// by every relay process through the queue store.
+    pub async fn check_replay(&self, state: &AppState) -> Result<(), ApiError> {
+        if self.method == Method::GET {
+            return Ok(());
+        }
+        record_once(state, &self.signature, self.timestamp_ms).await
+    }
+
+    /// Parses the body as `T`.
+    pub fn parse<T: FromBody>(&self) -> Result<T, ApiError> {
+        T::from_body(&self.body)
+    }
+}
+
 impl FromRequest<Arc<AppState>> for RawSigned {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        let headers = signed_headers(req.headers(), state)?;
-        read_body(headers, req, state).await
+        let headers = auth_headers(req.headers(), state)?;
+        let Credential::Signature(signature) = headers.credential else {
+            return Err(signature_required());
+        };
+        let read = read_body(req, state).await?;
+        Ok(Self {
+            email: headers.email,
+            timestamp_ms: headers.timestamp_ms,
+            signature,
+            method: read.method,
+            path_and_query: read.path_and_query,
+            body: read.body,
+        })
     }
 }
 
-/// A [`Signed`] request whose signature is not recorded in the replay cache, for the
-/// one POST whose effect is idempotent: `POST /v1/messages/poll` acks (ids are never
-/// reused, so acking again removes nothing) and reads what a `GET /v1/messages` would,
-/// and GETs are not replay-checked either. Recording its signature would cost a Redis
-/// call or an SQLite commit on every poll of every online client and protect nothing
-/// that TLS does not: a captured poll can only be replayed by someone who can read the
-/// traffic, and they see the answers anyway (docs/THREAT_MODEL.md).
-#[derive(Debug)]
-pub struct SignedIdempotent(pub Signed);
-
-/// A [`Signed`] GET whose signature is recorded in the replay cache all the same:
-/// `GET /v1/accounts/{email}/bundle` consumes one of the target's one-time prekeys, so
-/// a captured fetch must not be replayable (L3).
-#[derive(Debug)]
-pub struct SignedOnce(pub Signed);
-
-/// The signer named by the headers, if it exists: looked up before
-/// the body is read, so an unknown account never makes the relay read a large body.
-async fn signer(headers: &SignedHeaders, state: &AppState) -> Result<Account, ApiError> {
-    // Cached for a few seconds: this lookup is on every request (see
-    // ACCOUNT_CACHE_TTL for what that means for bans).
-    let account = state
-        .directory
-        .cached_account(&headers.email)
-        .await?
-        .ok_or_else(|| {
-            ApiError::unauthorized(
-                ErrorCode::UnknownAccount,
-                "the signing account is not registered here; register first",
-            )
-        })?;
-    Ok(account)
+/// Which requests a route records in the replay cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Every method but GET.
+    UnlessGet,
+    /// Always: GETs that change state (a bundle fetch consumes a one-time prekey).
+    Always,
+    /// Never (`POST /v1/messages/poll`, see [`SignedIdempotent`]).
+    Never,
 }
 
-/// Headers, signer, body, signature, then the replay cache, in that order.
-async fn authenticate(
+/// Whether a session MAC may stand in for the identity key's signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sessions {
+    Accepted,
+    Refused,
+}
+
+/// The signing account, looked up before the body is read so an unknown account never
+/// makes the relay read a large body, and checked against the credential.
+///
+/// - A signature: the account is read from the directory itself, not a cache, so a
+///   ban or a deletion by any process is seen by the next request.
+/// - A session: the session is read from the session store (Redis or the directory)
+///   on every request, and revocation (ban, deletion, re-registration, logout) deletes
+///   it there, so it too is seen by the next request on every relay. The account row
+///   comes from the in-process cache ([`crate::directory::ACCOUNT_CACHE_TTL`]), a
+///   second line that also catches a ban made without revoking the sessions.
+async fn signer(
+    headers: &AuthHeaders,
+    state: &AppState,
+) -> Result<(Account, Option<e2ee_proto::SessionKey>), ApiError> {
+    match &headers.credential {
+        Credential::Signature(_) => {
+            let account = state
+                .directory
+                .account(&headers.email)
+                .await?
+                .ok_or_else(unknown_account)?;
+            Ok((account, None))
+        }
+        Credential::Session { id, .. } => {
+            let session = state
+                .sessions
+                .get(&headers.email, id)
+                .await?
+                .ok_or_else(unknown_session)?;
+            if state.clock.now_ms() >= session.expires_at {
+                return Err(ApiError::unauthorized(
+                    ErrorCode::SessionExpired,
+                    "this session has expired; open a new one with a signed POST /v1/sessions",
+                ));
+            }
+            let account = state
+                .directory
+                .cached_account(&headers.email)
+                .await?
+                .ok_or_else(unknown_account)?;
+            // Opened under a key the account no longer has (re-registered elsewhere,
+            // before revocation reached this store): not the account's session.
+            if account.identity_key != session.identity_key {
+                return Err(unknown_session());
+            }
+            Ok((account, Some(session.key)))
+        }
+    }
+}
+
+/// Headers, signer, body, credential, ban, then the replay cache, in that order; then
+/// the body is parsed.
+async fn authenticate<T: FromBody>(
     req: Request,
     state: &Arc<AppState>,
     replay: Replay,
-) -> Result<Signed, ApiError> {
-    let headers = signed_headers(req.headers(), state)?;
-    let account = signer(&headers, state).await?;
-    let key = state
-        .directory
-        .verifying_key(&account.identity_key)
-        .ok_or_else(bad_signature)?;
-    let raw = read_body(headers, req, state).await?;
-    raw.verify_with(&key)?;
+    sessions: Sessions,
+) -> Result<Signed<T>, ApiError> {
+    let headers = auth_headers(req.headers(), state)?;
+    if sessions == Sessions::Refused && matches!(headers.credential, Credential::Session { .. }) {
+        return Err(signature_required());
+    }
+    let (account, session_key) = signer(&headers, state).await?;
+    match (&headers.credential, session_key) {
+        (Credential::Signature(signature), _) => {
+            let key = state
+                .directory
+                .verifying_key(&account.identity_key)
+                .ok_or_else(bad_signature)?;
+            let read = read_body(req, state).await?;
+            key.verify_strict(
+                &read.signing_bytes(headers.timestamp_ms),
+                &Signature::from_bytes(signature),
+            )
+            .map_err(|_| bad_signature())?;
+            finish(state, &headers, replay, account, &read).await
+        }
+        (Credential::Session { mac, .. }, Some(key)) => {
+            let read = read_body(req, state).await?;
+            if !key.verify_request(
+                read.method.as_str(),
+                &read.path_and_query,
+                headers.timestamp_ms,
+                &read.body,
+                mac,
+            ) {
+                return Err(bad_mac());
+            }
+            finish(state, &headers, replay, account, &read).await
+        }
+        (Credential::Session { .. }, None) => Err(unknown_session()),
+    }
+}
+
+/// After the credential verified: the ban, the replay cache, the body.
+async fn finish<T: FromBody>(
+    state: &AppState,
+    headers: &AuthHeaders,
+    replay: Replay,
+    account: Account,
+    read: &ReadRequest,
+) -> Result<Signed<T>, ApiError> {
     if account.banned {
         return Err(ApiError::banned());
     }
-    match replay {
-        Replay::UnlessGet => raw.check_replay(state).await?,
-        Replay::Always => raw.record_once(state).await?,
-        Replay::Never => {}
+    let record = match replay {
+        Replay::UnlessGet => read.method != Method::GET,
+        Replay::Always => true,
+        Replay::Never => false,
+    };
+    if record {
+        record_once(
+            state,
+            &headers.credential.replay_entry(),
+            headers.timestamp_ms,
+        )
+        .await?;
     }
     Ok(Signed {
         account,
-        body: raw.body,
+        body: T::from_body(&read.body)?,
     })
 }
 
-impl FromRequest<Arc<AppState>> for Signed {
+impl<T: FromBody> FromRequest<Arc<AppState>> for Signed<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        authenticate(req, state, Replay::UnlessGet).await
+        authenticate(req, state, Replay::UnlessGet, Sessions::Accepted).await
     }
 }
 
-impl FromRequest<Arc<AppState>> for SignedOnce {
+impl<T: FromBody> FromRequest<Arc<AppState>> for SignedOnce<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        authenticate(req, state, Replay::Always).await.map(Self)
+        authenticate(req, state, Replay::Always, Sessions::Accepted)
+            .await
+            .map(Self)
     }
 }
 
-impl FromRequest<Arc<AppState>> for SignedIdempotent {
+impl<T: FromBody> FromRequest<Arc<AppState>> for SignedIdempotent<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        authenticate(req, state, Replay::Never).await.map(Self)
+        authenticate(req, state, Replay::Never, Sessions::Accepted)
+            .await
+            .map(Self)
+    }
+}
+
+impl<T: FromBody> FromRequest<Arc<AppState>> for IdentitySigned<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        authenticate(req, state, Replay::UnlessGet, Sessions::Refused)
+            .await
+            .map(Self)
     }
 }

@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use e2ee_proto::{ErrorBody, ErrorCode, RefusedRecipient};
+use e2ee_proto::{ErrorBody, ErrorCode, RefusalReason, RefusedRecipient};
 
 use crate::directory::DirectoryError;
 use crate::queue::QueueError;
@@ -155,6 +155,15 @@ impl From<QueueError> for ApiError {
     }
 }
 
+impl From<crate::sessions::SessionStoreError> for ApiError {
+    fn from(error: crate::sessions::SessionStoreError) -> Self {
+        match error {
+            crate::sessions::SessionStoreError::Redis(e) => e.into(),
+            crate::sessions::SessionStoreError::Directory(e) => e.into(),
+        }
+    }
+}
+
 /// Turns a JSON parse failure into 400 `malformed_json`, `bad_base64` or
 /// `invalid_request`, so clients can tell a broken encoder from a wrong field.
 pub fn json_error(error: &serde_json::Error) -> ApiError {
@@ -173,4 +182,32 @@ pub fn json_error(error: &serde_json::Error) -> ApiError {
             format!("the JSON does not match the expected shape: {error}; see docs/API.md"),
         ),
     }
+}
+
+/// How a refused recipient is named in the human message.
+fn refusal_text(recipient: &RefusedRecipient) -> String {
+    match recipient.reason {
+        RefusalReason::Banned => format!("{} is banned on this relay", recipient.to),
+        _ => format!("{} has no account on this relay", recipient.to),
+    }
+}
+
+/// The one 404 `unknown_recipient`: every recipient in `list` named in `refused` and
+/// in the message, then `consequence` (what the request did not do). `403
+/// account_banned` is kept for the signer alone, so a sender is never told that *it*
+/// is banned because its recipient is.
+pub(super) fn refused(list: Vec<RefusedRecipient>, consequence: &str) -> ApiError {
+    let names: Vec<String> = list.iter().map(refusal_text).collect();
+    let mut error = ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::UnknownRecipient,
+        format!("{}{consequence}", names.join(", ")),
+    );
+    error.refused = Some(list);
+    error
+}
+
+/// [`refused`] for the one target of a bundle fetch or a lookup.
+pub(super) fn refused_target(to: String, reason: RefusalReason) -> ApiError {
+    refused(vec![RefusedRecipient { to, reason }], "")
 }

@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
-use super::{ApiError, AppState, RawSigned, email_param, parse};
+use super::{ApiError, AppState, RawSigned, email_param};
 use crate::directory::PendingRegistration;
 use crate::mail::{MailError, Mailer};
 
@@ -175,7 +175,7 @@ pub(super) async fn verify(
     State(state): State<Arc<AppState>>,
     raw: RawSigned,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
-    let request: VerifyRequest = parse(&raw.body)?;
+    let request: VerifyRequest = raw.parse()?;
     let email = email_param(&request.email, "email")?;
     if email != raw.email {
         return Err(ApiError::bad_request(
@@ -231,6 +231,8 @@ pub(super) async fn verify(
         ));
     }
     let replaced = state.directory.activate(&pending, now).await?;
+    // Sessions opened under the old key stop at the next request, on every relay.
+    state.sessions.revoke_all(&email).await?;
     if replaced {
         tracing::info!(%email, "address re-registered with a new identity key");
     } else {

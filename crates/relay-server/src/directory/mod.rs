@@ -4,6 +4,7 @@
 //! applies its own migrations at open.
 
 mod postgres;
+mod sessions;
 mod sqlite;
 
 use std::collections::{BTreeSet, HashMap};

@@ -1,0 +1,78 @@
+//! `POST /v1/sessions` (open a session, signed by the identity key) and
+//! `DELETE /v1/sessions` (log out: close every session of the account).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use e2ee_proto::{
+    Base64Key, CloseSessionsResponse, ErrorCode, OpenSessionRequest, OpenSessionResponse,
+    SESSION_ID_BYTES, SESSION_LIFETIME_MS, SessionId, accept_session,
+};
+use rand::RngExt as _;
+
+use super::{ApiError, AppState, IdentitySigned, Signed};
+use crate::sessions::SessionRecord;
+
+/// `POST /v1/sessions`: an ephemeral X25519 exchange whose client half the signature
+/// covers; the relay keeps the derived MAC key until [`SESSION_LIFETIME_MS`].
+pub(super) async fn open(
+    State(state): State<Arc<AppState>>,
+    IdentitySigned(signed): IdentitySigned<OpenSessionRequest>,
+) -> Result<(StatusCode, Json<OpenSessionResponse>), ApiError> {
+    let (id, random) = {
+        let mut rng = rand::rng();
+        (
+            SessionId(rng.random::<[u8; SESSION_ID_BYTES]>()),
+            rng.random::<[u8; 32]>(),
+        )
+    };
+    let (relay_key, key) = accept_session(&signed.body, id, random).map_err(|e| {
+        ApiError::bad_request(ErrorCode::InvalidRequest, format!("client_key: {e}"))
+    })?;
+    let now = state.clock.now_ms();
+    let record = SessionRecord {
+        email: signed.account.email.clone(),
+        identity_key: signed.account.identity_key,
+        key,
+        expires_at: now.saturating_add(SESSION_LIFETIME_MS),
+    };
+    state.sessions.open(&id, &record, now).await?;
+    // A ban, deletion or re-registration that landed while this session was being
+    // stored revoked before it existed: read the account again now that it is
+    // stored. Revocation changes the account first and deletes sessions second, so
+    // either this read sees the change or that delete sees this session.
+    let current = state.directory.account(&record.email).await?;
+    let still_valid = current
+        .as_ref()
+        .is_some_and(|a| !a.banned && a.identity_key == record.identity_key);
+    if !still_valid {
+        state.sessions.revoke_all(&record.email).await?;
+        return Err(match current {
+            Some(account) if account.banned => ApiError::banned(),
+            _ => ApiError::unauthorized(
+                ErrorCode::UnknownAccount,
+                "the signing account is not registered here; register first",
+            ),
+        });
+    }
+    tracing::debug!(email = %record.email, "session opened");
+    Ok((
+        StatusCode::CREATED,
+        Json(OpenSessionResponse {
+            session_id: id,
+            relay_key: Base64Key(relay_key),
+            expires_at: record.expires_at,
+        }),
+    ))
+}
+
+/// `DELETE /v1/sessions`: closes every session of the account, signed or MACed.
+pub(super) async fn close(
+    State(state): State<Arc<AppState>>,
+    signed: Signed,
+) -> Result<Json<CloseSessionsResponse>, ApiError> {
+    let closed = state.sessions.revoke_all(&signed.account.email).await?;
+    Ok(Json(CloseSessionsResponse { closed }))
+}
