@@ -288,7 +288,8 @@ impl TestClient {
 
     /// Opens a session for `identity` (`POST /v1/sessions`, signed: an ephemeral X25519
     /// exchange) and returns the identity with it, whose later requests are MACed as
-    /// the messenger client's are. Routes that take only a signature (registration,
+    /// the messenger client's are; from a relay without `/v1/sessions` (404 or 405),
+    /// the identity as it was, signing. Routes that take only a signature (registration,
     /// `DELETE /v1/account`, opening a session) need the identity without it.
     pub async fn open_session(&self, identity: &Identity) -> Result<Identity, LoadError> {
         let mut random = [0u8; 32];
@@ -298,7 +299,7 @@ impl TestClient {
             session: None,
             ..identity.clone()
         };
-        let answer: OpenSessionResponse = self
+        let answer: OpenSessionResponse = match self
             .call(
                 &signed,
                 Method::POST,
@@ -306,7 +307,17 @@ impl TestClient {
                 Some(&handshake.request()),
                 StatusCode::CREATED,
             )
-            .await?;
+            .await
+        {
+            Ok(answer) => answer,
+            // A relay older than sessions: its requests stay signed, as the messenger
+            // client's do there (and before/after figures can use one generator).
+            Err(LoadError::Status {
+                status: StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED,
+                ..
+            }) => return Ok(signed),
+            Err(other) => return Err(other),
+        };
         let key = handshake.finish(&answer)?;
         Ok(Identity {
             session: Some(Arc::new(Session {
