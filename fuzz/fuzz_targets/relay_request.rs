@@ -19,6 +19,10 @@
 //!   from the input), 1 alice, 2 bob, 3 newcomer (an unregistered key, for
 //!   `POST /v1/accounts`), 4 mallory (registered, banned), 5 alice with her address
 //!   in another case, 6 alice's key naming bob, 7 alice with a corrupted signature;
+//!   bit 7: authenticate with the signer's session (opened at setup; mallory's
+//!   before her ban, the newcomer's an unknown one) instead of a signature, the MAC
+//!   corrupted for signer 7; with signer 0 the signature field is `session:mac` for
+//!   the `X-E2EE-Session` and `X-E2EE-Mac` headers;
 //!   bits 3..6, the timestamp of a signed request: 0 now, 1/2 just inside the
 //!   window before/after, 3/4 just outside it, 5 zero, 6 `u64::MAX`, 7 the input's
 //!   timestamp field.
@@ -26,7 +30,7 @@
 //!   bit 2 pad the body with spaces past the 64 KiB limit, bit 3 past the send
 //!   limit, bit 4 expand the first `$BIG` (a base64 envelope over 64 KiB), `$OPK201`
 //!   (201 one-time prekeys), `$ID1001` (1001 ids) and `$MSG101` (101 messages to bob)
-//!   of the body.
+//!   of the body; bit 7 send a signature beside the session (both credentials).
 #![no_main]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -40,8 +44,9 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, header};
 use e2ee_proto::{
-    Base64Bytes, Base64Key, ErrorBody, ErrorCode, HEADER_ACCOUNT, HEADER_SIGNATURE,
-    HEADER_TIMESTAMP, MAX_ENVELOPE_BODY_BYTES, OneTimePreKey, OutgoingMessage, SIGNATURE_WINDOW_MS,
+    Base64Bytes, Base64Key, ClientHandshake, ErrorBody, ErrorCode, HEADER_ACCOUNT, HEADER_MAC,
+    HEADER_SESSION, HEADER_SIGNATURE, HEADER_TIMESTAMP, OpenSessionResponse, SessionId,
+    SessionKey, MAX_ENVELOPE_BODY_BYTES, OneTimePreKey, OutgoingMessage, SIGNATURE_WINDOW_MS,
     SendRequest, UploadPreKeysRequest, encode_b64, sign_request,
 };
 use e2ee_relay_server::api::{AppState, MAX_REQUEST_BODY_BYTES, MAX_SEND_BODY_BYTES, RateLimit};
@@ -69,6 +74,9 @@ struct Fixture {
     bob: Identity,
     mallory: Identity,
     newcomer: Identity,
+    /// The session each account opened at setup (mallory's before her ban), and an
+    /// unknown one for the newcomer.
+    sessions: std::collections::HashMap<String, (SessionId, SessionKey)>,
     _dir: tempfile::TempDir,
 }
 
@@ -86,7 +94,7 @@ fn setup() -> Fixture {
     let bob = relay_env::identity(BOB, 2);
     let mallory = relay_env::identity(MALLORY, 3);
     let newcomer = relay_env::identity(NEWCOMER, 4);
-    let (router, state) = rt.block_on(async {
+    let (router, state, sessions) = rt.block_on(async {
         let relay = relay_env::open_relay(
             dir.path(),
             clock.clone(),
@@ -111,13 +119,29 @@ fn setup() -> Fixture {
             let (status, _, body) = relay_env::call(&router, request).await;
             assert_eq!(status, StatusCode::CREATED, "{body:?}");
         }
+        let mut sessions = std::collections::HashMap::new();
+        for (n, identity) in [&alice, &bob, &mallory].into_iter().enumerate() {
+            let handshake = ClientHandshake::new([u8::try_from(n).unwrap() + 1; 32]);
+            let body = serde_json::to_vec(&handshake.request()).unwrap();
+            let at = T0 + 1 + u64::try_from(n).unwrap();
+            let request = relay_env::signed_request(identity, "POST", "/v1/sessions", at, body);
+            let (status, _, body) = relay_env::call(&router, request).await;
+            assert_eq!(status, StatusCode::CREATED, "{body:?}");
+            let answer: OpenSessionResponse = serde_json::from_slice(&body).unwrap();
+            let key = handshake.finish(&answer).unwrap();
+            sessions.insert(identity.email.clone(), (answer.session_id, key));
+        }
+        sessions.insert(
+            newcomer.email.clone(),
+            (SessionId([4; 16]), SessionKey::from_bytes([4; 32])),
+        );
         relay
             .state()
             .directory
             .set_banned(MALLORY, true)
             .await
             .unwrap();
-        (router, Arc::clone(relay.state()))
+        (router, Arc::clone(relay.state()), sessions)
     });
     relay_env::write_seeds(|| seeds(&alice, &newcomer));
     Fixture {
@@ -129,6 +153,7 @@ fn setup() -> Fixture {
         bob,
         mallory,
         newcomer,
+        sessions,
         _dir: dir,
     }
 }
@@ -137,6 +162,7 @@ fn setup() -> Fixture {
 struct Input<'a> {
     signer: u8,
     timestamp_mode: u8,
+    session: bool,
     flags: u8,
     method: &'a [u8],
     path: &'a [u8],
@@ -152,6 +178,7 @@ const SEND_TWICE: u8 = 2;
 const PAD_OVER_LIMIT: u8 = 4;
 const PAD_OVER_SEND_LIMIT: u8 = 8;
 const EXPAND: u8 = 16;
+const BOTH_CREDENTIALS: u8 = 128;
 
 impl<'a> Input<'a> {
     fn parse(data: &'a [u8]) -> Option<Self> {
@@ -163,6 +190,7 @@ impl<'a> Input<'a> {
         Some(Self {
             signer: control & 7,
             timestamp_mode: (control >> 3) & 7,
+            session: control & 0x80 != 0,
             flags: *flags,
             method: next(),
             path: next(),
@@ -274,11 +302,18 @@ fn build(fixture: &Fixture, input: &Input<'_>, now: u64) -> Option<Request<Body>
     };
     match signer {
         None => {
-            for (name, field) in [
+            let mut fields = vec![
                 (HEADER_ACCOUNT, input.account),
                 (HEADER_TIMESTAMP, input.timestamp),
-                (HEADER_SIGNATURE, input.signature),
-            ] {
+            ];
+            if input.session {
+                let mut parts = input.signature.splitn(2, |b| *b == b':');
+                fields.push((HEADER_SESSION, parts.next().unwrap_or_default()));
+                fields.push((HEADER_MAC, parts.next().unwrap_or_default()));
+            } else {
+                fields.push((HEADER_SIGNATURE, input.signature));
+            }
+            for (name, field) in fields {
                 if let Some(value) = header_value(field)? {
                     headers.insert(name, value);
                 }
@@ -316,6 +351,11 @@ fn build(fixture: &Fixture, input: &Input<'_>, now: u64) -> Option<Request<Body>
             if input.signer == 7 {
                 signature[0] ^= 1;
             }
+            let (session_id, key) = &fixture.sessions[&identity.email];
+            let mut mac = key.mac_request(method.as_str(), &path_and_query, timestamp, &body);
+            if input.signer == 7 {
+                mac[0] ^= 1;
+            }
             let account = match input.signer {
                 5 => identity.email.to_uppercase(),
                 6 => BOB.to_owned(),
@@ -329,10 +369,19 @@ fn build(fixture: &Fixture, input: &Input<'_>, now: u64) -> Option<Request<Body>
             if let Some(timestamp) = timestamp {
                 headers.insert(HEADER_TIMESTAMP, timestamp);
             }
-            headers.insert(
-                HEADER_SIGNATURE,
-                HeaderValue::from_str(&encode_b64(&signature)).unwrap(),
-            );
+            if input.session {
+                headers.insert(
+                    HEADER_SESSION,
+                    HeaderValue::from_str(&session_id.to_b64()).unwrap(),
+                );
+                headers.insert(HEADER_MAC, HeaderValue::from_str(&encode_b64(&mac)).unwrap());
+            }
+            if !input.session || input.flags & BOTH_CREDENTIALS != 0 {
+                headers.insert(
+                    HEADER_SIGNATURE,
+                    HeaderValue::from_str(&encode_b64(&signature)).unwrap(),
+                );
+            }
         }
     }
     let mut request = Request::builder()
@@ -376,6 +425,10 @@ const DOCUMENTED_ERRORS: &[(u16, &str)] = &[
     (401, "unknown_account"),
     (401, "bad_signature"),
     (401, "replayed_request"),
+    (401, "unknown_session"),
+    (401, "session_expired"),
+    (401, "bad_mac"),
+    (401, "signature_required"),
     (403, "account_banned"),
     (404, "unknown_account"),
     (404, "unknown_recipient"),
@@ -532,6 +585,19 @@ fn seed(signer: u8, timestamp_mode: u8, flags: u8, fields: [&str; 6], body: &[u8
     out.extend_from_slice(fields.join("\n").as_bytes());
     out.push(b'\n');
     out.extend_from_slice(body);
+    out
+}
+
+/// [`seed`] authenticated by the signer's session instead of a signature.
+fn session_seed(
+    signer: u8,
+    timestamp_mode: u8,
+    flags: u8,
+    fields: [&str; 6],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = seed(signer, timestamp_mode, flags, fields, body);
+    out[0] |= 0x80;
     out
 }
 
@@ -804,6 +870,82 @@ fn seeds(alice: &Identity, newcomer: &Identity) -> Vec<(String, Vec<u8>)> {
         (
             "invented_method",
             seed(0, 0, 0, ["BREW", "/healthz", "", "", "", ""], b""),
+        ),
+        (
+            "open_session",
+            seed(
+                1,
+                0,
+                2,
+                signed("POST", "/v1/sessions"),
+                &serde_json::to_vec(&ClientHandshake::new([9; 32]).request()).unwrap(),
+            ),
+        ),
+        (
+            "open_session_low_order",
+            seed(
+                1,
+                0,
+                0,
+                signed("POST", "/v1/sessions"),
+                format!("{{\"client_key\":\"{}\"}}", encode_b64(&[0; 32])).as_bytes(),
+            ),
+        ),
+        (
+            "session_send",
+            session_seed(1, 0, 2, signed("POST", "/v1/messages"), &send_to(BOB)),
+        ),
+        (
+            "session_poll",
+            session_seed(2, 0, 0, signed("GET", "/v1/messages?timeout_ms=0"), b""),
+        ),
+        (
+            "session_ack_and_poll",
+            session_seed(
+                2,
+                0,
+                2,
+                signed("POST", "/v1/messages/poll"),
+                b"{\"ack\":[1],\"timeout_ms\":0}",
+            ),
+        ),
+        (
+            "session_bad_mac",
+            session_seed(7, 0, 0, signed("GET", "/v1/prekeys/count"), b""),
+        ),
+        (
+            "session_banned",
+            session_seed(4, 0, 0, signed("GET", "/v1/prekeys/count"), b""),
+        ),
+        (
+            "session_unknown",
+            session_seed(3, 0, 0, signed("GET", "/v1/prekeys/count"), b""),
+        ),
+        (
+            "session_other_account",
+            session_seed(6, 0, 0, signed("GET", "/v1/prekeys/count"), b""),
+        ),
+        (
+            "session_stale",
+            session_seed(1, 3, 0, signed("POST", "/v1/messages"), &send_to(BOB)),
+        ),
+        (
+            "session_delete_account",
+            session_seed(1, 0, 0, signed("DELETE", "/v1/account"), b""),
+        ),
+        (
+            "session_and_signature",
+            session_seed(1, 0, BOTH_CREDENTIALS, signed("GET", "/v1/prekeys/count"), b""),
+        ),
+        (
+            "session_raw_headers",
+            session_seed(
+                0,
+                0,
+                0,
+                ["GET", "/v1/prekeys/count", ALICE, &T0.to_string(), "AAAA:BBBB", json],
+                b"",
+            ),
         ),
     ];
     seeds.sort_by_key(|(name, _)| *name);

@@ -5,6 +5,7 @@
 
 mod postgres;
 mod sessions;
+mod sql;
 mod sqlite;
 
 use std::collections::{BTreeSet, HashMap};
