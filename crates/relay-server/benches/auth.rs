@@ -39,7 +39,8 @@ fn bare_checks(c: &mut Criterion) {
     let body = vec![b'x'; BODY_BYTES];
     let signing = SigningKey::from_bytes(&[7; 32]);
     let verifying = signing.verifying_key();
-    let signature = Signature::from_bytes(&sign_request(&signing, "POST", "/v1/messages", 1, &body));
+    let signature =
+        Signature::from_bytes(&sign_request(&signing, "POST", "/v1/messages", 1, &body));
     let client = ClientHandshake::new([1; 32]);
     let id = e2ee_proto::SessionId([2; 16]);
     let (_, key) = accept_session(&client.request(), id, [3; 32]).unwrap();
@@ -144,9 +145,10 @@ fn whole_requests(c: &mut Criterion) {
     let mut group = c.benchmark_group("request_sqlite");
     group.bench_function("signed_get", |b| {
         b.iter(|| {
-            let (status, _) = f
-                .rt
-                .block_on(call(&f.router, signed(&f.alice, Method::GET, pq, Vec::new())));
+            let (status, _) = f.rt.block_on(call(
+                &f.router,
+                signed(&f.alice, Method::GET, pq, Vec::new()),
+            ));
             assert_eq!(status, StatusCode::OK);
         });
     });

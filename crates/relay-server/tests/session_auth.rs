@@ -579,8 +579,14 @@ async fn malformed_headers(backend: Backend) {
             "invalid_request",
         ),
         (json!({"client_key": "short"}), "bad_base64"),
-        (json!({"client_key": encode_b64(&[1; 31])}), "invalid_request"),
-        (json!({"client_key": encode_b64(&[9; 32]), "extra": 1}), "invalid_request"),
+        (
+            json!({"client_key": encode_b64(&[1; 31])}),
+            "invalid_request",
+        ),
+        (
+            json!({"client_key": encode_b64(&[9; 32]), "extra": 1}),
+            "invalid_request",
+        ),
         (json!({}), "invalid_request"),
     ] {
         let body = body.to_string().into_bytes();
