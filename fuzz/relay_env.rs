@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, StatusCode};
 use e2ee_relay_server::api::RateLimit;
-use e2ee_relay_server::client::Identity;
+use e2ee_relay_load::Identity;
 use e2ee_relay_server::queue::{Clock, QueueLimits};
 use e2ee_relay_server::{Relay, RelayConfig};
 use ed25519_dalek::SigningKey;
@@ -95,6 +95,7 @@ pub fn identity(email: &str, seed: u8) -> Identity {
     Identity {
         email: email.to_owned(),
         key: SigningKey::from_bytes(&[seed; 32]),
+        session: None,
     }
 }
 

@@ -50,7 +50,7 @@ use e2ee_proto::{
     SendRequest, UploadPreKeysRequest, encode_b64, sign_request,
 };
 use e2ee_relay_server::api::{AppState, MAX_REQUEST_BODY_BYTES, MAX_SEND_BODY_BYTES, RateLimit};
-use e2ee_relay_server::client::Identity;
+use e2ee_relay_load::Identity;
 use e2ee_relay_server::metrics::Gauges;
 use e2ee_relay_server::queue::{ManualClock, QueueLimits};
 use tokio::runtime::Runtime;

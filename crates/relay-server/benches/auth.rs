@@ -17,7 +17,7 @@ use e2ee_proto::{
     HEADER_TIMESTAMP, OpenSessionResponse, SessionKey, accept_session, encode_b64,
     request_signing_bytes, sign_request,
 };
-use e2ee_relay_server::client::Identity;
+use e2ee_relay_load::Identity;
 use e2ee_relay_server::{Relay, RelayConfig};
 use ed25519_dalek::{Signature, SigningKey};
 use tower::ServiceExt as _;

@@ -8,10 +8,9 @@
 
 pub mod api;
 pub mod app;
-pub mod client;
 pub mod config;
+mod delivery;
 pub mod directory;
-pub mod loadgen;
 pub mod mail;
 pub mod metrics;
 pub mod queue;

@@ -7,7 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use common::{Backend, TestRelay};
-use e2ee_relay_server::client::{Identity, now_ms};
+use e2ee_relay_load::{Identity, now_ms};
 use serde_json::json;
 
 fn assert_error(status: StatusCode, answer: &serde_json::Value, want: StatusCode, code: &str) {
@@ -125,6 +125,7 @@ async fn bad_authentication() {
     let forged = Identity {
         email: alice.email.clone(),
         key: mallory.key.clone(),
+        session: None,
     };
     let (s, a) = relay.call(Some(&forged), Method::GET, path, None).await;
     assert_error(s, &a, StatusCode::UNAUTHORIZED, "bad_signature");
@@ -268,6 +269,7 @@ async fn bad_registrations() {
     let other = Identity {
         email: carol.email.clone(),
         key: Identity::generate("x@y.z").key,
+        session: None,
     };
     let (s, a) = register(&relay, &other, good.clone()).await;
     assert_error(s, &a, StatusCode::UNAUTHORIZED, "bad_signature");
@@ -295,6 +297,7 @@ async fn bad_registrations() {
         let who = Identity {
             email: email.to_owned(),
             key: carol.key.clone(),
+            session: None,
         };
         let mut b = good.clone();
         b["email"] = json!(email);

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use e2ee_relay_server::client::Identity;
+use e2ee_relay_load::Identity;
 use e2ee_relay_server::directory::{Directory, DirectoryError, NewAccount, PendingRegistration};
 
 struct Fixture {

@@ -14,8 +14,8 @@ use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, StatusCode};
 use common::{Backend, TestRelay, unique, unique_now_ms};
 use e2ee_proto::SIGNATURE_WINDOW_MS;
+use e2ee_relay_load::Identity;
 use e2ee_relay_server::api::RateLimit;
-use e2ee_relay_server::client::Identity;
 use e2ee_relay_server::queue::ManualClock;
 use e2ee_relay_server::{Relay, RelayConfig};
 use serde_json::json;
@@ -301,7 +301,7 @@ async fn early_4xx_answers_are_readable_by_clients_that_write_the_whole_body_fir
 
     // Signed, but over the 64 KiB limit of PUT /v1/prekeys.
     let alice = Identity::generate("alice@example.org");
-    let client = e2ee_relay_server::client::RelayClient::new(&format!("http://{addr}"));
+    let client = e2ee_relay_load::TestClient::new(&format!("http://{addr}"));
     client.register(&alice, 0).await.unwrap();
     let len = 512 * 1024;
     let mut head = String::from("PUT /v1/prekeys HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n");

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use common::{Backend, TestRelay};
+use e2ee_relay_load::Identity;
+use e2ee_relay_load::now_ms;
 use e2ee_relay_server::api::RateLimit;
-use e2ee_relay_server::client::Identity;
-use e2ee_relay_server::client::now_ms;
 use serde_json::json;
 
 fn msg(to: &str, body: &[u8]) -> serde_json::Value {
@@ -20,7 +20,7 @@ async fn register_and_duplicate(backend: Backend) {
     let relay = TestRelay::start(backend).await;
     let alice = relay.register("alice@example.org", 3).await;
     // Same email, other key, other case: 409.
-    let again = e2ee_relay_server::client::Identity::generate("alice@example.org");
+    let again = e2ee_relay_load::Identity::generate("alice@example.org");
     let mut body = serde_json::to_value(again.registration(1)).unwrap();
     body["email"] = json!("  ALICE@example.org ");
     let (status, answer) = relay
@@ -81,7 +81,7 @@ async fn bundle_consumes_one_prekey(backend: Backend) {
     // Refill and rotate.
     let upload = json!({
         "signed_prekey": alice.signed_prekey(2),
-        "one_time_prekeys": e2ee_relay_server::client::Identity::one_time_prekeys(10, 5),
+        "one_time_prekeys": e2ee_relay_load::Identity::one_time_prekeys(10, 5),
     });
     let (status, count) = relay
         .call(Some(&alice), Method::PUT, "/v1/prekeys", Some(upload))

@@ -1,6 +1,6 @@
 //! The real `e2ee-relay` binary: two processes on one Redis (single and a 3-master
-//! cluster) wake each other's polls; restarts lose nothing; SIGTERM drains; the load
-//! generator delivers everything it sends.
+//! cluster) wake each other's polls; restarts lose nothing; SIGTERM drains. (The load
+//! generator against the real relay: crates/relay-load/tests/against_relay.rs.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use e2ee_proto::{Base64Bytes, OutgoingMessage, PollResponse, SendRequest, SendResponse};
-use e2ee_relay_server::client::{Identity, RelayClient};
+use e2ee_relay_load::{Identity, TestClient};
 
 struct RelayProcess {
     child: Child,
@@ -45,8 +45,8 @@ impl RelayProcess {
         Self { child, url }
     }
 
-    fn client(&self) -> RelayClient {
-        RelayClient::new(&self.url)
+    fn client(&self) -> TestClient {
+        TestClient::new(&self.url)
     }
 
     fn signal(&self, signal: &str) {
@@ -79,7 +79,7 @@ impl Drop for RelayProcess {
     }
 }
 
-async fn send(client: &RelayClient, from: &Identity, to: &str, body: &[u8]) -> Vec<u64> {
+async fn send(client: &TestClient, from: &Identity, to: &str, body: &[u8]) -> Vec<u64> {
     let request = SendRequest {
         messages: vec![OutgoingMessage {
             to: to.to_owned(),
@@ -99,7 +99,7 @@ async fn send(client: &RelayClient, from: &Identity, to: &str, body: &[u8]) -> V
     answer.ids
 }
 
-async fn poll(client: &RelayClient, who: &Identity, timeout_ms: u64) -> PollResponse {
+async fn poll(client: &TestClient, who: &Identity, timeout_ms: u64) -> PollResponse {
     client
         .call::<(), _>(
             who,
@@ -345,55 +345,4 @@ async fn admin_ban_list_unban() {
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK);
-}
-
-/// The real `e2ee-relay-load` against the real relay: every envelope it sends on its
-/// open-loop timetable is accepted and delivered once acks land, and only those sent
-/// after the warm-up count toward latency.
-async fn load_generator_delivers_all_it_sent(redis: Option<&str>) {
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = common::unique("e2ee-test");
-    let relay = RelayProcess::start(dir.path(), redis.map(|url| (url, prefix.as_str())));
-    let url = relay.url.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_e2ee-relay-load"))
-            .args(["--url", &url, "--users", "20", "--senders", "4"])
-            .args(["--batch", "5"])
-            .args(["--rate", "500", "--open-loop", "--seconds", "1"])
-            .args(["--warmup-seconds", "0.5", "--json"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    // 1.5 s at 500 envelopes/s in batches of 5: 150 requests on the timetable.
-    assert_eq!(report["sent"], 750, "{report}");
-    assert_eq!(report["send_errors"], 0, "{report}");
-    assert_eq!(report["skipped"], 0, "{report}");
-    assert_eq!(report["delivered"], report["sent"], "{report}");
-    let measured = report["measured"].as_u64().unwrap();
-    assert!(
-        (400..750).contains(&measured),
-        "about 1 s of 1.5 s measured: {report}"
-    );
-    let latency = report["latency_ms"].as_array().unwrap();
-    let p50 = latency[0].as_f64().unwrap();
-    let max = latency[4].as_f64().unwrap();
-    assert!(p50 > 0.0 && p50 <= max, "{report}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn load_generator_on_sqlite() {
-    load_generator_delivers_all_it_sent(None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn load_generator_on_redis() {
-    load_generator_delivers_all_it_sent(Some(&common::redis_url())).await;
 }

@@ -17,7 +17,7 @@ use e2ee_proto::{
     ClientHandshake, HEADER_ACCOUNT, HEADER_MAC, HEADER_SESSION, HEADER_SIGNATURE,
     HEADER_TIMESTAMP, OpenSessionResponse, SESSION_LIFETIME_MS, SessionId, SessionKey, encode_b64,
 };
-use e2ee_relay_server::client::Identity;
+use e2ee_relay_load::Identity;
 use e2ee_relay_server::queue::{Clock as _, ManualClock};
 use e2ee_relay_server::sessions::MAX_SESSIONS_PER_ACCOUNT;
 use serde_json::json;

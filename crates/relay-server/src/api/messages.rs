@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::error::refused;
 use super::{ApiError, AppState, Signed, SignedIdempotent, email_param, query_error, rate_limited};
 use crate::metrics::Metrics;
-use crate::queue::{QueueError, QueuedEnvelope, recipient_tag};
+use crate::queue::{QueueError, QueuedEnvelope};
 
 /// `POST /v1/messages`.
 pub(super) async fn send(
@@ -161,10 +161,7 @@ pub(super) async fn ack_and_poll(
     }))
 }
 
-/// The long poll: register as a waiter first, then read, then sleep until woken, the
-/// deadline, or shutdown. Registering before reading means a send landing between
-/// the read and the sleep still wakes us. `ack` is removed by the first read (in the
-/// same round trip on Redis); returns how many of it existed, and the envelopes.
+/// The long poll of both poll routes (crate::delivery).
 async fn wait_for_envelopes(
     state: &AppState,
     email: &str,
@@ -172,32 +169,15 @@ async fn wait_for_envelopes(
     limit: usize,
     timeout: Duration,
 ) -> Result<(u64, Vec<QueuedEnvelope>), ApiError> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let waiter = state.queue.waiters().register(&recipient_tag(email));
-    let mut shutdown = state.shutdown.subscribe();
-    let mut acked = None;
-    loop {
-        let notified = waiter.notify().notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let envelopes = match acked {
-            None if !ack.is_empty() => {
-                let (count, envelopes) = state.queue.ack_and_fetch(email, ack, limit).await?;
-                acked = Some(count);
-                envelopes
-            }
-            _ => state.queue.fetch(email, limit).await?,
-        };
-        let acked_count = acked.unwrap_or(0);
-        if !envelopes.is_empty() || *shutdown.borrow() {
-            return Ok((acked_count, envelopes));
-        }
-        tokio::select! {
-            () = &mut notified => {}
-            () = tokio::time::sleep_until(deadline) => return Ok((acked_count, Vec::new())),
-            _ = shutdown.changed() => return Ok((acked_count, Vec::new())),
-        }
-    }
+    Ok(crate::delivery::wait_for_envelopes(
+        state.queue.as_ref(),
+        &state.shutdown,
+        email,
+        ack,
+        limit,
+        timeout,
+    )
+    .await?)
 }
 
 /// `POST /v1/messages/ack`.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use e2ee_relay_server::client::{Identity, now_ms};
+use e2ee_relay_load::{Identity, now_ms};
 use e2ee_relay_server::queue::Clock;
 use e2ee_relay_server::{Relay, RelayConfig};
 use http_body_util::BodyExt as _;

@@ -4,16 +4,19 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use e2ee_relay_server::loadgen::{self, LoadConfig};
+use e2ee_relay_load::LoadConfig;
 
-/// Same allocator as the relay (see its main.rs): the generator signs and parses as many
-/// requests as the relay serves, on the same two cores.
+/// Same allocator as the relay (see crates/relay-server/src/main.rs): the generator
+/// signs and parses as many requests as the relay serves, on the same cores.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The e2ee relay load generator: registers users with real Ed25519 keys, then drives
-/// signed sends and long polls against a running relay and prints throughput and
-/// send-to-delivery latency.
+/// signed sends and long polls against a running relay and prints throughput,
+/// send-to-delivery latency and the CPU time each delivered message cost.
+///
+/// By default it sends one message per request and its receivers poll as the
+/// messenger client does (one connection each, minute-long polls).
 ///
 /// The accounts it registers (`load-*@bench.invalid`) stay in the relay's directory:
 /// run it against a relay whose data can be wiped. See docs/DEPLOY.md, "Load-testing
@@ -26,14 +29,19 @@ struct Args {
     /// Relay base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Users to register; each runs one long-polling receiver.
+    /// Users to register; each runs one long-polling receiver and is sent to.
     #[arg(long, default_value_t = 200)]
     users: usize,
+    /// Further accounts that only hold long polls (nobody sends to them), as most of
+    /// a relay's users do at any moment.
+    #[arg(long, default_value_t = 0)]
+    idle_waiters: usize,
     /// Concurrent sending tasks.
     #[arg(long, default_value_t = 32)]
     senders: usize,
-    /// Envelopes per send request (1..=100).
-    #[arg(long, default_value_t = 10)]
+    /// Envelopes per send request (1..=100). People send one message at a time;
+    /// reports of larger batches say "batched".
+    #[arg(long, default_value_t = 1)]
     batch: usize,
     /// Target envelopes per second; 0 = as fast as possible.
     #[arg(long, default_value_t = 0)]
@@ -58,6 +66,14 @@ struct Args {
     /// acknowledges the previous batch in the request that waits for the next.
     #[arg(long)]
     separate_acks: bool,
+    /// The relay's process id, when it runs on this machine: its CPU time per delivered
+    /// message and its memory per waiting poll are then reported.
+    #[arg(long)]
+    relay_pid: Option<u32>,
+    /// The Redis the relay uses, whose CPU time per delivered message is then
+    /// reported (`INFO cpu`).
+    #[arg(long)]
+    redis_url: Option<String>,
     /// Print the report as one JSON object on stdout instead of text.
     #[arg(long)]
     json: bool,
@@ -69,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
     let config = LoadConfig {
         url: args.url.clone(),
         users: args.users,
+        idle_waiters: args.idle_waiters,
         senders: args.senders,
         batch: args.batch,
         rate: args.rate,
@@ -78,6 +95,8 @@ async fn main() -> anyhow::Result<()> {
         body_size: args.body_size,
         open_loop: args.open_loop,
         separate_acks: args.separate_acks,
+        relay_pid: args.relay_pid,
+        redis_url: args.redis_url.clone(),
     };
     if config.open_loop && config.rate == 0 {
         anyhow::bail!("--open-loop needs a --rate above 0");
@@ -85,7 +104,9 @@ async fn main() -> anyhow::Result<()> {
     if !args.json {
         print_setup(&args, &config);
     }
-    let report = loadgen::run(&config).await.context("running the load")?;
+    let report = e2ee_relay_load::run(&config)
+        .await
+        .context("running the load")?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -96,10 +117,13 @@ async fn main() -> anyhow::Result<()> {
 
 fn print_setup(args: &Args, config: &LoadConfig) {
     println!(
-        "load: {} users, {} senders, batch {}, rate {}{}, {} s after a {} s warm-up, body {} B, {}",
+        "load: {} users (+{} only waiting), {} senders, batch {}{}, rate {}{}, {} s after a {} s \
+         warm-up, body {} B, {}",
         config.users,
+        config.idle_waiters,
         config.senders,
         config.batch,
+        if config.batch > 1 { " (batched)" } else { "" },
         if config.rate == 0 {
             "max".to_owned()
         } else {

@@ -1,17 +1,20 @@
 //! A minimal signed HTTP/1.1 client of the relay API, for the load generator and the
-//! tests that drive a real listener. (The messenger's own client lives elsewhere; it
-//! shares only `e2ee-proto`.)
+//! tests that drive a real listener. (The messenger's own client is
+//! `e2ee-client-core`; this one shares only `e2ee-proto` with it.)
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::http::{Method, Request, StatusCode, header};
+use std::sync::Arc;
+
 use e2ee_proto::{
-    Base64Key, Base64Signature, HEADER_ACCOUNT, HEADER_SIGNATURE, HEADER_TIMESTAMP, OneTimePreKey,
-    RegisterRequest, SignedPreKey, encode_b64, sign_request, signed_prekey_signing_bytes,
+    Base64Key, Base64Signature, ClientHandshake, HEADER_ACCOUNT, HEADER_MAC, HEADER_SESSION,
+    HEADER_SIGNATURE, HEADER_TIMESTAMP, OneTimePreKey, OpenSessionResponse, RegisterRequest,
+    SessionId, SessionKey, SignedPreKey, encode_b64, sign_request, signed_prekey_signing_bytes,
 };
 use ed25519_dalek::{Signer as _, SigningKey};
 use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -19,12 +22,13 @@ use rand::RngExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Errors of [`RelayClient`].
+/// Errors of [`TestClient`] and of a load run.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+#[non_exhaustive]
+pub enum LoadError {
     /// The request could not be built (bad URL or header).
     #[error("invalid request: {0}")]
-    Build(#[from] axum::http::Error),
+    Build(#[from] hyper::http::Error),
     /// Connecting or exchanging the request failed.
     #[error("http: {0}")]
     Http(#[from] hyper_util::client::legacy::Error),
@@ -42,15 +46,36 @@ pub enum ClientError {
     /// The answer was not the expected JSON.
     #[error("bad JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The relay's half of a session exchange was unusable.
+    #[error("opening a session: {0}")]
+    Session(#[from] e2ee_proto::SessionError),
+    /// A task of the load run panicked or was cancelled.
+    #[error("a load task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
-/// An account's email and identity key.
+/// An account's email and identity key, and the session its requests are MACed
+/// under once [`TestClient::open_session`] opened one.
 #[derive(Debug, Clone)]
 pub struct Identity {
     /// Normalized email.
     pub email: String,
     /// Ed25519 identity key.
     pub key: SigningKey,
+    /// The open session, if any: requests then carry a session MAC, as the messenger
+    /// client's do, instead of a signature.
+    pub session: Option<Arc<Session>>,
+}
+
+/// A session opened by `POST /v1/sessions` (docs/API.md, "Sessions").
+#[derive(Debug)]
+pub struct Session {
+    /// The relay's name for it.
+    pub id: SessionId,
+    /// The MAC key (zeroized on drop, never printed).
+    pub key: SessionKey,
+    /// When the relay stops accepting it, unix milliseconds.
+    pub expires_at: u64,
 }
 
 /// Current unix time in milliseconds.
@@ -69,6 +94,7 @@ impl Identity {
         Self {
             email: email.to_owned(),
             key: SigningKey::from_bytes(&seed),
+            session: None,
         }
     }
 
@@ -86,6 +112,33 @@ impl Identity {
             (HEADER_TIMESTAMP, timestamp_ms.to_string()),
             (HEADER_SIGNATURE, encode_b64(&signature)),
         ]
+    }
+
+    /// The authentication headers for a request sent at `timestamp_ms`: a session MAC
+    /// when a session is open, else the signature of [`Self::sign_headers`].
+    pub fn auth_headers(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        timestamp_ms: u64,
+        body: &[u8],
+    ) -> Vec<(&'static str, String)> {
+        match &self.session {
+            Some(session) => {
+                let mac = session
+                    .key
+                    .mac_request(method, path_and_query, timestamp_ms, body);
+                vec![
+                    (HEADER_ACCOUNT, self.email.clone()),
+                    (HEADER_TIMESTAMP, timestamp_ms.to_string()),
+                    (HEADER_SESSION, session.id.to_b64()),
+                    (HEADER_MAC, encode_b64(&mac)),
+                ]
+            }
+            None => self
+                .sign_headers(method, path_and_query, timestamp_ms, body)
+                .to_vec(),
+        }
     }
 
     /// A signed prekey with a random public key, correctly signed.
@@ -129,41 +182,58 @@ impl Identity {
     }
 }
 
+/// Idle connections a shared [`TestClient`] keeps for its concurrent callers (the
+/// senders of a load run, the requests of a test).
+const SHARED_POOL_IDLE: usize = 1024;
+
 /// A pooled HTTP/1.1 client of one relay.
 #[derive(Debug, Clone)]
-pub struct RelayClient {
+pub struct TestClient {
     base: String,
     http: Client<HttpConnector, Full<Bytes>>,
 }
 
-impl RelayClient {
-    /// A client of the relay at `base_url` (`http://host:port`, no trailing slash).
+impl TestClient {
+    /// A client of the relay at `base_url` (`http://host:port`, no trailing slash)
+    /// whose pool keeps up to [`SHARED_POOL_IDLE`] idle connections.
     pub fn new(base_url: &str) -> Self {
+        Self::with_idle_connections(base_url, SHARED_POOL_IDLE)
+    }
+
+    /// A client keeping at most one idle connection: what one messenger client is, one
+    /// keep-alive connection its requests take turns on. A receiver of the load
+    /// generator uses one, so N receivers hold N connections, not a shared pool's.
+    pub fn single_connection(base_url: &str) -> Self {
+        Self::with_idle_connections(base_url, 1)
+    }
+
+    fn with_idle_connections(base_url: &str, idle: usize) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         Self {
             base: base_url.trim_end_matches('/').to_owned(),
             http: Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(1024)
+                .pool_max_idle_per_host(idle)
                 .build(connector),
         }
     }
 
-    /// Sends a request, signed by `identity` when given; returns status and body.
+    /// Sends a request authenticated as `identity` when given (its session MAC, or a
+    /// signature without a session); returns status and body.
     pub async fn send_raw(
         &self,
         identity: Option<&Identity>,
         method: Method,
         path_and_query: &str,
         body: Vec<u8>,
-    ) -> Result<(StatusCode, Bytes), ClientError> {
+    ) -> Result<(StatusCode, Bytes), LoadError> {
         let mut builder = Request::builder()
             .method(method.clone())
             .uri(format!("{}{path_and_query}", self.base))
             .header(header::CONTENT_TYPE, "application/json");
         if let Some(identity) = identity {
             for (name, value) in
-                identity.sign_headers(method.as_str(), path_and_query, now_ms(), &body)
+                identity.auth_headers(method.as_str(), path_and_query, now_ms(), &body)
             {
                 builder = builder.header(name, value);
             }
@@ -185,7 +255,7 @@ impl RelayClient {
         path_and_query: &str,
         body: Option<&B>,
         expect: StatusCode,
-    ) -> Result<T, ClientError> {
+    ) -> Result<T, LoadError> {
         let bytes = match body {
             Some(body) => serde_json::to_vec(body)?,
             None => Vec::new(),
@@ -194,7 +264,7 @@ impl RelayClient {
             .send_raw(Some(identity), method, path_and_query, bytes)
             .await?;
         if status != expect {
-            return Err(ClientError::Status {
+            return Err(LoadError::Status {
                 status,
                 body: String::from_utf8_lossy(&answer).into_owned(),
             });
@@ -203,7 +273,7 @@ impl RelayClient {
     }
 
     /// Registers `identity` with `opks` one-time prekeys.
-    pub async fn register(&self, identity: &Identity, opks: u32) -> Result<(), ClientError> {
+    pub async fn register(&self, identity: &Identity, opks: u32) -> Result<(), LoadError> {
         let _: e2ee_proto::RegisterResponse = self
             .call(
                 identity,
@@ -214,5 +284,48 @@ impl RelayClient {
             )
             .await?;
         Ok(())
+    }
+
+    /// Opens a session for `identity` (`POST /v1/sessions`, signed: an ephemeral X25519
+    /// exchange) and returns the identity with it, whose later requests are MACed as
+    /// the messenger client's are; from a relay without `/v1/sessions` (404 or 405),
+    /// the identity as it was, signing. Routes that take only a signature (registration,
+    /// `DELETE /v1/account`, opening a session) need the identity without it.
+    pub async fn open_session(&self, identity: &Identity) -> Result<Identity, LoadError> {
+        let mut random = [0u8; 32];
+        rand::rng().fill(&mut random);
+        let handshake = ClientHandshake::new(random);
+        let signed = Identity {
+            session: None,
+            ..identity.clone()
+        };
+        let answer: OpenSessionResponse = match self
+            .call(
+                &signed,
+                Method::POST,
+                "/v1/sessions",
+                Some(&handshake.request()),
+                StatusCode::CREATED,
+            )
+            .await
+        {
+            Ok(answer) => answer,
+            // A relay older than sessions: its requests stay signed, as the messenger
+            // client's do there (and before/after figures can use one generator).
+            Err(LoadError::Status {
+                status: StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED,
+                ..
+            }) => return Ok(signed),
+            Err(other) => return Err(other),
+        };
+        let key = handshake.finish(&answer)?;
+        Ok(Identity {
+            session: Some(Arc::new(Session {
+                id: answer.session_id,
+                key,
+                expires_at: answer.expires_at,
+            })),
+            ..signed
+        })
     }
 }

@@ -1,0 +1,170 @@
+//! The real `e2ee-relay-load` against the real `e2ee-relay` (SQLite and Redis): every
+//! envelope it sends on its open-loop timetable is accepted and delivered once acks
+//! land, only those sent after the warm-up count toward latency, and the CPU and
+//! memory figures it reports are read from the processes that did the work.
+//!
+//! The relay binary is the one `cargo build --bins` (or `cargo test --workspace`)
+//! puts next to the load generator's.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+struct Relay {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn relay_binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_e2ee-relay-load")).with_file_name("e2ee-relay");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` first",
+        path.display()
+    );
+    path
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn start_relay(redis: bool) -> Relay {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(relay_binary());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("E2EE_REDIS_URL")
+        .env_remove("E2EE_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if redis {
+        let prefix = format!("e2ee-test-load-{}", uuid::Uuid::new_v4().simple());
+        cmd.args(["--redis-url", &redis_url(), "--redis-key-prefix", &prefix]);
+    }
+    let mut child = cmd.spawn().expect("starting e2ee-relay");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Relay {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+fn load(relay: &Relay, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_e2ee-relay-load"))
+        .args([
+            "--url",
+            &relay.url,
+            "--relay-pid",
+            &relay.child.id().to_string(),
+        ])
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn delivers_all_it_sent(redis: bool) {
+    let relay = start_relay(redis);
+    let redis_url = redis_url();
+    let mut args = vec!["--users", "20", "--senders", "4", "--rate", "500"];
+    args.extend(["--open-loop", "--seconds", "1", "--warmup-seconds", "0.5"]);
+    if redis {
+        args.extend(["--redis-url", &redis_url]);
+    }
+    let report = load(&relay, &args);
+    // 1.5 s at 500 envelopes/s, one per request (the default): 750 requests.
+    assert_eq!(report["batch"], 1, "{report}");
+    assert_eq!(report["sent"], 750, "{report}");
+    assert_eq!(report["send_errors"], 0, "{report}");
+    assert_eq!(report["skipped"], 0, "{report}");
+    assert_eq!(report["delivered"], report["sent"], "{report}");
+    let measured = report["measured"].as_u64().unwrap();
+    assert!(
+        (400..750).contains(&measured),
+        "about 1 s of 1.5 s measured: {report}"
+    );
+    let latency = report["latency_ms"].as_array().unwrap();
+    let p50 = latency[0].as_f64().unwrap();
+    let max = latency[4].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= max, "{report}");
+    // 750 signed sends and their polls cost the relay CPU time; it is read from the
+    // relay's own process, so it cannot be zero.
+    let cpu = &report["cpu"];
+    assert!(cpu["relay_seconds"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        cpu["relay_us_per_message"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(
+        cpu["generator_us_per_message"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert_eq!(cpu["redis_seconds"].is_null(), !redis, "{report}");
+}
+
+#[test]
+fn load_generator_on_sqlite() {
+    delivers_all_it_sent(false);
+}
+
+#[test]
+fn load_generator_on_redis() {
+    delivers_all_it_sent(true);
+}
+
+/// Idle waiters hold one long poll each in the relay (its gauge counts every one)
+/// while the others are sent to, and none of them receives anything.
+#[test]
+fn idle_waiters_are_parked_in_the_relay() {
+    let relay = start_relay(true);
+    let report = load(
+        &relay,
+        &[
+            "--users",
+            "10",
+            "--idle-waiters",
+            "200",
+            "--rate",
+            "200",
+            "--open-loop",
+            "--seconds",
+            "1",
+        ],
+    );
+    assert_eq!(report["idle_waiters"], 200, "{report}");
+    assert_eq!(report["receivers"], 10, "{report}");
+    assert_eq!(report["delivered"], report["sent"], "{report}");
+    let memory = &report["memory"];
+    assert_eq!(memory["polls_waiting"], 210, "{report}");
+    assert!(
+        memory["rss_kib_with_polls"].as_u64().unwrap()
+            >= memory["rss_kib_no_polls"].as_u64().unwrap(),
+        "{report}"
+    );
+}
