@@ -14,19 +14,17 @@
 //! list of edits of the templates (see [`Op`]) whose result is serialized as a
 //! `PollResponse`.
 //!
-//! Inputs alternate between bob's two ways of polling: `Client::poll`, which acks what
-//! it was given before it returns, and `Client::poll_deferring_ack`, which acks it in
-//! its next poll's `POST /v1/messages/poll` (either kind of poll carries acks still
-//! owed). A body that parses as a `PollResponse` is the answer to either request (as
-//! a `PollAckResponse` to the POST); any other body is sent as it is.
+//! Each input is one sync round of bob (`Client::sync_once`, what `e2ee poll` runs: it
+//! acks what it stored before it returns), after which bob reads the messages it
+//! stored as an event consumer and commits them, as a front end does. A body that
+//! parses as a `PollResponse` is the answer to either poll request (as a
+//! `PollAckResponse` to the POST); any other body is sent as it is.
 //!
 //! Checked for every input: the poll does not panic; it succeeds for every body that
 //! parses as a `PollResponse` and fails with `RelayError::Protocol` (or `NotARelay`,
 //! for a body that is not JSON at all) for one that does not; every envelope it was
-//! given is acked, by this request or (deferring) the next, and an answer it could not
-//! read leaves what it owed still owed; every message it
-//! returns is one alice sent (same sender, id and text), and none is returned twice in
-//! the process's life.
+//! given is acked by this round; every message the round stores is one alice sent
+//! (same sender, id and text), and none is returned twice in the process's life.
 #![no_main]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -69,8 +67,6 @@ static POLLS: AtomicU64 = AtomicU64::new(0);
 /// Ids bob acked since the last input, by `POST /v1/messages/ack` or inside a
 /// `POST /v1/messages/poll`.
 static ACKED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
-/// Inputs run so far: odd ones poll with `poll_deferring_ack`.
-static RUNS: AtomicU64 = AtomicU64::new(0);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -230,16 +226,9 @@ fn setup() -> Fixture {
         envelopes: vec![first],
     })
     .unwrap();
-    let outcome = fixture
-        .rt
-        .block_on(fixture.bob.poll(Duration::ZERO))
-        .unwrap();
-    assert_eq!(outcome.messages.len(), 1, "{:?}", outcome.warnings);
-    fixture.check_returned(&outcome.messages);
-    fixture
-        .rt
-        .block_on(fixture.bob.mark_shown(&outcome.messages))
-        .unwrap();
+    let messages = poll_once(&fixture.rt, &fixture.bob).unwrap();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    fixture.check_returned(&messages);
     // Bob answers, so alice's next messages are normal ones.
     fixture.bob_replies();
     for i in 0..WINDOW {
@@ -281,11 +270,8 @@ impl Fixture {
     /// alice reads it: her next message starts a new ratchet step.
     fn bob_replies(&mut self) {
         self.rt.block_on(self.bob.send(ALICE, "reply")).unwrap();
-        let outcome = self.rt.block_on(self.alice.poll(Duration::ZERO)).unwrap();
-        assert_eq!(outcome.messages.len(), 1, "{:?}", outcome.warnings);
-        self.rt
-            .block_on(self.alice.mark_shown(&outcome.messages))
-            .unwrap();
+        let messages = poll_once(&self.rt, &self.alice).unwrap();
+        assert_eq!(messages.len(), 1, "{messages:?}");
         // Alice's poll also read the decryption-error receipts bob sent for inputs he
         // could not decrypt; one naming a genuine envelope of hers (a template the input
         // replayed where it could not decrypt) makes her re-send that message once, as
@@ -300,16 +286,20 @@ impl Fixture {
         });
     }
 
-    fn check_returned(&mut self, messages: &[e2ee_client_core::ReceivedMessage]) {
+    fn check_returned(&mut self, messages: &[e2ee_client_core::Message]) {
         for message in messages {
-            assert_eq!(message.from, ALICE, "a message from someone alice is not");
             assert_eq!(
-                self.sent.get(&message.id),
+                message.from.as_str(),
+                ALICE,
+                "a message from someone alice is not"
+            );
+            assert_eq!(
+                self.sent.get(message.id.as_str()),
                 Some(&message.text),
                 "a message alice never sent: {message:?}"
             );
             assert!(
-                self.returned.insert(message.id.clone()),
+                self.returned.insert(message.id.as_str().to_owned()),
                 "message {} returned twice",
                 message.id
             );
@@ -560,6 +550,32 @@ fn build(fixture: &mut Fixture, data: &[u8]) -> PollResponse {
     }
 }
 
+/// One sync round of `client` (what `e2ee poll` runs: fetch, store, ack at once), then
+/// the messages it stored, read as the `fuzz` consumer and committed, as a front end
+/// shows them. A failed round leaves nothing new to read: a failure stores nothing.
+fn poll_once(
+    rt: &tokio::runtime::Runtime,
+    client: &e2ee_client_core::Client,
+) -> Result<Vec<e2ee_client_core::Message>, ClientError> {
+    rt.block_on(async {
+        client.sync_once(Duration::ZERO).await?;
+        let mut events = client.events("fuzz").await?;
+        let mut messages = Vec::new();
+        let mut last = None;
+        while let Some((cursor, event)) = events.try_next().await? {
+            if let e2ee_client_core::Event::Message(message) = event {
+                messages.push(message);
+            }
+            last = Some(cursor);
+        }
+        drop(events);
+        if let Some(cursor) = last {
+            client.commit("fuzz", cursor).await?;
+        }
+        Ok(messages)
+    })
+}
+
 fn run(data: &[u8]) {
     let mut fixture = lock(&*FIXTURE);
     let body = if data.first() == Some(&b'{') {
@@ -571,14 +587,7 @@ fn run(data: &[u8]) {
     *lock(&POLL_BODY) = body;
     lock(&ACKED).clear();
     let polls = POLLS.load(Ordering::SeqCst);
-    let deferring = RUNS.fetch_add(1, Ordering::SeqCst) % 2 == 1;
-    let result = if deferring {
-        fixture
-            .rt
-            .block_on(fixture.bob.poll_deferring_ack(Duration::ZERO))
-    } else {
-        fixture.rt.block_on(fixture.bob.poll(Duration::ZERO))
-    };
+    let result = poll_once(&fixture.rt, &fixture.bob);
     assert_eq!(
         POLLS.load(Ordering::SeqCst),
         polls + 1,
@@ -586,21 +595,12 @@ fn run(data: &[u8]) {
     );
     let acked: BTreeSet<u64> = lock(&ACKED).iter().copied().collect();
     match (expected, result) {
-        (Ok(response), Ok(outcome)) => {
+        (Ok(response), Ok(messages)) => {
             let given: BTreeSet<u64> = response.envelopes.iter().map(|e| e.id).collect();
-            if deferring {
-                assert_eq!(acked, fixture.owed, "bob did not ack what he owed");
-                fixture.owed = given;
-            } else {
-                let owed: BTreeSet<u64> = fixture.owed.union(&given).copied().collect();
-                assert_eq!(acked, owed, "bob did not ack exactly what he was given");
-                fixture.owed.clear();
-            }
-            fixture.check_returned(&outcome.messages);
-            fixture
-                .rt
-                .block_on(fixture.bob.mark_shown(&outcome.messages))
-                .unwrap();
+            let owed: BTreeSet<u64> = fixture.owed.union(&given).copied().collect();
+            assert_eq!(acked, owed, "bob did not ack exactly what he was given");
+            fixture.owed.clear();
+            fixture.check_returned(&messages);
         }
         (Ok(_), Err(error)) => panic!("poll failed on a valid PollResponse: {error}"),
         // A body that is not JSON at all reads as "not an e2ee relay", one that is JSON
@@ -618,8 +618,8 @@ fn run(data: &[u8]) {
                 "an unparsable poll answer ({parse}) failed with {error:?}, not Protocol or NotARelay"
             )
         }
-        (Err(parse), Ok(outcome)) => {
-            panic!("an unparsable poll answer ({parse}) was accepted: {outcome:?}")
+        (Err(parse), Ok(messages)) => {
+            panic!("an unparsable poll answer ({parse}) was accepted: {messages:?}")
         }
     }
     fixture.refill();

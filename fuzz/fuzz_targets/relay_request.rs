@@ -45,12 +45,12 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, header};
 use e2ee_proto::{
     Base64Bytes, Base64Key, ClientHandshake, ErrorBody, ErrorCode, HEADER_ACCOUNT, HEADER_MAC,
-    HEADER_SESSION, HEADER_SIGNATURE, HEADER_TIMESTAMP, OpenSessionResponse, SessionId,
-    SessionKey, MAX_ENVELOPE_BODY_BYTES, OneTimePreKey, OutgoingMessage, SIGNATURE_WINDOW_MS,
-    SendRequest, UploadPreKeysRequest, encode_b64, sign_request,
+    HEADER_SESSION, HEADER_SIGNATURE, HEADER_TIMESTAMP, MAX_ENVELOPE_BODY_BYTES, OneTimePreKey,
+    OpenSessionResponse, OutgoingMessage, SIGNATURE_WINDOW_MS, SendRequest, SessionId, SessionKey,
+    UploadPreKeysRequest, encode_b64, sign_request,
 };
-use e2ee_relay_server::api::{AppState, MAX_REQUEST_BODY_BYTES, MAX_SEND_BODY_BYTES, RateLimit};
 use e2ee_relay_load::Identity;
+use e2ee_relay_server::api::{AppState, MAX_REQUEST_BODY_BYTES, MAX_SEND_BODY_BYTES, RateLimit};
 use e2ee_relay_server::metrics::Gauges;
 use e2ee_relay_server::queue::{ManualClock, QueueLimits};
 use tokio::runtime::Runtime;
@@ -374,7 +374,10 @@ fn build(fixture: &Fixture, input: &Input<'_>, now: u64) -> Option<Request<Body>
                     HEADER_SESSION,
                     HeaderValue::from_str(&session_id.to_b64()).unwrap(),
                 );
-                headers.insert(HEADER_MAC, HeaderValue::from_str(&encode_b64(&mac)).unwrap());
+                headers.insert(
+                    HEADER_MAC,
+                    HeaderValue::from_str(&encode_b64(&mac)).unwrap(),
+                );
             }
             if !input.session || input.flags & BOTH_CREDENTIALS != 0 {
                 headers.insert(
@@ -935,7 +938,13 @@ fn seeds(alice: &Identity, newcomer: &Identity) -> Vec<(String, Vec<u8>)> {
         ),
         (
             "session_and_signature",
-            session_seed(1, 0, BOTH_CREDENTIALS, signed("GET", "/v1/prekeys/count"), b""),
+            session_seed(
+                1,
+                0,
+                BOTH_CREDENTIALS,
+                signed("GET", "/v1/prekeys/count"),
+                b"",
+            ),
         ),
         (
             "session_raw_headers",
@@ -943,7 +952,14 @@ fn seeds(alice: &Identity, newcomer: &Identity) -> Vec<(String, Vec<u8>)> {
                 0,
                 0,
                 0,
-                ["GET", "/v1/prekeys/count", ALICE, &T0.to_string(), "AAAA:BBBB", json],
+                [
+                    "GET",
+                    "/v1/prekeys/count",
+                    ALICE,
+                    &T0.to_string(),
+                    "AAAA:BBBB",
+                    json,
+                ],
                 b"",
             ),
         ),

@@ -2,8 +2,10 @@
 # Runs the client bench (benches/client.rs) on the pre-refactor commit and on HEAD, one
 # after the other in the same minutes, and prints both.
 #
-# The old commit is checked out in a temporary `git worktree` with this bench file and its
-# Cargo.toml entry copied in; it builds into this worktree's own target/ (no extra target
+# The old commit is checked out in a temporary `git worktree` with the bench copied in:
+# benches/before/client.rs, the same measurement written against the pre-issue-13 API
+# (`poll` + `mark_shown` where HEAD has `sync_once` + events + `commit`), and its
+# Cargo.toml entry; it builds into this worktree's own target/ (no extra target
 # directory on the shared disk), and HEAD is rebuilt after it. Each side runs against
 # its own release `e2ee-relay`.
 #
@@ -39,7 +41,7 @@ run_bench() {
 
 git -C "$root" worktree add --detach "$old" "$before" >/dev/null 2>&1
 mkdir -p "$old/crates/client-core/benches"
-cp "$root/crates/client-core/benches/client.rs" "$old/crates/client-core/benches/"
+cp "$root/crates/client-core/benches/before/client.rs" "$old/crates/client-core/benches/client.rs"
 if ! grep -q '^name = "client"' "$old/crates/client-core/Cargo.toml"; then
     python3 - "$old/crates/client-core/Cargo.toml" <<'PY'
 import sys

@@ -34,12 +34,12 @@ pub use messages::{
     AckRequest, AckResponse, Envelope, OutgoingMessage, PollAckRequest, PollAckResponse,
     PollResponse, SendRequest, SendResponse,
 };
+pub use prekeys::{BundleResponse, OneTimePreKey, PreKeyCount, SignedPreKey, UploadPreKeysRequest};
 pub use session_auth::{
     ClientHandshake, CloseSessionsResponse, HEADER_MAC, HEADER_SESSION, OpenSessionRequest,
     OpenSessionResponse, SESSION_ID_BYTES, SESSION_KEY_CONTEXT, SESSION_LIFETIME_MS,
     SESSION_MAC_BYTES, SessionError, SessionId, SessionKey, accept_session,
 };
-pub use prekeys::{BundleResponse, OneTimePreKey, PreKeyCount, SignedPreKey, UploadPreKeysRequest};
 pub use signing::{
     HEADER_ACCOUNT, HEADER_SIGNATURE, HEADER_TIMESTAMP, REQUEST_SIGNING_CONTEXT,
     SIGNED_PREKEY_CONTEXT, request_signing_bytes, sign_request, signed_prekey_signing_bytes,

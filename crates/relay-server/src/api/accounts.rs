@@ -7,7 +7,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use e2ee_proto::{
-    AccountResponse, ErrorCode, BundleResponse, RefusalReason, RegisterRequest, RegisterResponse,
+    AccountResponse, BundleResponse, ErrorCode, RefusalReason, RegisterRequest, RegisterResponse,
     UnregisterResponse,
 };
 use serde::Deserialize;
