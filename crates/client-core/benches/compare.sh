@@ -32,6 +32,11 @@ run_bench() {
     (
         cd "$tree"
         export CARGO_TARGET_DIR="$target"
+        # Both trees' crates hash to the same artifact names (cargo hashes a path
+        # package by its path inside the workspace), and an artifact newer than its
+        # sources counts as fresh: without this, the second side would link crates the
+        # first side built from the other tree's sources.
+        find crates -name '*.rs' -exec touch {} +
         # The bench profile, as `cargo bench` builds: one set of optimized dependencies.
         cargo build --profile bench -q -p e2ee-relay-server --bin e2ee-relay
         E2EE_RELAY_BIN="$target/release/e2ee-relay" \
