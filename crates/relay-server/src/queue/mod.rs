@@ -5,7 +5,7 @@
 //! [`QueueBackend::ack`] does. Both backends enforce a per-recipient cap and a TTL
 //! given by [`QueueLimits`], and read time from a [`Clock`] so tests can move it.
 
-mod redis;
+pub(crate) mod redis;
 mod sqlite;
 mod waiters;
 

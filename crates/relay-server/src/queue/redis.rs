@@ -165,7 +165,7 @@ return answer
 
 /// A command connection to a single Redis or to a cluster.
 #[derive(Clone)]
-enum Connection {
+pub(crate) enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -272,40 +272,11 @@ impl RedisQueue {
         limits: QueueLimits,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, QueueError> {
-        if prefix.contains(['{', '}']) {
-            return Err(QueueError::Config(
-                "the Redis key prefix must not contain braces (they would change the hash tag)"
-                    .into(),
-            ));
-        }
-        let nodes: Vec<&str> = urls
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        let Some(first) = nodes.first() else {
-            return Err(QueueError::Config("empty Redis URL".into()));
-        };
-        let client = redis::Client::open((*first).into_connection_info()?.set_tcp_settings(tcp()))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(RESPONSE_TIMEOUT));
-        let mut manager =
-            ConnectionManager::new_with_config(client.clone(), manager_config).await?;
-        let info: String = redis::cmd("INFO")
-            .arg("cluster")
-            .query_async(&mut manager)
-            .await?;
-        let cluster = info.contains("cluster_enabled:1");
-        let conn = if cluster {
-            let cluster_client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
-                .response_timeout(RESPONSE_TIMEOUT)
-                .tcp_settings(tcp())
-                .build()?;
-            Connection::Cluster(cluster_client.get_async_connection().await?)
-        } else {
-            Connection::Single(manager)
-        };
+        let Connected {
+            conn,
+            client,
+            cluster,
+        } = connect_commands(urls, prefix).await?;
         let queue = Self {
             conn,
             prefix: Arc::from(prefix),
@@ -500,6 +471,59 @@ impl RedisQueue {
 /// unanswered; with Nagle's algorithm on, the kernel holds it back until Redis has
 /// acknowledged the earlier data, adding a Redis round trip (more when Redis is
 /// waiting for a CPU) to every command that does not happen to go out first.
+/// A relay's command connection to Redis, and what else connecting learned.
+pub(crate) struct Connected {
+    /// The multiplexed command connection.
+    pub(crate) conn: Connection,
+    /// The client of the first node, for a pub/sub connection of its own.
+    pub(crate) client: redis::Client,
+    /// Whether the server is a Redis Cluster.
+    pub(crate) cluster: bool,
+}
+
+/// Connects to Redis for commands: `urls` is one URL or a comma-separated list of
+/// cluster seed nodes, and whether the server is a cluster is asked (`INFO cluster`),
+/// not configured. `prefix` is the key prefix the caller will use, checked here.
+pub(crate) async fn connect_commands(urls: &str, prefix: &str) -> Result<Connected, QueueError> {
+    if prefix.contains(['{', '}']) {
+        return Err(QueueError::Config(
+            "the Redis key prefix must not contain braces (they would change the hash tag)".into(),
+        ));
+    }
+    let nodes: Vec<&str> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let Some(first) = nodes.first() else {
+        return Err(QueueError::Config("empty Redis URL".into()));
+    };
+    let client = redis::Client::open((*first).into_connection_info()?.set_tcp_settings(tcp()))?;
+    let manager_config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT));
+    let mut manager = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut manager)
+        .await?;
+    let cluster = info.contains("cluster_enabled:1");
+    let conn = if cluster {
+        let cluster_client = redis::cluster::ClusterClientBuilder::new(nodes)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .tcp_settings(tcp())
+            .build()?;
+        Connection::Cluster(cluster_client.get_async_connection().await?)
+    } else {
+        Connection::Single(manager)
+    };
+    Ok(Connected {
+        conn,
+        client,
+        cluster,
+    })
+}
+
 fn tcp() -> TcpSettings {
     TcpSettings::default().set_nodelay(true)
 }

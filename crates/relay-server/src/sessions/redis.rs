@@ -3,19 +3,12 @@
 //! hash tag is the account's queue tag, so on a cluster an account's sessions live in
 //! the slot of its queue. Revoking every session of an account is one `DEL`.
 
-use std::time::Duration;
-
 use e2ee_proto::{SessionId, SessionKey};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster_async::ClusterConnection;
-use redis::io::tcp::TcpSettings;
-use redis::{Cmd, IntoConnectionInfo as _, Pipeline, RedisFuture, Script, Value};
+use redis::Script;
 
 use super::{EXPIRED_SESSION_GRACE_MS, MAX_SESSIONS_PER_ACCOUNT, SessionRecord, SessionStoreError};
+use crate::queue::redis::{Connection, connect_commands};
 use crate::queue::{QueueError, recipient_tag};
-
-/// How long a Redis command may take before the request fails with 503.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Stores a session and bounds the account's hash. KEYS: the hash. ARGV: field, value,
 /// expires_at, now, most sessions kept, grace. Sessions past expiry + grace are
@@ -56,40 +49,6 @@ redis.call('DEL', KEYS[1])
 return n
 ";
 
-#[derive(Clone)]
-enum Connection {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Connection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
 /// The Redis session store; cheap to clone (one multiplexed connection per process).
 #[derive(Clone)]
 pub struct RedisSessions {
@@ -105,10 +64,6 @@ impl std::fmt::Debug for RedisSessions {
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
-}
-
-fn tcp() -> TcpSettings {
-    TcpSettings::default().set_nodelay(true)
 }
 
 fn encode(record: &SessionRecord) -> String {
@@ -140,39 +95,7 @@ impl RedisSessions {
     /// Connects to the relay's Redis (`urls` as for the queues: one URL or the
     /// comma-separated seeds of a cluster); keys go under `prefix`.
     pub async fn connect(urls: &str, prefix: &str) -> Result<Self, SessionStoreError> {
-        if prefix.contains(['{', '}']) {
-            return Err(QueueError::Config(
-                "the Redis key prefix must not contain braces (they would change the hash tag)"
-                    .into(),
-            )
-            .into());
-        }
-        let nodes: Vec<&str> = urls
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        let Some(first) = nodes.first() else {
-            return Err(QueueError::Config("empty Redis URL".into()).into());
-        };
-        let client = redis::Client::open((*first).into_connection_info()?.set_tcp_settings(tcp()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(RESPONSE_TIMEOUT));
-        let mut manager = ConnectionManager::new_with_config(client, config).await?;
-        let info: String = redis::cmd("INFO")
-            .arg("cluster")
-            .query_async(&mut manager)
-            .await?;
-        let conn = if info.contains("cluster_enabled:1") {
-            let cluster = redis::cluster::ClusterClientBuilder::new(nodes)
-                .response_timeout(RESPONSE_TIMEOUT)
-                .tcp_settings(tcp())
-                .build()?;
-            Connection::Cluster(cluster.get_async_connection().await?)
-        } else {
-            Connection::Single(manager)
-        };
+        let conn = connect_commands(urls, prefix).await?.conn;
         Ok(Self {
             conn,
             prefix: std::sync::Arc::from(prefix),
