@@ -2,8 +2,6 @@
 //! processes, must not corrupt the session or the store.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader};
-use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -16,23 +14,7 @@ const FOLLOW_STALL: Duration = Duration::from_secs(60);
 
 /// Starts `user`'s `poll --follow --json`; each line it prints goes to `lines`.
 fn follow(user: &User, lines: mpsc::Sender<String>) -> std::process::Child {
-    let mut follower = user
-        .command()
-        .args(["--json", "poll", "--follow", "--timeout", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = follower.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    follower
+    user.follow(&[], move |line| lines.send(line).is_ok())
 }
 
 #[test]

@@ -4,8 +4,6 @@
 //! message exactly once, the other from the store.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader};
-use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -23,31 +21,9 @@ fn follow(
     consumer: &'static str,
     lines: mpsc::Sender<(&'static str, String)>,
 ) -> std::process::Child {
-    let mut follower = user
-        .command()
-        .args([
-            "--json",
-            "poll",
-            "--follow",
-            "--timeout",
-            "2",
-            "--consumer",
-            consumer,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = follower.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines.send((consumer, line)).is_err() {
-                break;
-            }
-        }
-    });
-    follower
+    user.follow(&["--consumer", consumer], move |line| {
+        lines.send((consumer, line)).is_ok()
+    })
 }
 
 #[test]

@@ -250,6 +250,34 @@ impl User {
         self.home.path().join("default")
     }
 
+    /// Starts this user's `e2ee --json poll --follow --timeout 2` with `extra` arguments
+    /// after them; each line it prints is handed to `on_line` on a thread of its own,
+    /// until the process closes its stdout or `on_line` returns false.
+    pub fn follow(
+        &self,
+        extra: &[&str],
+        mut on_line: impl FnMut(String) -> bool + Send + 'static,
+    ) -> Child {
+        let mut follower = self
+            .command()
+            .args(["--json", "poll", "--follow", "--timeout", "2"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = follower.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !on_line(line) {
+                    break;
+                }
+            }
+        });
+        follower
+    }
+
     /// An `e2ee` command for this user, with a clean environment for the client.
     pub fn command(&self) -> Command {
         let mut command = Command::new(bin_dir().join("e2ee"));
