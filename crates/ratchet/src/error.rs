@@ -126,6 +126,10 @@ pub enum EncryptError {
     /// was produced: no plaintext is left in any output.
     #[error("the cipher refused to encrypt this input")]
     Cipher,
+    /// The peer's ratchet key gives an all-zero Diffie-Hellman output. The receiving half
+    /// of the step refuses such a key, so only a crafted stored record gets here.
+    #[error("the peer's ratchet key is a low-order point")]
+    NonContributory,
 }
 
 /// A message could not be decrypted. The session is unchanged by any of these.

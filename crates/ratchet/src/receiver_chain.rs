@@ -291,7 +291,7 @@ impl ReceiverChains {
 
     pub(crate) fn read(r: &mut Reader<'_>, format: RecordFormat) -> Result<Self, DecodeError> {
         let count = match format {
-            RecordFormat::V2 => r.count(MAX_RECEIVER_CHAINS)?,
+            RecordFormat::V2 | RecordFormat::V3 => r.count(MAX_RECEIVER_CHAINS)?,
             // Format 1 kept every closed chain that held a skipped key: read what it could
             // hold, then drop what the cap no longer allows.
             RecordFormat::V1 => r.count(MAX_RECEIVER_CHAINS + MAX_SKIPPED_KEYS)?,
@@ -335,7 +335,7 @@ impl ReceiverChains {
                 }
                 previous = Some(counter);
                 let skipped_at = match format {
-                    RecordFormat::V2 => r.u64()?,
+                    RecordFormat::V2 | RecordFormat::V3 => r.u64()?,
                     RecordFormat::V1 => UNKNOWN_TIME,
                 };
                 skipped.push_back(SkippedKey {

@@ -57,9 +57,14 @@ pub(crate) struct Session {
     pub(crate) base_key: PublicKey,
     pub(crate) pending_prekey: Option<PendingPreKey>,
     root_key: RootKey,
-    /// Our current ratchet key pair (DHs).
-    ratchet: KeyPair,
-    /// `None` only for a responder before its first DH step.
+    /// Our current ratchet key pair (DHs). `None` between a DH step and our next send:
+    /// the sending half of a step waits for a message to send (as Olm's ratchet does),
+    /// so a receiver that does not answer pays one DH per step, not two plus a key
+    /// generation, and keeps no private ratchet key it has no use for.
+    ratchet: Option<KeyPair>,
+    /// `None` for a responder before its first DH step, and between a DH step and our
+    /// next send (then `ratchet` is `None` too, and the newest receiving chain holds the
+    /// peer's key the sending half runs against).
     sending: Option<SendingChain>,
     /// NHKs.
     next_sending_header_key: HeaderKey,
@@ -70,7 +75,8 @@ pub(crate) struct Session {
     next_receiving_header_key: HeaderKey,
 }
 
-/// Everything a DH step computes, applied only once the message authenticates.
+/// Everything the receiving half of a DH step computes, applied only once the message
+/// authenticates.
 struct RatchetStep {
     closing_skipped: Vec<(u32, MessageKey)>,
     root_key: RootKey,
@@ -79,7 +85,12 @@ struct RatchetStep {
     /// The key of the message that caused the step.
     message_key: MessageKey,
     next_receiving_header_key: HeaderKey,
+}
+
+/// The sending half of a DH step, computed at our first send after it.
+struct SendingStep {
     ratchet: KeyPair,
+    root_key: RootKey,
     sending: SendingChain,
     next_sending_header_key: HeaderKey,
 }
@@ -105,7 +116,7 @@ impl Session {
             base_key: parties.base_key,
             pending_prekey: Some(pending),
             root_key,
-            ratchet,
+            ratchet: Some(ratchet),
             sending: Some(SendingChain {
                 chain_key,
                 header_key: secrets.initiator_header_key.clone(),
@@ -131,7 +142,7 @@ impl Session {
             base_key: parties.base_key,
             pending_prekey: None,
             root_key: secrets.root_key.clone(),
-            ratchet: signed_prekey,
+            ratchet: Some(signed_prekey),
             sending: None,
             next_sending_header_key: secrets.responder_next_header_key.clone(),
             previous_sending_length: 0,
@@ -145,28 +156,41 @@ impl Session {
     }
 
     pub(crate) fn can_send(&self) -> bool {
-        self.sending.is_some()
+        self.sending.is_some() || self.sending_step_due()
+    }
+
+    /// Whether a DH step's sending half waits for our next send.
+    fn sending_step_due(&self) -> bool {
+        self.ratchet.is_none() && self.receiving.current().is_some()
     }
 
     pub(crate) fn skipped_key_count(&self) -> usize {
         self.receiving.skipped_total()
     }
 
-    /// `RatchetEncryptHE`.
+    /// `RatchetEncryptHE`, transactional: nothing changes unless a message comes out.
+    /// The first send after a DH step runs the step's sending half first.
     pub(crate) fn encrypt<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         plaintext: &[u8],
     ) -> Result<Message, EncryptError> {
-        let associated_data = &self.associated_data;
-        let sending = self.sending.as_mut().ok_or(EncryptError::NoSession)?;
+        let step = match (&self.sending, &self.ratchet) {
+            (Some(_), Some(_)) => None,
+            _ => Some(self.sending_step(rng)?),
+        };
+        let (sending, ratchet) = match (&step, &self.sending, &self.ratchet) {
+            (Some(step), _, _) => (&step.sending, &step.ratchet),
+            (None, Some(sending), Some(ratchet)) => (sending, ratchet),
+            _ => return Err(EncryptError::NoSession),
+        };
         let counter = sending.next_counter;
         let next_counter = counter
             .checked_add(1)
             .ok_or(EncryptError::ChainExhausted(counter))?;
         let (message_key, chain_key) = sending.chain_key.step();
         let header = Header {
-            ratchet_key: self.ratchet.public(),
+            ratchet_key: ratchet.public(),
             previous_chain_length: self.previous_sending_length,
             counter,
         };
@@ -175,11 +199,52 @@ impl Session {
             &encrypted_header,
             message_key,
             plaintext,
-            &aad(associated_data, &encrypted_header),
+            &aad(&self.associated_data, &encrypted_header),
         )?;
-        sending.chain_key = chain_key;
-        sending.next_counter = next_counter;
+        if let Some(step) = step {
+            self.ratchet = Some(step.ratchet);
+            self.root_key = step.root_key;
+            self.sending = Some(step.sending);
+            self.next_sending_header_key = step.next_sending_header_key;
+        }
+        if let Some(sending) = self.sending.as_mut() {
+            sending.chain_key = chain_key;
+            sending.next_counter = next_counter;
+        }
         Ok(message)
+    }
+
+    /// The sending half of `DHRatchetHE`, against the peer's key of the newest
+    /// receiving chain, computed without touching `self`.
+    fn sending_step<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+    ) -> Result<SendingStep, EncryptError> {
+        if !self.sending_step_due() {
+            return Err(EncryptError::NoSession);
+        }
+        let peer = self
+            .receiving
+            .current()
+            .map(|chain| PeerKey::new(&chain.ratchet_key))
+            .ok_or(EncryptError::NoSession)?;
+        let ratchet = KeyPair::generate(rng);
+        // The receiving half already refused a low-order key, so this cannot fail for
+        // a key it accepted; a crafted record that gets here is refused, not used.
+        let shared = peer
+            .diffie_hellman(&ratchet.secret)
+            .ok_or(EncryptError::NonContributory)?;
+        let (root_key, chain_key, next_sending_header_key) = self.root_key.advance(&shared);
+        Ok(SendingStep {
+            ratchet,
+            root_key,
+            sending: SendingChain {
+                chain_key,
+                header_key: self.next_sending_header_key.clone(),
+                next_counter: 0,
+            },
+            next_sending_header_key,
+        })
     }
 
     fn aad(&self, encrypted_header: &[u8; ENCRYPTED_HEADER_LEN]) -> BodyAad {
@@ -189,9 +254,8 @@ impl Session {
     /// `RatchetDecryptHE`, transactional: nothing changes unless the body authenticates.
     /// `now` (unix ms, when the caller knows it) stamps the keys this message skips, and
     /// an expired skipped key does not open its message.
-    pub(crate) fn decrypt<R: CryptoRng + ?Sized>(
+    pub(crate) fn decrypt(
         &mut self,
-        rng: &mut R,
         message: &Message,
         now: Option<u64>,
     ) -> Result<Vec<u8>, DecryptError> {
@@ -203,7 +267,7 @@ impl Session {
             if let Some((chain, header)) = receiving.open_header_current(encrypted_header) {
                 self.decrypt_in_known_chain(chain, &header, message, now)?
             } else if let Some(header) = self.next_receiving_header_key.decrypt(encrypted_header) {
-                self.decrypt_with_ratchet_step(rng, &header, message, now)?
+                self.decrypt_with_ratchet_step(&header, message, now)?
             } else if let Some((chain, header)) = receiving.open_header_closed(encrypted_header) {
                 self.decrypt_in_known_chain(chain, &header, message, now)?
             } else {
@@ -259,14 +323,13 @@ impl Session {
         Ok(plaintext)
     }
 
-    fn decrypt_with_ratchet_step<R: CryptoRng + ?Sized>(
+    fn decrypt_with_ratchet_step(
         &mut self,
-        rng: &mut R,
         header: &Header,
         message: &Message,
         now: Option<u64>,
     ) -> Result<Vec<u8>, DecryptError> {
-        let step = self.ratchet_step(rng, header)?;
+        let step = self.ratchet_step(header)?;
         let plaintext = step
             .message_key
             .decrypt(message.body(), &self.aad(message.encrypted_header()))?;
@@ -275,11 +338,7 @@ impl Session {
     }
 
     /// `DHRatchetHE` and the skips around it, computed without touching `self`.
-    fn ratchet_step<R: CryptoRng + ?Sized>(
-        &self,
-        rng: &mut R,
-        header: &Header,
-    ) -> Result<RatchetStep, DecryptError> {
+    fn ratchet_step(&self, header: &Header) -> Result<RatchetStep, DecryptError> {
         // Keys of the rest of the chain the peer just closed, up to its PN.
         let closing_skipped = match self.receiving.current() {
             Some(ReceiverChain {
@@ -299,19 +358,17 @@ impl Session {
         check_jump(0, header.counter)?;
         let next_counter = counter_after(header.counter)?;
 
-        // Both DHs are with the peer's new ratchet key: map it for DH once.
-        let peer = PeerKey::new(&header.ratchet_key);
-        let receiving_secret = peer
-            .diffie_hellman(&self.ratchet.secret)
+        // Without a ratchet key of ours the peer cannot have stepped: it steps only on
+        // a key we sent, and we send none between a step and our next message.
+        let ratchet = self
+            .ratchet
+            .as_ref()
+            .ok_or(DecryptError::UnknownHeaderKey)?;
+        let receiving_secret = PeerKey::new(&header.ratchet_key)
+            .diffie_hellman(&ratchet.secret)
             .ok_or(DecryptError::NonContributory)?;
         let (root_key, receiving_chain_key, next_receiving_header_key) =
             self.root_key.advance(&receiving_secret);
-        let ratchet = KeyPair::generate(rng);
-        let sending_secret = peer
-            .diffie_hellman(&ratchet.secret)
-            .ok_or(DecryptError::NonContributory)?;
-        let (root_key, sending_chain_key, next_sending_header_key) =
-            root_key.advance(&sending_secret);
 
         let (receiving_skipped, message_key, chain_key) =
             receiving_chain_key.walk(0, header.counter);
@@ -327,13 +384,6 @@ impl Session {
             receiving_skipped,
             message_key,
             next_receiving_header_key,
-            ratchet,
-            sending: SendingChain {
-                chain_key: sending_chain_key,
-                header_key: self.next_sending_header_key.clone(),
-                next_counter: 0,
-            },
-            next_sending_header_key,
         })
     }
 
@@ -357,9 +407,10 @@ impl Session {
         }
         self.next_receiving_header_key = step.next_receiving_header_key;
         self.previous_sending_length = self.sending.as_ref().map_or(0, |s| s.next_counter);
-        self.sending = Some(step.sending);
-        self.next_sending_header_key = step.next_sending_header_key;
-        self.ratchet = step.ratchet;
+        // The sending half runs at our next send (`sending_step`); the old ratchet key
+        // has done its last DH.
+        self.sending = None;
+        self.ratchet = None;
         self.root_key = step.root_key;
     }
 
@@ -372,8 +423,9 @@ impl Session {
     pub(crate) fn encoded_len(&self) -> usize {
         let pending = self.pending_prekey.map_or(0, |_| 4 + 4);
         let sending = self.sending.as_ref().map_or(0, |_| 32 + 32 + 4);
-        // IK_local, IK_remote, AD length, AD, EK_A, has_pending, RK, DHs, has_sending,
-        // NHKs, PN, receiving chains, NHKr.
+        let ratchet = self.ratchet.as_ref().map_or(0, |_| 32);
+        // IK_local, IK_remote, AD length, AD, EK_A, has_pending, RK, has_ratchet, DHs,
+        // has_sending, NHKs, PN, receiving chains, NHKr.
         32 + 32
             + 4
             + self.associated_data.len()
@@ -381,7 +433,8 @@ impl Session {
             + 1
             + pending
             + 32
-            + 32
+            + 1
+            + ratchet
             + 1
             + sending
             + 32
@@ -404,7 +457,13 @@ impl Session {
             None => w.bool(false),
         }
         w.bytes(self.root_key.as_bytes());
-        w.bytes(self.ratchet.secret.as_bytes());
+        match &self.ratchet {
+            Some(ratchet) => {
+                w.bool(true);
+                w.bytes(ratchet.secret.as_bytes());
+            }
+            None => w.bool(false),
+        }
         match &self.sending {
             Some(sending) => {
                 w.bool(true);
@@ -440,8 +499,16 @@ impl Session {
             None
         };
         let root_key = RootKey::new(r.array()?);
-        let secret = Zeroizing::new(r.array::<32>()?);
-        let ratchet = KeyPair::from_secret(StaticSecret::from(*secret));
+        let has_ratchet = match format {
+            RecordFormat::V1 | RecordFormat::V2 => true,
+            RecordFormat::V3 => r.bool()?,
+        };
+        let ratchet = if has_ratchet {
+            let secret = Zeroizing::new(r.array::<32>()?);
+            Some(KeyPair::from_secret(StaticSecret::from(*secret)))
+        } else {
+            None
+        };
         let sending = if r.bool()? {
             Some(SendingChain {
                 chain_key: ChainKey::new(r.array()?),
@@ -455,6 +522,14 @@ impl Session {
         let previous_sending_length = r.u32()?;
         let receiving = ReceiverChains::read(r, format)?;
         let next_receiving_header_key = HeaderKey::new(r.array()?);
+        // Without a ratchet key there is nothing to send with but the sending half of a
+        // step, which needs the peer's key of a receiving chain.
+        if ratchet.is_none() && (sending.is_some() || receiving.current().is_none()) {
+            return Err(DecodeError::Invalid {
+                what: "session",
+                reason: "no ratchet key, but a sending chain or no receiving chain",
+            });
+        }
         Ok(Self {
             local_identity,
             remote_identity,
@@ -585,7 +660,7 @@ mod tests {
         .unwrap();
         let mut b = Session::new_responder(secrets, parties(&bob, &alice), spk.key_pair().clone());
         let first = a.encrypt(rng, b"first").unwrap();
-        assert_eq!(b.decrypt(rng, &first, None).unwrap(), b"first");
+        assert_eq!(b.decrypt(&first, None).unwrap(), b"first");
         (a, b)
     }
 
@@ -614,7 +689,7 @@ mod tests {
         // ...so forge the message it would have sent, with valid keys.
         let sending = alice.sending.as_ref().unwrap();
         let header = Header {
-            ratchet_key: alice.ratchet.public(),
+            ratchet_key: alice.ratchet.as_ref().unwrap().public(),
             previous_chain_length: 0,
             counter: u32::MAX,
         };
@@ -626,7 +701,7 @@ mod tests {
         let mut before = Writer::with_capacity(1024);
         bob.write(&mut before);
         assert_eq!(
-            bob.decrypt(&mut rng, &forged, None).unwrap_err(),
+            bob.decrypt(&forged, None).unwrap_err(),
             DecryptError::CounterOutOfRange { counter: u32::MAX }
         );
         let mut after = Writer::with_capacity(1024);
@@ -648,9 +723,9 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(8);
         let (mut alice, mut bob) = pair(&mut rng);
         let reply = bob.encrypt(&mut rng, b"reply").unwrap();
-        alice.decrypt(&mut rng, &reply, None).unwrap();
+        alice.decrypt(&reply, None).unwrap();
         let next = alice.encrypt(&mut rng, b"next").unwrap();
-        bob.decrypt(&mut rng, &next, None).unwrap();
+        bob.decrypt(&next, None).unwrap();
         assert_eq!(bob.receiving.len(), 2);
         // Give the closed chain its chain key back, as a crafted record could.
         let chain_key = bob.receiving.get(1).and_then(|c| c.chain_key.clone());
@@ -661,12 +736,96 @@ mod tests {
         bob.write(&mut w);
         let bytes = w.finish();
         let error =
-            Session::read(&mut Reader::new(&bytes, "session"), RecordFormat::V2).unwrap_err();
+            Session::read(&mut Reader::new(&bytes, "session"), RecordFormat::V3).unwrap_err();
         assert_eq!(
             error,
             DecodeError::Invalid {
                 what: "session",
                 reason: "a closed receiving chain holds a chain key"
+            }
+        );
+    }
+
+    fn bytes(session: &Session) -> Vec<u8> {
+        let mut w = Writer::with_capacity(session.encoded_len());
+        session.write(&mut w);
+        let bytes = w.finish().to_vec();
+        assert_eq!(bytes.len(), session.encoded_len());
+        bytes
+    }
+
+    /// A DH step on receipt runs only its receiving half: the session keeps no ratchet
+    /// key until its next send, which makes one, and it stores and reloads that way.
+    #[test]
+    fn a_step_defers_its_sending_half_to_the_next_send() {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let (mut alice, mut bob) = pair(&mut rng);
+        // Bob's first receipt stepped: no ratchet key, no sending chain, yet he can send.
+        assert!(bob.ratchet.is_none() && bob.sending.is_none());
+        assert!(bob.can_send());
+        let stored = bytes(&bob);
+        let mut reloaded =
+            Session::read(&mut Reader::new(&stored, "session"), RecordFormat::V3).unwrap();
+        assert_eq!(bytes(&reloaded), stored);
+
+        let reply = reloaded.encrypt(&mut rng, b"reply").unwrap();
+        assert!(reloaded.ratchet.is_some() && reloaded.sending.is_some());
+        assert_eq!(alice.decrypt(&reply, None).unwrap(), b"reply");
+        // A second send stays in the chain the first one made.
+        let ratchet = reloaded.ratchet.as_ref().unwrap().public();
+        reloaded.encrypt(&mut rng, b"more").unwrap();
+        assert_eq!(
+            reloaded.ratchet.as_ref().unwrap().public().as_bytes(),
+            ratchet.as_bytes()
+        );
+        // Alice answers: Bob steps again and again waits to send.
+        let next = alice.encrypt(&mut rng, b"next").unwrap();
+        assert_eq!(reloaded.decrypt(&next, None).unwrap(), b"next");
+        assert!(reloaded.ratchet.is_none());
+        bob = reloaded;
+        assert_eq!(bob.receiving.len(), 2);
+    }
+
+    /// Between a step and the next send no message can step again (the peer has no new
+    /// key of ours to step on); one sealed under the next header key is refused and
+    /// changes nothing.
+    #[test]
+    fn a_second_step_before_sending_is_refused_without_change() {
+        let mut rng = ChaCha20Rng::seed_from_u64(10);
+        let (_alice, mut bob) = pair(&mut rng);
+        let header = Header {
+            ratchet_key: KeyPair::generate(&mut rng).public(),
+            previous_chain_length: 1,
+            counter: 0,
+        };
+        let encrypted_header = bob
+            .next_receiving_header_key
+            .encrypt(&mut rng, header)
+            .unwrap();
+        let key = ChainKey::new([5; 32]).step().0;
+        let body = key.encrypt(b"forged", &aad(&bob.associated_data, &encrypted_header));
+        let forged = Message::from_parts(&encrypted_header, &body);
+        let before = bytes(&bob);
+        assert_eq!(
+            bob.decrypt(&forged, None).unwrap_err(),
+            DecryptError::UnknownHeaderKey
+        );
+        assert_eq!(bytes(&bob), before);
+    }
+
+    #[test]
+    fn a_stored_session_without_a_ratchet_key_must_await_a_sending_half() {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let (alice, _bob) = pair(&mut rng);
+        // Alice has a sending chain; drop her ratchet key as a crafted record could.
+        let mut crafted = alice.clone();
+        crafted.ratchet = None;
+        let stored = bytes(&crafted);
+        assert_eq!(
+            Session::read(&mut Reader::new(&stored, "session"), RecordFormat::V3).unwrap_err(),
+            DecodeError::Invalid {
+                what: "session",
+                reason: "no ratchet key, but a sending chain or no receiving chain",
             }
         );
     }

@@ -18,9 +18,9 @@ use crate::{
 pub const MAX_ARCHIVED_SESSIONS: usize = 40;
 
 /// Version byte of the stored session record format written now.
-const RECORD_FORMAT_VERSION: u8 = 2;
+const RECORD_FORMAT_VERSION: u8 = 3;
 /// Version bytes of the formats [`SessionRecord::from_bytes`] reads.
-const READABLE_RECORD_FORMATS: [u8; 2] = [1, RECORD_FORMAT_VERSION];
+const READABLE_RECORD_FORMATS: [u8; 3] = [1, 2, RECORD_FORMAT_VERSION];
 
 /// A stored record format this build reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +31,9 @@ pub(crate) enum RecordFormat {
     /// Format 2: every skipped key carries the time it was skipped, and a session holds
     /// at most [`crate::MAX_RECEIVER_CHAINS`] receiving chains.
     V2,
+    /// Format 3: as format 2, but a session's ratchet key pair is optional (absent
+    /// between a DH step and the next send, whose sending half makes a new one).
+    V3,
 }
 
 /// The result of decrypting a prekey message.
@@ -179,12 +182,17 @@ impl SessionRecord {
     /// This call has no clock: skipped keys never expire through it, and the keys it skips
     /// are stored with an unknown time, which the next call with a clock starts counting
     /// from. Callers that know the time use [`Self::decrypt_at`].
+    ///
+    /// No decrypt draws from `_rng` any more: a DH step's sending half, with its new
+    /// ratchet key, runs at the next [`Self::encrypt`]. The parameter stays so that the
+    /// receive path may need randomness again without an API break (libsignal's
+    /// `message_decrypt` takes one too).
     pub fn decrypt<R: CryptoRng + ?Sized>(
         &mut self,
-        rng: &mut R,
+        _rng: &mut R,
         message: &Message,
     ) -> Result<Vec<u8>, DecryptError> {
-        self.decrypt_with_clock(rng, message, None)
+        self.decrypt_with_clock(message, None)
     }
 
     /// [`Self::decrypt`] at `now_ms`, the current unix time in milliseconds. The keys this
@@ -195,11 +203,11 @@ impl SessionRecord {
     /// On error nothing changes, expired keys included.
     pub fn decrypt_at<R: CryptoRng + ?Sized>(
         &mut self,
-        rng: &mut R,
+        _rng: &mut R,
         message: &Message,
         now_ms: u64,
     ) -> Result<Vec<u8>, DecryptError> {
-        self.decrypt_with_clock(rng, message, Some(now_ms))
+        self.decrypt_with_clock(message, Some(now_ms))
     }
 
     /// Deletes every skipped message key of every session in the record that is older than
@@ -214,9 +222,8 @@ impl SessionRecord {
             .sum()
     }
 
-    fn decrypt_with_clock<R: CryptoRng + ?Sized>(
+    fn decrypt_with_clock(
         &mut self,
-        rng: &mut R,
         message: &Message,
         now: Option<u64>,
     ) -> Result<Vec<u8>, DecryptError> {
@@ -224,11 +231,11 @@ impl SessionRecord {
             return Err(DecryptError::NoSession);
         };
         let identity = current.remote_identity;
-        let plaintext = match current.decrypt(rng, message, now) {
+        let plaintext = match current.decrypt(message, now) {
             Ok(plaintext) => plaintext,
             // The current session recognised the header: its answer stands.
             Err(DecryptError::UnknownHeaderKey) => {
-                self.decrypt_in_archived(rng, message, &identity, now)?
+                self.decrypt_in_archived(message, &identity, now)?
             }
             Err(error) => return Err(error),
         };
@@ -240,9 +247,8 @@ impl SessionRecord {
 
     /// Tries the archived sessions with `identity` as their peer, newest first; the one
     /// that decrypts becomes current.
-    fn decrypt_in_archived<R: CryptoRng + ?Sized>(
+    fn decrypt_in_archived(
         &mut self,
-        rng: &mut R,
         message: &Message,
         identity: &IdentityKey,
         now: Option<u64>,
@@ -255,7 +261,7 @@ impl SessionRecord {
             if session.remote_identity != *identity {
                 continue;
             }
-            match session.decrypt(rng, message, now) {
+            match session.decrypt(message, now) {
                 Ok(plaintext) => {
                     self.promote(index);
                     return Ok(plaintext);
@@ -287,7 +293,7 @@ impl SessionRecord {
     #[allow(clippy::too_many_arguments)]
     pub fn decrypt_prekey<R: CryptoRng + ?Sized>(
         &mut self,
-        rng: &mut R,
+        _rng: &mut R,
         local_identity: &IdentityKeyPair,
         local_email: &str,
         remote_email: &str,
@@ -301,7 +307,7 @@ impl SessionRecord {
             remote_email,
             signed_prekey,
         };
-        self.decrypt_prekey_with_clock(rng, &keys, message, one_time_prekey, None)
+        self.decrypt_prekey_with_clock(&keys, message, one_time_prekey, None)
     }
 
     /// [`Self::decrypt_prekey`] at `now_ms` (unix ms), with the expiry rules of
@@ -309,7 +315,7 @@ impl SessionRecord {
     #[allow(clippy::too_many_arguments)]
     pub fn decrypt_prekey_at<R: CryptoRng + ?Sized>(
         &mut self,
-        rng: &mut R,
+        _rng: &mut R,
         local_identity: &IdentityKeyPair,
         local_email: &str,
         remote_email: &str,
@@ -325,14 +331,13 @@ impl SessionRecord {
             signed_prekey,
         };
         let decrypted =
-            self.decrypt_prekey_with_clock(rng, &keys, message, one_time_prekey, Some(now_ms))?;
+            self.decrypt_prekey_with_clock(&keys, message, one_time_prekey, Some(now_ms))?;
         self.expire_skipped_keys(now_ms);
         Ok(decrypted)
     }
 
-    fn decrypt_prekey_with_clock<R: CryptoRng + ?Sized>(
+    fn decrypt_prekey_with_clock(
         &mut self,
-        rng: &mut R,
         keys: &ResponderKeys<'_>,
         message: &PreKeyMessage,
         one_time_prekey: Option<OneTimePreKeyPair>,
@@ -344,7 +349,7 @@ impl SessionRecord {
             remote_email,
             signed_prekey,
         } = *keys;
-        if let Some(plaintext) = self.decrypt_in_existing(rng, message, now)? {
+        if let Some(plaintext) = self.decrypt_in_existing(message, now)? {
             return Ok(PreKeyDecryption {
                 plaintext,
                 consumed_one_time_prekey: None,
@@ -394,7 +399,7 @@ impl SessionRecord {
             },
             signed_prekey.key_pair().clone(),
         );
-        let plaintext = session.decrypt(rng, &message.message, now)?;
+        let plaintext = session.decrypt(&message.message, now)?;
         self.install(session);
         Ok(PreKeyDecryption {
             plaintext,
@@ -404,9 +409,8 @@ impl SessionRecord {
     }
 
     /// A repeated prekey message (same EK_A and identity) goes to the session it created.
-    fn decrypt_in_existing<R: CryptoRng + ?Sized>(
+    fn decrypt_in_existing(
         &mut self,
-        rng: &mut R,
         message: &PreKeyMessage,
         now: Option<u64>,
     ) -> Result<Option<Vec<u8>>, DecryptError> {
@@ -414,13 +418,13 @@ impl SessionRecord {
             s.has_base_key(&message.base_key) && s.remote_identity == message.identity_key
         };
         if let Some(current) = self.current.as_mut().filter(|s| same_run(s)) {
-            return current.decrypt(rng, &message.message, now).map(Some);
+            return current.decrypt(&message.message, now).map(Some);
         }
         let Some(index) = self.archived.iter().position(same_run) else {
             return Ok(None);
         };
         let plaintext = match self.archived.get_mut(index) {
-            Some(session) => session.decrypt(rng, &message.message, now)?,
+            Some(session) => session.decrypt(&message.message, now)?,
             None => return Ok(None),
         };
         self.promote(index);
@@ -468,7 +472,8 @@ impl SessionRecord {
         let mut r = Reader::new(bytes, "session record");
         let format = match r.version_in(&READABLE_RECORD_FORMATS, RECORD_FORMAT_VERSION)? {
             1 => RecordFormat::V1,
-            _ => RecordFormat::V2,
+            2 => RecordFormat::V2,
+            _ => RecordFormat::V3,
         };
         let current = if r.bool()? {
             Some(Session::read(&mut r, format)?)
