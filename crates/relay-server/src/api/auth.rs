@@ -584,21 +584,21 @@ async fn finish<T: FromBody>(
         Replay::Never => false,
     };
     match (redis_session, &state.sessions, &headers.credential) {
-        (Some(found), SessionStore::Redis(redis), Credential::Session { id, .. }) => {
-            // A lookup that went to Redis just now already saw the session open; with
-            // no entry to record there is nothing left to ask.
-            if record || !found.fresh {
-                let entry = headers.credential.replay_entry();
-                let expires = headers.timestamp_ms.saturating_add(REPLAY_RETENTION_MS);
-                let ttl = expires.saturating_sub(state.clock.now_ms());
-                match redis
-                    .confirm(id, found, record.then_some((&entry, ttl)))
-                    .await?
-                {
-                    Confirmed::Open => {}
-                    Confirmed::Replayed => return Err(replayed()),
-                    _ => return Err(unknown_session()),
-                }
+        // A lookup that went to Redis just now already saw the session open; with no
+        // entry to record there is nothing left to ask (the last arm).
+        (Some(found), SessionStore::Redis(redis), Credential::Session { id, .. })
+            if record || !found.fresh =>
+        {
+            let entry = headers.credential.replay_entry();
+            let expires = headers.timestamp_ms.saturating_add(REPLAY_RETENTION_MS);
+            let ttl = expires.saturating_sub(state.clock.now_ms());
+            match redis
+                .confirm(id, found, record.then_some((&entry, ttl)))
+                .await?
+            {
+                Confirmed::Open => {}
+                Confirmed::Replayed => return Err(replayed()),
+                _ => return Err(unknown_session()),
             }
         }
         _ if record => {
