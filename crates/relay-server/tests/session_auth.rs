@@ -806,3 +806,51 @@ async fn a_revocation_by_another_relay_is_seen_by_the_next_request() {
         "unknown_session",
     );
 }
+
+/// On a Redis Cluster a MACed send's one authentication call (session still open,
+/// replay entry) and the send limiter's lease each stay within one slot: sends are
+/// accepted once, replays refused, and a closed session is refused, over the real
+/// router on a 3-master cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_work_on_a_redis_cluster() {
+    let cluster = common::RedisCluster::start();
+    let url = cluster.url();
+    let relay = TestRelay::with(Backend::Redis, |c| c.redis_url = Some(url)).await;
+    let alice = relay.register("alice@example.org", 1).await;
+    let bob = relay.register("bob@example.org", 1).await;
+    let session = open(&relay, &alice).await;
+    for _ in 0..3 {
+        let body = send_body(&bob.email).to_string().into_bytes();
+        let at = unique_now_ms();
+        let send = || {
+            mac_call_with(
+                &relay,
+                &session,
+                Method::POST,
+                "/v1/messages",
+                body.clone(),
+                at,
+                |_| {},
+            )
+        };
+        let (status, answer) = send().await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_error(send().await, StatusCode::UNAUTHORIZED, "replayed_request");
+    }
+    let depth = relay.relay.state().queue.depth(&bob.email).await.unwrap();
+    assert_eq!(depth, 3);
+    let (status, _) = mac_call(&relay, &session, Method::DELETE, "/v1/sessions", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        mac_call(
+            &relay,
+            &session,
+            Method::POST,
+            "/v1/messages",
+            Some(send_body(&bob.email)),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    );
+}
