@@ -4,11 +4,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{self, AppState, SharedRateLimiter, Verifier};
+use crate::api::{self, AppState, RedisBuckets, SharedRateLimiter, Verifier};
 use crate::config::{EmailVerification, RelayConfig};
 use crate::directory::{Directory, DirectoryError};
 use crate::mail::Mailer;
@@ -129,11 +128,15 @@ impl Relay {
             }
             None => SessionStore::Directory(directory.clone()),
         };
-        // Rate limits are shared by every relay on the same Redis; with embedded
-        // queues there is one relay process, so in-process buckets are the whole truth.
-        let shared = match &queues {
-            Queues::Redis(q) => Some(q.clone()),
-            Queues::Sqlite(_) => None,
+        // Rate limits are shared by every relay on the same Redis (their buckets sit
+        // on the sessions' connection); with embedded queues there is one relay
+        // process, so in-process buckets are the whole truth.
+        let shared = match &sessions {
+            SessionStore::Redis(redis) => {
+                let (conn, prefix) = redis.connection();
+                Some(RedisBuckets::new(conn, prefix))
+            }
+            SessionStore::Directory(_) => None,
         };
         let limiter = |kind, limit| SharedRateLimiter::new(kind, limit, shared.clone());
         let (shutdown, _) = watch::channel(false);
@@ -179,23 +182,11 @@ impl Relay {
     ) -> std::io::Result<()> {
         let state = Arc::clone(&self.state);
         let router = self.router();
-        // axum::serve leaves Nagle's algorithm on. Every answer here is small and
-        // latency-bound (a poll answer is the delivery itself), and a response that
-        // goes out in more than one write would have its tail held until the client
-        // ACKs the first part, which a client with delayed ACKs does only after up to
-        // 40 ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY on an accepted connection");
-            }
-        });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                signal.await;
-                tracing::info!("shutting down: releasing waiting polls");
-                state.shutdown.send_replace(true);
-            })
-            .await?;
+        crate::serve::serve_http1(listener, router, signal, move || {
+            tracing::info!("shutting down: releasing waiting polls");
+            state.shutdown.send_replace(true);
+        })
+        .await;
         self.close().await;
         Ok(())
     }

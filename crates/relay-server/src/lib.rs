@@ -14,6 +14,7 @@ pub mod directory;
 pub mod mail;
 pub mod metrics;
 pub mod queue;
+mod serve;
 pub mod sessions;
 
 pub use app::{Relay, StartError};

@@ -22,11 +22,17 @@ struct Histogram {
 }
 
 /// The `method` label of a request: its method if standard, else `other`.
-fn method_label(method: &str) -> &str {
+fn method_label(method: &str) -> &'static str {
     match method {
-        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "OPTIONS" | "PATCH" | "CONNECT" | "TRACE" => {
-            method
-        }
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
         _ => "other",
     }
 }
@@ -40,7 +46,9 @@ pub struct Metrics {
     pub delivered: AtomicU64,
     /// Envelopes removed by acks.
     pub acked: AtomicU64,
-    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// By route template, then method label: looked up by `&str`, so recording a
+    /// request allocates nothing once its series exists.
+    latency: Mutex<BTreeMap<String, BTreeMap<&'static str, Histogram>>>,
 }
 
 /// Values read from the stores at scrape time.
@@ -66,9 +74,11 @@ impl Metrics {
     pub fn observe(&self, method: &str, route: &str, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         let mut latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
-        let histogram = latency
-            .entry((method_label(method).to_owned(), route.to_owned()))
-            .or_default();
+        let by_method = match latency.get_mut(route) {
+            Some(by_method) => by_method,
+            None => latency.entry(route.to_owned()).or_default(),
+        };
+        let histogram = by_method.entry(method_label(method)).or_default();
         for (bucket, bound) in histogram.buckets.iter_mut().zip(LATENCY_BUCKETS) {
             if seconds <= bound {
                 *bucket += 1;
@@ -120,7 +130,13 @@ impl Metrics {
             "# HELP {name} HTTP request latency by route.\n# TYPE {name} histogram\n"
         );
         let latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
-        for ((method, route), histogram) in latency.iter() {
+        let series = latency
+            .iter()
+            .flat_map(|(route, by_method)| by_method.iter().map(move |(m, h)| (*m, route, h)));
+        let mut series: Vec<_> = series.collect();
+        // The order the exposition always had: by method, then route.
+        series.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for (method, route, histogram) in series {
             let labels = format!("method=\"{method}\",route=\"{route}\"");
             for (count, bound) in histogram.buckets.iter().zip(LATENCY_BUCKETS) {
                 let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");

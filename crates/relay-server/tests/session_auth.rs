@@ -723,3 +723,134 @@ async fn a_session_is_shared_by_relays_on_one_redis() {
         "unknown_session",
     );
 }
+
+/// A relay that has the session's key in memory still asks Redis on every request:
+/// a replay of a send accepted by another relay is refused, and once another relay
+/// closes the session its next send, poll and GET are all `unknown_session`.
+#[tokio::test]
+async fn a_revocation_by_another_relay_is_seen_by_the_next_request() {
+    let prefix = common::unique("e2ee-test");
+    let with_prefix =
+        |p: String| move |c: &mut e2ee_relay_server::RelayConfig| c.redis_key_prefix = p;
+    let one = TestRelay::with(Backend::Redis, with_prefix(prefix.clone())).await;
+    let two = TestRelay::with(Backend::Redis, with_prefix(prefix)).await;
+    let mut alice = None;
+    for relay in [&one, &two] {
+        // Separate directory files: both relays know both accounts.
+        for email in ["alice@example.org", "bob@example.org"] {
+            let who = Identity::generate(email);
+            let who = match email {
+                "alice@example.org" => alice.get_or_insert(who).clone(),
+                _ => who,
+            };
+            let body = serde_json::to_value(who.registration(1)).unwrap();
+            let (status, answer) = relay
+                .call(Some(&who), Method::POST, "/v1/accounts", Some(body))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{answer}");
+        }
+    }
+    let alice = alice.unwrap();
+    let session = open(&one, &alice).await;
+    // Relay two reads the session once and keeps its key.
+    for _ in 0..2 {
+        let (status, answer) =
+            mac_call(&two, &session, Method::GET, "/v1/prekeys/count", None).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let body = send_body("bob@example.org").to_string().into_bytes();
+    let at = unique_now_ms();
+    let send_at = |relay, body: Vec<u8>, at| {
+        mac_call_with(
+            relay,
+            &session,
+            Method::POST,
+            "/v1/messages",
+            body,
+            at,
+            |_| {},
+        )
+    };
+    assert_eq!(send_at(&one, body.clone(), at).await.0, StatusCode::OK);
+    // The same request through the relay that has the key cached: one replay cache.
+    assert_error(
+        send_at(&two, body.clone(), at).await,
+        StatusCode::UNAUTHORIZED,
+        "replayed_request",
+    );
+    let fresh = unique_now_ms();
+    assert_eq!(send_at(&two, body.clone(), fresh).await.0, StatusCode::OK);
+    let (status, _) = mac_call(&one, &session, Method::DELETE, "/v1/sessions", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        send_at(&two, body, unique_now_ms()).await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    );
+    let poll = json!({"ack": [], "timeout_ms": 0, "limit": 10});
+    assert_error(
+        mac_call(
+            &two,
+            &session,
+            Method::POST,
+            "/v1/messages/poll",
+            Some(poll),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    );
+    assert_error(
+        mac_call(&two, &session, Method::GET, "/v1/prekeys/count", None).await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    );
+}
+
+/// On a Redis Cluster a MACed send's one authentication call (session still open,
+/// replay entry) and the send limiter's lease each stay within one slot: sends are
+/// accepted once, replays refused, and a closed session is refused, over the real
+/// router on a 3-master cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_work_on_a_redis_cluster() {
+    let cluster = common::RedisCluster::start();
+    let url = cluster.url();
+    let relay = TestRelay::with(Backend::Redis, |c| c.redis_url = Some(url)).await;
+    let alice = relay.register("alice@example.org", 1).await;
+    let bob = relay.register("bob@example.org", 1).await;
+    let session = open(&relay, &alice).await;
+    for _ in 0..3 {
+        let body = send_body(&bob.email).to_string().into_bytes();
+        let at = unique_now_ms();
+        let send = || {
+            mac_call_with(
+                &relay,
+                &session,
+                Method::POST,
+                "/v1/messages",
+                body.clone(),
+                at,
+                |_| {},
+            )
+        };
+        let (status, answer) = send().await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_error(send().await, StatusCode::UNAUTHORIZED, "replayed_request");
+    }
+    let depth = relay.relay.state().queue.depth(&bob.email).await.unwrap();
+    assert_eq!(depth, 3);
+    let (status, _) = mac_call(&relay, &session, Method::DELETE, "/v1/sessions", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        mac_call(
+            &relay,
+            &session,
+            Method::POST,
+            "/v1/messages",
+            Some(send_body(&bob.email)),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    );
+}

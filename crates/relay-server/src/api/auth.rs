@@ -24,6 +24,7 @@ use sha2::{Digest as _, Sha512};
 
 use super::{ApiError, AppState, json_error};
 use crate::directory::Account;
+use crate::sessions::{Confirmed, Found, SessionRecord, SessionStore};
 
 /// Domain separation of the replay-cache entry of a MACed request, so that it can
 /// never collide with a signature's entry (the cache keys on 64 bytes).
@@ -352,11 +353,15 @@ async fn record_once(
     if state.replay.first_use(entry, expires).await? {
         Ok(())
     } else {
-        Err(ApiError::unauthorized(
-            ErrorCode::ReplayedRequest,
-            "this request was already accepted; sign (or MAC) a new one with a fresh timestamp",
-        ))
+        Err(replayed())
     }
+}
+
+fn replayed() -> ApiError {
+    ApiError::unauthorized(
+        ErrorCode::ReplayedRequest,
+        "this request was already accepted; sign (or MAC) a new one with a fresh timestamp",
+    )
 }
 
 impl RawSigned {
@@ -431,15 +436,15 @@ enum Sessions {
 ///
 /// - A signature: the account is read from the directory itself, not a cache, so a
 ///   ban or a deletion by any process is seen by the next request.
-/// - A session: the session is read from the session store (Redis or the directory)
-///   on every request, and revocation (ban, deletion, re-registration, logout) deletes
-///   it there, so it too is seen by the next request on every relay. The account row
-///   comes from the in-process cache ([`crate::directory::ACCOUNT_CACHE_TTL`]), a
-///   second line that also catches a ban made without revoking the sessions.
-async fn signer(
-    headers: &AuthHeaders,
-    state: &AppState,
-) -> Result<(Account, Option<e2ee_proto::SessionKey>), ApiError> {
+/// - A session: its key is read from the session store (Redis or the directory); on
+///   Redis from this process's copy once it has read it. Whether it is still open is
+///   asked of the store on every request all the same (the directory read, or on Redis
+///   [`finish`]'s call that also records the replay entry), and revocation (ban,
+///   deletion, re-registration, logout) deletes it there, so it too is seen by the next
+///   request on every relay. The account row comes from the in-process cache
+///   ([`crate::directory::ACCOUNT_CACHE_TTL`]), a second line that also catches a ban
+///   made without revoking the sessions.
+async fn signer(headers: &AuthHeaders, state: &AppState) -> Result<Signer, ApiError> {
     match &headers.credential {
         Credential::Signature(_) => {
             let account = state
@@ -447,15 +452,30 @@ async fn signer(
                 .account(&headers.email)
                 .await?
                 .ok_or_else(unknown_account)?;
-            Ok((account, None))
+            Ok(Signer {
+                account,
+                session: None,
+            })
         }
         Credential::Session { id, .. } => {
-            let session = state
-                .sessions
-                .get(&headers.email, id)
-                .await?
-                .ok_or_else(unknown_session)?;
-            if state.clock.now_ms() >= session.expires_at {
+            let now = state.clock.now_ms();
+            let (record, redis) = match &state.sessions {
+                SessionStore::Redis(redis) => {
+                    let found = redis
+                        .find(&headers.email, id, now)
+                        .await?
+                        .ok_or_else(unknown_session)?;
+                    (Arc::clone(&found.record), Some(found))
+                }
+                store => {
+                    let record = store
+                        .get(&headers.email, id)
+                        .await?
+                        .ok_or_else(unknown_session)?;
+                    (Arc::new(record), None)
+                }
+            };
+            if now >= record.expires_at {
                 return Err(ApiError::unauthorized(
                     ErrorCode::SessionExpired,
                     "this session has expired; open a new one with a signed POST /v1/sessions",
@@ -468,12 +488,29 @@ async fn signer(
                 .ok_or_else(unknown_account)?;
             // Opened under a key the account no longer has (re-registered elsewhere,
             // before revocation reached this store): not the account's session.
-            if account.identity_key != session.identity_key {
+            if account.identity_key != record.identity_key {
                 return Err(unknown_session());
             }
-            Ok((account, Some(session.key)))
+            Ok(Signer {
+                account,
+                session: Some(SessionAuth { record, redis }),
+            })
         }
     }
+}
+
+/// Who signed, as [`signer`] found them.
+struct Signer {
+    account: Account,
+    /// The session of a MACed request.
+    session: Option<SessionAuth>,
+}
+
+struct SessionAuth {
+    record: Arc<SessionRecord>,
+    /// The Redis lookup, which [`finish`] confirms; `None` on the directory store,
+    /// which was read just now.
+    redis: Option<Found>,
 }
 
 /// Headers, signer, body, credential, ban, then the replay cache, in that order; then
@@ -488,12 +525,12 @@ async fn authenticate<T: FromBody>(
     if sessions == Sessions::Refused && matches!(headers.credential, Credential::Session { .. }) {
         return Err(signature_required());
     }
-    let (account, session_key) = signer(&headers, state).await?;
-    match (&headers.credential, session_key) {
+    let signer = signer(&headers, state).await?;
+    match (&headers.credential, signer.session) {
         (Credential::Signature(signature), _) => {
             let key = state
                 .directory
-                .verifying_key(&account.identity_key)
+                .verifying_key(&signer.account.identity_key)
                 .ok_or_else(bad_signature)?;
             let read = read_body(req, state).await?;
             key.verify_strict(
@@ -501,11 +538,11 @@ async fn authenticate<T: FromBody>(
                 &Signature::from_bytes(signature),
             )
             .map_err(|_| bad_signature())?;
-            finish(state, &headers, replay, account, &read).await
+            finish(state, &headers, replay, signer.account, None, &read).await
         }
-        (Credential::Session { mac, .. }, Some(key)) => {
+        (Credential::Session { mac, .. }, Some(session)) => {
             let read = read_body(req, state).await?;
-            if !key.verify_request(
+            if !session.record.key.verify_request(
                 read.method.as_str(),
                 &read.path_and_query,
                 headers.timestamp_ms,
@@ -514,18 +551,28 @@ async fn authenticate<T: FromBody>(
             ) {
                 return Err(bad_mac());
             }
-            finish(state, &headers, replay, account, &read).await
+            finish(
+                state,
+                &headers,
+                replay,
+                signer.account,
+                session.redis.as_ref(),
+                &read,
+            )
+            .await
         }
         (Credential::Session { .. }, None) => Err(unknown_session()),
     }
 }
 
-/// After the credential verified: the ban, the replay cache, the body.
+/// After the credential verified: the ban, the replay cache, the body. A session found
+/// on Redis is confirmed open here, in the call that records its replay entry.
 async fn finish<T: FromBody>(
     state: &AppState,
     headers: &AuthHeaders,
     replay: Replay,
     account: Account,
+    redis_session: Option<&Found>,
     read: &ReadRequest,
 ) -> Result<Signed<T>, ApiError> {
     if account.banned {
@@ -536,13 +583,33 @@ async fn finish<T: FromBody>(
         Replay::Always => true,
         Replay::Never => false,
     };
-    if record {
-        record_once(
-            state,
-            &headers.credential.replay_entry(),
-            headers.timestamp_ms,
-        )
-        .await?;
+    match (redis_session, &state.sessions, &headers.credential) {
+        // A lookup that went to Redis just now already saw the session open; with no
+        // entry to record there is nothing left to ask (the last arm).
+        (Some(found), SessionStore::Redis(redis), Credential::Session { id, .. })
+            if record || !found.fresh =>
+        {
+            let entry = headers.credential.replay_entry();
+            let expires = headers.timestamp_ms.saturating_add(REPLAY_RETENTION_MS);
+            let ttl = expires.saturating_sub(state.clock.now_ms());
+            match redis
+                .confirm(id, found, record.then_some((&entry, ttl)))
+                .await?
+            {
+                Confirmed::Open => {}
+                Confirmed::Replayed => return Err(replayed()),
+                _ => return Err(unknown_session()),
+            }
+        }
+        _ if record => {
+            record_once(
+                state,
+                &headers.credential.replay_entry(),
+                headers.timestamp_ms,
+            )
+            .await?;
+        }
+        _ => {}
     }
     Ok(Signed {
         account,
@@ -550,11 +617,24 @@ async fn finish<T: FromBody>(
     })
 }
 
+/// [`authenticate`] on the heap. Axum keeps a route's extractor futures and its handler
+/// future in one allocation sized for the largest, and a long poll then holds that
+/// allocation for up to a minute: boxed, the extractor's state (the body read, the
+/// store calls) costs a waiting poll one pointer instead of its full size.
+async fn authenticate_boxed<T: FromBody>(
+    req: Request,
+    state: &Arc<AppState>,
+    replay: Replay,
+    sessions: Sessions,
+) -> Result<Signed<T>, ApiError> {
+    Box::pin(authenticate(req, state, replay, sessions)).await
+}
+
 impl<T: FromBody> FromRequest<Arc<AppState>> for Signed<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        authenticate(req, state, Replay::UnlessGet, Sessions::Accepted).await
+        authenticate_boxed(req, state, Replay::UnlessGet, Sessions::Accepted).await
     }
 }
 
@@ -562,7 +642,7 @@ impl<T: FromBody> FromRequest<Arc<AppState>> for SignedOnce<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        authenticate(req, state, Replay::Always, Sessions::Accepted)
+        authenticate_boxed(req, state, Replay::Always, Sessions::Accepted)
             .await
             .map(Self)
     }
@@ -572,7 +652,7 @@ impl<T: FromBody> FromRequest<Arc<AppState>> for SignedIdempotent<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        authenticate(req, state, Replay::Never, Sessions::Accepted)
+        authenticate_boxed(req, state, Replay::Never, Sessions::Accepted)
             .await
             .map(Self)
     }
@@ -582,7 +662,7 @@ impl<T: FromBody> FromRequest<Arc<AppState>> for IdentitySigned<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        authenticate(req, state, Replay::UnlessGet, Sessions::Refused)
+        authenticate_boxed(req, state, Replay::UnlessGet, Sessions::Refused)
             .await
             .map(Self)
     }

@@ -32,8 +32,8 @@ pub use self::error::{ApiError, json_error};
 pub use self::linger::{LINGER_MAX_BYTES, LINGER_MAX_TIME};
 pub use self::ratelimit::{
     BUNDLE_FETCH_BURST, BUNDLE_FETCHES_PER_MINUTE, BUNDLE_FETCHES_PER_TARGET_BURST,
-    BUNDLE_FETCHES_PER_TARGET_PER_MINUTE, RateLimit, RateLimiter, SEND_ENVELOPE_BURST,
-    SEND_ENVELOPES_PER_MINUTE, SharedRateLimiter,
+    BUNDLE_FETCHES_PER_TARGET_PER_MINUTE, LEASE_LIFETIME_MS, RateLimit, RateLimiter, RedisBuckets,
+    SEND_ENVELOPE_BURST, SEND_ENVELOPES_PER_MINUTE, SharedRateLimiter, lease_size,
 };
 pub use self::verify::{
     CODE_DIGITS, CODE_MAIL_WINDOW, MAX_CODE_ATTEMPTS, MAX_CODES_PER_ADDRESS, Verifier,

@@ -3,11 +3,21 @@
 //! supply), and envelopes sent per sender (so one account cannot fill inboxes at line
 //! rate). With Redis configured the buckets live there and every relay process draws
 //! from the same ones; otherwise they are in-process.
+//!
+//! A Redis bucket is not asked on every request: a process takes a small *lease* of
+//! tokens at once ([`lease_size`]: at most a tenth of the burst and one second's
+//! refill) and spends it locally for up to [`LEASE_LIFETIME_MS`]. Leased tokens are
+//! taken out of the shared bucket, so all processes together never spend more than it
+//! holds; what a lease leaves unspent is lost, which only makes the limit stricter.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::queue::{QueueError, RedisQueue, recipient_tag};
+use redis::Script;
+
+use crate::queue::QueueError;
+use crate::queue::recipient_tag;
+use crate::queue::redis::Connection;
 
 /// Bundle fetches an account may make per minute, sustained.
 pub const BUNDLE_FETCHES_PER_MINUTE: u32 = 60;
@@ -24,6 +34,51 @@ pub const SEND_ENVELOPES_PER_MINUTE: u32 = 600;
 pub const SEND_ENVELOPE_BURST: u32 = 300;
 /// Buckets kept before full (idle) ones are dropped.
 const MAX_TRACKED: usize = 100_000;
+/// How long a process may spend the tokens of one lease: a lease's overshoot of the
+/// bucket's instantaneous level is bounded by what this long refills anyway.
+pub const LEASE_LIFETIME_MS: u64 = 1000;
+/// Leases never exceed this fraction of the burst (1 / N).
+const LEASE_BURST_FRACTION: u32 = 10;
+
+/// Tokens a process takes from a shared bucket when a request needs `cost`: the cost,
+/// or more, up to a tenth of the burst and one second's refill, so a sender's next
+/// requests on this process cost no Redis call.
+pub fn lease_size(limit: RateLimit, cost: u32) -> u32 {
+    let lease = (limit.burst / LEASE_BURST_FRACTION).min(limit.per_minute / 60);
+    cost.max(lease)
+}
+
+/// Takes a lease from a shared token bucket. KEYS[1] is a hash {tokens, at} (the
+/// layout of every relay version's bucket); ARGV is burst, refill per minute, cost,
+/// wanted, now (ms). When at least `cost` tokens are there it takes up to `wanted`
+/// (never fewer than `cost`); else nothing. Answers {taken, tokens left x 1000}. The
+/// key expires once the bucket would be full again, so idle buckets cost nothing.
+const LEASE_SCRIPT: &str = r"
+local burst = tonumber(ARGV[1])
+local per_ms = tonumber(ARGV[2]) / 60000
+local cost = tonumber(ARGV[3])
+local wanted = tonumber(ARGV[4])
+local now = tonumber(ARGV[5])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+if now > at then
+  tokens = math.min(burst, tokens + (now - at) * per_ms)
+  at = now
+end
+local taken = 0
+if tokens >= cost then
+  taken = math.max(cost, math.min(wanted, math.floor(tokens)))
+  tokens = tokens - taken
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(at))
+local full_in = 60000
+if per_ms > 0 then
+  full_in = math.ceil((burst - tokens) / per_ms) + 1000
+end
+redis.call('PEXPIRE', KEYS[1], full_in)
+return {taken, math.floor(tokens * 1000)}
+";
 
 /// Rate and burst of a limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,29 +167,93 @@ impl RateLimiter {
     }
 }
 
+/// The Redis side of the shared limiters: the command connection and key prefix.
+#[derive(Clone)]
+pub struct RedisBuckets {
+    conn: Connection,
+    prefix: Arc<str>,
+    lease: Arc<Script>,
+}
+
+impl std::fmt::Debug for RedisBuckets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBuckets")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBuckets {
+    /// Buckets under `prefix` (`<prefix>:rl:<kind>:<tag>`) on this connection.
+    pub(crate) fn new(conn: Connection, prefix: Arc<str>) -> Self {
+        Self {
+            conn,
+            prefix,
+            lease: Arc::new(Script::new(LEASE_SCRIPT)),
+        }
+    }
+}
+
+/// Tokens of one lease, spendable until `until_ms`.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    tokens: u32,
+    until_ms: u64,
+}
+
 /// A token bucket per key, in Redis when the relay has one (every relay process draws
-/// from the same bucket), else in this process.
+/// from the same bucket, through leases), else in this process.
 #[derive(Debug)]
 pub struct SharedRateLimiter {
     /// Names the bucket family in Redis keys (`<prefix>:rl:<kind>:<tag>`).
     kind: &'static str,
     local: RateLimiter,
-    redis: Option<RedisQueue>,
+    redis: Option<RedisBuckets>,
+    leases: Mutex<HashMap<String, Lease>>,
 }
 
 impl SharedRateLimiter {
     /// A limiter with this rate; `redis` shares it between relay processes.
-    pub fn new(kind: &'static str, limit: RateLimit, redis: Option<RedisQueue>) -> Self {
+    pub fn new(kind: &'static str, limit: RateLimit, redis: Option<RedisBuckets>) -> Self {
         Self {
             kind,
             local: RateLimiter::new(limit),
             redis,
+            leases: Mutex::new(HashMap::new()),
         }
     }
 
     /// The configured rate.
     pub fn limit(&self) -> RateLimit {
         self.local.limit()
+    }
+
+    /// Spends `cost` tokens of this process's lease for `key`, if it holds enough.
+    fn spend_lease(&self, key: &str, cost: u32, now_ms: u64) -> bool {
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        match leases.get_mut(key) {
+            Some(lease) if now_ms < lease.until_ms && lease.tokens >= cost => {
+                lease.tokens -= cost;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn keep_lease(&self, key: &str, tokens: u32, now_ms: u64) {
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        if leases.len() >= MAX_TRACKED {
+            leases.retain(|_, lease| now_ms < lease.until_ms);
+            if leases.len() >= MAX_TRACKED {
+                leases.clear();
+            }
+        }
+        if tokens == 0 {
+            leases.remove(key);
+        } else {
+            let until_ms = now_ms.saturating_add(LEASE_LIFETIME_MS);
+            leases.insert(key.to_owned(), Lease { tokens, until_ms });
+        }
     }
 
     /// Takes `cost` tokens for `key` (an email; Redis sees only its hash): `Ok(Err(s))`
@@ -148,16 +267,33 @@ impl SharedRateLimiter {
         let Some(redis) = &self.redis else {
             return Ok(self.local.check_cost(key, cost, now_ms));
         };
+        if self.spend_lease(key, cost, now_ms) {
+            return Ok(Ok(()));
+        }
         let limit = self.local.limit();
         let per_ms = f64::from(limit.per_minute) / 60_000.0;
-        let bucket = format!("rl:{}:{}", self.kind, recipient_tag(key));
-        let left = redis
-            .take_tokens(&bucket, limit.burst, limit.per_minute, cost, now_ms)
+        let bucket = format!("{}:rl:{}:{}", redis.prefix, self.kind, recipient_tag(key));
+        let mut conn = redis.conn.clone();
+        let (taken, left_milli): (i64, i64) = redis
+            .lease
+            .key(bucket)
+            .arg(limit.burst)
+            .arg(limit.per_minute)
+            .arg(cost)
+            .arg(lease_size(limit, cost))
+            .arg(now_ms)
+            .invoke_async(&mut conn)
             .await?;
-        Ok(match left {
-            None => Ok(()),
-            Some(tokens) => Err(retry_secs(tokens, f64::from(cost), per_ms)),
-        })
+        let taken = u32::try_from(taken).unwrap_or(0);
+        if taken < cost.max(1) {
+            return Ok(Err(retry_secs(
+                left_milli as f64 / 1000.0,
+                f64::from(cost),
+                per_ms,
+            )));
+        }
+        self.keep_lease(key, taken - cost, now_ms);
+        Ok(Ok(()))
     }
 }
 
@@ -179,5 +315,67 @@ mod tests {
         limiter.check("b", 0).unwrap();
         limiter.check("a", 1000).unwrap();
         assert!(limiter.check("a", 1000).is_err());
+    }
+
+    #[test]
+    fn leases_are_small_beside_the_limit() {
+        // The relay's default send limit: one second's refill, under a tenth of the burst.
+        assert_eq!(lease_size(RateLimit::SEND, 1), 10);
+        // Never less than the request needs.
+        assert_eq!(lease_size(RateLimit::SEND, 100), 100);
+        // Slow limits lease nothing beyond the cost.
+        assert_eq!(lease_size(RateLimit::BUNDLE_FETCH_PER_TARGET, 1), 1);
+    }
+
+    async fn shared(prefix: &str, limit: RateLimit) -> SharedRateLimiter {
+        let url = e2ee_testkit::redis::redis_url();
+        let sessions = crate::sessions::RedisSessions::connect(&url, prefix)
+            .await
+            .unwrap();
+        let (conn, prefix) = sessions.connection();
+        SharedRateLimiter::new("test", limit, Some(RedisBuckets::new(conn, prefix)))
+    }
+
+    /// Two processes on one Redis, each leasing: together they never spend more than
+    /// the shared bucket holds, and a refusal says when to retry.
+    #[tokio::test]
+    async fn leases_from_one_bucket_never_spend_more_than_it_holds() {
+        if !e2ee_testkit::redis::redis_server_available("leases_from_one_bucket") {
+            return;
+        }
+        let prefix = e2ee_testkit::unique("lease");
+        let limit = RateLimit {
+            per_minute: 600,
+            burst: 100,
+        };
+        let a = shared(&prefix, limit).await;
+        let b = shared(&prefix, limit).await;
+        let now = 1_000_000;
+        let mut accepted = 0;
+        for i in 0..300 {
+            let limiter = if i % 3 == 0 { &a } else { &b };
+            if limiter.check("alice@x", 1, now).await.unwrap().is_ok() {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 100, "the burst, across both processes");
+        let refused = a.check("alice@x", 1, now).await.unwrap();
+        assert!(matches!(refused, Err(s) if s >= 1), "{refused:?}");
+        // Another sender has its own bucket.
+        assert!(b.check("bob@x", 1, now).await.unwrap().is_ok());
+        // After a second the refill (10 tokens) is there again, leases or not.
+        let mut later = 0;
+        for i in 0..30 {
+            let limiter = if i % 2 == 0 { &a } else { &b };
+            if limiter
+                .check("alice@x", 1, now + 1000)
+                .await
+                .unwrap()
+                .is_ok()
+            {
+                later += 1;
+            }
+        }
+        assert_eq!(later, 10);
     }
 }

@@ -2,16 +2,20 @@
 //! has one, so every relay process sharing it accepts a session any of them opened;
 //! else the directory database, beside the accounts.
 //!
-//! Every session-authenticated request reads its session here, and revocation (logout,
-//! account deletion, re-registration, ban) deletes the account's sessions here, so a
-//! revocation is seen by the very next request on every relay process: nothing about a
-//! session is cached in process.
+//! Every session-authenticated request asks here whether its session is open, and
+//! revocation (logout, account deletion, re-registration, ban) deletes the account's
+//! sessions here, so a revocation is seen by the very next request on every relay
+//! process. On Redis the session's *key* is cached in process for the session's
+//! lifetime ([`cache`]); the "still open?" question is not, and rides in the same call
+//! as the replay entry.
 
+mod cache;
 mod redis;
 
 use e2ee_proto::{SessionId, SessionKey};
 
-pub use self::redis::RedisSessions;
+pub use self::cache::MAX_CACHED_SESSIONS;
+pub use self::redis::{Confirmed, Found, RedisSessions};
 use crate::directory::{Directory, DirectoryError};
 use crate::queue::QueueError;
 

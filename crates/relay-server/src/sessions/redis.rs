@@ -2,13 +2,32 @@
 //! session id in hex, value = `<expires_at>:<identity key hex><session key hex>`. The
 //! hash tag is the account's queue tag, so on a cluster an account's sessions live in
 //! the slot of its queue. Revoking every session of an account is one `DEL`.
+//!
+//! A MACed request costs one Redis call here: the key comes from the process's
+//! [`SessionCache`] (read once per session and process), and [`CONFIRM_SCRIPT`] checks
+//! that the session is still stored *and* records the request's replay entry,
+//! `<prefix>:{<tag>}:replay:<entry hex>`, under the same hash tag, so the one script
+//! stays in one cluster slot.
+
+use std::sync::Arc;
 
 use e2ee_proto::{SessionId, SessionKey};
 use redis::Script;
+use zeroize::Zeroizing;
 
+use super::cache::SessionCache;
 use super::{EXPIRED_SESSION_GRACE_MS, MAX_SESSIONS_PER_ACCOUNT, SessionRecord, SessionStoreError};
 use crate::queue::redis::{Connection, connect_commands};
 use crate::queue::{QueueError, recipient_tag};
+
+/// A session as [`RedisSessions::find`] found it.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The session.
+    pub record: Arc<SessionRecord>,
+    /// Read from Redis by this very lookup (not from the cache).
+    pub fresh: bool,
+}
 
 /// Stores a session and bounds the account's hash. KEYS: the hash. ARGV: field, value,
 /// expires_at, now, most sessions kept, grace. Sessions past expiry + grace are
@@ -42,6 +61,34 @@ end
 return 1
 ";
 
+/// Whether a session is still open, and the request's replay entry, in one call.
+/// KEYS: the sessions hash, the replay entry. ARGV: field, the stored value's
+/// non-secret head (`<expires_at>:<identity key hex>`), the replay entry's TTL in ms
+/// (at least 1). Answers 1 (open, recorded), 0 (closed: no such field, or another
+/// session under the id), 2 (open, but the entry was already there: a replay).
+const CONFIRM_SCRIPT: &str = r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v or string.sub(v, 1, #ARGV[2]) ~= ARGV[2] then
+  return 0
+end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then
+  return 2
+end
+return 1
+";
+
+/// What [`RedisSessions::confirm`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Confirmed {
+    /// Still open; the replay entry (if any) is recorded.
+    Open,
+    /// Closed since it was read (revoked, or swept).
+    Closed,
+    /// Open, but this request's replay entry was already recorded.
+    Replayed,
+}
+
 /// Counts and deletes an account's sessions.
 const REVOKE_SCRIPT: &str = r"
 local n = redis.call('HLEN', KEYS[1])
@@ -53,9 +100,11 @@ return n
 #[derive(Clone)]
 pub struct RedisSessions {
     conn: Connection,
-    prefix: std::sync::Arc<str>,
-    open: std::sync::Arc<Script>,
-    revoke: std::sync::Arc<Script>,
+    prefix: Arc<str>,
+    open: Arc<Script>,
+    revoke: Arc<Script>,
+    confirm: Arc<Script>,
+    cache: SessionCache,
 }
 
 impl std::fmt::Debug for RedisSessions {
@@ -73,6 +122,11 @@ fn encode(record: &SessionRecord) -> String {
         hex::encode(record.identity_key),
         hex::encode(record.key.as_bytes())
     )
+}
+
+/// The part of a stored value [`CONFIRM_SCRIPT`] compares: everything but the key.
+fn head(record: &SessionRecord) -> String {
+    format!("{}:{}", record.expires_at, hex::encode(record.identity_key))
 }
 
 fn decode(email: &str, value: &str) -> Result<SessionRecord, SessionStoreError> {
@@ -98,10 +152,18 @@ impl RedisSessions {
         let conn = connect_commands(urls, prefix).await?.conn;
         Ok(Self {
             conn,
-            prefix: std::sync::Arc::from(prefix),
-            open: std::sync::Arc::new(Script::new(OPEN_SCRIPT)),
-            revoke: std::sync::Arc::new(Script::new(REVOKE_SCRIPT)),
+            prefix: Arc::from(prefix),
+            open: Arc::new(Script::new(OPEN_SCRIPT)),
+            revoke: Arc::new(Script::new(REVOKE_SCRIPT)),
+            confirm: Arc::new(Script::new(CONFIRM_SCRIPT)),
+            cache: SessionCache::default(),
         })
+    }
+
+    /// The command connection and key prefix, for the other per-account state that
+    /// lives beside the sessions (the shared rate limits).
+    pub(crate) fn connection(&self) -> (Connection, Arc<str>) {
+        (self.conn.clone(), Arc::clone(&self.prefix))
     }
 
     fn key(&self, email: &str) -> String {
@@ -134,16 +196,99 @@ impl RedisSessions {
         email: &str,
         id: &SessionId,
     ) -> Result<Option<SessionRecord>, SessionStoreError> {
+        let value = self.stored(email, id).await?;
+        value.map(|v| decode(email, &v)).transpose()
+    }
+
+    /// The stored value of session `id` of `email` (it holds the key: zeroized).
+    async fn stored(
+        &self,
+        email: &str,
+        id: &SessionId,
+    ) -> Result<Option<Zeroizing<String>>, SessionStoreError> {
         let mut conn = self.conn.clone();
         let value: Option<String> = redis::cmd("HGET")
             .arg(self.key(email))
             .arg(hex::encode(id.0))
             .query_async(&mut conn)
             .await?;
-        value.map(|v| decode(email, &v)).transpose()
+        Ok(value.map(Zeroizing::new))
+    }
+
+    /// The unexpired session `id` of `email`: from this process's cache (`fresh` is
+    /// then false, and [`Self::confirm`] must still say it is open), else read from
+    /// Redis and cached. `None` when Redis has no such session, or only an expired one
+    /// (then the record is returned, uncached, for its expiry).
+    pub(crate) async fn find(
+        &self,
+        email: &str,
+        id: &SessionId,
+        now_ms: u64,
+    ) -> Result<Option<Found>, SessionStoreError> {
+        if let Some(record) = self.cache.get(email, id, now_ms) {
+            return Ok(Some(Found {
+                record,
+                fresh: false,
+            }));
+        }
+        let Some(record) = self.get(email, id).await? else {
+            return Ok(None);
+        };
+        let record = Arc::new(record);
+        if now_ms < record.expires_at {
+            self.cache.put(*id, Arc::clone(&record), now_ms);
+        }
+        Ok(Some(Found {
+            record,
+            fresh: true,
+        }))
+    }
+
+    /// Asks Redis whether `found` is still open and, with `replay` (entry, TTL in ms),
+    /// records the request's replay entry, in one call ([`CONFIRM_SCRIPT`], or a plain
+    /// `HGET` with nothing to record). A closed session leaves the cache.
+    pub(crate) async fn confirm(
+        &self,
+        id: &SessionId,
+        found: &Found,
+        replay: Option<(&[u8; 64], u64)>,
+    ) -> Result<Confirmed, SessionStoreError> {
+        let record = &found.record;
+        let Some((entry, ttl)) = replay else {
+            // Nothing to record: a plain read costs Redis less than a script.
+            let value = self.stored(&record.email, id).await?;
+            if value.is_some_and(|v| v.starts_with(&head(record))) {
+                return Ok(Confirmed::Open);
+            }
+            self.cache.forget(id);
+            return Ok(Confirmed::Closed);
+        };
+        let tag = recipient_tag(&record.email);
+        let mut invocation = self.confirm.prepare_invoke();
+        invocation
+            .key(self.key(&record.email))
+            .key(format!(
+                "{}:{{{tag}}}:replay:{}",
+                self.prefix,
+                hex::encode(entry)
+            ))
+            .arg(hex::encode(id.0))
+            .arg(head(record))
+            .arg(ttl.max(1));
+        let mut conn = self.conn.clone();
+        let answer: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(match answer {
+            1 => Confirmed::Open,
+            2 => Confirmed::Replayed,
+            _ => {
+                self.cache.forget(id);
+                Confirmed::Closed
+            }
+        })
     }
 
     pub(super) async fn revoke_all(&self, email: &str) -> Result<u64, SessionStoreError> {
+        self.cache.forget_account(email);
         let mut conn = self.conn.clone();
         let n: i64 = self
             .revoke
