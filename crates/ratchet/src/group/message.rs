@@ -59,7 +59,10 @@ impl GroupMessage {
     }
 
     /// Assembles a message from its signed part and signature (the sender's side).
-    pub(crate) fn from_signed(mut signed_part: Vec<u8>, signature: &[u8; GROUP_SIGNATURE_LEN]) -> Self {
+    pub(crate) fn from_signed(
+        mut signed_part: Vec<u8>,
+        signature: &[u8; GROUP_SIGNATURE_LEN],
+    ) -> Self {
         signed_part.extend_from_slice(signature);
         Self { bytes: signed_part }
     }
@@ -117,7 +120,11 @@ pub(crate) fn bind(label: &[u8], context: &[u8], head: &[u8], extra_capacity: us
     let mut out = Vec::with_capacity(label.len() + 4 + context.len() + head.len() + extra_capacity);
     out.extend_from_slice(label);
     // MAX_GROUP_CONTEXT_LEN fits a u32; callers check it first.
-    out.extend_from_slice(&u32::try_from(context.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(
+        &u32::try_from(context.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     out.extend_from_slice(context);
     out.extend_from_slice(head);
     out

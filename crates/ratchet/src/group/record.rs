@@ -270,7 +270,8 @@ impl SenderKeyRecord {
             let mut previous: Option<u32> = None;
             for _ in 0..skipped_count {
                 let skipped_iteration = r.u32()?;
-                if previous.is_some_and(|p| p >= skipped_iteration) || skipped_iteration >= iteration
+                if previous.is_some_and(|p| p >= skipped_iteration)
+                    || skipped_iteration >= iteration
                 {
                     return Err(invalid(
                         "skipped keys are not in increasing order below the chain's iteration",
@@ -310,7 +311,11 @@ fn walk(
     chain_key: &SenderChainKey,
     from: u32,
     to: u32,
-) -> (Vec<(u32, SenderMessageKey)>, SenderMessageKey, SenderChainKey) {
+) -> (
+    Vec<(u32, SenderMessageKey)>,
+    SenderMessageKey,
+    SenderChainKey,
+) {
     let keep_from = to.saturating_sub(MAX_MESSAGE_KEYS as u32).max(from);
     let mut skipped = Vec::with_capacity((to - keep_from) as usize);
     let mut chain = chain_key.clone();

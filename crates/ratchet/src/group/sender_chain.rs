@@ -98,11 +98,7 @@ impl SenderMessageKey {
             Nonce::try_from(&okm[32..]),
         ) {
             (Ok(cipher), Ok(nonce)) => cipher
-                .encrypt_inout_detached(
-                    &nonce,
-                    associated_data,
-                    InOutBuf::from(&mut out[start..]),
-                )
+                .encrypt_inout_detached(&nonce, associated_data, InOutBuf::from(&mut out[start..]))
                 .ok(),
             _ => None,
         };

@@ -97,7 +97,11 @@ impl SenderVerifyingKey {
     }
 
     /// Strict Ed25519 verification of one signature.
-    pub(crate) fn verify_strict(&self, message: &[u8], signature: &[u8; GROUP_SIGNATURE_LEN]) -> bool {
+    pub(crate) fn verify_strict(
+        &self,
+        message: &[u8],
+        signature: &[u8; GROUP_SIGNATURE_LEN],
+    ) -> bool {
         self.0
             .verify_strict(message, &Signature::from_bytes(signature))
             .is_ok()
@@ -130,7 +134,9 @@ static SMALL_ORDER_Y: LazyLock<[[u8; 32]; 8]> = LazyLock::new(|| {
 
 /// The parser's checks of a signature: what `verify_strict` refuses and a batch equation
 /// alone would not (non-canonical `S` or `R`, small-order `R`).
-pub(crate) fn check_signature_encoding(signature: &[u8; GROUP_SIGNATURE_LEN]) -> Result<(), &'static str> {
+pub(crate) fn check_signature_encoding(
+    signature: &[u8; GROUP_SIGNATURE_LEN],
+) -> Result<(), &'static str> {
     let mut s = [0u8; 32];
     s.copy_from_slice(&signature[32..]);
     if bool::from(Scalar::from_canonical_bytes(s).is_none()) {
@@ -250,7 +256,9 @@ mod tests {
     fn signing_keys_with_torsion_or_small_order_are_refused() {
         let key = SenderSigningKey::from_seed(&[9; 32]).public();
         assert!(SenderVerifyingKey::from_bytes(key.as_bytes(), "k").is_ok());
-        let with_torsion = (key.0.to_edwards() + EIGHT_TORSION[1]).compress().to_bytes();
+        let with_torsion = (key.0.to_edwards() + EIGHT_TORSION[1])
+            .compress()
+            .to_bytes();
         assert_eq!(
             SenderVerifyingKey::from_bytes(&with_torsion, "k").unwrap_err(),
             DecodeError::Invalid {
@@ -265,13 +273,19 @@ mod tests {
 
     #[test]
     fn a_batch_with_one_bad_signature_names_it_and_passes_the_others() {
-        let keys: Vec<_> = (0..5u8).map(|i| SenderSigningKey::from_seed(&[i; 32])).collect();
+        let keys: Vec<_> = (0..5u8)
+            .map(|i| SenderSigningKey::from_seed(&[i; 32]))
+            .collect();
         let publics: Vec<_> = keys.iter().map(SenderSigningKey::public).collect();
         let messages: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 40]).collect();
         let mut signatures: Vec<_> = keys.iter().zip(&messages).map(|(k, m)| k.sign(m)).collect();
         let items = |signatures: &[[u8; 64]]| -> Vec<bool> {
             let items: Vec<_> = (0..5)
-                .map(|i| SignedItem { message: &messages[i], signature: &signatures[i], key: &publics[i] })
+                .map(|i| SignedItem {
+                    message: &messages[i],
+                    signature: &signatures[i],
+                    key: &publics[i],
+                })
                 .collect();
             verify_all(&items)
         };
