@@ -4,7 +4,7 @@
 use super::{
     GroupDecryptError,
     header::GroupHeader,
-    message::GroupMessage,
+    message::{GroupMessage, SIGNING_INPUT_LEN},
     signing::{SenderVerifyingKey, SignedItem, verify_all},
 };
 
@@ -15,8 +15,8 @@ use super::{
 pub struct PendingGroupMessage {
     pub(crate) message: GroupMessage,
     pub(crate) context: Vec<u8>,
-    /// `"e2ee-v1/group-sig" || u32 len(context) || context || signed part`.
-    pub(crate) signed: Vec<u8>,
+    /// `"e2ee-v1/group-sig" || SHA-256(u32 len(context) || context || signed part)`.
+    pub(crate) signed: [u8; SIGNING_INPUT_LEN],
     pub(crate) header: GroupHeader,
     pub(crate) signing_key: SenderVerifyingKey,
 }
