@@ -46,7 +46,7 @@ impl GroupMessage {
             });
         }
         let body_len = bytes.len() - 1 - ENCRYPTED_GROUP_HEADER_LEN - GROUP_SIGNATURE_LEN;
-        if (body_len - TAG_LEN) % PADDING_BLOCK != 0 {
+        if !(body_len - TAG_LEN).is_multiple_of(PADDING_BLOCK) {
             return Err(DecodeError::Invalid {
                 what: WHAT,
                 reason: "body is not a whole number of padding blocks plus a tag",

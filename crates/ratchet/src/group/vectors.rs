@@ -52,7 +52,7 @@ fn kdf_gck_known_answer_and_independent_derivation() {
 
 #[test]
 fn fixed_seed_distribution_and_message_bytes() {
-    let mut rng = ChaCha20Rng::seed_from_u64(0x6772_6f75_70);
+    let mut rng = ChaCha20Rng::seed_from_u64(0x0067_726f_7570);
     let mut session = OutboundGroupSession::new(&mut rng);
     let distribution = session.distribution().to_bytes();
     assert_eq!(
