@@ -7,7 +7,9 @@
 //! What a client keeps, and where each piece comes from:
 //! - an [`IdentityKeyPair`] per account, a [`SignedPreKeyPair`] (rotated weekly) and a
 //!   stock of [`OneTimePreKeyPair`]s whose public halves it uploads to the relay;
-//! - a [`SessionRecord`] per peer, serialized after every encrypt and decrypt.
+//! - a [`SessionRecord`] per peer, serialized after every encrypt and decrypt;
+//! - per group an [`OutboundGroupSession`], and a [`SenderKeyRecord`] per (group, sender)
+//!   (sender keys; see the `group` module docs and [`verify_batch`]).
 //!
 //! # A whole exchange
 //!
@@ -77,6 +79,7 @@ mod codec;
 mod dh;
 mod error;
 mod fingerprint;
+mod group;
 mod header;
 mod identity;
 mod kdf;
@@ -95,6 +98,14 @@ mod vectors;
 
 pub use error::{DecodeError, DecryptError, EncryptError, KeyError, X3dhError};
 pub use fingerprint::{SAFETY_NUMBER_ITERATIONS, SafetyNumber};
+pub use group::{
+    DistributionOutcome, ENCRYPTED_GROUP_HEADER_LEN, GROUP_HEADER_LEN, GROUP_MESSAGE_VERSION,
+    GROUP_SIGNATURE_LEN, GroupDecryptError, GroupEncryptError, GroupMessage, MAX_FORWARD_JUMPS,
+    MAX_GROUP_CONTEXT_LEN, MAX_MESSAGE_KEYS, MAX_SENDER_KEY_STATES, MIN_GROUP_MESSAGE_LEN,
+    OutboundGroupSession, PendingGroupMessage, SENDER_KEY_DISTRIBUTION_LEN,
+    SENDER_KEY_DISTRIBUTION_VERSION, SENDER_SIGNING_KEY_LEN, SenderKeyDistribution,
+    SenderKeyRecord, VerifiedGroupMessage, verify_batch,
+};
 pub use header::{ENCRYPTED_HEADER_LEN, HEADER_LEN};
 pub use identity::{IDENTITY_KEY_LEN, IdentityKey, IdentityKeyPair, SIGNATURE_LEN};
 pub use message::{EncryptedMessage, MIN_MESSAGE_LEN, Message, PROTOCOL_VERSION, PreKeyMessage};
