@@ -155,7 +155,11 @@ pub(crate) fn check_email(email: &str) -> Result<(), DecodeError> {
         && email
             .chars()
             .all(|c| !c.is_control() && !c.is_whitespace() && !c.is_uppercase());
-    if ok { Ok(()) } else { Err(DecodeError::InvalidEmail) }
+    if ok {
+        Ok(())
+    } else {
+        Err(DecodeError::InvalidEmail)
+    }
 }
 
 /// Titles are one line; topics and notes may span lines. No other control characters:
@@ -169,7 +173,10 @@ pub(crate) fn check_text(
     if text.len() > max {
         return Err(DecodeError::TooLong { field, max });
     }
-    if text.chars().any(|c| c.is_control() && !(multiline && c == '\n')) {
+    if text
+        .chars()
+        .any(|c| c.is_control() && !(multiline && c == '\n'))
+    {
         return Err(DecodeError::ControlCharacter { field });
     }
     Ok(())

@@ -27,7 +27,7 @@ use crate::{
 #[non_exhaustive]
 pub enum Received {
     /// It was accepted (with any held changes it unblocked); here is what changed.
-    Applied(Effects),
+    Applied(Box<Effects>),
     /// Its parents are not all known yet: it is kept, unapplied, until they arrive.
     Held,
     /// It was already known; nothing changed.
@@ -221,7 +221,11 @@ impl Group {
         if change.parents().is_empty() {
             return Err(ChangeError::NotGenesis);
         }
-        if !change.parents().iter().all(|p| self.changes.contains_key(p)) {
+        if !change
+            .parents()
+            .iter()
+            .all(|p| self.changes.contains_key(p))
+        {
             if self.held.len() >= MAX_HELD_CHANGES {
                 return Err(ChangeError::TooManyHeld {
                     max: MAX_HELD_CHANGES,
@@ -241,7 +245,7 @@ impl Group {
         self.release_held(&mut effects);
         self.diff(&before, &mut effects);
         effects.newly_skipped = self.skipped.difference(&skipped_before).copied().collect();
-        Ok(Received::Applied(effects))
+        Ok(Received::Applied(Box::new(effects)))
     }
 
     /// Makes, signs and applies a change of ours on the current heads; returns it (to
@@ -269,7 +273,7 @@ impl Group {
             },
         )?;
         let mut effects = match self.receive(change.clone())? {
-            Received::Applied(effects) => effects,
+            Received::Applied(effects) => *effects,
             // Our own change names our own heads: neither held nor already known.
             Received::Held | Received::Duplicate => Effects::default(),
         };
