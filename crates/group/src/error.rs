@@ -167,9 +167,6 @@ pub enum ChangeError {
         /// The limit.
         max: usize,
     },
-    /// The version counter would overflow.
-    #[error("version overflow")]
-    VersionOverflow,
 }
 
 /// Why a text did not parse as a join link.

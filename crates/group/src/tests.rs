@@ -258,6 +258,31 @@ fn unban_lets_the_address_ask_again() {
         }],
         ChangeError::NotBanned,
     );
+    w.alice_does(vec![Action::Ban {
+        email: CAROL.into(),
+        identity_key: carol_key,
+    }]);
+    propose_refused(
+        &mut w.group,
+        &party(1),
+        ALICE,
+        vec![Action::Ban {
+            email: CAROL.into(),
+            identity_key: carol_key,
+        }],
+        ChangeError::AlreadyBanned,
+    );
+    // A change that would not encode is refused before it is signed.
+    propose_refused(
+        &mut w.group,
+        &party(1),
+        ALICE,
+        vec![Action::SetTitle("x".repeat(MAX_TITLE_LEN + 1))],
+        ChangeError::Encoding(DecodeError::TooLong {
+            field: "title",
+            max: MAX_TITLE_LEN,
+        }),
+    );
 }
 
 #[test]
