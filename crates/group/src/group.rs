@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use e2ee_ratchet::IdentityKeyPair;
+use e2ee_ratchet::{IdentityKey, IdentityKeyPair};
 
 use crate::{
     Action, ChangeDraft, ChangeError, ChangeId, GroupChange, GroupState, HistoryOnJoin,
@@ -324,23 +324,16 @@ impl Group {
         self.heads.insert(id);
         let version = self.state.version().max(change.version());
         let heads: Vec<ChangeId> = self.heads.iter().copied().collect();
-        let next = if !last {
-            self.changes.insert(id, change);
-            *reordered = true;
-            self.replay_all()
-        } else if on_heads {
-            self.changes.insert(id, change);
+        self.changes.insert(id, change);
+        let next = if on_heads {
+            // It builds on every known change: nothing is concurrent with it, so it
+            // applies exactly as its author saw it.
             trial
         } else {
-            let next = match self.state.apply(&change) {
-                Ok(next) => next,
-                Err(_) => {
-                    self.skipped.insert(id);
-                    self.state.clone()
-                }
-            };
-            self.changes.insert(id, change);
-            next
+            // Concurrent with some known change: it may void or be voided by one, or
+            // sort before applied ones. Recompute from the start.
+            *reordered |= !last;
+            self.replay_all()
         };
         self.state = next;
         self.state.set_position(version, heads);
@@ -356,12 +349,32 @@ impl Group {
     }
 
     fn replay(&self, ids: &[ChangeId]) -> (GroupState, BTreeSet<ChangeId>) {
+        let demotions: Vec<(ChangeId, &str, Option<IdentityKey>)> = ids
+            .iter()
+            .filter_map(|id| self.changes.get(id))
+            .flat_map(|r| {
+                r.actions().iter().filter_map(move |action| match action {
+                    Action::RemoveMember { email } | Action::Demote { email } => {
+                        Some((r.id(), email.as_str(), None))
+                    }
+                    Action::Ban {
+                        email,
+                        identity_key,
+                    } => Some((r.id(), email.as_str(), Some(*identity_key))),
+                    _ => None,
+                })
+            })
+            .collect();
         let mut state = GroupState::empty(self.state.id());
         let mut skipped = BTreeSet::new();
         for id in ids {
             let Some(change) = self.changes.get(id) else {
                 continue;
             };
+            if self.voided(change, &demotions) {
+                skipped.insert(*id);
+                continue;
+            }
             match state.apply(change) {
                 Ok(next) => state = next,
                 Err(_) => {
@@ -370,6 +383,60 @@ impl Group {
             }
         }
         (state, skipped)
+    }
+
+    /// Removal wins: a change by X that is concurrent with (neither before nor after) a
+    /// change removing, banning or demoting X is void, whichever sorts first, unless all
+    /// it does is leave. The order alone would let X's change win whenever it sorts
+    /// first, including a change X signs on old parents after it was removed; with this
+    /// rule such a change never applies, and two admins removing each other at once
+    /// cancel out instead of the lower id winning.
+    fn voided(
+        &self,
+        change: &GroupChange,
+        demotions: &[(ChangeId, &str, Option<IdentityKey>)],
+    ) -> bool {
+        if change.actions().iter().all(|a| matches!(a, Action::Leave)) {
+            return false;
+        }
+        demotions.iter().any(|(by, email, key)| {
+            (*email == change.author_email() || key.is_some_and(|k| k == change.author()))
+                && *by != change.id()
+                && self.concurrent(by, &change.id())
+        })
+    }
+
+    /// Whether neither accepted change is an ancestor of the other.
+    fn concurrent(&self, a: &ChangeId, b: &ChangeId) -> bool {
+        !self.is_ancestor(a, b) && !self.is_ancestor(b, a)
+    }
+
+    /// Whether accepted change `a` is an ancestor of accepted change `b`. Versions grow
+    /// along every path, so the search stops below `a`'s version.
+    fn is_ancestor(&self, a: &ChangeId, b: &ChangeId) -> bool {
+        let Some(floor) = self.changes.get(a).map(GroupChange::version) else {
+            return false;
+        };
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![*b];
+        while let Some(id) = stack.pop() {
+            let Some(change) = self.changes.get(&id) else {
+                continue;
+            };
+            for parent in change.parents() {
+                if parent == a {
+                    return true;
+                }
+                let deeper = self
+                    .changes
+                    .get(parent)
+                    .is_some_and(|p| p.version() > floor);
+                if deeper && seen.insert(*parent) {
+                    stack.push(*parent);
+                }
+            }
+        }
+        false
     }
 
     /// The state the given accepted changes and their ancestors define: what the author

@@ -1021,8 +1021,12 @@ fn a_late_change_that_sorts_early_reorders_history_the_same_everywhere() {
     };
     assert_eq!(a.state().hash(), b.state().hash());
     assert_eq!(effects.demoted, [BOB]);
-    // Bob's second change comes after the demotion in every order: skipped.
-    assert!(a.is_skipped(&retopic.id()) && b.is_skipped(&retopic.id()));
+    // Both of Bob's changes are concurrent with his demotion: void, in every order,
+    // whichever sorts first (removal wins).
+    for id in [rename.id(), retopic.id()] {
+        assert!(a.is_skipped(&id) && b.is_skipped(&id));
+    }
+    assert_eq!(b.state().title(), "team");
     assert_eq!(b.state().topic(), "plans");
     assert!(effects.newly_skipped.contains(&retopic.id()));
 }
@@ -1247,3 +1251,115 @@ fn canonical_state_encoding_and_hash_known_answer() {
 
 const GENESIS_ID_HEX: &str = "0d503fef18d93f4ee7a5b292ace2f8020bcefd808f4f250a600bf66c0887d3e8";
 const STATE_HASH_HEX: &str = "2f903c2f3993db4c584069876a31ec47af6b046cf0be87ba4a390f0d30d49ebd";
+
+/// Alice and Bob, both admins, with Carol a member: the world, Bob's copy, and the
+/// changes after the creation.
+fn two_admins() -> (World, Group, Vec<GroupChange>) {
+    let mut w = world(JoinRule::Invite);
+    w.alice_does(vec![
+        Action::Promote { email: BOB.into() },
+        Action::AddMember {
+            email: CAROL.into(),
+            identity_key: party(3).public_key(),
+        },
+    ]);
+    let base = w.group.changes().skip(1).cloned().collect();
+    let at_bob = w.group.clone();
+    (w, at_bob, base)
+}
+
+/// Carol's copy after receiving `base` then `x`, `y` in both orders; they agree.
+fn both_orders(w: &World, base: &[GroupChange], x: &GroupChange, y: &GroupChange) -> [Group; 2] {
+    let one: Vec<GroupChange> = base.iter().chain([x, y]).cloned().collect();
+    let two: Vec<GroupChange> = base.iter().chain([y, x]).cloned().collect();
+    let a = replica(&w.genesis, &one, CAROL);
+    let b = replica(&w.genesis, &two, CAROL);
+    assert_eq!(a.state().canonical_bytes(), b.state().canonical_bytes());
+    [a, b]
+}
+
+#[test]
+fn two_admins_removing_each_other_at_once_cancel_out() {
+    let (mut w, mut at_bob, base) = two_admins();
+    let (kick_bob, _) = w
+        .group
+        .propose(
+            &w.alice,
+            ALICE,
+            vec![Action::RemoveMember { email: BOB.into() }],
+        )
+        .unwrap();
+    let (kick_alice, _) = at_bob
+        .propose(
+            &w.bob,
+            BOB,
+            vec![Action::RemoveMember {
+                email: ALICE.into(),
+            }],
+        )
+        .unwrap();
+    for g in both_orders(&w, &base, &kick_bob, &kick_alice) {
+        assert!(g.is_skipped(&kick_bob.id()) && g.is_skipped(&kick_alice.id()));
+        assert_eq!(g.state().member(ALICE).unwrap().role, Role::Admin);
+        assert_eq!(g.state().member(BOB).unwrap().role, Role::Admin);
+    }
+}
+
+#[test]
+fn a_removed_admin_cannot_act_on_parents_from_before_its_removal() {
+    let (mut w, at_bob, base) = two_admins();
+    let (kick_bob, _) = w
+        .group
+        .propose(
+            &w.alice,
+            ALICE,
+            vec![Action::RemoveMember { email: BOB.into() }],
+        )
+        .unwrap();
+    // Bob, already removed, signs on the state he last saw: kicking Carol and renaming.
+    let state = at_bob.state();
+    let backdated = GroupChange::sign(
+        &w.bob,
+        ChangeDraft {
+            group_id: state.id(),
+            version: state.version() + 1,
+            parents: state.heads().to_vec(),
+            prev_hash: state.hash(),
+            author_email: BOB.into(),
+            actions: vec![
+                Action::RemoveMember {
+                    email: CAROL.into(),
+                },
+                Action::SetTitle("taken over".into()),
+            ],
+        },
+    )
+    .unwrap();
+    // It is well formed and was authorized in the view it names, so it is accepted…
+    let Received::Applied(effects) = w.group.receive(backdated.clone()).unwrap() else {
+        panic!("accepted");
+    };
+    // …but it never applies, whichever of the two sorts first.
+    assert!(effects.is_empty());
+    assert!(w.group.is_skipped(&backdated.id()));
+    for g in both_orders(&w, &base, &kick_bob, &backdated) {
+        assert!(g.is_skipped(&backdated.id()));
+        assert!(!g.is_skipped(&kick_bob.id()));
+        assert!(g.state().member(BOB).is_none());
+        assert!(g.state().member(CAROL).is_some());
+        assert_eq!(g.state().title(), "team");
+    }
+}
+
+#[test]
+fn leaving_while_being_demoted_still_leaves() {
+    let (mut w, mut at_bob, base) = two_admins();
+    let (demote, _) = w
+        .group
+        .propose(&w.alice, ALICE, vec![Action::Demote { email: BOB.into() }])
+        .unwrap();
+    let (leave, _) = at_bob.propose(&w.bob, BOB, vec![Action::Leave]).unwrap();
+    for g in both_orders(&w, &base, &demote, &leave) {
+        assert!(g.state().member(BOB).is_none());
+    }
+}
