@@ -5,9 +5,10 @@
 //! changes, never of their arrival order. Accepted changes are sorted by (version, id);
 //! since a change's version is one more than its highest parent's, that order lists
 //! every change after its parents. The state is the creation's state with every change
-//! applied in that order, a change whose actions do not all apply at its place (its
-//! author lost the role to a concurrent change, its target is already gone) skipped
-//! whole. Two members holding the same changes compute the same state and hash.
+//! applied in that order, skipping whole any change whose actions do not all apply at its
+//! place (its target is already gone, its author lost the role) and any change by X
+//! concurrent with a change removing, banning or demoting X ("removal wins", see
+//! `Group::voided`). Two members holding the same changes compute the same state and hash.
 //!
 //! Whether a change is accepted into the set depends only on the change and its
 //! ancestors (signature, version, previous-state hash, and the author's role in the state
