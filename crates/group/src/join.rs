@@ -62,18 +62,16 @@ impl LinkSecret {
         h.finalize().into()
     }
 
-    fn proof(&self, group_id: &GroupId, email: &str, key: &IdentityKey) -> [u8; HASH_LEN] {
-        // The key is 32 bytes, which HMAC-SHA256 always accepts.
-        let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(self.0.as_ref()) {
-            Ok(mac) => mac,
-            Err(_) => return [0u8; HASH_LEN],
-        };
+    /// HMAC-SHA256 accepts keys of any length, so this is always `Some`; callers still
+    /// fail closed on `None` rather than fall back to a fixed value.
+    fn proof(&self, group_id: &GroupId, email: &str, key: &IdentityKey) -> Option<[u8; HASH_LEN]> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.0.as_ref()).ok()?;
         mac.update(PROOF_LABEL);
         mac.update(&group_id.0);
         mac.update(&[u8::try_from(email.len()).unwrap_or(u8::MAX)]);
         mac.update(email.as_bytes());
         mac.update(key.as_bytes());
-        mac.finalize().into_bytes().into()
+        Some(mac.finalize().into_bytes().into())
     }
 }
 
@@ -191,7 +189,11 @@ impl JoinRequest {
         check_email(email)?;
         check_text("note", note, MAX_NOTE_LEN, true)?;
         let identity_key = identity.public_key();
-        let proof = link.secret.proof(&link.group_id, email, &identity_key);
+        // Without a proof the request is refused everywhere: the zero proof never matches.
+        let proof = link
+            .secret
+            .proof(&link.group_id, email, &identity_key)
+            .unwrap_or([0u8; HASH_LEN]);
         let mut request = Self {
             group_id: link.group_id,
             identity_key,
@@ -285,7 +287,9 @@ impl JoinRequest {
         self.identity_key
             .verify(&self.signed_bytes(), &self.signature)
             .map_err(|_| ChangeError::BadJoinRequestSignature)?;
-        let expected = secret.proof(group_id, &self.email, &self.identity_key);
+        let expected = secret
+            .proof(group_id, &self.email, &self.identity_key)
+            .ok_or(ChangeError::BadJoinProof)?;
         if bool::from(expected.ct_eq(&self.proof)) {
             Ok(())
         } else {
