@@ -1206,6 +1206,35 @@ fn oversize_and_unknown_fields_are_refused() {
         JoinRequest::new(&w.link(), &w.carol, "Carol@x", "").map(|_| ()),
         Err(DecodeError::InvalidEmail)
     );
+    let too_many_parents = (0..=MAX_PARENTS)
+        .map(|i| ChangeId([u8::try_from(i).unwrap(); 32]))
+        .collect();
+    assert_eq!(
+        GroupChange::sign(
+            &w.alice,
+            ChangeDraft {
+                group_id: w.group.state().id(),
+                version: 2,
+                parents: too_many_parents,
+                prev_hash: w.group.state().hash(),
+                author_email: ALICE.into(),
+                actions: vec![Action::Leave],
+            }
+        )
+        .map(|_| ()),
+        Err(DecodeError::TooMany {
+            what: "parents",
+            max: MAX_PARENTS
+        })
+    );
+    let long_note = "n".repeat(MAX_NOTE_LEN + 1);
+    assert_eq!(
+        JoinRequest::new(&w.link(), &w.carol, CAROL, &long_note).map(|_| ()),
+        Err(DecodeError::TooLong {
+            field: "note",
+            max: MAX_NOTE_LEN
+        })
+    );
 }
 
 /// Known answer: the canonical state encoding, built here field by field as
