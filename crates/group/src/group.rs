@@ -183,6 +183,11 @@ impl Group {
         self.order.iter().filter_map(|(_, id)| self.changes.get(id))
     }
 
+    /// An accepted change by id: how a member answers another's [`Group::missing_parents`].
+    pub fn change(&self, id: &ChangeId) -> Option<&GroupChange> {
+        self.changes.get(id)
+    }
+
     /// Whether the change is in the accepted set.
     pub fn contains(&self, id: &ChangeId) -> bool {
         self.changes.contains_key(id)

@@ -852,6 +852,7 @@ fn a_change_with_unknown_parents_is_held_then_applied() {
         "held, not applied"
     );
     assert_eq!(at_bob.missing_parents(), [first.id()]);
+    assert_eq!(w.group.change(&first.id()), Some(&first));
     assert_eq!(at_bob.receive(second.clone()), Ok(Received::Duplicate));
     let Received::Applied(effects) = at_bob.receive(first.clone()).unwrap() else {
         panic!("applies");
