@@ -81,6 +81,9 @@ pub struct GroupState {
     policy: Policy,
     link: Option<LinkSecret>,
     members: BTreeMap<String, Member>,
+    /// Each member's key, to its address: an index over `members` (keys are public), so
+    /// the one-key-one-member check costs a lookup rather than a scan of 1000 members.
+    member_keys: BTreeMap<[u8; 32], String>,
     pending: BTreeMap<String, PendingRequest>,
     banned: BTreeMap<String, BannedEntry>,
 }
@@ -98,6 +101,7 @@ impl GroupState {
             policy: Policy::default(),
             link: None,
             members: BTreeMap::new(),
+            member_keys: BTreeMap::new(),
             pending: BTreeMap::new(),
             banned: BTreeMap::new(),
         }
@@ -279,7 +283,7 @@ impl GroupState {
     }
 
     fn has_member(&self, email: &str, key: &IdentityKey) -> bool {
-        self.members.contains_key(email) || self.members.values().any(|m| m.identity_key == *key)
+        self.members.contains_key(email) || self.member_keys.contains_key(key.as_bytes())
     }
 
     fn admin_count(&self) -> usize {
@@ -331,14 +335,11 @@ impl GroupState {
                 self.title.clone_from(title);
                 self.topic.clone_from(topic);
                 self.policy = *policy;
-                self.members.insert(
-                    author.to_owned(),
-                    Member {
-                        email: author.to_owned(),
-                        identity_key: change.author(),
-                        role: Role::Admin,
-                    },
-                );
+                self.insert_member(Member {
+                    email: author.to_owned(),
+                    identity_key: change.author(),
+                    role: Role::Admin,
+                });
             }
             Action::AddMember {
                 email,
@@ -353,8 +354,7 @@ impl GroupState {
                 if email == author {
                     return Err(ChangeError::TargetIsAuthor);
                 }
-                self.members
-                    .remove(email)
+                self.remove_member(email)
                     .ok_or(ChangeError::UnknownMember)?;
             }
             Action::Ban {
@@ -369,8 +369,11 @@ impl GroupState {
                 }
                 limit(self.banned.len(), MAX_BANNED, "banned")?;
                 // A ban covers the address and the key, wherever either appears.
-                self.members
-                    .retain(|e, m| e != email && m.identity_key != *identity_key);
+                let by_key = self.member_keys.get(identity_key.as_bytes()).cloned();
+                self.remove_member(email);
+                if let Some(other) = by_key {
+                    self.remove_member(&other);
+                }
                 self.pending
                     .retain(|e, p| e != email && p.identity_key != *identity_key);
                 self.banned.insert(
@@ -416,7 +419,7 @@ impl GroupState {
                 if is_admin && self.admin_count() == 1 && self.members.len() > 1 {
                     return Err(ChangeError::LastAdmin);
                 }
-                self.members.remove(author);
+                self.remove_member(author);
             }
             Action::SetTitle(title) => self.title.clone_from(title),
             Action::SetTopic(topic) => self.topic.clone_from(topic),
@@ -454,15 +457,24 @@ impl GroupState {
         }
         limit(self.members.len(), MAX_MEMBERS, "members")?;
         self.pending.remove(email);
-        self.members.insert(
-            email.to_owned(),
-            Member {
-                email: email.to_owned(),
-                identity_key: *key,
-                role: Role::Member,
-            },
-        );
+        self.insert_member(Member {
+            email: email.to_owned(),
+            identity_key: *key,
+            role: Role::Member,
+        });
         Ok(())
+    }
+
+    fn insert_member(&mut self, member: Member) {
+        self.member_keys
+            .insert(member.identity_key.to_bytes(), member.email.clone());
+        self.members.insert(member.email.clone(), member);
+    }
+
+    fn remove_member(&mut self, email: &str) -> Option<Member> {
+        let member = self.members.remove(email)?;
+        self.member_keys.remove(member.identity_key.as_bytes());
+        Some(member)
     }
 }
 
