@@ -160,6 +160,23 @@ enum Command {
         exit_codes!()
     ))]
     Unregister(commands::unregister::Args),
+    /// Is this address on the relay: its identity key and safety number, without using
+    /// any of its one-time prekeys or adding it as a contact.
+    #[command(after_help = concat!(
+        "Example:\n  e2ee lookup bob@example.org\n\n\
+         Exits 1 when the relay has no account for the address.\n\n",
+        exit_codes!()
+    ))]
+    Lookup(commands::lookup::Args),
+    /// A live full-screen chat: conversations, timeline, presence, typing, read receipts.
+    #[command(after_help = concat!(
+        "Example:\n  e2ee --home ~/e2ee chat\n\n\
+         F1 shows the keys and commands. Settings are in chat.json and key bindings in \
+         chat-keys.json in the profile directory. Run it on a terminal; scripts use poll \
+         and send.\n\n",
+        exit_codes!()
+    ))]
+    Chat(commands::chat::Args),
     /// Print the help of e2ee or of one of its commands.
     #[command(after_help = concat!("Example:\n  e2ee help poll\n\n", exit_codes!()))]
     Help(HelpArgs),
@@ -373,6 +390,7 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
     let client = open_client(&cli, cli.relay.clone()).await?;
     let result = match &cli.command {
         Command::Unregister(args) => return commands::unregister::run(client, args, out).await,
+        Command::Chat(args) => return commands::chat::run(client, args, out).await,
         Command::Register(args) => commands::register::run(&client, args, out).await,
         Command::Whoami(args) => commands::whoami::run(&client, args, out).await,
         Command::AddContact(args) => commands::add_contact::run(&client, args, out).await,
@@ -383,6 +401,7 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::Verify(args) => commands::verify::run(&client, args, out).await,
         Command::Trust(args) => commands::trust::run(&client, args, out).await,
         Command::Reject(args) => commands::reject::run(&client, args, out).await,
+        Command::Lookup(args) => commands::lookup::run(&client, args, out).await,
         Command::Help(args) => print_help(args),
     };
     // The relay in use (saved, or `--relay`), only needed to explain one refusal.
