@@ -311,6 +311,7 @@ impl App {
         let key = ConversationId::Direct(peer.clone()).key();
         let last_read = self.settings.last_read.get(&key).copied().unwrap_or(0);
         let me = self.me.to_string();
+        let read_receipts = self.settings.read_receipts;
         let conversation = self.conversation_mut(peer);
         conversation.loaded = true;
         let mut unread = Vec::new();
@@ -319,7 +320,11 @@ impl App {
             if conversation.has_message(&id) {
                 continue;
             }
-            let mark = m.outgoing.then(|| history_mark(m));
+            let mark = m.outgoing.then(|| match history_mark(m) {
+                // Read receipts off: none shown, as none are sent.
+                Mark::Read if !read_receipts => Mark::Delivered,
+                mark => mark,
+            });
             if !m.outgoing && m.received_at > last_read {
                 unread.push(id.clone());
             }
@@ -1180,7 +1185,11 @@ fn history_mark(m: &HistoryMessage) -> Mark {
                 .clone()
                 .unwrap_or_else(|| "not delivered".to_owned()),
         ),
-        _ => Mark::Sent,
+        _ => match m.receipt {
+            Some(ReceiptKind::Read) => Mark::Read,
+            Some(ReceiptKind::Delivered) => Mark::Delivered,
+            _ => Mark::Sent,
+        },
     }
 }
 
