@@ -80,6 +80,13 @@ pub fn wrap(text: &str, cells: usize) -> Vec<String> {
     let mut last_space: Option<(usize, usize)> = None;
     for c in text.chars() {
         let w = cell_width(c);
+        if used + w > cells && c == ' ' {
+            // The line is full right at a space: the space is the break.
+            out.push(std::mem::take(&mut line));
+            used = 0;
+            last_space = None;
+            continue;
+        }
         if used + w > cells {
             match last_space {
                 Some((at, before)) if at < line.len() => {
