@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2ee_client_core::{Client, ClientError, Cursor, Email, ErrorKind, Event};
+use e2ee_client_core::{
+    Client, ClientError, ConnectionState, Cursor, Email, ErrorKind, Event, Synced,
+};
 use ratatui::crossterm::event::{self as term, Event as TermEvent, KeyEventKind};
 use ratatui::crossterm::execute;
 use tokio::sync::{mpsc, oneshot};
@@ -106,6 +108,8 @@ enum Report {
     Sent(u64, SendOutcome),
     Notice(String),
     Trusted(Email),
+    /// An in-process library event the loop produced itself.
+    Library(Event),
     /// The event stream failed.
     Events(ClientError),
     /// The sync stopped with an error.
@@ -209,6 +213,22 @@ async fn session(
             let stop = async {
                 let _ = stopped.await;
             };
+            // A first round that does not wait: the status bar says at once whether
+            // the relay answers (the long-running sync reports it only after its first
+            // long poll), and what queued while the chat was closed shows now.
+            let state = match client.sync_once(Duration::ZERO).await {
+                Ok(Synced::Fetched) => ConnectionState::Online,
+                Ok(_) => ConnectionState::Standby,
+                Err(error) if error.kind() == ErrorKind::Network => ConnectionState::Offline {
+                    error: error.to_string(),
+                    retry_in: e2ee_client_core::SYNC_RETRY,
+                },
+                Err(error) => {
+                    let _ = report.send(Report::Sync(error));
+                    return;
+                }
+            };
+            let _ = report.send(Report::Library(Event::Connection(state)));
             if let Err(error) = client.sync(SYNC_WAIT, stop).await {
                 let _ = report.send(Report::Sync(error));
             }
@@ -271,6 +291,7 @@ async fn session(
             },
             Some(report) = reports.recv() => match report {
                 Report::History(peer, messages) => app.on_history(&peer, &messages),
+                Report::Library(event) => app.on_event(&event, now_ms()),
                 Report::Sent(local, outcome) => {
                     app.on_sent(local, outcome);
                     Vec::new()
