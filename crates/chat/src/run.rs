@@ -119,6 +119,7 @@ enum Report {
 /// Runs the chat on the terminal until the user leaves. The profile must be
 /// registered.
 pub async fn run(client: Client) -> Result<(), ChatError> {
+    let started = std::time::Instant::now();
     let me = client.whoami().await?;
     let me = Email::parse(&me.email)?;
     let dir = client.profile_dir().to_path_buf();
@@ -158,6 +159,7 @@ pub async fn run(client: Client) -> Result<(), ChatError> {
             events,
             first,
             &dir,
+            started,
         ))
         .await;
     let _ = execute!(
@@ -179,8 +181,17 @@ async fn session(
     mut events: e2ee_client_core::Events,
     first: Vec<Action>,
     dir: &Path,
+    started: std::time::Instant,
 ) -> Result<(), ChatError> {
     terminal.draw(|frame| ui::draw(frame, app, now_ms()))?;
+    // For crates/chat/bench.sh (E2EE_LOG=e2ee_chat=info): when the screen was first
+    // drawn, when with the open conversation's history, and how long each received
+    // message took from its sender's encryption to this screen.
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "first frame drawn"
+    );
+    let mut history_drawn = false;
 
     let stop_keys = Arc::new(AtomicBool::new(false));
     let (key_tx, mut keys) = mpsc::unbounded_channel();
@@ -254,11 +265,19 @@ async fn session(
         })
     };
 
+    // Library events wait until the history of every conversation is in: the log
+    // also hands a new consumer messages the history holds, which must not count as
+    // unread.
+    let mut loading = first
+        .iter()
+        .filter(|a| matches!(a, Action::LoadHistory { .. }))
+        .count();
     for action in first {
         perform(client, action, app, &report_tx, dir);
     }
     let mut tick = tokio::time::interval(TICK);
     let mut result = Ok(());
+    let mut shown = Vec::new();
     loop {
         let actions = tokio::select! {
             Some(event) = keys.recv() => match event {
@@ -274,12 +293,18 @@ async fn session(
                 // A resize is drawn below at the new size.
                 _ => Vec::new(),
             },
-            Some((cursor, event)) = library.recv() => {
+            Some((cursor, event)) = library.recv(), if loading == 0 => {
                 let mut actions = app.on_event(&event, now_ms());
+                if let Event::Message(m) = &event {
+                    shown.push(m.sent_at);
+                }
                 let mut last = cursor;
                 // The rest of a burst at once: one commit and one receipt per peer.
                 while let Ok((cursor, event)) = library.try_recv() {
                     actions.extend(app.on_event(&event, now_ms()));
+                    if let Event::Message(m) = &event {
+                        shown.push(m.sent_at);
+                    }
                     last = cursor;
                 }
                 actions.extend(app.flush_receipts());
@@ -290,7 +315,10 @@ async fn session(
                 actions
             },
             Some(report) = reports.recv() => match report {
-                Report::History(peer, messages) => app.on_history(&peer, &messages),
+                Report::History(peer, messages) => {
+                    loading = loading.saturating_sub(1);
+                    app.on_history(&peer, &messages)
+                }
                 Report::Library(event) => app.on_event(&event, now_ms()),
                 Report::Sent(local, outcome) => {
                     app.on_sent(local, outcome);
@@ -319,6 +347,18 @@ async fn session(
             break;
         }
         terminal.draw(|frame| ui::draw(frame, app, now_ms()))?;
+        let now = now_ms();
+        for sent_at in shown.drain(..) {
+            tracing::info!(latency_ms = now.saturating_sub(sent_at), "message shown");
+        }
+        if !history_drawn && app.selected().is_some_and(|c| c.loaded) {
+            history_drawn = true;
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                entries = app.selected().map_or(0, |c| c.entries.len()),
+                "history drawn"
+            );
+        }
     }
 
     // Goodbye: presence offline, typing stopped, then the sync's last acks.
@@ -371,7 +411,11 @@ fn perform(
             Action::LoadHistory { peer, limit } => match client.history(peer.as_str(), limit).await
             {
                 Ok(messages) => Some(Report::History(peer, messages)),
-                Err(error) => Some(Report::Notice(format!("history of {peer}: {error}"))),
+                Err(error) => {
+                    // An empty page still counts as loaded, so events are not held back.
+                    let _ = report.send(Report::Notice(format!("history of {peer}: {error}")));
+                    Some(Report::History(peer, Vec::new()))
+                }
             },
             Action::Verify { peer } => Some(Report::Notice(
                 match client.safety_number(peer.as_str()).await {
