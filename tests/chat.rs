@@ -109,10 +109,10 @@ fn two_people_chat_in_real_terminals() {
     assert!(!left.contains("Conversations"), "{left}");
 }
 
-/// `e2ee chat` refuses to run without a terminal, and on an unregistered profile says
-/// what to do, instead of drawing into a pipe.
+/// `e2ee chat` refuses to run without a terminal instead of drawing into a pipe; on a
+/// profile without an account it shows the register screen, and registers through it.
 #[test]
-fn chat_without_a_terminal_or_an_account_explains() {
+fn chat_registers_through_its_register_screen_and_needs_a_terminal() {
     let relay = Relay::start();
     let alice = User::registered("alice@example.org", &relay);
     let run = alice.run(&["chat"]);
@@ -122,10 +122,24 @@ fn chat_without_a_terminal_or_an_account_explains() {
     if !tmux_or_skip() {
         return;
     }
-    let nobody = User::new("nobody@example.org");
-    let t = chat(&nobody, 100, 20);
-    let screen = t.wait_for("EXITED 1", SHOW);
-    assert!(screen.contains("e2ee register"), "{screen}");
+    let carol = User::new("carol@example.org");
+    let t = chat(&carol, 100, 30);
+    t.wait_for("register this profile", SHOW);
+    t.line("carol@example.org");
+    t.type_text(&relay.url);
+    t.keys(&["Enter"]);
+    t.wait_for("No conversation yet", SHOW);
+    t.wait_for("online", SHOW);
+    t.keys(&["C-c"]);
+    t.wait_for("EXITED 0", SHOW);
+    let whoami = carol.run(&["--json", "whoami"]).ok();
+    assert_eq!(whoami.json_lines()[0]["email"], "carol@example.org");
+    // Carol is reachable: Alice's message arrives.
+    alice.send("carol@example.org", "welcome");
+    assert_eq!(
+        e2ee_e2e_tests::texts_from(&carol.poll_until(1), "alice@example.org"),
+        ["welcome"]
+    );
 }
 
 /// `e2ee lookup`: an address on the relay with its key and safety number, without a

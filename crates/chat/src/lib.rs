@@ -9,6 +9,7 @@ mod app;
 mod command;
 mod input;
 mod model;
+mod register;
 mod run;
 mod settings;
 pub mod text;
@@ -21,7 +22,8 @@ pub use app::{
 pub use command::{Command, CommandError, parse as parse_command};
 pub use input::Input;
 pub use model::{Conversation, Entry, Line, Mark, Member, Presence};
-pub use run::{CONSUMER, ChatError, SYNC_WAIT, load_keymap, load_settings, run};
+pub use register::{Field, FormAction, RegisterForm, RegisterOutcome, Submit};
+pub use run::{CONSUMER, ChatError, SYNC_WAIT, load_keymap, load_settings, run, run_profile};
 pub use settings::{
     DEFAULT_AWAY_AFTER_MINUTES, KEYS_FILE, KeyAction, Keymap, KeymapError, SETTINGS_FILE, Settings,
 };

@@ -10,13 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e2ee_client_core::{
-    Client, ClientError, ConnectionState, Cursor, Email, ErrorKind, Event, Synced,
+    Client, ClientError, ClientOptions, ConnectionState, Cursor, Email, ErrorKind, Event, Synced,
 };
 use ratatui::crossterm::event::{self as term, Event as TermEvent, KeyEventKind};
 use ratatui::crossterm::execute;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::app::{Action, App, SendOutcome};
+use crate::register::{FormAction, RegisterForm, RegisterOutcome};
 use crate::settings::{KEYS_FILE, Keymap, KeymapError, SETTINGS_FILE, Settings};
 use crate::ui;
 
@@ -116,8 +117,80 @@ enum Report {
     Sync(ClientError),
 }
 
+/// Opens the profile of `options` and runs the chat; a profile without an account
+/// first shows the register screen (address, relay URL, the mailed code when the relay
+/// asks for one). Leaving that screen registers nothing.
+pub async fn run_profile(options: ClientOptions) -> Result<(), ChatError> {
+    let client = Client::open(options.clone()).await?;
+    match client.whoami().await {
+        Ok(_) => return run(client).await,
+        Err(ClientError::NotRegistered) => {}
+        Err(error) => {
+            client.close().await;
+            return Err(error.into());
+        }
+    }
+    client.close().await;
+    let mut terminal = ratatui::try_init()?;
+    let registered = register_screen(&mut terminal, &options).await;
+    ratatui::restore();
+    match registered? {
+        Some(client) => run(client).await,
+        None => Ok(()),
+    }
+}
+
+/// The register screen's loop: returns the registered client, or `None` when the
+/// user left.
+async fn register_screen(
+    terminal: &mut ratatui::DefaultTerminal,
+    options: &ClientOptions,
+) -> Result<Option<Client>, ChatError> {
+    let mut form = RegisterForm::new(options.relay_url.as_deref());
+    loop {
+        terminal.draw(|frame| ui::draw_register(frame, &form))?;
+        let event = tokio::task::spawn_blocking(term::read)
+            .await
+            .map_err(io::Error::other)??;
+        let TermEvent::Key(key) = event else {
+            continue;
+        };
+        if key.kind == KeyEventKind::Release {
+            continue;
+        }
+        let Some(action) = form.on_key(key) else {
+            continue;
+        };
+        let submit = match action {
+            FormAction::Submit(submit) => submit,
+            _ => return Ok(None),
+        };
+        terminal.draw(|frame| ui::draw_register(frame, &form))?;
+        let mut with_relay = options.clone();
+        with_relay.relay_url = Some(submit.relay.clone());
+        let client = match Client::open(with_relay).await {
+            Ok(client) => client,
+            Err(error) => {
+                form.on_outcome(RegisterOutcome::Failed(error.to_string()));
+                continue;
+            }
+        };
+        match client
+            .register_with_code(&submit.email, submit.code.as_deref())
+            .await
+        {
+            Ok(_) => return Ok(Some(client)),
+            Err(ClientError::VerificationPending { .. }) => {
+                form.on_outcome(RegisterOutcome::CodeSent);
+            }
+            Err(error) => form.on_outcome(RegisterOutcome::Failed(error.to_string())),
+        }
+        client.close().await;
+    }
+}
+
 /// Runs the chat on the terminal until the user leaves. The profile must be
-/// registered.
+/// registered ([`run_profile`] shows the register screen when it is not).
 pub async fn run(client: Client) -> Result<(), ChatError> {
     let started = std::time::Instant::now();
     let me = client.whoami().await?;

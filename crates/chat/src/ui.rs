@@ -443,3 +443,57 @@ fn draw_switcher(frame: &mut Frame, app: &App, area: Rect, filter: &str, selecte
         &mut state,
     );
 }
+
+/// Draws the register screen.
+pub fn draw_register(frame: &mut Frame, form: &crate::RegisterForm) {
+    use crate::Field;
+    let area = frame.area();
+    let popup = centered(area, 70, if form.needs_code() { 14 } else { 11 });
+    frame.render_widget(Clear, popup);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .title(" e2ee chat · register this profile ");
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    let mut fields = vec![(Field::Email, "Email"), (Field::Relay, "Relay URL")];
+    if form.needs_code() {
+        fields.push((Field::Code, "Code (mailed)"));
+    }
+    let mut lines = vec![TextLine::raw(
+        "No account in this profile yet. Tab moves, Enter registers, Esc leaves.",
+    )];
+    lines.push(TextLine::raw(""));
+    let mut cursor = None;
+    for (i, (field, label)) in fields.iter().enumerate() {
+        let value = text::escape_line(form.value(*field));
+        let focused = form.focus() == *field;
+        let marker = if focused { "▸" } else { " " };
+        let head = format!("{marker} {label:<14} ");
+        if focused {
+            cursor = Some((text::width(&head) + text::width(&value), 2 + i * 2));
+        }
+        lines.push(TextLine::from(vec![
+            Span::styled(head, Style::new().add_modifier(Modifier::BOLD)),
+            Span::raw(value),
+        ]));
+        lines.push(TextLine::raw(""));
+    }
+    if let Some(message) = form.message() {
+        lines.push(TextLine::styled(
+            text::escape_line(message),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    frame.render_widget(
+        Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }),
+        inner,
+    );
+    if let Some((x, y)) = cursor
+        && !form.busy()
+    {
+        frame.set_cursor_position(Position::new(
+            (inner.x + x as u16).min(inner.right().saturating_sub(1)),
+            inner.y + y as u16,
+        ));
+    }
+}

@@ -160,9 +160,10 @@ fn a_message_in_the_open_conversation_is_read_and_receipted_others_count_unread(
 
 #[test]
 fn read_receipts_off_sends_none_and_shows_none() {
-    let mut settings = Settings::default();
-    settings.read_receipts = false;
-    let mut app = app_with(settings);
+    let mut app = app_with(Settings {
+        read_receipts: false,
+        ..Settings::default()
+    });
     type_line(&mut app, "/msg bob@x.org");
     let actions = app.on_event(&message("bob@x.org", "b1", "hi"), NOW);
     assert!(

@@ -356,7 +356,7 @@ fn default_home() -> anyhow::Result<PathBuf> {
         })
 }
 
-async fn open_client(cli: &Cli, relay: Option<String>) -> anyhow::Result<Client> {
+fn client_options(cli: &Cli, relay: Option<String>) -> anyhow::Result<ClientOptions> {
     let home = match &cli.home {
         Some(home) => home.clone(),
         None => default_home()?,
@@ -365,7 +365,11 @@ async fn open_client(cli: &Cli, relay: Option<String>) -> anyhow::Result<Client>
     options.relay_url = relay;
     options.allow_insecure_relay = cli.allow_insecure_relay;
     options.passphrase = passphrase::read(cli.passphrase_file.as_deref())?;
-    Ok(Client::open(options).await?)
+    Ok(options)
+}
+
+async fn open_client(cli: &Cli, relay: Option<String>) -> anyhow::Result<Client> {
+    Ok(Client::open(client_options(cli, relay)?).await?)
 }
 
 /// `e2ee help [COMMAND]`: clap's help of that command.
@@ -387,10 +391,14 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
     if let Command::Help(args) = &cli.command {
         return print_help(args);
     }
+    if let Command::Chat(args) = &cli.command {
+        // The chat opens the profile itself (its register screen opens it again with
+        // the relay URL typed there).
+        return commands::chat::run(client_options(&cli, cli.relay.clone())?, args, out).await;
+    }
     let client = open_client(&cli, cli.relay.clone()).await?;
     let result = match &cli.command {
         Command::Unregister(args) => return commands::unregister::run(client, args, out).await,
-        Command::Chat(args) => return commands::chat::run(client, args, out).await,
         Command::Register(args) => commands::register::run(&client, args, out).await,
         Command::Whoami(args) => commands::whoami::run(&client, args, out).await,
         Command::AddContact(args) => commands::add_contact::run(&client, args, out).await,
@@ -402,6 +410,7 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::Trust(args) => commands::trust::run(&client, args, out).await,
         Command::Reject(args) => commands::reject::run(&client, args, out).await,
         Command::Lookup(args) => commands::lookup::run(&client, args, out).await,
+        Command::Chat(_) => Ok(()),
         Command::Help(args) => print_help(args),
     };
     // The relay in use (saved, or `--relay`), only needed to explain one refusal.

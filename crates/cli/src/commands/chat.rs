@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal as _;
 
-use e2ee_client_core::{Client, ClientError};
+use e2ee_client_core::ClientOptions;
 
 use crate::UserError;
 use crate::output::Output;
@@ -11,9 +11,8 @@ use crate::output::Output;
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {}
 
-pub(crate) async fn run(client: Client, _args: &Args, out: &Output) -> anyhow::Result<()> {
+pub(crate) async fn run(options: ClientOptions, _args: &Args, out: &Output) -> anyhow::Result<()> {
     if out.json() {
-        client.close().await;
         return Err(UserError(
             "chat is a full-screen terminal program and has no --json mode; use 'e2ee --json \
              poll --follow' and 'e2ee --json send' from scripts"
@@ -22,7 +21,6 @@ pub(crate) async fn run(client: Client, _args: &Args, out: &Output) -> anyhow::R
         .into());
     }
     if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
-        client.close().await;
         return Err(UserError(
             "chat needs a terminal on stdin and stdout; from scripts use 'e2ee poll' and \
              'e2ee send'"
@@ -30,22 +28,8 @@ pub(crate) async fn run(client: Client, _args: &Args, out: &Output) -> anyhow::R
         )
         .into());
     }
-    match client.whoami().await {
-        Ok(_) => {}
-        Err(ClientError::NotRegistered) => {
-            client.close().await;
-            return Err(UserError(
-                "this profile has no account yet: run 'e2ee register EMAIL --relay URL' first"
-                    .to_owned(),
-            )
-            .into());
-        }
-        Err(error) => {
-            client.close().await;
-            return Err(error.into());
-        }
-    }
-    match e2ee_chat::run(client).await {
+    // Without an account the chat shows its register screen.
+    match e2ee_chat::run_profile(options).await {
         Ok(()) => Ok(()),
         Err(e2ee_chat::ChatError::Client(error)) => Err(error.into()),
         Err(other) => Err(UserError(other.to_string()).into()),

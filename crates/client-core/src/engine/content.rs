@@ -256,7 +256,7 @@ pub(crate) fn cut(mut text: String, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
 
@@ -339,7 +339,7 @@ mod tests {
             text: Some(text), ..
         } = content.kind
         else {
-            panic!()
+            unreachable!("{:?}", content.kind)
         };
         assert!(text.len() <= MAX_PRESENCE_TEXT_BYTES);
     }
