@@ -321,3 +321,39 @@ fn offline_connection_and_scrolling_are_shown() {
     assert!(!shown.contains("line 39"), "{shown}");
     assert!(shown.contains("lines up"), "{shown}");
 }
+
+#[test]
+fn register_screen_shows_fields_and_asks_for_the_code() {
+    use e2ee_chat::{RegisterForm, RegisterOutcome};
+    let mut form = RegisterForm::new(Some("http://127.0.0.1:8080"));
+    for c in "carol@x.org".chars() {
+        form.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    }
+    let draw = |form: &RegisterForm| {
+        let mut terminal = Terminal::new(TestBackend::new(90, 24)).unwrap();
+        terminal
+            .draw(|frame| ui::draw_register(frame, form))
+            .unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        (0..24)
+            .map(|y| {
+                (0..90)
+                    .map(|x| buffer[(x, y)].symbol().to_owned())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let shown = draw(&form);
+    assert!(shown.contains("register this profile"), "{shown}");
+    assert!(shown.contains("▸ Email          carol@x.org"), "{shown}");
+    assert!(
+        shown.contains("Relay URL      http://127.0.0.1:8080"),
+        "{shown}"
+    );
+    assert!(!shown.contains("Code (mailed)"), "{shown}");
+    form.on_outcome(RegisterOutcome::CodeSent);
+    let shown = draw(&form);
+    assert!(shown.contains("▸ Code (mailed)"), "{shown}");
+    assert!(shown.contains("mailed a code to carol@x.org"), "{shown}");
+}
