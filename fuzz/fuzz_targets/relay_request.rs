@@ -231,6 +231,7 @@ fn expand(body: &[u8]) -> Vec<u8> {
             .map(|_| OutgoingMessage {
                 to: BOB.to_owned(),
                 body: Base64Bytes(b"x".to_vec()),
+                ephemeral: false,
             })
             .collect();
         vec![
@@ -622,6 +623,7 @@ fn seeds(alice: &Identity, newcomer: &Identity) -> Vec<(String, Vec<u8>)> {
             messages: vec![OutgoingMessage {
                 to: to.to_owned(),
                 body: Base64Bytes(b"opaque ciphertext".to_vec()),
+                ephemeral: false,
             }],
         })
         .unwrap()

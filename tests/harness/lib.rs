@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod redis;
 pub mod report;
 pub mod smtp;
+pub mod tmux;
 
 /// How long a user waits before sending again a message their client did not accept.
 const RESEND_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);

@@ -160,6 +160,23 @@ enum Command {
         exit_codes!()
     ))]
     Unregister(commands::unregister::Args),
+    /// Is this address on the relay: its identity key and safety number, without using
+    /// any of its one-time prekeys or adding it as a contact.
+    #[command(after_help = concat!(
+        "Example:\n  e2ee lookup bob@example.org\n\n\
+         Exits 1 when the relay has no account for the address.\n\n",
+        exit_codes!()
+    ))]
+    Lookup(commands::lookup::Args),
+    /// A live full-screen chat: conversations, timeline, presence, typing, read receipts.
+    #[command(after_help = concat!(
+        "Example:\n  e2ee --home ~/e2ee chat\n\n\
+         F1 shows the keys and commands. Settings are in chat.json and key bindings in \
+         chat-keys.json in the profile directory. Run it on a terminal; scripts use poll \
+         and send.\n\n",
+        exit_codes!()
+    ))]
+    Chat(commands::chat::Args),
     /// Print the help of e2ee or of one of its commands.
     #[command(after_help = concat!("Example:\n  e2ee help poll\n\n", exit_codes!()))]
     Help(HelpArgs),
@@ -339,7 +356,7 @@ fn default_home() -> anyhow::Result<PathBuf> {
         })
 }
 
-async fn open_client(cli: &Cli, relay: Option<String>) -> anyhow::Result<Client> {
+fn client_options(cli: &Cli, relay: Option<String>) -> anyhow::Result<ClientOptions> {
     let home = match &cli.home {
         Some(home) => home.clone(),
         None => default_home()?,
@@ -348,7 +365,11 @@ async fn open_client(cli: &Cli, relay: Option<String>) -> anyhow::Result<Client>
     options.relay_url = relay;
     options.allow_insecure_relay = cli.allow_insecure_relay;
     options.passphrase = passphrase::read(cli.passphrase_file.as_deref())?;
-    Ok(Client::open(options).await?)
+    Ok(options)
+}
+
+async fn open_client(cli: &Cli, relay: Option<String>) -> anyhow::Result<Client> {
+    Ok(Client::open(client_options(cli, relay)?).await?)
 }
 
 /// `e2ee help [COMMAND]`: clap's help of that command.
@@ -370,6 +391,11 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
     if let Command::Help(args) = &cli.command {
         return print_help(args);
     }
+    if let Command::Chat(args) = &cli.command {
+        // The chat opens the profile itself (its register screen opens it again with
+        // the relay URL typed there).
+        return commands::chat::run(client_options(&cli, cli.relay.clone())?, args, out).await;
+    }
     let client = open_client(&cli, cli.relay.clone()).await?;
     let result = match &cli.command {
         Command::Unregister(args) => return commands::unregister::run(client, args, out).await,
@@ -383,6 +409,8 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::Verify(args) => commands::verify::run(&client, args, out).await,
         Command::Trust(args) => commands::trust::run(&client, args, out).await,
         Command::Reject(args) => commands::reject::run(&client, args, out).await,
+        Command::Lookup(args) => commands::lookup::run(&client, args, out).await,
+        Command::Chat(_) => Ok(()),
         Command::Help(args) => print_help(args),
     };
     // The relay in use (saved, or `--relay`), only needed to explain one refusal.

@@ -22,30 +22,14 @@ use std::fmt::Write as _;
 /// Starts every line of a message after its first.
 pub(crate) const CONTINUATION: &str = "  | ";
 
-/// Whether `c` must not reach the terminal as itself.
+/// Whether `c` must not reach the terminal as itself: the rules the chat's timeline
+/// applies too (crates/chat/src/text.rs holds them, so both stay the same).
 fn is_unsafe(c: char) -> bool {
-    matches!(c,
-        // C0 controls and DEL.
-        '\u{0}'..='\u{1f}' | '\u{7f}'
-        // C1 controls: U+009B is CSI for terminals that honour 8-bit controls.
-        | '\u{80}'..='\u{9f}'
-        // Bidi: ALM, LRM, RLM, embeddings and overrides (LRE..RLO), isolates.
-        | '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-        // Zero-width and invisible format characters, the soft hyphen, and line and
-        // paragraph separators, which some terminals and viewers break lines on.
-        | '\u{ad}' | '\u{200b}'..='\u{200d}' | '\u{2028}' | '\u{2029}' | '\u{2060}'..='\u{2064}'
-        | '\u{feff}'
-    )
+    e2ee_chat::text::is_unsafe(c)
 }
 
 fn push_escaped(out: &mut String, c: char) {
-    let _ = match c {
-        '\n' => write!(out, "\\n"),
-        '\r' => write!(out, "\\r"),
-        '\t' => write!(out, "\\t"),
-        '\u{0}'..='\u{7f}' => write!(out, "\\x{:02x}", u32::from(c)),
-        _ => write!(out, "\\u{{{:x}}}", u32::from(c)),
-    };
+    e2ee_chat::text::push_escaped(out, c);
 }
 
 /// One line: every unsafe character, newlines included, shown as an escape.

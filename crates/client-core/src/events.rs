@@ -169,6 +169,30 @@ pub enum Postponed {
     Resend,
 }
 
+/// What a delivery or read receipt from a peer reports (Signal's receipts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReceiptKind {
+    /// The peer's client stored the messages.
+    Delivered,
+    /// The peer's client showed them.
+    Read,
+}
+
+/// Someone's presence, as a presence notice carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PresenceState {
+    /// Active now.
+    Online,
+    /// Idle, or away by choice.
+    Away,
+    /// Gone.
+    Offline,
+}
+
 /// One thing a consumer hears about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -222,6 +246,35 @@ pub enum Event {
         /// When this client stored it, unix ms.
         received_at: u64,
     },
+    /// A peer's client reports messages of ours as delivered or read. Stored, so read
+    /// marks survive a restart.
+    Receipt {
+        /// The peer.
+        from: Email,
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// The messages it names (ours, by id).
+        ids: Vec<MessageId>,
+    },
+    /// A peer started or stopped typing in a conversation. In-process only, never
+    /// stored: it reaches the process that syncs.
+    Typing {
+        /// Who types.
+        from: Email,
+        /// Where.
+        conversation: ConversationId,
+        /// Started (true) or stopped.
+        started: bool,
+    },
+    /// A peer's presence changed. In-process only, never stored.
+    Presence {
+        /// Whose.
+        from: Email,
+        /// Online, away or offline.
+        state: PresenceState,
+        /// A status text the peer gave (`away: lunch`), as sent: escape it for display.
+        text: Option<String>,
+    },
     /// The connection to the relay changed. In-process only, never stored.
     Connection(ConnectionState),
     /// Work that failed for now and is retried. In-process only, never stored.
@@ -254,6 +307,28 @@ impl fmt::Display for Event {
                     f,
                     "{from}: a message of kind {kind:?}, which this version cannot show"
                 )
+            }
+            Self::Receipt { from, kind, ids } => {
+                let what = match kind {
+                    ReceiptKind::Delivered => "received",
+                    ReceiptKind::Read => "read",
+                };
+                write!(f, "{from} {what} {} message(s)", ids.len())
+            }
+            Self::Typing { from, started, .. } => {
+                if *started {
+                    write!(f, "{from} is typing")
+                } else {
+                    write!(f, "{from} stopped typing")
+                }
+            }
+            Self::Presence { from, state, .. } => {
+                let state = match state {
+                    PresenceState::Online => "online",
+                    PresenceState::Away => "away",
+                    PresenceState::Offline => "offline",
+                };
+                write!(f, "{from} is {state}")
             }
             Self::Connection(ConnectionState::Online) => f.write_str("online"),
             Self::Connection(ConnectionState::Offline { error, .. }) => {
@@ -353,6 +428,13 @@ fn fmt_dropped(
             "dropped a message from {from}: it decrypted in a session with an identity key that is not {from}'s pinned key"
         ),
     }
+}
+
+/// What a receipt event stores (store/events.rs).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ReceiptDetail {
+    pub(crate) kind: ReceiptKind,
+    pub(crate) ids: Vec<String>,
 }
 
 /// What a delivery event stores (store/events.rs).
@@ -643,6 +725,15 @@ impl Events {
                         contact,
                         safety_number,
                     }
+                }
+            }
+            EventKind::Receipt => {
+                let detail: ReceiptDetail =
+                    serde_json::from_str(detail()?).map_err(|e| bad("receipt detail", &e))?;
+                Event::Receipt {
+                    from: peer()?,
+                    kind: detail.kind,
+                    ids: detail.ids.into_iter().map(MessageId::new).collect(),
                 }
             }
             EventKind::Dropped => Event::Dropped {

@@ -59,7 +59,9 @@ mod wire;
 pub use client::crash::{
     CRASH_AFTER_COMMIT_BEFORE_ACK, CRASH_AFTER_ENCRYPT_BEFORE_POST, CRASH_ENV,
 };
-pub use client::{Client, MAX_TEXT_BYTES, UNREGISTERED_FILE, normalize_email};
+pub use client::{
+    Client, MAX_PRESENCE_RECIPIENTS, MAX_TEXT_BYTES, UNREGISTERED_FILE, normalize_email,
+};
 pub use delivery::{Delivery, DeliveryFailure, FailureReason};
 /// The relay's wire error codes and refusal reasons, as [`RelayError::Status`] carries
 /// them; re-exported so front ends need no dependency on the protocol crate.
@@ -74,11 +76,13 @@ pub use engine::upkeep::{
 pub use error::{ClientError, ErrorKind, RelayError, StoreError};
 pub use events::{
     ConnectionState, Cursor, DeliveryState, DropReason, Event, Events, MAX_CONSUMER_NAME_LEN,
-    Message, Postponed, Resend, STORE_RECHECK,
+    Message, Postponed, PresenceState, ReceiptKind, Resend, STORE_RECHECK,
 };
 pub use ids::{ConversationId, Email, GroupId, MessageId};
 pub use relay::{MAX_RESPONSE_BYTES, RelayClient};
 pub use secret::{KEY_FILE, WRAPPED_KEY_FILE};
 pub use store::STORE_FILE;
 pub use sync::{SYNC_LOCK_FILE, SYNC_RETRY, Synced};
-pub use types::{AccountInfo, AddedContact, ClientOptions, Contact, HistoryMessage, SentMessage};
+pub use types::{
+    AccountInfo, AccountLookup, AddedContact, ClientOptions, Contact, HistoryMessage, SentMessage,
+};

@@ -111,6 +111,9 @@ pub struct HistoryMessage {
     /// Received under an identity key other than the one pinned for the contact at the
     /// time (a key awaiting the user's decision then).
     pub identity_changed: bool,
+    /// Outgoing messages only: the furthest receipt the peer sent (delivered, read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<crate::ReceiptKind>,
     /// Received: the safety number of the key it came under, to tell which key wrote
     /// what. `None` for outgoing messages and for those stored before keys were kept.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,4 +129,20 @@ pub struct AddedContact {
     pub safety_number: String,
     /// Whether the contact was new.
     pub new: bool,
+}
+
+/// What the relay's directory says of an address ([`crate::Client::lookup`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountLookup {
+    /// Normalized email.
+    pub email: String,
+    /// Its identity key, base64url.
+    pub identity_key: String,
+    /// The safety number with that key, 60 digits in groups of five.
+    pub safety_number: String,
+    /// The contact's trust state when it is a contact already.
+    pub contact: Option<Trust>,
+    /// The key is the contact's pinned key or one awaiting a decision (false for a
+    /// stranger, and for a contact whose key on the relay is one never seen here).
+    pub key_known: bool,
 }

@@ -62,6 +62,7 @@ pub(crate) fn send_request(rows: &[OutboxRow]) -> SendRequest {
             .map(|row| OutgoingMessage {
                 to: row.recipient.clone(),
                 body: e2ee_proto::Base64Bytes(row.body.clone()),
+                ephemeral: false,
             })
             .collect(),
     }

@@ -14,6 +14,11 @@ pub struct OutgoingMessage {
     pub to: String,
     /// Opaque ciphertext, at most [`MAX_ENVELOPE_BODY_BYTES`] decoded.
     pub body: Base64Bytes,
+    /// Deliver only to a recipient polling now (or within 60 s) and never store it
+    /// (typing, presence). A relay that does not know the field queues it as a normal
+    /// envelope; omitted from the JSON when false, so older relays see the same body.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
 }
 
 /// Body of `POST /v1/messages`.

@@ -653,6 +653,7 @@ impl Senders {
                 OutgoingMessage {
                     to: to.email.clone(),
                     body: Base64Bytes(body),
+                    ephemeral: false,
                 }
             })
             .collect();

@@ -84,6 +84,7 @@ async fn send(client: &TestClient, from: &Identity, to: &str, body: &[u8]) -> Ve
         messages: vec![OutgoingMessage {
             to: to.to_owned(),
             body: Base64Bytes(body.to_vec()),
+            ephemeral: false,
         }],
     };
     let answer: SendResponse = client

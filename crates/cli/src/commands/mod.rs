@@ -1,8 +1,10 @@
 //! One module per subcommand: its arguments and what it prints.
 
 pub(crate) mod add_contact;
+pub(crate) mod chat;
 pub(crate) mod contacts;
 pub(crate) mod history;
+pub(crate) mod lookup;
 pub(crate) mod poll;
 pub(crate) mod register;
 pub(crate) mod reject;

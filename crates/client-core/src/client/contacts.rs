@@ -8,7 +8,7 @@ use crate::engine::Local;
 use crate::engine::trust::{self, KeyDecision, Promotion};
 use crate::relay::now_ms;
 use crate::store::{SessionSlot, Tx};
-use crate::{AddedContact, ClientError, Contact, HistoryMessage, Trust, wire};
+use crate::{AccountLookup, AddedContact, ClientError, Contact, HistoryMessage, Trust, wire};
 
 impl Client {
     pub(super) async fn fetch_bundle(
@@ -242,6 +242,45 @@ impl Client {
         contact_info(&me, &contact)
     }
 
+    /// Whether `email` has an account on the relay, with its identity key and the
+    /// safety number it would have with this account, and whether it is a contact
+    /// already. Uses the directory (`GET /v1/accounts?email=`): no one-time prekey is
+    /// consumed and nothing is stored. `None` when the relay has no such account.
+    pub async fn lookup(&self, email: &str) -> Result<Option<AccountLookup>, ClientError> {
+        let email = normalize_email(email)?;
+        let me = self.me().await?;
+        let info = match me.relay.lookup(&me.signer(), &email).await {
+            Ok(info) => info,
+            Err(error) => match map_bundle_error(error, &email) {
+                ClientError::UnknownAccount { .. } => return Ok(None),
+                other => return Err(other),
+            },
+        };
+        if info.email != email {
+            return Err(ClientError::BadBundle {
+                email,
+                reason: format!("the relay returned the account of {}", info.email),
+            });
+        }
+        let key = info.identity_key.0;
+        // Refuses a key that is not an identity key.
+        let number = safety_number(&me, &email, &key)?;
+        let contact = {
+            let mut conn = self.store.read().await?;
+            conn.contact(&email).await?
+        };
+        let pinned = contact
+            .as_ref()
+            .map(|c| c.identity_key == key || c.pending_identity_keys.contains(&key));
+        Ok(Some(AccountLookup {
+            email,
+            identity_key: e2ee_proto::encode_b64(&key),
+            safety_number: number,
+            contact: contact.map(|c| c.trust),
+            key_known: pinned.unwrap_or(false),
+        }))
+    }
+
     /// The last `limit` messages exchanged with `email`, oldest first. A received
     /// message carries the safety number of the key it came under.
     pub async fn history(
@@ -285,6 +324,7 @@ impl Client {
                 delivery: m.delivery,
                 delivery_error: m.delivery_error,
                 identity_changed: m.identity_changed,
+                receipt: m.receipt,
                 sender_safety_number,
             });
         }

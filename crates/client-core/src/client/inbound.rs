@@ -6,11 +6,12 @@
 use super::{Client, Me};
 use crate::ClientError;
 use crate::delivery::{FailureReason, RESEND_MAX_AGE};
+use crate::engine::Kind;
 use crate::engine::inbound::{self, Effect, Inbound, Loaded};
 use crate::engine::upkeep::ms;
 use crate::engine::{FailedEnvelope, MAX_RECEIPT_HASHES};
-use crate::events::{DeliveryState, DropReason, Event, Postponed, Resend};
-use crate::ids::Email;
+use crate::events::{DeliveryState, DropReason, Event, Postponed, ReceiptDetail, Resend};
+use crate::ids::{ConversationId, Email};
 use crate::relay::now_ms;
 use crate::store::{self, IncomingMessage, SessionSlot, Tx};
 
@@ -117,7 +118,36 @@ impl Client {
         // newer client, kept with a placeholder text, its event "unsupported") joins
         // the history.
         let mut stored_new = None;
+        // Typing and presence are told to this process's consumers after the commit.
+        let mut ephemeral = None;
         match opened.effect() {
+            // Under a key the user has not accepted, a receipt or a notice may not be the
+            // contact's: the session advances, nothing else changes.
+            Effect::Acknowledged { .. } | Effect::Ephemeral(_) if opened.pending_key.is_some() => {}
+            Effect::Acknowledged { kind, ids } => {
+                let moved = tx.apply_receipt(from, kind, ids).await?;
+                if !moved.is_empty() {
+                    let detail = ReceiptDetail { kind, ids: moved };
+                    tx.log_receipt(from, &detail, now).await?;
+                }
+            }
+            Effect::Ephemeral(kind) => {
+                if let Ok(peer) = Email::parse(from) {
+                    ephemeral = match kind {
+                        Kind::Typing { started } => Some(Event::Typing {
+                            conversation: ConversationId::Direct(peer.clone()),
+                            from: peer,
+                            started: *started,
+                        }),
+                        Kind::Presence { state, text } => Some(Event::Presence {
+                            from: peer,
+                            state: *state,
+                            text: text.clone(),
+                        }),
+                        _ => None,
+                    };
+                }
+            }
             Effect::Receipt(envelopes) => {
                 // Under a key awaiting the user's decision, the re-send waits for
                 // `trust`; under the pinned key it goes at once.
@@ -179,6 +209,9 @@ impl Client {
             }
         }
         tx.commit().await?;
+        if let Some(event) = ephemeral {
+            self.hub().notify(event);
+        }
         Ok(consumed.is_some())
     }
 

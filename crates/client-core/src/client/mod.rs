@@ -21,6 +21,7 @@ pub(crate) mod crash;
 mod inbound;
 mod outbound;
 mod profile;
+mod signals;
 mod upkeep;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use e2ee_ratchet::IdentityKeyPair;
 pub use account::UNREGISTERED_FILE;
 pub(crate) use inbound::AckTiming;
 pub(crate) use profile::FileLock;
+pub use signals::MAX_PRESENCE_RECIPIENTS;
 
 use crate::engine::{ContactRow, Local, trust};
 use crate::events::Hub;

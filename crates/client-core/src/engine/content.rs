@@ -11,11 +11,17 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::ClientError;
+use crate::events::{PresenceState, ReceiptKind};
 
 /// Version written by this client.
 pub(crate) const CONTENT_VERSION: u32 = 2;
 /// The first version, text only, still read.
 const CONTENT_VERSION_1: u32 = 1;
+/// Most message ids one delivery or read receipt names; a batch beyond it goes in
+/// several receipts.
+pub(crate) const MAX_RECEIPT_IDS: usize = 500;
+/// Longest presence text (`/away TEXT`), in bytes; longer ones are cut.
+pub(crate) const MAX_PRESENCE_TEXT_BYTES: usize = 256;
 /// Most envelope hashes one decryption-error receipt names.
 pub(crate) const MAX_RECEIPT_HASHES: usize = e2ee_proto::MAX_MESSAGES_PER_REQUEST;
 
@@ -37,6 +43,25 @@ pub(crate) enum Kind {
     Text(String),
     /// The sender of this record could not decrypt the envelopes named here.
     DecryptionError(Vec<FailedEnvelope>),
+    /// A delivery or read receipt for messages of the recipient's, by id.
+    Receipt {
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// The messages (at most [`MAX_RECEIPT_IDS`]).
+        ids: Vec<String>,
+    },
+    /// The sender started or stopped typing (sent ephemeral).
+    Typing {
+        /// Started (true) or stopped.
+        started: bool,
+    },
+    /// The sender's presence (sent ephemeral).
+    Presence {
+        /// Online, away or offline.
+        state: PresenceState,
+        /// A status text, at most [`MAX_PRESENCE_TEXT_BYTES`].
+        text: Option<String>,
+    },
     /// A version or kind this client does not know: `raw` is the whole record.
     Unknown {
         /// The record's `kind` (or `v<N>` for an unknown version).
@@ -69,8 +94,24 @@ struct WireV2 {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum WireKind {
-    Text { text: String },
-    DecryptionError { envelopes: Vec<FailedEnvelope> },
+    Text {
+        text: String,
+    },
+    DecryptionError {
+        envelopes: Vec<FailedEnvelope>,
+    },
+    Receipt {
+        receipt: ReceiptKind,
+        ids: Vec<String>,
+    },
+    Typing {
+        started: bool,
+    },
+    Presence {
+        state: PresenceState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
 }
 
 /// The wire form of version 1.
@@ -130,6 +171,15 @@ impl Content {
             Kind::DecryptionError(envelopes) => WireKind::DecryptionError {
                 envelopes: envelopes.clone(),
             },
+            Kind::Receipt { kind, ids } => WireKind::Receipt {
+                receipt: *kind,
+                ids: ids.clone(),
+            },
+            Kind::Typing { started } => WireKind::Typing { started: *started },
+            Kind::Presence { state, text } => WireKind::Presence {
+                state: *state,
+                text: text.clone(),
+            },
             Kind::Unknown { .. } => return None,
         };
         serde_json::to_vec(&WireV2 {
@@ -171,6 +221,16 @@ impl Content {
                     kind: match v2.kind {
                         WireKind::Text { text } => Kind::Text(text),
                         WireKind::DecryptionError { envelopes } => Kind::DecryptionError(envelopes),
+                        // A peer's oversized list or text is cut, never trusted whole.
+                        WireKind::Receipt { receipt, mut ids } => {
+                            ids.truncate(MAX_RECEIPT_IDS);
+                            Kind::Receipt { kind: receipt, ids }
+                        }
+                        WireKind::Typing { started } => Kind::Typing { started },
+                        WireKind::Presence { state, text } => Kind::Presence {
+                            state,
+                            text: text.map(|t| cut(t, MAX_PRESENCE_TEXT_BYTES)),
+                        },
                     },
                 }),
                 // A kind of a newer client: kept. A known kind with broken fields is
@@ -182,9 +242,21 @@ impl Content {
     }
 }
 
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub(crate) fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
 
@@ -216,13 +288,70 @@ mod tests {
     }
 
     #[test]
+    fn receipts_typing_and_presence_round_trip() {
+        for kind in [
+            Kind::Receipt {
+                kind: ReceiptKind::Read,
+                ids: vec!["a".into(), "b".into()],
+            },
+            Kind::Receipt {
+                kind: ReceiptKind::Delivered,
+                ids: vec!["c".into()],
+            },
+            Kind::Typing { started: true },
+            Kind::Presence {
+                state: PresenceState::Away,
+                text: Some("lunch".into()),
+            },
+            Kind::Presence {
+                state: PresenceState::Offline,
+                text: None,
+            },
+        ] {
+            let content = Content::new(&mut rand::rng(), 3, kind);
+            assert_eq!(
+                Content::decode(&content.encode().unwrap()).unwrap(),
+                content
+            );
+        }
+        let wire = Content::new(&mut rand::rng(), 3, Kind::Typing { started: false })
+            .encode()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&wire).unwrap();
+        assert_eq!(json["kind"], "typing");
+        assert_eq!(json["started"], false);
+    }
+
+    /// A peer cannot make us hold an unbounded receipt or status text.
+    #[test]
+    fn oversized_receipts_and_presence_texts_are_cut() {
+        let ids: Vec<String> = (0..MAX_RECEIPT_IDS + 50).map(|i| i.to_string()).collect();
+        let raw = serde_json::json!({"v":2,"kind":"receipt","id":"r","sent_at":1,
+            "receipt":"read","ids":ids});
+        let content = Content::decode(raw.to_string().as_bytes()).unwrap();
+        assert!(
+            matches!(content.kind, Kind::Receipt { ref ids, .. } if ids.len() == MAX_RECEIPT_IDS)
+        );
+        let raw = serde_json::json!({"v":2,"kind":"presence","id":"p","sent_at":1,
+            "state":"away","text":"é".repeat(1000)});
+        let content = Content::decode(raw.to_string().as_bytes()).unwrap();
+        let Kind::Presence {
+            text: Some(text), ..
+        } = content.kind
+        else {
+            unreachable!("{:?}", content.kind)
+        };
+        assert!(text.len() <= MAX_PRESENCE_TEXT_BYTES);
+    }
+
+    #[test]
     fn unknown_kinds_and_versions_are_kept_not_dropped() {
-        let raw = r#"{"v":2,"kind":"typing","id":"t","sent_at":1,"on":true}"#;
+        let raw = r#"{"v":2,"kind":"poll","id":"t","sent_at":1,"on":true}"#;
         let content = Content::decode(raw.as_bytes()).unwrap();
         assert_eq!(
             content.kind,
             Kind::Unknown {
-                kind: "typing".to_owned(),
+                kind: "poll".to_owned(),
                 raw: raw.to_owned()
             }
         );

@@ -21,6 +21,7 @@ use super::Local;
 use super::content::{Content, FailedEnvelope, Kind};
 use super::trust::{ContactRow, KeyDecision, observe};
 use crate::ClientError;
+use crate::events::ReceiptKind;
 
 /// Why an envelope was dropped without joining the history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,6 +204,16 @@ pub(crate) enum Effect<'a> {
     },
     /// A decryption-error receipt naming envelopes of ours: applied, never shown.
     Receipt(&'a [FailedEnvelope]),
+    /// A delivery or read receipt for messages of ours: applied to the history and
+    /// logged, never shown as a message.
+    Acknowledged {
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// The message ids it names.
+        ids: &'a [String],
+    },
+    /// A typing or presence notice: reported in-process, never stored.
+    Ephemeral(&'a Kind),
     /// The plaintext is no content record: dropped (the session still advances).
     Drop(DropReason),
 }
@@ -235,6 +246,8 @@ impl Opened {
                     raw: Some(raw.as_str()),
                 },
                 Kind::DecryptionError(envelopes) => Effect::Receipt(envelopes),
+                Kind::Receipt { kind, ids } => Effect::Acknowledged { kind: *kind, ids },
+                kind @ (Kind::Typing { .. } | Kind::Presence { .. }) => Effect::Ephemeral(kind),
             },
         }
     }

@@ -10,7 +10,7 @@ use sqlx::Row as _;
 
 use super::{Tx, key32, to_i64, to_u64};
 use crate::StoreError;
-use crate::events::{DeliveryDetail, DeliveryState, DropReason};
+use crate::events::{DeliveryDetail, DeliveryState, DropReason, ReceiptDetail};
 
 /// What an `events` row reports (its `kind` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub(crate) enum EventKind {
     ContactAdded,
     /// An envelope was dropped; the detail is the typed reason, JSON.
     Dropped,
+    /// A peer's delivery or read receipt; the detail is JSON.
+    Receipt,
 }
 
 impl EventKind {
@@ -35,6 +37,7 @@ impl EventKind {
             Self::IdentityChanged => "identity_changed",
             Self::ContactAdded => "contact_added",
             Self::Dropped => "dropped",
+            Self::Receipt => "receipt",
         }
     }
 
@@ -45,6 +48,7 @@ impl EventKind {
             "identity_changed" => Ok(Self::IdentityChanged),
             "contact_added" => Ok(Self::ContactAdded),
             "dropped" => Ok(Self::Dropped),
+            "receipt" => Ok(Self::Receipt),
             other => Err(StoreError::Decode {
                 what: "event kind",
                 reason: format!("unknown value {other:?}"),
@@ -246,6 +250,19 @@ impl Tx {
         };
         let detail = e2ee_proto::encode_b64(key);
         self.append(kind, None, Some(peer), Some(&detail), now)
+            .await?;
+        Ok(())
+    }
+
+    /// Logs a receipt from `peer` for `ids` (those it moved on).
+    pub(crate) async fn log_receipt(
+        &mut self,
+        peer: &str,
+        detail: &ReceiptDetail,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let detail = json(detail)?;
+        self.append(EventKind::Receipt, None, Some(peer), Some(&detail), now)
             .await?;
         Ok(())
     }

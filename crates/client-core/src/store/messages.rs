@@ -6,6 +6,7 @@ use super::{Tx, key32, to_i64, to_u64};
 use crate::StoreError;
 use crate::delivery::Delivery;
 use crate::engine::OutboxRow;
+use crate::events::ReceiptKind;
 
 /// A message in the history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub(crate) struct MessageRow {
     pub(crate) identity_changed: bool,
     /// Its sender became a contact with it (trust on first use).
     pub(crate) new_contact: bool,
+    /// Outgoing: the furthest receipt the peer sent for it.
+    pub(crate) receipt: Option<ReceiptKind>,
 }
 
 /// An outgoing message a decryption-error receipt named.
@@ -68,7 +71,7 @@ pub(crate) struct IncomingMessage<'a> {
 macro_rules! message_columns {
     () => {
         "seq, peer, direction, message_id, text, sent_at, received_at, delivery, \
-         delivery_error, sender_identity_key, identity_changed, new_contact"
+         delivery_error, sender_identity_key, identity_changed, new_contact, receipt"
     };
 }
 
@@ -124,6 +127,43 @@ impl Tx {
         .fetch_all(conn)
         .await?;
         rows.iter().map(message_from_row).collect()
+    }
+
+    /// Applies a receipt from `peer` to the outgoing messages it names; returns the ids
+    /// that moved on (a read never goes back to delivered, an id of no outgoing
+    /// message of ours to `peer` changes nothing).
+    pub(crate) async fn apply_receipt(
+        &mut self,
+        peer: &str,
+        kind: ReceiptKind,
+        ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        // Static statements: a read receipt may lift a delivered mark, never the reverse.
+        let (value, sql) = match kind {
+            ReceiptKind::Delivered => (
+                "delivered",
+                "UPDATE messages SET receipt = ? WHERE peer = ? AND direction = 'out' \
+                 AND message_id = ? AND receipt IS NULL",
+            ),
+            ReceiptKind::Read => (
+                "read",
+                "UPDATE messages SET receipt = ? WHERE peer = ? AND direction = 'out' \
+                 AND message_id = ? AND (receipt IS NULL OR receipt = 'delivered')",
+            ),
+        };
+        let mut moved = Vec::new();
+        for id in ids {
+            let done = sqlx::query(sql)
+                .bind(value)
+                .bind(peer)
+                .bind(id)
+                .execute(self.conn())
+                .await?;
+            if done.rows_affected() > 0 {
+                moved.push(id.clone());
+            }
+        }
+        Ok(moved)
     }
 
     // ---- delivery state ------------------------------------------------------------
@@ -323,5 +363,16 @@ fn message_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, StoreEr
             .transpose()?,
         identity_changed: row.try_get(10)?,
         new_contact: row.try_get(11)?,
+        receipt: match row.try_get::<Option<String>, _>(12)?.as_deref() {
+            None => None,
+            Some("delivered") => Some(ReceiptKind::Delivered),
+            Some("read") => Some(ReceiptKind::Read),
+            Some(other) => {
+                return Err(StoreError::Decode {
+                    what: "receipt",
+                    reason: format!("unknown value {other:?}"),
+                });
+            }
+        },
     })
 }

@@ -464,4 +464,58 @@ mod tests {
             .unwrap();
         assert!(tx.is_seen("me@relay", 7, &first).await.unwrap());
     }
+
+    /// Receipts (migration 0007): a read lifts a delivered mark, never the reverse; a
+    /// peer cannot mark another peer's messages or its own incoming ones; the log
+    /// carries what moved, and the history reads it back.
+    #[tokio::test]
+    async fn receipts_move_own_messages_forward_only() {
+        use crate::events::{ReceiptDetail, ReceiptKind};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            dir.path(),
+            StoreKey::load_or_create(dir.path(), None).unwrap(),
+        )
+        .await
+        .unwrap();
+        let mut tx = store.write().await.unwrap();
+        for (peer, id) in [("bob@y", "m1"), ("bob@y", "m2"), ("carol@z", "m3")] {
+            tx.insert_outgoing(peer, id, "text", 1, &[0; 32])
+                .await
+                .unwrap();
+        }
+        let ids = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let read = tx
+            .apply_receipt("bob@y", ReceiptKind::Read, &ids(&["m1", "m3", "nope"]))
+            .await
+            .unwrap();
+        assert_eq!(read, ["m1"]);
+        let delivered = tx
+            .apply_receipt("bob@y", ReceiptKind::Delivered, &ids(&["m1", "m2"]))
+            .await
+            .unwrap();
+        assert_eq!(delivered, ["m2"]);
+        let detail = ReceiptDetail {
+            kind: ReceiptKind::Read,
+            ids: read,
+        };
+        tx.log_receipt("bob@y", &detail, 5).await.unwrap();
+        let history = tx.history("bob@y", 10).await.unwrap();
+        let marks: Vec<_> = history
+            .iter()
+            .map(|m| (m.message_id.as_str(), m.receipt))
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                ("m1", Some(ReceiptKind::Read)),
+                ("m2", Some(ReceiptKind::Delivered))
+            ]
+        );
+        let carol = tx.history("carol@z", 10).await.unwrap();
+        assert_eq!(carol[0].receipt, None);
+        let events = tx.events_after(0, 10).await.unwrap();
+        assert_eq!(events.last().unwrap().kind, events::EventKind::Receipt);
+        assert_eq!(events.last().unwrap().peer.as_deref(), Some("bob@y"));
+    }
 }

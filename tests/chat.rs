@@ -1,0 +1,177 @@
+//! `e2ee chat` in real terminals: two people, each with the chat open in tmux, against
+//! a real relay. They open a conversation, write both ways, see the typing and read
+//! marks, go away and come back, resize, quit and restart with the history intact.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use e2ee_e2e_tests::tmux::{self, Tmux};
+use e2ee_e2e_tests::{Relay, User, bin_dir};
+
+/// Longest wait for something to show up on a screen (a relay round trip, a long
+/// poll's wake-up, a build machine under load).
+const SHOW: Duration = Duration::from_secs(20);
+
+/// Whether tmux is there; without it the test is skipped, except in CI, which
+/// installs it (.ci/run) and must not skip.
+fn tmux_or_skip() -> bool {
+    if tmux::available() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "tmux is missing in CI: .ci/run installs it"
+    );
+    eprintln!(
+        "SKIPPED: tmux is not installed (apt-get install tmux); the chat's terminal tests need it"
+    );
+    false
+}
+
+fn chat(user: &User, width: u16, height: u16) -> Tmux {
+    let home = user.home.path().to_str().unwrap().to_owned();
+    Tmux::start(
+        &Tmux::command_line(&bin_dir().join("e2ee"), &["--home", &home, "chat"]),
+        width,
+        height,
+    )
+}
+
+#[test]
+fn two_people_chat_in_real_terminals() {
+    if !tmux_or_skip() {
+        return;
+    }
+    let relay = Relay::start();
+    let alice = User::registered("alice@example.org", &relay);
+    let bob = User::registered("bob@example.org", &relay);
+
+    let a = chat(&alice, 120, 40);
+    let b = chat(&bob, 120, 40);
+    a.wait_for("online", SHOW);
+    b.wait_for("No conversation yet", SHOW);
+
+    // Alice opens the conversation and writes; Bob's chat shows it and reads it, so
+    // Alice's message gets its read mark.
+    a.line("/msg bob@example.org");
+    a.wait_for("to bob@example.org", SHOW);
+    a.line("hello Bob, 日本 🙂");
+    b.wait_for("alice@example.org: hello Bob, 日本 🙂", SHOW);
+    a.wait_for("me: hello Bob, 日本 🙂 ✓✓ read", SHOW);
+
+    // Bob answers; Alice has the conversation open and reads it at once.
+    b.line("hi Alice");
+    a.wait_for("bob@example.org: hi Alice", SHOW);
+    b.wait_for("me: hi Alice ✓✓ read", SHOW);
+
+    // Typing shows on the other side while it lasts.
+    a.type_text("writing");
+    b.wait_for("alice@example.org is typing…", SHOW);
+    a.keys(&["C-u"]);
+
+    // Away and back: the presence dot in Bob's list.
+    a.line("/away lunch");
+    b.wait_for("◐ alice@example.org", SHOW);
+    a.line("/back");
+    b.wait_for("● alice@example.org", SHOW);
+
+    // Groups are not pretended.
+    b.line("/join #rust");
+    b.wait_for("groups are not available in this version", SHOW);
+
+    // A resize redraws at the new size, the conversation still there.
+    a.resize(80, 24);
+    let small = a.wait_until("a redraw at 80 columns", SHOW, |s| {
+        s.lines().any(|l| l.contains("hi Alice")) && s.lines().all(|l| l.chars().count() <= 80)
+    });
+    assert!(small.contains("Conversations"), "{small}");
+
+    // Quit: the terminal is given back (the chat's screen is gone), exit 0.
+    a.line("/quit");
+    let left = a.wait_for("EXITED 0", SHOW);
+    assert!(!left.contains("Conversations"), "{left}");
+    drop(a);
+
+    // Restart: the history is intact, with its marks, and nothing shows twice.
+    let a = chat(&alice, 120, 40);
+    let again = a.wait_for("bob@example.org: hi Alice", SHOW);
+    assert!(again.contains("me: hello Bob, 日本 🙂 ✓✓ read"), "{again}");
+    assert_eq!(again.matches("hi Alice").count(), 1, "{again}");
+
+    // And the conversation goes on after the restart.
+    a.line("back again");
+    b.wait_for("alice@example.org: back again", SHOW);
+    a.wait_for("me: back again ✓✓ read", SHOW);
+
+    // Ctrl-C leaves cleanly too.
+    b.keys(&["C-c"]);
+    let left = b.wait_for("EXITED 0", SHOW);
+    assert!(!left.contains("Conversations"), "{left}");
+}
+
+/// `e2ee chat` refuses to run without a terminal instead of drawing into a pipe; on a
+/// profile without an account it shows the register screen, and registers through it.
+#[test]
+fn chat_registers_through_its_register_screen_and_needs_a_terminal() {
+    let relay = Relay::start();
+    let alice = User::registered("alice@example.org", &relay);
+    let run = alice.run(&["chat"]);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("needs a terminal"), "{}", run.stderr);
+
+    if !tmux_or_skip() {
+        return;
+    }
+    let carol = User::new("carol@example.org");
+    let t = chat(&carol, 100, 30);
+    t.wait_for("register this profile", SHOW);
+    t.line("carol@example.org");
+    t.type_text(&relay.url);
+    t.keys(&["Enter"]);
+    t.wait_for("No conversation yet", SHOW);
+    t.wait_for("online", SHOW);
+    t.keys(&["C-c"]);
+    t.wait_for("EXITED 0", SHOW);
+    let whoami = carol.run(&["--json", "whoami"]).ok();
+    assert_eq!(whoami.json_lines()[0]["email"], "carol@example.org");
+    // Carol is reachable: Alice's message arrives.
+    alice.send("carol@example.org", "welcome");
+    assert_eq!(
+        e2ee_e2e_tests::texts_from(&carol.poll_until(1), "alice@example.org"),
+        ["welcome"]
+    );
+}
+
+/// `e2ee lookup`: an address on the relay with its key and safety number, without a
+/// one-time prekey spent; an unknown one exits 1.
+#[test]
+fn lookup_tells_whether_an_address_is_on_the_relay() {
+    let relay = Relay::start();
+    let alice = User::registered("alice@example.org", &relay);
+    let _bob = User::registered("bob@example.org", &relay);
+    let run = alice.run(&["--json", "lookup", "Bob@Example.org"]).ok();
+    let line = &run.json_lines()[0];
+    assert_eq!(line["email"], "bob@example.org");
+    assert_eq!(line["found"], true);
+    assert_eq!(line["contact"], serde_json::Value::Null);
+    let number = line["safety_number"].as_str().unwrap().to_owned();
+    assert_eq!(number.split(' ').count(), 12, "{number}");
+    // The same number add-contact shows afterwards: the lookup named the right key.
+    alice.run(&["add-contact", "bob@example.org"]).ok();
+    assert_eq!(alice.safety_number("bob@example.org"), number);
+    // No one-time prekey was used by the lookup: add-contact used exactly one.
+    let count = relay.sql(
+        "directory.sqlite",
+        "SELECT count(*) FROM one_time_prekeys WHERE email = 'bob@example.org'",
+    );
+    assert_eq!(count.trim(), "99", "{count}");
+
+    let run = alice.run(&["lookup", "nobody@example.org"]);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("nobody@example.org is not on the relay"),
+        "{}",
+        run.stderr
+    );
+}
