@@ -37,6 +37,14 @@ impl SharedSecret {
     }
 }
 
+/// Whether `u` is the canonical encoding of an X25519 public key: the top bit clear and
+/// the little-endian value below `p = 2^255 - 19` (RFC 7748 decoders accept the others as
+/// aliases of a canonical one).
+pub(crate) fn is_canonical_public(u: &[u8; 32]) -> bool {
+    // With the top bit clear, u >= p exactly for ed..ff, then thirty ff, then 7f.
+    u[31] & 0x80 == 0 && !(u[31] == 0x7f && u[1..31].iter().all(|&b| b == 0xff) && u[0] >= 0xed)
+}
+
 /// A peer's X25519 public key, mapped once to the form the multiplication runs on, so a
 /// key used in several DHs (the two of a ratchet step, three X3DH ones) pays for the map
 /// once.
@@ -243,5 +251,33 @@ mod tests {
                 .map(|s| *s.as_bytes());
             assert_eq!(shared, Some(ladder(&secret, &montgomery)));
         }
+    }
+
+    #[test]
+    fn only_canonical_encodings_of_public_keys_are_canonical() {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        for _ in 0..100 {
+            let public = KeyPair::generate(&mut rng).public().to_bytes();
+            assert!(is_canonical_public(&public));
+            // The top bit set: the same key for X25519, another encoding.
+            let mut alias = public;
+            alias[31] |= 0x80;
+            assert!(!is_canonical_public(&alias));
+            assert_eq!(
+                through_wrapper(&StaticSecret::from([7; 32]), &PublicKey::from(alias)),
+                through_wrapper(&StaticSecret::from([7; 32]), &PublicKey::from(public)),
+            );
+        }
+        // p - 1 is the last canonical value; p (an alias of 0) and 2^255 - 1 are not.
+        let mut below = [0xff; 32];
+        below[0] = 0xec;
+        below[31] = 0x7f;
+        assert!(is_canonical_public(&below));
+        let mut p = below;
+        p[0] = 0xed;
+        assert!(!is_canonical_public(&p));
+        let mut top = [0xff; 32];
+        top[31] = 0x7f;
+        assert!(!is_canonical_public(&top));
     }
 }

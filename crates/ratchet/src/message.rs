@@ -112,7 +112,8 @@ pub struct PreKeyMessage {
 }
 
 impl PreKeyMessage {
-    /// Parses a prekey message; the identity key must be a valid, non-weak Ed25519 key.
+    /// Parses a prekey message; the identity key must be a valid, non-weak Ed25519 key and
+    /// the base key a canonical X25519 encoding (top bit clear, u below 2^255 - 19).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes, "prekey message");
         r.version(PROTOCOL_VERSION)?;
@@ -123,7 +124,18 @@ impl PreKeyMessage {
                     reason: "identity key is not a valid, non-weak Ed25519 key",
                 }
             })?;
-        let base_key = PublicKey::from(r.array::<32>()?);
+        let base_key = r.array::<32>()?;
+        // X25519 ignores the top bit and reduces u mod p, so one key has several
+        // encodings. EK_A is not in the AD and names the session a repeated prekey
+        // message goes to: an alias would open the same message again in a fresh
+        // session beside (and over) the one it made. Only the canonical encoding passes.
+        if !crate::dh::is_canonical_public(&base_key) {
+            return Err(DecodeError::Invalid {
+                what: "prekey message",
+                reason: "base key is not a canonical X25519 encoding",
+            });
+        }
+        let base_key = PublicKey::from(base_key);
         let signed_prekey_id = r.u32()?;
         let one_time_prekey_id = Some(r.u32()?).filter(|&id| id != 0);
         let message = Message::from_bytes(r.rest())?;

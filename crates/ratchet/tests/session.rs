@@ -112,6 +112,32 @@ fn repeated_prekey_message_goes_to_the_session_it_created() {
     assert_eq!(replay, DecryptError::Duplicate { counter: 0 });
 }
 
+/// X25519 reads a key with its top bit set as the same key. EK_A is not in the AD, so
+/// before the parser refused such an alias, a relay could flip that bit in a repeated
+/// prekey message without a one-time prekey and have it open again in a fresh session
+/// over the one it made (the fuzz target engine_inbound found it).
+#[test]
+fn a_prekey_message_with_an_aliased_base_key_is_refused_without_change() {
+    let mut rng = rng(31);
+    let mut alice = Party::new(&mut rng, ALICE);
+    let mut bob = Party::new(&mut rng, BOB);
+    alice.initiate(&mut rng, &bob, false);
+    let first = alice.encrypt(&mut rng, b"one");
+    assert_eq!(bob.decrypt(&mut rng, ALICE, &first).unwrap(), b"one");
+    // frame kind (1) || version (1) || IK_A (32) || EK_A (32): EK_A's last byte.
+    let mut alias = first.clone();
+    alias[1 + 1 + 32 + 31] ^= 0x80;
+    let error = assert_rejected_without_change(&mut bob, &mut rng, ALICE, &alias);
+    assert_eq!(
+        error,
+        DecryptError::Malformed(DecodeError::Invalid {
+            what: "prekey message",
+            reason: "base key is not a canonical X25519 encoding",
+        })
+    );
+    assert_eq!(bob.record.archived_sessions(), 0);
+}
+
 #[test]
 fn missing_one_time_prekey_is_refused_without_change() {
     let mut rng = rng(4);
