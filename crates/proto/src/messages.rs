@@ -3,9 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Base64Bytes, MAX_POLL_LIMIT};
+use crate::{Base64Bytes, ErrorCode, MAX_POLL_LIMIT};
 #[cfg(doc)]
-use crate::{MAX_ACK_IDS, MAX_ENVELOPE_BODY_BYTES, MAX_MESSAGES_PER_REQUEST, MAX_POLL_TIMEOUT_MS};
+use crate::{
+    EPHEMERAL_TTL_MS, FANOUT_IDEMPOTENCY_WINDOW_MS, MAX_ACK_IDS, MAX_ENVELOPE_BODY_BYTES,
+    MAX_FANOUT_ID_BYTES, MAX_FANOUT_RECIPIENTS, MAX_MESSAGES_PER_REQUEST, MAX_POLL_TIMEOUT_MS,
+};
 
 /// One envelope to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +17,70 @@ pub struct OutgoingMessage {
     pub to: String,
     /// Opaque ciphertext, at most [`MAX_ENVELOPE_BODY_BYTES`] decoded.
     pub body: Base64Bytes,
+    /// Ephemeral (typing, presence): delivered only if the recipient polls within
+    /// [`EPHEMERAL_TTL_MS`], never written to disk by the relay, never counted against
+    /// the queue cap, and gone once delivered. Absent means `false`, so clients that
+    /// predate the flag keep working and send durable envelopes.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ephemeral: bool,
+}
+
+impl OutgoingMessage {
+    /// A durable envelope to `to`.
+    pub fn new(to: impl Into<String>, body: Vec<u8>) -> Self {
+        Self {
+            to: to.into(),
+            body: Base64Bytes(body),
+            ephemeral: false,
+        }
+    }
+}
+
+// serde's `skip_serializing_if` takes a path to a `fn(&T) -> bool`.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// Body of `POST /v1/messages/multi`: one body for many recipients (a group message
+/// encrypted once under a sender key), stored once by the relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiSendRequest {
+    /// Client-chosen id of this send, 1 to [`MAX_FANOUT_ID_BYTES`] bytes of
+    /// `[A-Za-z0-9_-]` (a UUID fits). A retry of the same send carries the same id and
+    /// the same body: for [`FANOUT_IDEMPOTENCY_WINDOW_MS`] the relay queues nothing
+    /// twice for a recipient and answers the ids it gave the first time.
+    pub id: String,
+    /// 1 to [`MAX_FANOUT_RECIPIENTS`] distinct recipient emails.
+    pub to: Vec<String>,
+    /// Opaque ciphertext, at most [`MAX_ENVELOPE_BODY_BYTES`] decoded.
+    pub body: Base64Bytes,
+    /// Ephemeral, as [`OutgoingMessage::ephemeral`]; ephemeral sends are not
+    /// deduplicated by `id` (a repeated typing notice is harmless).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ephemeral: bool,
+}
+
+/// Answer of `POST /v1/messages/multi` (status 200 even when some recipients were
+/// refused: the rest were queued).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MultiSendResponse {
+    /// One entry per `to`, in request order: the envelope id in that recipient's
+    /// queue, or `null` where the recipient is named in `failed`.
+    pub ids: Vec<Option<u64>>,
+    /// The recipients nothing was queued for, and why: `unknown_recipient` (no such
+    /// account), `recipient_banned`, `queue_full`. Retrying later with the same `id`
+    /// may succeed for `queue_full`.
+    pub failed: Vec<FailedRecipient>,
+}
+
+/// One recipient of a multi-send that nothing was queued for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedRecipient {
+    /// The recipient's address, normalized as the relay compares addresses.
+    pub to: String,
+    /// Why.
+    pub error: ErrorCode,
 }
 
 /// Body of `POST /v1/messages`.

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2ee_proto::{
-    AckRequest, AckResponse, Base64Bytes, Envelope, MAX_POLL_TIMEOUT_MS, OutgoingMessage,
+    AckRequest, AckResponse, Envelope, MAX_POLL_TIMEOUT_MS, OutgoingMessage,
     PollAckRequest, PollAckResponse, PollResponse, SendRequest, SendResponse,
 };
 use hyper::{Method, StatusCode};
@@ -650,10 +650,7 @@ impl Senders {
                 let to = &self.users[rand::rng().random_range(0..self.users.len())];
                 let mut body = vec![0u8; self.body_size];
                 body[..8].copy_from_slice(&stamp_us.to_be_bytes());
-                OutgoingMessage {
-                    to: to.email.clone(),
-                    body: Base64Bytes(body),
-                }
+                OutgoingMessage::new(to.email.clone(), body)
             })
             .collect();
         let answer: Result<SendResponse, _> = self

@@ -81,10 +81,7 @@ impl Drop for RelayProcess {
 
 async fn send(client: &TestClient, from: &Identity, to: &str, body: &[u8]) -> Vec<u64> {
     let request = SendRequest {
-        messages: vec![OutgoingMessage {
-            to: to.to_owned(),
-            body: Base64Bytes(body.to_vec()),
-        }],
+        messages: vec![OutgoingMessage::new(to, body.to_vec())],
     };
     let answer: SendResponse = client
         .call(
