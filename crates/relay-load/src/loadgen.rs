@@ -264,14 +264,14 @@ impl std::fmt::Display for LoadReport {
     }
 }
 
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -293,7 +293,7 @@ struct Tally {
 /// Registers `count` fresh accounts named after `run_id` and `kind`, and opens a
 /// session for each: every later request is MACed under it, as the messenger
 /// client's are (sessions last [`e2ee_proto::SESSION_LIFETIME_MS`], longer than a run).
-async fn register_users(
+pub(crate) async fn register_users(
     client: &TestClient,
     run_id: &str,
     kind: &str,
