@@ -160,3 +160,48 @@ pub struct AckResponse {
     /// How many envelopes were removed by this request.
     pub acked: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn the_ephemeral_flag_is_invisible_to_old_peers_unless_set() {
+        // An old client's message (no flag) reads as durable...
+        let old: OutgoingMessage = serde_json::from_str(r#"{"to":"b@x.org","body":"AQ"}"#).unwrap();
+        assert!(!old.ephemeral);
+        // ...and a durable one is written without the field, as old clients wrote it.
+        let json = serde_json::to_string(&OutgoingMessage::new("b@x.org", vec![1])).unwrap();
+        assert_eq!(json, r#"{"to":"b@x.org","body":"AQ"}"#);
+        let typing = OutgoingMessage {
+            ephemeral: true,
+            ..OutgoingMessage::new("b@x.org", vec![1])
+        };
+        let json = serde_json::to_string(&typing).unwrap();
+        assert_eq!(json, r#"{"to":"b@x.org","body":"AQ","ephemeral":true}"#);
+        assert_eq!(
+            serde_json::from_str::<OutgoingMessage>(&json).unwrap(),
+            typing
+        );
+    }
+
+    #[test]
+    fn multi_send_shapes() {
+        let request: MultiSendRequest =
+            serde_json::from_str(r#"{"id":"m1","to":["a@x.org"],"body":"AQ"}"#).unwrap();
+        assert!(!request.ephemeral);
+        let answer: MultiSendResponse = serde_json::from_str(
+            r#"{"ids":[5,null],"failed":[{"to":"g@x.org","error":"unknown_recipient"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(answer.ids, [Some(5), None]);
+        assert_eq!(answer.failed[0].error, ErrorCode::UnknownRecipient);
+        // A per-recipient code from a newer relay is still an answer.
+        let answer: MultiSendResponse = serde_json::from_str(
+            r#"{"ids":[null],"failed":[{"to":"g@x.org","error":"brand_new"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(answer.failed[0].error, ErrorCode::Unrecognized);
+    }
+}

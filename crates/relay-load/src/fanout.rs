@@ -131,18 +131,23 @@ pub async fn run_fanout(config: &FanoutConfig) -> Result<FanoutReport, LoadError
     let start = Instant::now() + Duration::from_millis(100);
     let measure_from = start + config.warmup;
     let stop_at = measure_from + config.duration;
-    let interval = (config.rate > 0.0)
-        .then(|| Duration::from_secs_f64(senders.len() as f64 / config.rate));
+    let interval =
+        (config.rate > 0.0).then(|| Duration::from_secs_f64(senders.len() as f64 / config.rate));
     let relay = config.relay_pid.map(ProcessCpu::of);
     // CPU figures are extras: a Redis that cannot be asked leaves them out.
-    let redis = config.redis_url.as_deref().and_then(|url| RedisCpu::new(url).ok());
+    let redis = config
+        .redis_url
+        .as_deref()
+        .and_then(|url| RedisCpu::new(url).ok());
     let mut tasks = tokio::task::JoinSet::new();
     for (index, sender) in senders.into_iter().enumerate() {
         let (url, to) = (config.url.clone(), Arc::clone(&to));
         let body_size = config.body_size.max(8);
         let run_id = run_id.to_owned();
         // Spread the senders' timetables over one interval.
-        let offset = interval.map_or(Duration::ZERO, |i| i.mul_f64(index as f64 / config.senders.max(1) as f64));
+        let offset = interval.map_or(Duration::ZERO, |i| {
+            i.mul_f64(index as f64 / config.senders.max(1) as f64)
+        });
         tasks.spawn(async move {
             let client = TestClient::single_connection(&url);
             let mut tally = SenderTally::default();
@@ -167,13 +172,21 @@ pub async fn run_fanout(config: &FanoutConfig) -> Result<FanoutReport, LoadError
                 };
                 n += 1;
                 let answer: Result<MultiSendResponse, _> = client
-                    .call(&sender, Method::POST, "/v1/messages/multi", Some(&request), StatusCode::OK)
+                    .call(
+                        &sender,
+                        Method::POST,
+                        "/v1/messages/multi",
+                        Some(&request),
+                        StatusCode::OK,
+                    )
                     .await;
                 let measured = issued >= measure_from;
                 match answer {
                     Ok(answer) if measured => {
                         let latency = Instant::now().saturating_duration_since(issued);
-                        tally.latencies_us.push(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+                        tally
+                            .latencies_us
+                            .push(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
                         tally.sends += 1;
                         tally.refused += answer.failed.len() as u64;
                         tally.enqueued += (answer.ids.len() - answer.failed.len()) as u64;
@@ -205,7 +218,10 @@ pub async fn run_fanout(config: &FanoutConfig) -> Result<FanoutReport, LoadError
         total.refused += tally.refused;
         total.errors += tally.errors;
     }
-    let seconds = Instant::now().saturating_duration_since(measure_from).as_secs_f64().max(1e-9);
+    let seconds = Instant::now()
+        .saturating_duration_since(measure_from)
+        .as_secs_f64()
+        .max(1e-9);
     let relay_cpu = relay
         .and_then(|r| r.cpu_time())
         .zip(relay_before)

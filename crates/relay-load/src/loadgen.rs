@@ -42,8 +42,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2ee_proto::{
-    AckRequest, AckResponse, Envelope, MAX_POLL_TIMEOUT_MS, OutgoingMessage,
-    PollAckRequest, PollAckResponse, PollResponse, SendRequest, SendResponse,
+    AckRequest, AckResponse, Envelope, MAX_POLL_TIMEOUT_MS, OutgoingMessage, PollAckRequest,
+    PollAckResponse, PollResponse, SendRequest, SendResponse,
 };
 use hyper::{Method, StatusCode};
 use rand::RngExt as _;

@@ -148,8 +148,16 @@ async fn fanout(args: &Args, recipients: usize) -> anyhow::Result<()> {
             "load: fan-out to {recipients} recipients, {} senders, {} sends/s{}, {} s after a {} s \
              warm-up, body {} B",
             config.senders,
-            if args.rate == 0 { "max".to_owned() } else { args.rate.to_string() },
-            if args.rate == 0 { " (closed loop)" } else { " (paced; latency from the schedule)" },
+            if args.rate == 0 {
+                "max".to_owned()
+            } else {
+                args.rate.to_string()
+            },
+            if args.rate == 0 {
+                " (closed loop)"
+            } else {
+                " (paced; latency from the schedule)"
+            },
             args.seconds,
             args.warmup_seconds,
             config.body_size

@@ -17,22 +17,32 @@ use serde_json::{Value, json};
 fn assert_error(status: StatusCode, answer: &Value, want: StatusCode, code: &str) {
     assert_eq!(status, want, "{answer}");
     assert_eq!(answer["error"], code, "{answer}");
-    assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
+    assert!(
+        answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{answer}"
+    );
 }
 
 async fn multi(relay: &TestRelay, who: &Identity, body: Value) -> (StatusCode, Value) {
-    relay.call(Some(who), Method::POST, "/v1/messages/multi", Some(body)).await
+    relay
+        .call(Some(who), Method::POST, "/v1/messages/multi", Some(body))
+        .await
 }
 
 async fn poll(relay: &TestRelay, who: &Identity) -> Vec<Value> {
-    let (status, answer) = relay.call(Some(who), Method::GET, "/v1/messages?timeout_ms=0", None).await;
+    let (status, answer) = relay
+        .call(Some(who), Method::GET, "/v1/messages?timeout_ms=0", None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     answer["envelopes"].as_array().unwrap().clone()
 }
 
 async fn partial_success(backend: Backend) {
     let relay = TestRelay::with(backend, |c| {
-        c.queue_limits = QueueLimits { max_len: 2, ..QueueLimits::default() };
+        c.queue_limits = QueueLimits {
+            max_len: 2,
+            ..QueueLimits::default()
+        };
     })
     .await;
     let alice = relay.register("alice@example.org", 0).await;
@@ -40,7 +50,13 @@ async fn partial_success(backend: Backend) {
     let carol = relay.register("carol@example.org", 0).await;
     relay.register("dave@example.org", 0).await;
     let erin = relay.register("erin@example.org", 0).await;
-    relay.relay.state().directory.set_banned("dave@example.org", true).await.unwrap();
+    relay
+        .relay
+        .state()
+        .directory
+        .set_banned("dave@example.org", true)
+        .await
+        .unwrap();
     for _ in 0..2 {
         let (s, a) = relay
             .call(
@@ -68,7 +84,10 @@ async fn partial_success(backend: Backend) {
     let ids = answer["ids"].as_array().unwrap();
     assert_eq!(ids.len(), 5);
     assert!(ids[0].is_u64() && ids[4].is_u64(), "{answer}");
-    assert!(ids[1].is_null() && ids[2].is_null() && ids[3].is_null(), "{answer}");
+    assert!(
+        ids[1].is_null() && ids[2].is_null() && ids[3].is_null(),
+        "{answer}"
+    );
     assert_eq!(
         answer["failed"],
         json!([
@@ -94,7 +113,9 @@ async fn limits_and_bad_input(backend: Backend) {
     let bob = relay.register("bob@example.org", 0).await;
     let ok = |to: Value, body: String| json!({"id": "m1", "to": to, "body": body});
     let small = encode_b64(b"x");
-    let too_many: Vec<String> = (0..=MAX_FANOUT_RECIPIENTS).map(|i| format!("u{i}@example.org")).collect();
+    let too_many: Vec<String> = (0..=MAX_FANOUT_RECIPIENTS)
+        .map(|i| format!("u{i}@example.org"))
+        .collect();
     let (s, a) = multi(&relay, &alice, ok(json!(too_many), small.clone())).await;
     assert_error(s, &a, StatusCode::BAD_REQUEST, "bad_recipient_count");
     let (s, a) = multi(&relay, &alice, ok(json!([]), small.clone())).await;
@@ -105,12 +126,20 @@ async fn limits_and_bad_input(backend: Backend) {
     let (s, a) = multi(
         &relay,
         &alice,
-        ok(json!(["bob@example.org", "carol@example.org", "BOB@example.org"]), small.clone()),
+        ok(
+            json!(["bob@example.org", "carol@example.org", "BOB@example.org"]),
+            small.clone(),
+        ),
     )
     .await;
     assert_error(s, &a, StatusCode::BAD_REQUEST, "duplicate_recipient");
     assert!(a["message"].as_str().unwrap().contains("to[2]"), "{a}");
-    for id in [json!(""), json!("a".repeat(65)), json!("has space"), json!("ü")] {
+    for id in [
+        json!(""),
+        json!("a".repeat(65)),
+        json!("has space"),
+        json!("ü"),
+    ] {
         let (s, a) = multi(
             &relay,
             &alice,
@@ -121,35 +150,78 @@ async fn limits_and_bad_input(backend: Backend) {
     }
     let (s, a) = multi(&relay, &alice, ok(json!(["not-an-address"]), small.clone())).await;
     assert_error(s, &a, StatusCode::BAD_REQUEST, "bad_email");
-    let (s, a) = multi(&relay, &alice, json!({"to": ["bob@example.org"], "body": small})).await;
+    let (s, a) = multi(
+        &relay,
+        &alice,
+        json!({"to": ["bob@example.org"], "body": small}),
+    )
+    .await;
     assert_error(s, &a, StatusCode::BAD_REQUEST, "invalid_request");
-    let (s, a) = multi(&relay, &alice, ok(json!(["bob@example.org"]), "AA==".into())).await;
+    let (s, a) = multi(
+        &relay,
+        &alice,
+        ok(json!(["bob@example.org"]), "AA==".into()),
+    )
+    .await;
     assert_error(s, &a, StatusCode::BAD_REQUEST, "bad_base64");
     let (s, a) = multi(&relay, &alice, ok(json!("bob@example.org"), small.clone())).await;
     assert_error(s, &a, StatusCode::BAD_REQUEST, "invalid_request");
     let (s, a) = relay
-        .call_raw(Some(&alice), Method::POST, "/v1/messages/multi", b"{oops".to_vec(), now_ms())
+        .call_raw(
+            Some(&alice),
+            Method::POST,
+            "/v1/messages/multi",
+            b"{oops".to_vec(),
+            now_ms(),
+        )
         .await;
     assert_error(s, &a, StatusCode::BAD_REQUEST, "malformed_json");
-    let (s, a) = relay.call(None, Method::POST, "/v1/messages/multi", Some(ok(json!(["bob@example.org"]), small.clone()))).await;
+    let (s, a) = relay
+        .call(
+            None,
+            Method::POST,
+            "/v1/messages/multi",
+            Some(ok(json!(["bob@example.org"]), small.clone())),
+        )
+        .await;
     assert_error(s, &a, StatusCode::UNAUTHORIZED, "missing_auth");
     // Over the route's byte limit before parsing.
     let huge = vec![b' '; e2ee_relay_server::api::MAX_MULTI_SEND_BODY_BYTES + 1];
     let (s, a) = relay
-        .call_raw(Some(&alice), Method::POST, "/v1/messages/multi", huge, now_ms())
+        .call_raw(
+            Some(&alice),
+            Method::POST,
+            "/v1/messages/multi",
+            huge,
+            now_ms(),
+        )
         .await;
     assert_error(s, &a, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
-    assert!(poll(&relay, &bob).await.is_empty(), "no refused request queued anything");
+    assert!(
+        poll(&relay, &bob).await.is_empty(),
+        "no refused request queued anything"
+    );
     // The limits themselves are allowed: a full-size body, and (below) the most
     // recipients the route takes.
     let full = encode_b64(&vec![2u8; MAX_ENVELOPE_BODY_BYTES]);
     let (s, a) = multi(&relay, &alice, ok(json!(["bob@example.org"]), full.clone())).await;
     assert_eq!(s, StatusCode::OK, "{a}");
     assert_eq!(poll(&relay, &bob).await[0]["body"], full);
-    let most: Vec<String> = (1..MAX_FANOUT_RECIPIENTS).map(|i| format!("u{i}@example.org")).chain(["bob@example.org".to_owned()]).collect();
-    let (s, a) = multi(&relay, &alice, json!({"id": "m-most", "to": most, "body": small})).await;
+    let most: Vec<String> = (1..MAX_FANOUT_RECIPIENTS)
+        .map(|i| format!("u{i}@example.org"))
+        .chain(["bob@example.org".to_owned()])
+        .collect();
+    let (s, a) = multi(
+        &relay,
+        &alice,
+        json!({"id": "m-most", "to": most, "body": small}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{a}");
-    assert_eq!(a["failed"].as_array().unwrap().len(), MAX_FANOUT_RECIPIENTS - 1);
+    assert_eq!(
+        a["failed"].as_array().unwrap().len(),
+        MAX_FANOUT_RECIPIENTS - 1
+    );
     assert!(a["ids"][MAX_FANOUT_RECIPIENTS - 1].is_u64(), "bob got it");
 }
 
@@ -158,7 +230,8 @@ async fn retry_is_idempotent(backend: Backend) {
     let alice = relay.register("alice@example.org", 0).await;
     let bob = relay.register("bob@example.org", 0).await;
     let carol = relay.register("carol@example.org", 0).await;
-    let request = json!({"id": "retry-1", "to": ["bob@example.org", "carol@example.org"], "body": "AQID"});
+    let request =
+        json!({"id": "retry-1", "to": ["bob@example.org", "carol@example.org"], "body": "AQID"});
     let (s, first) = multi(&relay, &alice, request.clone()).await;
     assert_eq!(s, StatusCode::OK, "{first}");
     // Each retry is a new signed request (a new timestamp), so it is not a replay.
@@ -168,30 +241,60 @@ async fn retry_is_idempotent(backend: Backend) {
     assert_eq!(poll(&relay, &bob).await.len(), 1);
     assert_eq!(poll(&relay, &carol).await.len(), 1);
     // A new id is a new message.
-    let (_, third) = multi(&relay, &alice, json!({"id": "retry-2", "to": ["bob@example.org"], "body": "AQID"})).await;
+    let (_, third) = multi(
+        &relay,
+        &alice,
+        json!({"id": "retry-2", "to": ["bob@example.org"], "body": "AQID"}),
+    )
+    .await;
     assert_ne!(third["ids"][0], first["ids"][0]);
     assert_eq!(poll(&relay, &bob).await.len(), 2);
 }
 
 async fn recipients_are_rate_limited(backend: Backend) {
     let relay = TestRelay::with(backend, |c| {
-        c.fanout_rate = RateLimit { per_minute: 1, burst: 5 };
+        c.fanout_rate = RateLimit {
+            per_minute: 1,
+            burst: 5,
+        };
     })
     .await;
     let alice = relay.register("alice@example.org", 0).await;
     relay.register("bob@example.org", 0).await;
     let to = |n: usize| -> Vec<String> { (0..n).map(|i| format!("m{i}@example.org")).collect() };
-    let (s, a) = multi(&relay, &alice, json!({"id": "a", "to": to(6), "body": "AA"})).await;
+    let (s, a) = multi(
+        &relay,
+        &alice,
+        json!({"id": "a", "to": to(6), "body": "AA"}),
+    )
+    .await;
     assert_error(s, &a, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-    let (s, a) = multi(&relay, &alice, json!({"id": "b", "to": to(5), "body": "AA"})).await;
-    assert_eq!(s, StatusCode::OK, "recipients, not requests, are counted: {a}");
-    let (s, a) = multi(&relay, &alice, json!({"id": "c", "to": ["bob@example.org"], "body": "AA"})).await;
+    let (s, a) = multi(
+        &relay,
+        &alice,
+        json!({"id": "b", "to": to(5), "body": "AA"}),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "recipients, not requests, are counted: {a}"
+    );
+    let (s, a) = multi(
+        &relay,
+        &alice,
+        json!({"id": "c", "to": ["bob@example.org"], "body": "AA"}),
+    )
+    .await;
     assert_error(s, &a, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
 }
 
 async fn ephemeral_sends(backend: Backend) {
     let relay = TestRelay::with(backend, |c| {
-        c.queue_limits = QueueLimits { max_len: 1, ..QueueLimits::default() };
+        c.queue_limits = QueueLimits {
+            max_len: 1,
+            ..QueueLimits::default()
+        };
     })
     .await;
     let alice = relay.register("alice@example.org", 0).await;
@@ -199,25 +302,39 @@ async fn ephemeral_sends(backend: Backend) {
     let carol = relay.register("carol@example.org", 0).await;
     // Bob's queue is full of durable mail; typing notices still reach him.
     let (s, a) = relay
-        .call(Some(&alice), Method::POST, "/v1/messages",
-              Some(json!({"messages": [{"to": "bob@example.org", "body": "AA"}]})))
+        .call(
+            Some(&alice),
+            Method::POST,
+            "/v1/messages",
+            Some(json!({"messages": [{"to": "bob@example.org", "body": "AA"}]})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{a}");
     let durable = a["ids"][0].as_u64().unwrap();
     let (s, a) = relay
-        .call(Some(&alice), Method::POST, "/v1/messages",
-              Some(json!({"messages": [
-                  {"to": "bob@example.org", "body": "dHlwaW5n", "ephemeral": true},
-                  {"to": "carol@example.org", "body": "AQ"},
-              ]})))
+        .call(
+            Some(&alice),
+            Method::POST,
+            "/v1/messages",
+            Some(json!({"messages": [
+                {"to": "bob@example.org", "body": "dHlwaW5n", "ephemeral": true},
+                {"to": "carol@example.org", "body": "AQ"},
+            ]})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{a}");
     let typing = a["ids"][0].as_u64().unwrap();
     assert!(typing > durable);
     // Explicit false is the old behaviour.
     let (s, a) = relay
-        .call(Some(&alice), Method::POST, "/v1/messages",
-              Some(json!({"messages": [{"to": "bob@example.org", "body": "AA", "ephemeral": false}]})))
+        .call(
+            Some(&alice),
+            Method::POST,
+            "/v1/messages",
+            Some(
+                json!({"messages": [{"to": "bob@example.org", "body": "AA", "ephemeral": false}]}),
+            ),
+        )
         .await;
     assert_error(s, &a, StatusCode::INSUFFICIENT_STORAGE, "queue_full");
     let got = poll(&relay, &bob).await;
@@ -225,7 +342,11 @@ async fn ephemeral_sends(backend: Backend) {
     assert_eq!(ids, [durable, typing]);
     assert_eq!(got[1]["body"], "dHlwaW5n");
     // Delivered once.
-    let ids: Vec<u64> = poll(&relay, &bob).await.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = poll(&relay, &bob)
+        .await
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids, [durable]);
     assert_eq!(poll(&relay, &carol).await.len(), 1);
     // An ephemeral fan-out.
@@ -246,13 +367,25 @@ async fn fanout_wakes_a_long_poll(backend: Backend) {
     let waiting = {
         let (relay, bob) = (relay.clone(), bob.clone());
         tokio::spawn(async move {
-            relay.call(Some(&bob), Method::GET, "/v1/messages?timeout_ms=20000", None).await
+            relay
+                .call(
+                    Some(&bob),
+                    Method::GET,
+                    "/v1/messages?timeout_ms=20000",
+                    None,
+                )
+                .await
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(!waiting.is_finished());
     let started = std::time::Instant::now();
-    let (s, _) = multi(&relay, &alice, json!({"id": "w", "to": ["bob@example.org"], "body": "AA", "ephemeral": true})).await;
+    let (s, _) = multi(
+        &relay,
+        &alice,
+        json!({"id": "w", "to": ["bob@example.org"], "body": "AA", "ephemeral": true}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     let (s, a) = waiting.await.unwrap();
     assert_eq!(s, StatusCode::OK);

@@ -34,7 +34,12 @@ impl RelayProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_e2ee-relay"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args(["--fanout-rate-per-minute", "1000000", "--fanout-burst", "100000"])
+            .args([
+                "--fanout-rate-per-minute",
+                "1000000",
+                "--fanout-burst",
+                "100000",
+            ])
             .env_remove("E2EE_REDIS_URL")
             .env_remove("E2EE_DATABASE_URL")
             .env("RUST_LOG", "error")
@@ -45,7 +50,9 @@ impl RelayProcess {
         }
         let mut child = cmd.spawn().expect("starting e2ee-relay");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let url = line
             .trim()
             .strip_prefix("listening on ")
@@ -67,9 +74,19 @@ impl Drop for RelayProcess {
     }
 }
 
-async fn send(client: &TestClient, from: &Identity, request: &MultiSendRequest) -> Option<MultiSendResponse> {
+async fn send(
+    client: &TestClient,
+    from: &Identity,
+    request: &MultiSendRequest,
+) -> Option<MultiSendResponse> {
     client
-        .call(from, Method::POST, "/v1/messages/multi", Some(request), StatusCode::OK)
+        .call(
+            from,
+            Method::POST,
+            "/v1/messages/multi",
+            Some(request),
+            StatusCode::OK,
+        )
         .await
         .ok()
 }
@@ -79,7 +96,13 @@ async fn drain(client: &TestClient, who: &Identity) -> Vec<Vec<u8>> {
     let mut bodies = Vec::new();
     loop {
         let page: PollResponse = client
-            .call::<(), _>(who, Method::GET, "/v1/messages?timeout_ms=0&limit=100", None, StatusCode::OK)
+            .call::<(), _>(
+                who,
+                Method::GET,
+                "/v1/messages?timeout_ms=0&limit=100",
+                None,
+                StatusCode::OK,
+            )
             .await
             .unwrap();
         if page.envelopes.is_empty() {
@@ -87,7 +110,13 @@ async fn drain(client: &TestClient, who: &Identity) -> Vec<Vec<u8>> {
         }
         let ids: Vec<u64> = page.envelopes.iter().map(|e| e.id).collect();
         let _: e2ee_proto::AckResponse = client
-            .call(who, Method::POST, "/v1/messages/ack", Some(&e2ee_proto::AckRequest { ids }), StatusCode::OK)
+            .call(
+                who,
+                Method::POST,
+                "/v1/messages/ack",
+                Some(&e2ee_proto::AckRequest { ids }),
+                StatusCode::OK,
+            )
             .await
             .unwrap();
         bodies.extend(page.envelopes.into_iter().map(|e| e.body.0));
@@ -121,7 +150,8 @@ async fn killed_mid_fanout(redis_url: Option<&str>) {
             ephemeral: false,
         };
         let sending = {
-            let (client, alice, request) = (TestClient::new(&relay.url), alice.clone(), request.clone());
+            let (client, alice, request) =
+                (TestClient::new(&relay.url), alice.clone(), request.clone());
             tokio::spawn(async move { send(&client, &alice, &request).await })
         };
         tokio::time::sleep(Duration::from_millis(kill_after)).await;
@@ -139,10 +169,17 @@ async fn killed_mid_fanout(redis_url: Option<&str>) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let answer = answer.expect("the retry is answered");
-        assert!(answer.failed.is_empty(), "round {round}: {:?}", answer.failed);
+        assert!(
+            answer.failed.is_empty(),
+            "round {round}: {:?}",
+            answer.failed
+        );
         assert!(answer.ids.iter().all(Option::is_some));
         if let Some(before) = &before_crash {
-            assert_eq!(before.ids, answer.ids, "round {round}: the answer before the kill holds");
+            assert_eq!(
+                before.ids, answer.ids,
+                "round {round}: the answer before the kill holds"
+            );
         }
         println!(
             "round {round}: killed {kill_after} ms after sending; answered before the kill: {}",

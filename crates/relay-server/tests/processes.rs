@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use e2ee_proto::{Base64Bytes, OutgoingMessage, PollResponse, SendRequest, SendResponse};
+use e2ee_proto::{OutgoingMessage, PollResponse, SendRequest, SendResponse};
 use e2ee_relay_load::{Identity, TestClient};
 
 struct RelayProcess {

@@ -375,7 +375,6 @@ async fn i12_purge(f: Fixture) {
     assert_eq!(fetched[0].body, b"new");
 }
 
-
 fn fanout<'a>(key: &'a str, recipients: &'a [&'a str], body: &'a [u8]) -> Fanout<'a> {
     Fanout {
         from: "alice@x.org",
@@ -397,7 +396,10 @@ fn queued(outcomes: &[FanoutOutcome]) -> Vec<u64> {
 
 async fn fanout_delivers_one_body_to_each(f: Fixture) {
     let q = &f.queue;
-    let before = q.enqueue("bob@x.org", "carol@x.org", b"earlier").await.unwrap();
+    let before = q
+        .enqueue("bob@x.org", "carol@x.org", b"earlier")
+        .await
+        .unwrap();
     let to = ["bob@x.org", "carol@x.org", "dave@x.org"];
     let body = vec![7u8; 3000];
     let ids = queued(&q.enqueue_fanout(fanout("m1", &to, &body)).await.unwrap());
@@ -411,7 +413,13 @@ async fn fanout_delivers_one_body_to_each(f: Fixture) {
         assert_eq!(envelope.received_at, T0);
     }
     // References are envelopes like any other: ordered, counted, acked.
-    let bob: Vec<u64> = q.fetch("bob@x.org", 10).await.unwrap().iter().map(|e| e.id).collect();
+    let bob: Vec<u64> = q
+        .fetch("bob@x.org", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(bob, [before, ids[0]]);
     assert_eq!(q.depth("bob@x.org").await.unwrap(), 2);
     assert_eq!(q.ack("bob@x.org", &[ids[0]]).await.unwrap(), 1);
@@ -422,7 +430,12 @@ async fn fanout_delivers_one_body_to_each(f: Fixture) {
     assert_eq!((acked, left.len()), (1, 0));
     assert_eq!(q.fetch("carol@x.org", 10).await.unwrap()[0].body, body);
     // An empty fan-out is nothing.
-    assert!(q.enqueue_fanout(fanout("m2", &[], b"x")).await.unwrap().is_empty());
+    assert!(
+        q.enqueue_fanout(fanout("m2", &[], b"x"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn fanout_retry_is_idempotent(f: Fixture) {
@@ -435,9 +448,13 @@ async fn fanout_retry_is_idempotent(f: Fixture) {
     // The retry (lost answer, relay crash) adds nothing and answers the same ids,
     // also for a recipient the first attempt never reached.
     let retry = queued(
-        &q.enqueue_fanout(fanout("m1", &["bob@x.org", "carol@x.org", "dave@x.org"], b"hello"))
-            .await
-            .unwrap(),
+        &q.enqueue_fanout(fanout(
+            "m1",
+            &["bob@x.org", "carol@x.org", "dave@x.org"],
+            b"hello",
+        ))
+        .await
+        .unwrap(),
     );
     assert_eq!(retry[..2], first[..]);
     assert_eq!(q.depth("bob@x.org").await.unwrap(), 1);
@@ -445,24 +462,42 @@ async fn fanout_retry_is_idempotent(f: Fixture) {
     assert_eq!(q.fetch("dave@x.org", 10).await.unwrap()[0].id, retry[2]);
     // Even after bob acked it: a retry must not deliver it again.
     q.ack("bob@x.org", &first[..1]).await.unwrap();
-    let again = queued(&q.enqueue_fanout(fanout("m1", &["bob@x.org"], b"hello")).await.unwrap());
+    let again = queued(
+        &q.enqueue_fanout(fanout("m1", &["bob@x.org"], b"hello"))
+            .await
+            .unwrap(),
+    );
     assert_eq!(again, first[..1]);
     assert!(q.fetch("bob@x.org", 10).await.unwrap().is_empty());
     // Another key, or the same key from another sender, is another message.
-    let other = queued(&q.enqueue_fanout(fanout("m2", &["bob@x.org"], b"second")).await.unwrap());
+    let other = queued(
+        &q.enqueue_fanout(fanout("m2", &["bob@x.org"], b"second"))
+            .await
+            .unwrap(),
+    );
     assert!(other[0] > first[0]);
     let from_eve = Fanout {
         from: "eve@x.org",
         ..fanout("m1", &["bob@x.org"], b"eve's")
     };
     let eve = queued(&q.enqueue_fanout(from_eve).await.unwrap());
-    let bodies: Vec<Vec<u8>> =
-        q.fetch("bob@x.org", 10).await.unwrap().into_iter().map(|e| e.body).collect();
+    let bodies: Vec<Vec<u8>> = q
+        .fetch("bob@x.org", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.body)
+        .collect();
     assert_eq!(bodies, [b"second".to_vec(), b"eve's".to_vec()]);
     assert!(eve[0] > other[0]);
     // Past the idempotency window the key is forgotten.
-    f.clock.advance(FANOUT_IDEMPOTENCY_WINDOW + Duration::from_secs(1));
-    let later = queued(&q.enqueue_fanout(fanout("m1", &["carol@x.org"], b"hello")).await.unwrap());
+    f.clock
+        .advance(FANOUT_IDEMPOTENCY_WINDOW + Duration::from_secs(1));
+    let later = queued(
+        &q.enqueue_fanout(fanout("m1", &["carol@x.org"], b"hello"))
+            .await
+            .unwrap(),
+    );
     assert!(later[0] > first[1]);
 }
 
@@ -472,7 +507,11 @@ async fn fanout_partial_success_at_the_cap(f: Fixture) {
         q.enqueue("bob@x.org", "a@x.org", &[i]).await.unwrap();
     }
     let outcomes = q
-        .enqueue_fanout(fanout("m1", &["carol@x.org", "bob@x.org", "dave@x.org"], b"g"))
+        .enqueue_fanout(fanout(
+            "m1",
+            &["carol@x.org", "bob@x.org", "dave@x.org"],
+            b"g",
+        ))
         .await
         .unwrap();
     assert!(matches!(outcomes[0], FanoutOutcome::Queued(_)));
@@ -480,38 +519,67 @@ async fn fanout_partial_success_at_the_cap(f: Fixture) {
     assert!(matches!(outcomes[2], FanoutOutcome::Queued(_)));
     assert_eq!(q.depth("bob@x.org").await.unwrap(), 3);
     // References count against the cap like envelopes.
-    q.enqueue_fanout(fanout("m2", &["carol@x.org"], b"g")).await.unwrap();
-    q.enqueue_fanout(fanout("m3", &["carol@x.org"], b"g")).await.unwrap();
+    q.enqueue_fanout(fanout("m2", &["carol@x.org"], b"g"))
+        .await
+        .unwrap();
+    q.enqueue_fanout(fanout("m3", &["carol@x.org"], b"g"))
+        .await
+        .unwrap();
     assert_eq!(
-        q.enqueue_fanout(fanout("m4", &["carol@x.org"], b"g")).await.unwrap(),
+        q.enqueue_fanout(fanout("m4", &["carol@x.org"], b"g"))
+            .await
+            .unwrap(),
         [FanoutOutcome::Full]
     );
-    assert!(matches!(q.enqueue("carol@x.org", "a@x.org", b"x").await, Err(QueueError::Full)));
+    assert!(matches!(
+        q.enqueue("carol@x.org", "a@x.org", b"x").await,
+        Err(QueueError::Full)
+    ));
     // Once bob has room, the retry of the refused send completes it for him.
     let first = q.fetch("bob@x.org", 1).await.unwrap()[0].id;
     q.ack("bob@x.org", &[first]).await.unwrap();
     let retry = q
-        .enqueue_fanout(fanout("m1", &["carol@x.org", "bob@x.org", "dave@x.org"], b"g"))
+        .enqueue_fanout(fanout(
+            "m1",
+            &["carol@x.org", "bob@x.org", "dave@x.org"],
+            b"g",
+        ))
         .await
         .unwrap();
     assert_eq!(retry[0], outcomes[0]);
     assert_eq!(retry[2], outcomes[2]);
-    let FanoutOutcome::Queued(bob) = retry[1] else { panic!("bob has room now") };
-    assert_eq!(q.fetch("bob@x.org", 10).await.unwrap().last().unwrap().id, bob);
+    let FanoutOutcome::Queued(bob) = retry[1] else {
+        panic!("bob has room now")
+    };
+    assert_eq!(
+        q.fetch("bob@x.org", 10).await.unwrap().last().unwrap().id,
+        bob
+    );
 }
 
 async fn fanout_references_expire(f: Fixture) {
     let q = &f.queue;
-    q.enqueue_fanout(fanout("m1", &["bob@x.org", "carol@x.org"], b"old")).await.unwrap();
+    q.enqueue_fanout(fanout("m1", &["bob@x.org", "carol@x.org"], b"old"))
+        .await
+        .unwrap();
     f.clock.advance(Duration::from_secs(61));
     assert!(q.fetch("bob@x.org", 10).await.unwrap().is_empty());
     // Expired references do not count against the cap.
     for key in ["m2", "m3"] {
-        let outcome = q.enqueue_fanout(fanout(key, &["carol@x.org"], b"new")).await.unwrap();
-        assert!(matches!(outcome[0], FanoutOutcome::Queued(_)), "{outcome:?}");
+        let outcome = q
+            .enqueue_fanout(fanout(key, &["carol@x.org"], b"new"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome[0], FanoutOutcome::Queued(_)),
+            "{outcome:?}"
+        );
     }
     let got = q.fetch("carol@x.org", 10).await.unwrap();
-    assert_eq!(got.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>(), [b"new", b"new"]);
+    assert_eq!(
+        got.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>(),
+        [b"new", b"new"]
+    );
 }
 
 async fn fanout_wakes_every_recipient(f: Fixture) {
@@ -525,7 +593,9 @@ async fn fanout_wakes_every_recipient(f: Fixture) {
     for n in &mut notified {
         n.as_mut().enable();
     }
-    q.enqueue_fanout(fanout("m1", &["bob@x.org", "carol@x.org"], b"hi")).await.unwrap();
+    q.enqueue_fanout(fanout("m1", &["bob@x.org", "carol@x.org"], b"hi"))
+        .await
+        .unwrap();
     for n in notified {
         tokio::time::timeout(Duration::from_secs(5), n)
             .await
@@ -541,7 +611,10 @@ async fn ephemeral_envelopes(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(ids.len(), 2);
-    assert!(ids[0] > durable, "ephemeral ids come from the queue's sequence");
+    assert!(
+        ids[0] > durable,
+        "ephemeral ids come from the queue's sequence"
+    );
     // Never counted in the queue.
     assert_eq!(q.depth("bob@x.org").await.unwrap(), 1);
     assert_eq!(q.depth("carol@x.org").await.unwrap(), 0);
@@ -549,7 +622,10 @@ async fn ephemeral_envelopes(f: Fixture) {
     let page = q.fetch("bob@x.org", 1).await.unwrap();
     assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), [durable]);
     let got = q.fetch("bob@x.org", 10).await.unwrap();
-    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), [durable, ids[0]]);
+    assert_eq!(
+        got.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [durable, ids[0]]
+    );
     assert_eq!(got[1].body, b"typing");
     assert_eq!(got[1].from, "alice@x.org");
     assert_eq!(got[1].received_at, T0);
@@ -562,11 +638,17 @@ async fn ephemeral_envelopes(f: Fixture) {
     f.clock.advance(EPHEMERAL_TTL + Duration::from_millis(1));
     assert!(q.fetch("carol@x.org", 10).await.unwrap().is_empty());
     // A later one still arrives, and durable ids keep increasing past ephemeral ones.
-    let next = q.enqueue_ephemeral("alice@x.org", &["carol@x.org"], b"t2").await.unwrap();
+    let next = q
+        .enqueue_ephemeral("alice@x.org", &["carol@x.org"], b"t2")
+        .await
+        .unwrap();
     let durable2 = q.enqueue("carol@x.org", "a@x.org", b"d").await.unwrap();
     assert!(durable2 > next[0] && next[0] > ids[1]);
     let got = q.fetch("carol@x.org", 10).await.unwrap();
-    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), [next[0], durable2]);
+    assert_eq!(
+        got.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [next[0], durable2]
+    );
 }
 
 async fn ephemeral_outside_the_cap(f: Fixture) {
@@ -574,9 +656,15 @@ async fn ephemeral_outside_the_cap(f: Fixture) {
     for i in 0..2u8 {
         q.enqueue("bob@x.org", "a@x.org", &[i]).await.unwrap();
     }
-    assert!(matches!(q.enqueue("bob@x.org", "a@x.org", b"x").await, Err(QueueError::Full)));
+    assert!(matches!(
+        q.enqueue("bob@x.org", "a@x.org", b"x").await,
+        Err(QueueError::Full)
+    ));
     // A full queue still takes ephemeral envelopes, which do not make it fuller.
-    let ids = q.enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"typing").await.unwrap();
+    let ids = q
+        .enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"typing")
+        .await
+        .unwrap();
     assert_eq!(q.depth("bob@x.org").await.unwrap(), 2);
     let got = q.fetch("bob@x.org", 10).await.unwrap();
     assert_eq!(got.len(), 3);
@@ -584,7 +672,9 @@ async fn ephemeral_outside_the_cap(f: Fixture) {
     // At most MAX_EPHEMERAL_PER_RECIPIENT wait; the oldest go first.
     let many = e2ee_relay_server::queue::MAX_EPHEMERAL_PER_RECIPIENT + 5;
     for i in 0..many {
-        q.enqueue_ephemeral("alice@x.org", &["carol@x.org"], &i.to_be_bytes()).await.unwrap();
+        q.enqueue_ephemeral("alice@x.org", &["carol@x.org"], &i.to_be_bytes())
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
     loop {
@@ -594,7 +684,10 @@ async fn ephemeral_outside_the_cap(f: Fixture) {
         }
         seen.extend(page);
     }
-    assert_eq!(seen.len(), e2ee_relay_server::queue::MAX_EPHEMERAL_PER_RECIPIENT);
+    assert_eq!(
+        seen.len(),
+        e2ee_relay_server::queue::MAX_EPHEMERAL_PER_RECIPIENT
+    );
     assert_eq!(seen[0].body, 5usize.to_be_bytes());
 }
 
@@ -604,11 +697,15 @@ async fn ephemeral_wakes_and_purge_clears(f: Fixture) {
     let notified = waiter.notify().notified();
     tokio::pin!(notified);
     notified.as_mut().enable();
-    q.enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"typing").await.unwrap();
+    q.enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"typing")
+        .await
+        .unwrap();
     tokio::time::timeout(Duration::from_secs(5), notified)
         .await
         .expect("an ephemeral envelope wakes its recipient");
-    q.enqueue_fanout(fanout("m1", &["bob@x.org"], b"g")).await.unwrap();
+    q.enqueue_fanout(fanout("m1", &["bob@x.org"], b"g"))
+        .await
+        .unwrap();
     assert_eq!(q.purge("bob@x.org").await.unwrap(), 1);
     assert!(q.fetch("bob@x.org", 10).await.unwrap().is_empty());
 }
@@ -739,7 +836,12 @@ async fn fanout_body_on_another_node(url: &str) {
     let f = redis_at(url, limits(10, 3600)).await;
     let recipients: Vec<String> = (0..1000).map(|i| format!("m{i}@x.org")).collect();
     let to: Vec<&str> = recipients.iter().map(String::as_str).collect();
-    let ids = queued(&f.queue.enqueue_fanout(fanout("big", &to, b"group")).await.unwrap());
+    let ids = queued(
+        &f.queue
+            .enqueue_fanout(fanout("big", &to, b"group"))
+            .await
+            .unwrap(),
+    );
     assert_eq!(ids.len(), 1000);
     for r in to.iter().step_by(97) {
         assert_eq!(f.queue.fetch(r, 10).await.unwrap()[0].body, b"group");
@@ -752,10 +854,17 @@ async fn fanout_body_on_another_node(url: &str) {
 async fn redis_dangling_reference_is_skipped_and_acked() {
     let prefix = common::unique("e2ee-test");
     let clock = Arc::new(ManualClock::new(T0));
-    let q = RedisQueue::connect(&common::redis_url(), &prefix, limits(10, 3600), clock.clone())
+    let q = RedisQueue::connect(
+        &common::redis_url(),
+        &prefix,
+        limits(10, 3600),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    q.enqueue_fanout(fanout("gone", &["bob@x.org"], b"lost"))
         .await
         .unwrap();
-    q.enqueue_fanout(fanout("gone", &["bob@x.org"], b"lost")).await.unwrap();
     let after = q.enqueue("bob@x.org", "a@x.org", b"kept").await.unwrap();
     let client = ::redis::Client::open(common::redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -765,19 +874,33 @@ async fn redis_dangling_reference_is_skipped_and_acked() {
         .await
         .unwrap();
     assert_eq!(keys.len(), 1, "one body for the fan-out");
-    let () = ::redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+    let () = ::redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let got = q.fetch("bob@x.org", 10).await.unwrap();
     assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), [after]);
-    assert_eq!(q.depth("bob@x.org").await.unwrap(), 1, "the dangling reference was acked");
+    assert_eq!(
+        q.depth("bob@x.org").await.unwrap(),
+        1,
+        "the dangling reference was acked"
+    );
     // A queue of only dangling references reads as empty, not as an error.
     q.ack("bob@x.org", &[after]).await.unwrap();
-    q.enqueue_fanout(fanout("gone2", &["bob@x.org"], b"lost")).await.unwrap();
+    q.enqueue_fanout(fanout("gone2", &["bob@x.org"], b"lost"))
+        .await
+        .unwrap();
     let keys: Vec<String> = ::redis::cmd("KEYS")
         .arg(format!("{prefix}:body:*"))
         .query_async(&mut conn)
         .await
         .unwrap();
-    let () = ::redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+    let () = ::redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(q.fetch("bob@x.org", 10).await.unwrap().is_empty());
     assert_eq!(q.depth("bob@x.org").await.unwrap(), 0);
 }
@@ -802,7 +925,10 @@ async fn redis_ephemeral_seen_by_another_relay() {
     let notified = waiter.notify().notified();
     tokio::pin!(notified);
     notified.as_mut().enable();
-    let ids = one.enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"typing").await.unwrap();
+    let ids = one
+        .enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"typing")
+        .await
+        .unwrap();
     tokio::time::timeout(Duration::from_secs(5), notified)
         .await
         .expect("the other relay's waiter is woken");
@@ -812,9 +938,15 @@ async fn redis_ephemeral_seen_by_another_relay() {
     // And the list has a TTL of its own in Redis, not only a filter on read.
     let client = ::redis::Client::open(common::redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    one.enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"again").await.unwrap();
+    one.enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"again")
+        .await
+        .unwrap();
     let key = format!("{prefix}:{{{}}}:e", recipient_tag("bob@x.org"));
-    let ttl: i64 = ::redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+    let ttl: i64 = ::redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(ttl > 0 && ttl <= 60_000, "PTTL {ttl}");
 }
 
@@ -825,11 +957,18 @@ async fn sqlite_ephemeral_never_reaches_the_disk() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q.sqlite");
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(T0));
-    let q = SqliteQueue::open(&path, limits(10, 3600), clock.clone()).await.unwrap();
+    let q = SqliteQueue::open(&path, limits(10, 3600), clock.clone())
+        .await
+        .unwrap();
     let marker = b"EPHEMERAL-MARKER-5f2d9c";
     let durable_marker = b"DURABLE-MARKER-77aa01";
-    q.enqueue("bob@x.org", "a@x.org", durable_marker).await.unwrap();
-    let ids = q.enqueue_ephemeral("alice@x.org", &["bob@x.org"], marker).await.unwrap();
+    q.enqueue("bob@x.org", "a@x.org", durable_marker)
+        .await
+        .unwrap();
+    let ids = q
+        .enqueue_ephemeral("alice@x.org", &["bob@x.org"], marker)
+        .await
+        .unwrap();
     assert_eq!(q.fetch("bob@x.org", 10).await.unwrap().len(), 2);
     let on_disk = || {
         let mut bytes = Vec::new();
@@ -840,15 +979,28 @@ async fn sqlite_ephemeral_never_reaches_the_disk() {
     };
     let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
     let bytes = on_disk();
-    assert!(contains(&bytes, durable_marker), "the check can see what is on disk");
-    assert!(!contains(&bytes, marker), "an ephemeral body reached the disk");
-    q.enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"unseen").await.unwrap();
+    assert!(
+        contains(&bytes, durable_marker),
+        "the check can see what is on disk"
+    );
+    assert!(
+        !contains(&bytes, marker),
+        "an ephemeral body reached the disk"
+    );
+    q.enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"unseen")
+        .await
+        .unwrap();
     q.close().await;
-    let q = SqliteQueue::open(&path, limits(10, 3600), clock).await.unwrap();
+    let q = SqliteQueue::open(&path, limits(10, 3600), clock)
+        .await
+        .unwrap();
     // Ephemeral envelopes do not survive a restart, and their ids are not reused.
     let left = q.fetch("bob@x.org", 10).await.unwrap();
     assert_eq!(left.len(), 1);
     let next = q.enqueue("bob@x.org", "a@x.org", b"after").await.unwrap();
-    assert!(next > ids[0] + 1, "{next} after ephemeral {ids:?} and one more");
+    assert!(
+        next > ids[0] + 1,
+        "{next} after ephemeral {ids:?} and one more"
+    );
     assert!(!contains(&on_disk(), marker));
 }

@@ -10,10 +10,9 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use e2ee_proto::{
     AckRequest, AckResponse, Base64Bytes, Envelope, ErrorCode, FailedRecipient, MAX_ACK_IDS,
-    MAX_ENVELOPE_BODY_BYTES, MAX_FANOUT_ID_BYTES, MAX_FANOUT_RECIPIENTS,
-    MAX_MESSAGES_PER_REQUEST, MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS, MultiSendRequest,
-    MultiSendResponse, PollAckRequest, PollAckResponse, PollResponse, RefusalReason,
-    SendRequest, SendResponse,
+    MAX_ENVELOPE_BODY_BYTES, MAX_FANOUT_ID_BYTES, MAX_FANOUT_RECIPIENTS, MAX_MESSAGES_PER_REQUEST,
+    MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS, MultiSendRequest, MultiSendResponse, PollAckRequest,
+    PollAckResponse, PollResponse, RefusalReason, SendRequest, SendResponse,
 };
 use futures_util::future::try_join_all;
 use serde::Deserialize;
@@ -68,7 +67,12 @@ pub(super) async fn send(
     let from = signed.account.email.as_str();
     let (durable, ephemeral): (Vec<usize>, Vec<usize>) =
         (0..request.messages.len()).partition(|&i| !request.messages[i].ephemeral);
-    let envelope = |i: usize| (recipients[i].as_str(), request.messages[i].body.0.as_slice());
+    let envelope = |i: usize| {
+        (
+            recipients[i].as_str(),
+            request.messages[i].body.0.as_slice(),
+        )
+    };
     let envelopes: Vec<(&str, &[u8])> = durable.iter().map(|&i| envelope(i)).collect();
     // One round trip (Redis) or one transaction (SQLite) for the durable envelopes; it
     // stops at the first full queue, so the ids are those of the first N of them.
@@ -99,7 +103,10 @@ pub(super) async fn send(
         ids[i] = *id;
     }
     for (&i, id) in ephemeral.iter().zip(ephemeral_ids) {
-        ids[i] = id.first().copied().ok_or(QueueError::Corrupt("ephemeral ids"))?;
+        ids[i] = id
+            .first()
+            .copied()
+            .ok_or(QueueError::Corrupt("ephemeral ids"))?;
     }
     if outcome.full {
         let to = recipients.get(cut).map_or("a recipient", String::as_str);

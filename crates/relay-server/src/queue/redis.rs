@@ -34,11 +34,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::future::try_join_all;
-use sha2::{Digest as _, Sha256};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::TcpSettings;
 use redis::{Cmd, IntoConnectionInfo as _, Pipeline, RedisFuture, Script, Value};
+use sha2::{Digest as _, Sha256};
 
 use super::{
     BatchOutcome, BoxFuture, Clock, EPHEMERAL_TTL, FANOUT_IDEMPOTENCY_WINDOW, Fanout,
@@ -522,9 +522,7 @@ impl RedisQueue {
         let mut conn = self.conn.clone();
         let answer: Vec<i64> = invocation.invoke_async(&mut conn).await?;
         let (expired, added, ids) = match answer.as_slice() {
-            [expired, added, ids @ ..] if ids.len() == recipients.len() => {
-                (*expired, *added, ids)
-            }
+            [expired, added, ids @ ..] if ids.len() == recipients.len() => (*expired, *added, ids),
             _ => return Err(QueueError::Corrupt("fan-out script answer")),
         };
         self.depth_delta
@@ -648,7 +646,10 @@ impl RedisQueue {
         let (acked, members) = self.fetch_script(recipient, ids, limit).await?;
         let (mut envelopes, mut dangling) = self.resolve(members).await?;
         while !dangling.is_empty() {
-            tracing::debug!(count = dangling.len(), "dropping fan-out references whose body is gone");
+            tracing::debug!(
+                count = dangling.len(),
+                "dropping fan-out references whose body is gone"
+            );
             let (_, members) = self.fetch_script(recipient, &dangling, 0).await?;
             debug_assert!(members.is_empty());
             if !envelopes.is_empty() {

@@ -18,9 +18,9 @@
 //! never reused by a durable envelope, even after a restart.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -87,7 +87,8 @@ const BODY_REF_COLUMN: &str = "ALTER TABLE envelopes ADD COLUMN body_ref INTEGER
 const BODY_REF_INDEX: &str = "CREATE INDEX IF NOT EXISTS envelopes_by_body ON envelopes (body_ref)
     WHERE body_ref IS NOT NULL";
 /// Deletes the bodies among the JSON array ?1 of ids that no envelope references.
-const DELETE_ORPHAN_BODIES: &str = "DELETE FROM bodies WHERE id IN (SELECT value FROM json_each(?1))
+const DELETE_ORPHAN_BODIES: &str =
+    "DELETE FROM bodies WHERE id IN (SELECT value FROM json_each(?1))
     AND NOT EXISTS (SELECT 1 FROM envelopes WHERE body_ref = bodies.id)";
 
 /// Ephemeral envelopes waiting for their recipients, in memory only.
@@ -397,12 +398,14 @@ impl Writer {
         .bind(self.cutoff())
         .execute(&mut *conn)
         .await?;
-        sqlx::query("DELETE FROM fanout_keys WHERE sender = ?1 AND fanout_key = ?2 AND expires_at <= ?3")
-            .bind(from)
-            .bind(key)
-            .bind(to_i64(now))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "DELETE FROM fanout_keys WHERE sender = ?1 AND fanout_key = ?2 AND expires_at <= ?3",
+        )
+        .bind(from)
+        .bind(key)
+        .bind(to_i64(now))
+        .execute(&mut *conn)
+        .await?;
         let body_id: i64 = sqlx::query_scalar(
             "INSERT INTO bodies (sender, fanout_key, body) VALUES (?1, ?2, ?3)
              ON CONFLICT (sender, fanout_key) DO UPDATE SET body = excluded.body
@@ -774,14 +777,20 @@ impl QueueBackend for SqliteQueue {
                 });
             }
             if !dangling.is_empty() {
-                tracing::warn!(count = dangling.len(), "dropping fan-out references without a body");
+                tracing::warn!(
+                    count = dangling.len(),
+                    "dropping fan-out references without a body"
+                );
                 self.ack(recipient, &dangling).await?;
                 if envelopes.is_empty() {
                     return self.fetch(recipient, limit).await;
                 }
             }
             let room = limit.saturating_sub(envelopes.len());
-            envelopes.extend(self.ephemerals.take(recipient, room, self.ephemeral_cutoff()));
+            envelopes.extend(
+                self.ephemerals
+                    .take(recipient, room, self.ephemeral_cutoff()),
+            );
             envelopes.sort_by_key(|e| e.id);
             Ok(envelopes)
         })
@@ -921,7 +930,10 @@ impl ReplayCache for SqliteQueue {
 }
 
 /// Deletes the bodies named in `refs` that no envelope references any more.
-async fn delete_orphans(conn: &mut SqliteConnection, refs: &[Option<i64>]) -> Result<(), QueueError> {
+async fn delete_orphans(
+    conn: &mut SqliteConnection,
+    refs: &[Option<i64>],
+) -> Result<(), QueueError> {
     let ids: Vec<i64> = refs.iter().flatten().copied().collect();
     if ids.is_empty() {
         return Ok(());
