@@ -23,6 +23,9 @@ const RECIPIENTS: usize = 1000;
 /// request is read to after it was answered, so rounds land before, inside and after
 /// the fan-out (how far each got is printed, not asserted: timing varies).
 const KILL_AFTER_MS: [u64; 5] = [0, 3, 10, 30, 200];
+/// On a single Redis, further rounds kill the relay the moment the test sees the
+/// first member's queue get the message, so the kill lands inside the fan-out.
+const KILL_WHEN_FIRST_QUEUED_ROUNDS: usize = 3;
 
 struct RelayProcess {
     child: Child,
@@ -123,6 +126,41 @@ async fn drain(client: &TestClient, who: &Identity) -> Vec<Vec<u8>> {
     }
 }
 
+/// On a single Redis: how many members' queues already hold round `round`'s message
+/// (every earlier round is in each queue, nothing is drained until the end).
+async fn queues_reached(url: &str, prefix: &str, members: &[Identity], round: usize) -> usize {
+    let client = ::redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut pipe = ::redis::pipe();
+    for m in members {
+        let tag = e2ee_relay_server::queue::recipient_tag(&m.email);
+        pipe.cmd("ZCARD").arg(format!("{prefix}:{{{tag}}}:q"));
+    }
+    let depths: Vec<usize> = pipe.query_async(&mut conn).await.unwrap();
+    depths.iter().filter(|&&d| d > round).count()
+}
+
+/// Returns as soon as `member`'s queue holds round `round`'s message.
+async fn first_queue_reached(url: &str, prefix: &str, member: &Identity, round: usize) {
+    let client = ::redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!(
+        "{prefix}:{{{}}}:q",
+        e2ee_relay_server::queue::recipient_tag(&member.email)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let depth: usize = ::redis::cmd("ZCARD")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if depth > round || std::time::Instant::now() > deadline {
+            return;
+        }
+    }
+}
+
 async fn killed_mid_fanout(redis_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let prefix = common::unique("e2ee-test");
@@ -142,7 +180,19 @@ async fn killed_mid_fanout(redis_url: Option<&str>) {
         .await;
     let to: Vec<String> = members.iter().map(|m| m.email.clone()).collect();
     let mut first_ids: Vec<Vec<Option<u64>>> = Vec::new();
-    for (round, kill_after) in KILL_AFTER_MS.into_iter().enumerate() {
+    let single_redis = redis_url.filter(|url| !url.contains(','));
+    let extra = if single_redis.is_some() {
+        KILL_WHEN_FIRST_QUEUED_ROUNDS
+    } else {
+        0
+    };
+    let plan: Vec<Option<u64>> = KILL_AFTER_MS
+        .into_iter()
+        .map(Some)
+        .chain(std::iter::repeat_n(None, extra))
+        .collect();
+    let rounds = plan.len();
+    for (round, kill_after) in plan.into_iter().enumerate() {
         let request = MultiSendRequest {
             id: format!("crash-round-{round}"),
             to: to.clone(),
@@ -154,9 +204,21 @@ async fn killed_mid_fanout(redis_url: Option<&str>) {
                 (TestClient::new(&relay.url), alice.clone(), request.clone());
             tokio::spawn(async move { send(&client, &alice, &request).await })
         };
-        tokio::time::sleep(Duration::from_millis(kill_after)).await;
+        match (kill_after, single_redis) {
+            (Some(ms), _) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            (None, Some(url)) => {
+                first_queue_reached(url, &prefix, &members[0], round).await;
+            }
+            (None, None) => unreachable!("only planned on a single Redis"),
+        }
         relay.sigkill();
         let before_crash = sending.await.unwrap();
+        let reached = match redis_url {
+            Some(url) if !url.contains(',') => {
+                Some(queues_reached(url, &prefix, &members, round).await)
+            }
+            _ => None,
+        };
         relay = RelayProcess::start(dir.path(), redis);
         let client = TestClient::new(&relay.url);
         // The outbox retries until the relay answers.
@@ -182,8 +244,14 @@ async fn killed_mid_fanout(redis_url: Option<&str>) {
             );
         }
         println!(
-            "round {round}: killed {kill_after} ms after sending; answered before the kill: {}",
-            before_crash.is_some()
+            "round {round}: killed {} after sending; answered before the kill: {}; \
+             queued before the retry for {} of {RECIPIENTS}",
+            kill_after.map_or_else(
+                || "when the first queue got it".to_owned(),
+                |ms| format!("{ms} ms")
+            ),
+            before_crash.is_some(),
+            reached.map_or_else(|| "(not counted here)".to_owned(), |n| n.to_string()),
         );
         first_ids.push(answer.ids);
     }
@@ -202,7 +270,7 @@ async fn killed_mid_fanout(redis_url: Option<&str>) {
         .buffered(16)
         .collect()
         .await;
-    let want: BTreeMap<Vec<u8>, usize> = (0..KILL_AFTER_MS.len())
+    let want: BTreeMap<Vec<u8>, usize> = (0..rounds)
         .map(|round| (format!("round {round}").into_bytes(), 1))
         .collect();
     for (member, count) in members.iter().zip(&counts) {
