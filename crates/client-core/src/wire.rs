@@ -60,6 +60,7 @@ pub(crate) fn send_request(rows: &[OutboxRow]) -> SendRequest {
         messages: rows
             .iter()
             .map(|row| OutgoingMessage {
+                ephemeral: false,
                 to: row.recipient.clone(),
                 body: e2ee_proto::Base64Bytes(row.body.clone()),
                 ephemeral: false,

@@ -84,12 +84,24 @@ error_codes! {
     TooManyPrekeys = "too_many_prekeys",
     /// A send names no message or more than a request may carry.
     BadMessageCount = "bad_message_count",
+    /// A multi-send names no recipient or more than one request may carry.
+    BadRecipientCount = "bad_recipient_count",
+    /// A multi-send names the same recipient twice (after normalization).
+    DuplicateRecipient = "duplicate_recipient",
+    /// A multi-send's `id` is empty, too long, or has characters outside
+    /// `[A-Za-z0-9_-]`.
+    BadMessageId = "bad_message_id",
+    /// Per recipient of a multi-send only: the recipient's account is banned on this
+    /// relay, so nothing was queued for it.
+    RecipientBanned = "recipient_banned",
     /// One envelope body is over the size limit.
     EnvelopeTooLarge = "envelope_too_large",
     /// One or more recipients of a send, or the target of a bundle fetch or lookup,
     /// cannot receive (no account, or banned): the `refused` field says which and why.
+    /// Per recipient of a multi-send: no account has this address.
     UnknownRecipient = "unknown_recipient",
     /// The recipient's queue is full; `queued_ids` says what of the request was queued.
+    /// Per recipient of a multi-send: that recipient's queue is full.
     QueueFull = "queue_full",
     /// An ack names more ids than a request may carry.
     TooManyIds = "too_many_ids",

@@ -26,13 +26,14 @@ pub use base64::{Base64Array, Base64Bytes, Base64Key, Base64Signature, decode_b6
 pub use email::{EmailError, normalize_email};
 pub use error_code::{ErrorBody, ErrorCode, RefusalReason, RefusedRecipient};
 pub use limits::{
-    MAX_ACK_IDS, MAX_EMAIL_BYTES, MAX_ENVELOPE_BODY_BYTES, MAX_MESSAGES_PER_REQUEST,
-    MAX_ONE_TIME_PREKEYS_PER_REQUEST, MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS,
-    MAX_VERIFICATION_CODE_CHARS, SIGNATURE_WINDOW_MS,
+    EPHEMERAL_TTL_MS, FANOUT_IDEMPOTENCY_WINDOW_MS, MAX_ACK_IDS, MAX_EMAIL_BYTES,
+    MAX_ENVELOPE_BODY_BYTES, MAX_EPHEMERAL_PER_RECIPIENT, MAX_FANOUT_ID_BYTES,
+    MAX_FANOUT_RECIPIENTS, MAX_MESSAGES_PER_REQUEST, MAX_ONE_TIME_PREKEYS_PER_REQUEST,
+    MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS, MAX_VERIFICATION_CODE_CHARS, SIGNATURE_WINDOW_MS,
 };
 pub use messages::{
-    AckRequest, AckResponse, Envelope, OutgoingMessage, PollAckRequest, PollAckResponse,
-    PollResponse, SendRequest, SendResponse,
+    AckRequest, AckResponse, Envelope, FailedRecipient, MultiSendRequest, MultiSendResponse,
+    OutgoingMessage, PollAckRequest, PollAckResponse, PollResponse, SendRequest, SendResponse,
 };
 pub use prekeys::{BundleResponse, OneTimePreKey, PreKeyCount, SignedPreKey, UploadPreKeysRequest};
 pub use session_auth::{

@@ -20,3 +20,17 @@ pub const MAX_ACK_IDS: usize = 1000;
 /// Most characters of a verification code as typed (spaces and dashes are dropped
 /// before comparing).
 pub const MAX_VERIFICATION_CODE_CHARS: usize = 32;
+/// Most recipients of one `POST /v1/messages/multi` (a group's member count, less one).
+pub const MAX_FANOUT_RECIPIENTS: usize = 1000;
+/// Longest client-chosen id of a multi-send, in bytes (a UUID is 36).
+pub const MAX_FANOUT_ID_BYTES: usize = 64;
+/// How long the relay remembers a multi-send's id per recipient, so that a retry of the
+/// same send (after a lost answer or a relay crash) queues nothing twice: one day,
+/// longer than any client's retry loop runs before it gives up or re-encrypts.
+pub const FANOUT_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
+/// How long an ephemeral envelope (typing, presence) waits for its recipient to poll
+/// before it is dropped unseen.
+pub const EPHEMERAL_TTL_MS: u64 = 60_000;
+/// Most ephemeral envelopes held per recipient; beyond it the oldest are dropped (they
+/// are never counted against the queue cap, so this bounds the memory they take).
+pub const MAX_EPHEMERAL_PER_RECIPIENT: usize = 256;

@@ -6,9 +6,11 @@
 //! (the messenger's client is `e2ee-client-core`).
 
 mod client;
+mod fanout;
 mod loadgen;
 mod usage;
 
 pub use client::{Identity, LoadError, Session, TestClient, now_ms};
+pub use fanout::{FanoutConfig, FanoutReport, run_fanout};
 pub use loadgen::{CpuReport, LoadConfig, LoadReport, MemoryReport, run};
 pub use usage::{ProcessCpu, RedisCpu};

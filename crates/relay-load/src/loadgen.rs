@@ -42,8 +42,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2ee_proto::{
-    AckRequest, AckResponse, Base64Bytes, Envelope, MAX_POLL_TIMEOUT_MS, OutgoingMessage,
-    PollAckRequest, PollAckResponse, PollResponse, SendRequest, SendResponse,
+    AckRequest, AckResponse, Envelope, MAX_POLL_TIMEOUT_MS, OutgoingMessage, PollAckRequest,
+    PollAckResponse, PollResponse, SendRequest, SendResponse,
 };
 use hyper::{Method, StatusCode};
 use rand::RngExt as _;
@@ -264,14 +264,14 @@ impl std::fmt::Display for LoadReport {
     }
 }
 
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -293,7 +293,7 @@ struct Tally {
 /// Registers `count` fresh accounts named after `run_id` and `kind`, and opens a
 /// session for each: every later request is MACed under it, as the messenger
 /// client's are (sessions last [`e2ee_proto::SESSION_LIFETIME_MS`], longer than a run).
-async fn register_users(
+pub(crate) async fn register_users(
     client: &TestClient,
     run_id: &str,
     kind: &str,
@@ -650,11 +650,7 @@ impl Senders {
                 let to = &self.users[rand::rng().random_range(0..self.users.len())];
                 let mut body = vec![0u8; self.body_size];
                 body[..8].copy_from_slice(&stamp_us.to_be_bytes());
-                OutgoingMessage {
-                    to: to.email.clone(),
-                    body: Base64Bytes(body),
-                    ephemeral: false,
-                }
+                OutgoingMessage::new(to.email.clone(), body)
             })
             .collect();
         let answer: Result<SendResponse, _> = self

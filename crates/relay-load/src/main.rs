@@ -77,11 +77,20 @@ struct Args {
     /// Print the report as one JSON object on stdout instead of text.
     #[arg(long)]
     json: bool,
+    /// Group sends instead: every request is one `POST /v1/messages/multi` to the
+    /// same N recipients (1..=1000), who do not poll; --senders accounts send, --rate
+    /// is then sends (not envelopes) per second. Reports the accept latency of a send
+    /// and the envelopes queued per second through fan-out.
+    #[arg(long, value_name = "N")]
+    fanout: Option<usize>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(recipients) = args.fanout {
+        return fanout(&args, recipients).await;
+    }
     let config = LoadConfig {
         url: args.url.clone(),
         users: args.users,
@@ -107,6 +116,56 @@ async fn main() -> anyhow::Result<()> {
     let report = e2ee_relay_load::run(&config)
         .await
         .context("running the load")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}
+
+async fn fanout(args: &Args, recipients: usize) -> anyhow::Result<()> {
+    if !(1..=e2ee_proto::MAX_FANOUT_RECIPIENTS).contains(&recipients) {
+        anyhow::bail!(
+            "--fanout takes 1 to {} recipients",
+            e2ee_proto::MAX_FANOUT_RECIPIENTS
+        );
+    }
+    let config = e2ee_relay_load::FanoutConfig {
+        url: args.url.clone(),
+        recipients,
+        senders: args.senders,
+        rate: args.rate as f64,
+        duration: Duration::from_secs(args.seconds),
+        warmup: Duration::try_from_secs_f64(args.warmup_seconds)
+            .context("--warmup-seconds must be a non-negative number of seconds")?,
+        body_size: args.body_size,
+        relay_pid: args.relay_pid,
+        redis_url: args.redis_url.clone(),
+    };
+    if !args.json {
+        println!(
+            "load: fan-out to {recipients} recipients, {} senders, {} sends/s{}, {} s after a {} s \
+             warm-up, body {} B",
+            config.senders,
+            if args.rate == 0 {
+                "max".to_owned()
+            } else {
+                args.rate.to_string()
+            },
+            if args.rate == 0 {
+                " (closed loop)"
+            } else {
+                " (paced; latency from the schedule)"
+            },
+            args.seconds,
+            args.warmup_seconds,
+            config.body_size
+        );
+    }
+    let report = e2ee_relay_load::run_fanout(&config)
+        .await
+        .context("running the fan-out load")?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -168,3 +168,44 @@ fn idle_waiters_are_parked_in_the_relay() {
         "{report}"
     );
 }
+
+/// `--fanout N`: every send is one `POST /v1/messages/multi` to the same N
+/// recipients; on its timetable the measured second holds exactly rate × 1 s sends,
+/// each queued for all N, and the CPU figures come from the relay and its Redis.
+#[test]
+fn fanout_mode_queues_every_recipient() {
+    let relay = start_relay(true);
+    let redis_url = redis_url();
+    let report = load(
+        &relay,
+        &[
+            "--fanout",
+            "50",
+            "--senders",
+            "2",
+            "--rate",
+            "20",
+            "--seconds",
+            "1",
+            "--warmup-seconds",
+            "0.5",
+            "--redis-url",
+            &redis_url,
+        ],
+    );
+    assert_eq!(report["recipients"], 50, "{report}");
+    assert_eq!(report["sends"], 20, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["refused"], 0, "{report}");
+    assert_eq!(report["enqueued"], 20 * 50, "{report}");
+    let latency = report["latency_ms"].as_array().unwrap();
+    assert!(latency[0].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["relay_cpu_seconds"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(
+        report["redis_us_per_envelope"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+}

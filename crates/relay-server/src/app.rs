@@ -151,6 +151,7 @@ impl Relay {
                 bundle_limiter: limiter("bundle-by", config.bundle_rate),
                 bundle_target_limiter: limiter("bundle-of", config.bundle_target_rate),
                 send_limiter: limiter("send", config.send_rate),
+                fanout_limiter: limiter("fanout", config.fanout_rate),
                 verifier,
                 shutdown,
             }),

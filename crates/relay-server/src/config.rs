@@ -55,6 +55,8 @@ pub struct RelayConfig {
     pub bundle_target_rate: RateLimit,
     /// Envelopes per sender.
     pub send_rate: RateLimit,
+    /// Fan-out recipients per sender (`POST /v1/messages/multi`).
+    pub fanout_rate: RateLimit,
     /// Whether addresses are verified.
     pub email_verification: EmailVerification,
     /// SMTP server for verification mails; required with [`EmailVerification::Required`].
@@ -79,6 +81,7 @@ impl RelayConfig {
             bundle_rate: RateLimit::BUNDLE_FETCH,
             bundle_target_rate: RateLimit::BUNDLE_FETCH_PER_TARGET,
             send_rate: RateLimit::SEND,
+            fanout_rate: RateLimit::FANOUT,
             email_verification: EmailVerification::Off,
             smtp_url: None,
             smtp_from: DEFAULT_SMTP_FROM.to_owned(),

@@ -80,6 +80,13 @@ struct ServeArgs {
     /// Envelopes one account may send in a burst.
     #[arg(long, env = "E2EE_RELAY_SEND_BURST", default_value_t = e2ee_relay_server::api::SEND_ENVELOPE_BURST)]
     send_burst: u32,
+    /// Fan-out recipients one account may address per minute, sustained (each
+    /// recipient of a `POST /v1/messages/multi` counts one; load tests raise it).
+    #[arg(long, env = "E2EE_RELAY_FANOUT_RATE", default_value_t = e2ee_relay_server::api::FANOUT_RECIPIENTS_PER_MINUTE)]
+    fanout_rate_per_minute: u32,
+    /// Fan-out recipients one account may address in a burst.
+    #[arg(long, env = "E2EE_RELAY_FANOUT_BURST", default_value_t = e2ee_relay_server::api::FANOUT_RECIPIENT_BURST)]
+    fanout_burst: u32,
     /// Whether registering an address needs the code mailed to it (`required`) or is
     /// first come, first served (`off`, the default; see docs/THREAT_MODEL.md).
     #[arg(long, env = "E2EE_EMAIL_VERIFICATION", value_enum, default_value_t = VerificationMode::Off)]
@@ -281,6 +288,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.send_rate = e2ee_relay_server::api::RateLimit {
         per_minute: args.send_rate_per_minute,
         burst: args.send_burst,
+    };
+    config.fanout_rate = e2ee_relay_server::api::RateLimit {
+        per_minute: args.fanout_rate_per_minute,
+        burst: args.fanout_burst,
     };
     config.email_verification = match args.email_verification {
         VerificationMode::Required => EmailVerification::Required,

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use e2ee_proto::{Base64Bytes, OutgoingMessage, PollResponse, SendRequest, SendResponse};
+use e2ee_proto::{OutgoingMessage, PollResponse, SendRequest, SendResponse};
 use e2ee_relay_load::{Identity, TestClient};
 
 struct RelayProcess {
@@ -81,11 +81,7 @@ impl Drop for RelayProcess {
 
 async fn send(client: &TestClient, from: &Identity, to: &str, body: &[u8]) -> Vec<u64> {
     let request = SendRequest {
-        messages: vec![OutgoingMessage {
-            to: to.to_owned(),
-            body: Base64Bytes(body.to_vec()),
-            ephemeral: false,
-        }],
+        messages: vec![OutgoingMessage::new(to, body.to_vec())],
     };
     let answer: SendResponse = client
         .call(

@@ -1,5 +1,7 @@
 //! One conformance suite, run against both queue backends: order, ack, cap, TTL,
-//! wake-up, concurrent producers, id monotonicity, the replay cache.
+//! wake-up, concurrent producers, id monotonicity, the replay cache, fan-out (one body,
+//! many references, idempotent retries, partial success at the cap) and ephemeral
+//! envelopes (outside the cap, delivered once, gone after their TTL).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
@@ -9,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use e2ee_relay_server::queue::{
-    Clock, ManualClock, QueueBackend, QueueError, QueueLimits, RedisQueue, ReplayCache,
-    SqliteQueue, recipient_tag,
+    Clock, EPHEMERAL_TTL, FANOUT_IDEMPOTENCY_WINDOW, Fanout, FanoutOutcome, ManualClock,
+    QueueBackend, QueueError, QueueLimits, RedisQueue, ReplayCache, SqliteQueue, recipient_tag,
 };
 
 const T0: u64 = 1_700_000_000_000;
@@ -373,6 +375,341 @@ async fn i12_purge(f: Fixture) {
     assert_eq!(fetched[0].body, b"new");
 }
 
+fn fanout<'a>(key: &'a str, recipients: &'a [&'a str], body: &'a [u8]) -> Fanout<'a> {
+    Fanout {
+        from: "alice@x.org",
+        key,
+        recipients,
+        body,
+    }
+}
+
+fn queued(outcomes: &[FanoutOutcome]) -> Vec<u64> {
+    outcomes
+        .iter()
+        .map(|o| match o {
+            FanoutOutcome::Queued(id) => *id,
+            other => panic!("expected queued, got {other:?}"),
+        })
+        .collect()
+}
+
+async fn fanout_delivers_one_body_to_each(f: Fixture) {
+    let q = &f.queue;
+    let before = q
+        .enqueue("bob@x.org", "carol@x.org", b"earlier")
+        .await
+        .unwrap();
+    let to = ["bob@x.org", "carol@x.org", "dave@x.org"];
+    let body = vec![7u8; 3000];
+    let ids = queued(&q.enqueue_fanout(fanout("m1", &to, &body)).await.unwrap());
+    assert_eq!(ids.len(), 3);
+    assert!(ids[0] > before, "a reference takes the queue's next id");
+    for (recipient, id) in to.iter().zip(&ids) {
+        let got = q.fetch(recipient, 10).await.unwrap();
+        let envelope = got.iter().find(|e| e.id == *id).expect("fanned out");
+        assert_eq!(envelope.body, body);
+        assert_eq!(envelope.from, "alice@x.org");
+        assert_eq!(envelope.received_at, T0);
+    }
+    // References are envelopes like any other: ordered, counted, acked.
+    let bob: Vec<u64> = q
+        .fetch("bob@x.org", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(bob, [before, ids[0]]);
+    assert_eq!(q.depth("bob@x.org").await.unwrap(), 2);
+    assert_eq!(q.ack("bob@x.org", &[ids[0]]).await.unwrap(), 1);
+    assert_eq!(q.depth("bob@x.org").await.unwrap(), 1);
+    // Acking one recipient's reference leaves the others' body in place.
+    assert_eq!(q.fetch("carol@x.org", 10).await.unwrap()[0].body, body);
+    let (acked, left) = q.ack_and_fetch("dave@x.org", &[ids[2]], 10).await.unwrap();
+    assert_eq!((acked, left.len()), (1, 0));
+    assert_eq!(q.fetch("carol@x.org", 10).await.unwrap()[0].body, body);
+    // An empty fan-out is nothing.
+    assert!(
+        q.enqueue_fanout(fanout("m2", &[], b"x"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn fanout_retry_is_idempotent(f: Fixture) {
+    let q = &f.queue;
+    let first = queued(
+        &q.enqueue_fanout(fanout("m1", &["bob@x.org", "carol@x.org"], b"hello"))
+            .await
+            .unwrap(),
+    );
+    // The retry (lost answer, relay crash) adds nothing and answers the same ids,
+    // also for a recipient the first attempt never reached.
+    let retry = queued(
+        &q.enqueue_fanout(fanout(
+            "m1",
+            &["bob@x.org", "carol@x.org", "dave@x.org"],
+            b"hello",
+        ))
+        .await
+        .unwrap(),
+    );
+    assert_eq!(retry[..2], first[..]);
+    assert_eq!(q.depth("bob@x.org").await.unwrap(), 1);
+    assert_eq!(q.depth("carol@x.org").await.unwrap(), 1);
+    assert_eq!(q.fetch("dave@x.org", 10).await.unwrap()[0].id, retry[2]);
+    // Even after bob acked it: a retry must not deliver it again.
+    q.ack("bob@x.org", &first[..1]).await.unwrap();
+    let again = queued(
+        &q.enqueue_fanout(fanout("m1", &["bob@x.org"], b"hello"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(again, first[..1]);
+    assert!(q.fetch("bob@x.org", 10).await.unwrap().is_empty());
+    // Another key, or the same key from another sender, is another message.
+    let other = queued(
+        &q.enqueue_fanout(fanout("m2", &["bob@x.org"], b"second"))
+            .await
+            .unwrap(),
+    );
+    assert!(other[0] > first[0]);
+    let from_eve = Fanout {
+        from: "eve@x.org",
+        ..fanout("m1", &["bob@x.org"], b"eve's")
+    };
+    let eve = queued(&q.enqueue_fanout(from_eve).await.unwrap());
+    let bodies: Vec<Vec<u8>> = q
+        .fetch("bob@x.org", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.body)
+        .collect();
+    assert_eq!(bodies, [b"second".to_vec(), b"eve's".to_vec()]);
+    assert!(eve[0] > other[0]);
+    // Past the idempotency window the key is forgotten.
+    f.clock
+        .advance(FANOUT_IDEMPOTENCY_WINDOW + Duration::from_secs(1));
+    let later = queued(
+        &q.enqueue_fanout(fanout("m1", &["carol@x.org"], b"hello"))
+            .await
+            .unwrap(),
+    );
+    assert!(later[0] > first[1]);
+}
+
+async fn fanout_partial_success_at_the_cap(f: Fixture) {
+    let q = &f.queue;
+    for i in 0..3u8 {
+        q.enqueue("bob@x.org", "a@x.org", &[i]).await.unwrap();
+    }
+    let outcomes = q
+        .enqueue_fanout(fanout(
+            "m1",
+            &["carol@x.org", "bob@x.org", "dave@x.org"],
+            b"g",
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(outcomes[0], FanoutOutcome::Queued(_)));
+    assert_eq!(outcomes[1], FanoutOutcome::Full);
+    assert!(matches!(outcomes[2], FanoutOutcome::Queued(_)));
+    assert_eq!(q.depth("bob@x.org").await.unwrap(), 3);
+    // References count against the cap like envelopes.
+    q.enqueue_fanout(fanout("m2", &["carol@x.org"], b"g"))
+        .await
+        .unwrap();
+    q.enqueue_fanout(fanout("m3", &["carol@x.org"], b"g"))
+        .await
+        .unwrap();
+    assert_eq!(
+        q.enqueue_fanout(fanout("m4", &["carol@x.org"], b"g"))
+            .await
+            .unwrap(),
+        [FanoutOutcome::Full]
+    );
+    assert!(matches!(
+        q.enqueue("carol@x.org", "a@x.org", b"x").await,
+        Err(QueueError::Full)
+    ));
+    // Once bob has room, the retry of the refused send completes it for him.
+    let first = q.fetch("bob@x.org", 1).await.unwrap()[0].id;
+    q.ack("bob@x.org", &[first]).await.unwrap();
+    let retry = q
+        .enqueue_fanout(fanout(
+            "m1",
+            &["carol@x.org", "bob@x.org", "dave@x.org"],
+            b"g",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(retry[0], outcomes[0]);
+    assert_eq!(retry[2], outcomes[2]);
+    let FanoutOutcome::Queued(bob) = retry[1] else {
+        panic!("bob has room now")
+    };
+    assert_eq!(
+        q.fetch("bob@x.org", 10).await.unwrap().last().unwrap().id,
+        bob
+    );
+}
+
+async fn fanout_references_expire(f: Fixture) {
+    let q = &f.queue;
+    q.enqueue_fanout(fanout("m1", &["bob@x.org", "carol@x.org"], b"old"))
+        .await
+        .unwrap();
+    f.clock.advance(Duration::from_secs(61));
+    assert!(q.fetch("bob@x.org", 10).await.unwrap().is_empty());
+    // Expired references do not count against the cap.
+    for key in ["m2", "m3"] {
+        let outcome = q
+            .enqueue_fanout(fanout(key, &["carol@x.org"], b"new"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome[0], FanoutOutcome::Queued(_)),
+            "{outcome:?}"
+        );
+    }
+    let got = q.fetch("carol@x.org", 10).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>(),
+        [b"new", b"new"]
+    );
+}
+
+async fn fanout_wakes_every_recipient(f: Fixture) {
+    let q = f.queue.clone();
+    let guards: Vec<_> = ["bob@x.org", "carol@x.org"]
+        .iter()
+        .map(|r| q.waiters().register(&recipient_tag(r)))
+        .collect();
+    let notified: Vec<_> = guards.iter().map(|g| g.notify().notified()).collect();
+    let mut notified: Vec<_> = notified.into_iter().map(Box::pin).collect();
+    for n in &mut notified {
+        n.as_mut().enable();
+    }
+    q.enqueue_fanout(fanout("m1", &["bob@x.org", "carol@x.org"], b"hi"))
+        .await
+        .unwrap();
+    for n in notified {
+        tokio::time::timeout(Duration::from_secs(5), n)
+            .await
+            .expect("the fan-out woke the waiter");
+    }
+}
+
+async fn ephemeral_envelopes(f: Fixture) {
+    let q = &f.queue;
+    let durable = q.enqueue("bob@x.org", "a@x.org", b"durable").await.unwrap();
+    let ids = q
+        .enqueue_ephemeral("alice@x.org", &["bob@x.org", "carol@x.org"], b"typing")
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(
+        ids[0] > durable,
+        "ephemeral ids come from the queue's sequence"
+    );
+    // Never counted in the queue.
+    assert_eq!(q.depth("bob@x.org").await.unwrap(), 1);
+    assert_eq!(q.depth("carol@x.org").await.unwrap(), 0);
+    // The limit is honoured: a full page of durable envelopes leaves it waiting.
+    let page = q.fetch("bob@x.org", 1).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), [durable]);
+    let got = q.fetch("bob@x.org", 10).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [durable, ids[0]]
+    );
+    assert_eq!(got[1].body, b"typing");
+    assert_eq!(got[1].from, "alice@x.org");
+    assert_eq!(got[1].received_at, T0);
+    // Delivered once: the next fetch has only the durable one, which stays until acked.
+    let got = q.fetch("bob@x.org", 10).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), [durable]);
+    // Acking an ephemeral id is harmless (it is gone already).
+    assert_eq!(q.ack("bob@x.org", &[ids[0]]).await.unwrap(), 0);
+    // Not polled within the TTL: gone unseen.
+    f.clock.advance(EPHEMERAL_TTL + Duration::from_millis(1));
+    assert!(q.fetch("carol@x.org", 10).await.unwrap().is_empty());
+    // A later one still arrives, and durable ids keep increasing past ephemeral ones.
+    let next = q
+        .enqueue_ephemeral("alice@x.org", &["carol@x.org"], b"t2")
+        .await
+        .unwrap();
+    let durable2 = q.enqueue("carol@x.org", "a@x.org", b"d").await.unwrap();
+    assert!(durable2 > next[0] && next[0] > ids[1]);
+    let got = q.fetch("carol@x.org", 10).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [next[0], durable2]
+    );
+}
+
+async fn ephemeral_outside_the_cap(f: Fixture) {
+    let q = &f.queue;
+    for i in 0..2u8 {
+        q.enqueue("bob@x.org", "a@x.org", &[i]).await.unwrap();
+    }
+    assert!(matches!(
+        q.enqueue("bob@x.org", "a@x.org", b"x").await,
+        Err(QueueError::Full)
+    ));
+    // A full queue still takes ephemeral envelopes, which do not make it fuller.
+    let ids = q
+        .enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"typing")
+        .await
+        .unwrap();
+    assert_eq!(q.depth("bob@x.org").await.unwrap(), 2);
+    let got = q.fetch("bob@x.org", 10).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[2].id, ids[0]);
+    // At most MAX_EPHEMERAL_PER_RECIPIENT wait; the oldest go first.
+    let many = e2ee_relay_server::queue::MAX_EPHEMERAL_PER_RECIPIENT + 5;
+    for i in 0..many {
+        q.enqueue_ephemeral("alice@x.org", &["carol@x.org"], &i.to_be_bytes())
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    loop {
+        let page = q.fetch("carol@x.org", 100).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        seen.extend(page);
+    }
+    assert_eq!(
+        seen.len(),
+        e2ee_relay_server::queue::MAX_EPHEMERAL_PER_RECIPIENT
+    );
+    assert_eq!(seen[0].body, 5usize.to_be_bytes());
+}
+
+async fn ephemeral_wakes_and_purge_clears(f: Fixture) {
+    let q = f.queue.clone();
+    let waiter = q.waiters().register(&recipient_tag("bob@x.org"));
+    let notified = waiter.notify().notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    q.enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"typing")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), notified)
+        .await
+        .expect("an ephemeral envelope wakes its recipient");
+    q.enqueue_fanout(fanout("m1", &["bob@x.org"], b"g"))
+        .await
+        .unwrap();
+    assert_eq!(q.purge("bob@x.org").await.unwrap(), 1);
+    assert!(q.fetch("bob@x.org", 10).await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -418,6 +755,42 @@ macro_rules! conformance {
             async fn i12_purge() {
                 super::i12_purge(super::$backend(limits(10, 3600)).await).await;
             }
+            #[tokio::test]
+            async fn fanout_delivers_one_body_to_each() {
+                super::fanout_delivers_one_body_to_each(super::$backend(limits(100, 3600)).await)
+                    .await;
+            }
+            #[tokio::test]
+            async fn fanout_retry_is_idempotent() {
+                super::fanout_retry_is_idempotent(super::$backend(limits(100, 3 * 86_400)).await)
+                    .await;
+            }
+            #[tokio::test]
+            async fn fanout_partial_success_at_the_cap() {
+                super::fanout_partial_success_at_the_cap(super::$backend(limits(3, 3600)).await)
+                    .await;
+            }
+            #[tokio::test]
+            async fn fanout_references_expire() {
+                super::fanout_references_expire(super::$backend(limits(2, 60)).await).await;
+            }
+            #[tokio::test]
+            async fn fanout_wakes_every_recipient() {
+                super::fanout_wakes_every_recipient(super::$backend(limits(10, 3600)).await).await;
+            }
+            #[tokio::test]
+            async fn ephemeral_envelopes() {
+                super::ephemeral_envelopes(super::$backend(limits(10, 3600)).await).await;
+            }
+            #[tokio::test]
+            async fn ephemeral_outside_the_cap() {
+                super::ephemeral_outside_the_cap(super::$backend(limits(2, 3600)).await).await;
+            }
+            #[tokio::test]
+            async fn ephemeral_wakes_and_purge_clears() {
+                super::ephemeral_wakes_and_purge_clears(super::$backend(limits(10, 3600)).await)
+                    .await;
+            }
         }
     };
 }
@@ -446,4 +819,188 @@ async fn redis_cluster_conformance() {
     cap_under_concurrency(redis_at(&url, limits(10, 3600)).await).await;
     replay_cache(redis_at(&url, limits(10, 3600)).await).await;
     i12_purge(redis_at(&url, limits(10, 3600)).await).await;
+    fanout_delivers_one_body_to_each(redis_at(&url, limits(100, 3600)).await).await;
+    fanout_retry_is_idempotent(redis_at(&url, limits(100, 3 * 86_400)).await).await;
+    fanout_partial_success_at_the_cap(redis_at(&url, limits(3, 3600)).await).await;
+    fanout_references_expire(redis_at(&url, limits(2, 60)).await).await;
+    fanout_wakes_every_recipient(redis_at(&url, limits(10, 3600)).await).await;
+    ephemeral_envelopes(redis_at(&url, limits(10, 3600)).await).await;
+    ephemeral_outside_the_cap(redis_at(&url, limits(2, 3600)).await).await;
+    ephemeral_wakes_and_purge_clears(redis_at(&url, limits(10, 3600)).await).await;
+    fanout_body_on_another_node(&url).await;
+}
+
+/// On a cluster a fan-out's body key and its recipients' queues are in different
+/// slots (here: on different nodes), and a 1,000-recipient fan-out still delivers.
+async fn fanout_body_on_another_node(url: &str) {
+    let f = redis_at(url, limits(10, 3600)).await;
+    let recipients: Vec<String> = (0..1000).map(|i| format!("m{i}@x.org")).collect();
+    let to: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    let ids = queued(
+        &f.queue
+            .enqueue_fanout(fanout("big", &to, b"group"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(ids.len(), 1000);
+    for r in to.iter().step_by(97) {
+        assert_eq!(f.queue.fetch(r, 10).await.unwrap()[0].body, b"group");
+    }
+}
+
+/// Redis only: a reference whose body is gone (evicted, deleted by hand) is acked
+/// away by the fetch that meets it, and the poll sees the rest of the queue.
+#[tokio::test]
+async fn redis_dangling_reference_is_skipped_and_acked() {
+    let prefix = common::unique("e2ee-test");
+    let clock = Arc::new(ManualClock::new(T0));
+    let q = RedisQueue::connect(
+        &common::redis_url(),
+        &prefix,
+        limits(10, 3600),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    q.enqueue_fanout(fanout("gone", &["bob@x.org"], b"lost"))
+        .await
+        .unwrap();
+    let after = q.enqueue("bob@x.org", "a@x.org", b"kept").await.unwrap();
+    let client = ::redis::Client::open(common::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}:body:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "one body for the fan-out");
+    let () = ::redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let got = q.fetch("bob@x.org", 10).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), [after]);
+    assert_eq!(
+        q.depth("bob@x.org").await.unwrap(),
+        1,
+        "the dangling reference was acked"
+    );
+    // A queue of only dangling references reads as empty, not as an error.
+    q.ack("bob@x.org", &[after]).await.unwrap();
+    q.enqueue_fanout(fanout("gone2", &["bob@x.org"], b"lost"))
+        .await
+        .unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}:body:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let () = ::redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(q.fetch("bob@x.org", 10).await.unwrap().is_empty());
+    assert_eq!(q.depth("bob@x.org").await.unwrap(), 0);
+}
+
+/// Redis only: ephemeral envelopes live in Redis, so a relay other than the one that
+/// took them delivers them (and only one delivers each).
+#[tokio::test]
+async fn redis_ephemeral_seen_by_another_relay() {
+    let prefix = common::unique("e2ee-test");
+    let connect = || async {
+        RedisQueue::connect(
+            &common::redis_url(),
+            &prefix,
+            limits(10, 3600),
+            Arc::new(e2ee_relay_server::queue::SystemClock),
+        )
+        .await
+        .unwrap()
+    };
+    let (one, two) = (connect().await, connect().await);
+    let waiter = two.waiters().register(&recipient_tag("bob@x.org"));
+    let notified = waiter.notify().notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    let ids = one
+        .enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"typing")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), notified)
+        .await
+        .expect("the other relay's waiter is woken");
+    let got = two.fetch("bob@x.org", 10).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+    assert!(one.fetch("bob@x.org", 10).await.unwrap().is_empty());
+    // And the list has a TTL of its own in Redis, not only a filter on read.
+    let client = ::redis::Client::open(common::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    one.enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"again")
+        .await
+        .unwrap();
+    let key = format!("{prefix}:{{{}}}:e", recipient_tag("bob@x.org"));
+    let ttl: i64 = ::redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "PTTL {ttl}");
+}
+
+/// SQLite only: an ephemeral envelope is never written to the file (nor its WAL), and
+/// its id is never handed to a durable envelope, even after a restart.
+#[tokio::test]
+async fn sqlite_ephemeral_never_reaches_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.sqlite");
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(T0));
+    let q = SqliteQueue::open(&path, limits(10, 3600), clock.clone())
+        .await
+        .unwrap();
+    let marker = b"EPHEMERAL-MARKER-5f2d9c";
+    let durable_marker = b"DURABLE-MARKER-77aa01";
+    q.enqueue("bob@x.org", "a@x.org", durable_marker)
+        .await
+        .unwrap();
+    let ids = q
+        .enqueue_ephemeral("alice@x.org", &["bob@x.org"], marker)
+        .await
+        .unwrap();
+    assert_eq!(q.fetch("bob@x.org", 10).await.unwrap().len(), 2);
+    let on_disk = || {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+        bytes
+    };
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let bytes = on_disk();
+    assert!(
+        contains(&bytes, durable_marker),
+        "the check can see what is on disk"
+    );
+    assert!(
+        !contains(&bytes, marker),
+        "an ephemeral body reached the disk"
+    );
+    q.enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"unseen")
+        .await
+        .unwrap();
+    q.close().await;
+    let q = SqliteQueue::open(&path, limits(10, 3600), clock)
+        .await
+        .unwrap();
+    // Ephemeral envelopes do not survive a restart, and their ids are not reused.
+    let left = q.fetch("bob@x.org", 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    let next = q.enqueue("bob@x.org", "a@x.org", b"after").await.unwrap();
+    assert!(
+        next > ids[0] + 1,
+        "{next} after ephemeral {ids:?} and one more"
+    );
+    assert!(!contains(&on_disk(), marker));
 }

@@ -1,6 +1,6 @@
-//! The message routes: send, long poll, ack, and ack-and-poll.
+//! The message routes: send, fan-out, long poll, ack, and ack-and-poll.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,16 +9,18 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use e2ee_proto::{
-    AckRequest, AckResponse, Base64Bytes, Envelope, ErrorCode, MAX_ACK_IDS,
-    MAX_ENVELOPE_BODY_BYTES, MAX_MESSAGES_PER_REQUEST, MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS,
-    PollAckRequest, PollAckResponse, PollResponse, SendRequest, SendResponse,
+    AckRequest, AckResponse, Base64Bytes, Envelope, ErrorCode, FailedRecipient, MAX_ACK_IDS,
+    MAX_ENVELOPE_BODY_BYTES, MAX_FANOUT_ID_BYTES, MAX_FANOUT_RECIPIENTS, MAX_MESSAGES_PER_REQUEST,
+    MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS, MultiSendRequest, MultiSendResponse, PollAckRequest,
+    PollAckResponse, PollResponse, RefusalReason, SendRequest, SendResponse,
 };
+use futures_util::future::try_join_all;
 use serde::Deserialize;
 
 use super::error::refused;
 use super::{ApiError, AppState, Signed, SignedIdempotent, email_param, query_error, rate_limited};
 use crate::metrics::Metrics;
-use crate::queue::{QueueError, QueuedEnvelope};
+use crate::queue::{Fanout, FanoutOutcome, QueueError, QueuedEnvelope};
 
 /// `POST /v1/messages`.
 pub(super) async fn send(
@@ -62,32 +64,190 @@ pub(super) async fn send(
     if !inactive.is_empty() {
         return Err(refused(inactive, "; nothing was sent"));
     }
-    let envelopes: Vec<(&str, &[u8])> = recipients
-        .iter()
-        .zip(&request.messages)
-        .map(|(to, message)| (to.as_str(), message.body.0.as_slice()))
-        .collect();
-    // One round trip (Redis) or one transaction (SQLite) for the whole request; it
-    // stops at the first full queue, so the ids are those of the first N messages.
-    let outcome = state
-        .queue
-        .enqueue_batch(&signed.account.email, &envelopes)
-        .await?;
+    let from = signed.account.email.as_str();
+    let (durable, ephemeral): (Vec<usize>, Vec<usize>) =
+        (0..request.messages.len()).partition(|&i| !request.messages[i].ephemeral);
+    let envelope = |i: usize| {
+        (
+            recipients[i].as_str(),
+            request.messages[i].body.0.as_slice(),
+        )
+    };
+    let envelopes: Vec<(&str, &[u8])> = durable.iter().map(|&i| envelope(i)).collect();
+    // One round trip (Redis) or one transaction (SQLite) for the durable envelopes; it
+    // stops at the first full queue, so the ids are those of the first N of them.
+    let outcome = if envelopes.is_empty() {
+        crate::queue::BatchOutcome::default()
+    } else {
+        state.queue.enqueue_batch(from, &envelopes).await?
+    };
     Metrics::add(&state.metrics.enqueued, outcome.ids.len() as u64);
-    if outcome.full {
-        let to = recipients
+    // Ephemeral envelopes never fill a queue; those before the first refused durable
+    // one are handed out too, so "the first N messages were queued" stays true.
+    let cut = match outcome.full {
+        true => durable
             .get(outcome.ids.len())
-            .map_or("a recipient", String::as_str);
+            .copied()
+            .unwrap_or(request.messages.len()),
+        false => request.messages.len(),
+    };
+    let ephemeral: Vec<usize> = ephemeral.into_iter().filter(|&i| i < cut).collect();
+    let queue = state.queue.as_ref();
+    let ephemeral_ids = try_join_all(ephemeral.iter().map(|&i| {
+        let (to, body) = envelope(i);
+        async move { queue.enqueue_ephemeral(from, &[to], body).await }
+    }))
+    .await?;
+    let mut ids = vec![0; cut];
+    for (&i, id) in durable.iter().zip(&outcome.ids) {
+        ids[i] = *id;
+    }
+    for (&i, id) in ephemeral.iter().zip(ephemeral_ids) {
+        ids[i] = id
+            .first()
+            .copied()
+            .ok_or(QueueError::Corrupt("ephemeral ids"))?;
+    }
+    if outcome.full {
+        let to = recipients.get(cut).map_or("a recipient", String::as_str);
         let mut error = ApiError::from(QueueError::Full);
         error.message = format!(
-            "the queue of {to} is full; the first {} message(s) of this request were \
-             queued (queued_ids), retry the rest after the recipient has fetched",
-            outcome.ids.len()
+            "the queue of {to} is full; the first {cut} message(s) of this request were \
+             queued (queued_ids), retry the rest after the recipient has fetched"
         );
-        error.queued_ids = Some(outcome.ids);
+        error.queued_ids = Some(ids);
         return Err(error);
     }
-    Ok(Json(SendResponse { ids: outcome.ids }))
+    Ok(Json(SendResponse { ids }))
+}
+
+/// Whether `id` is a fan-out id: 1 to [`MAX_FANOUT_ID_BYTES`] of `[A-Za-z0-9_-]`, so
+/// it can sit in storage keys unescaped.
+fn check_fanout_id(id: &str) -> Result<(), ApiError> {
+    let well_formed = !id.is_empty()
+        && id.len() <= MAX_FANOUT_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if well_formed {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            ErrorCode::BadMessageId,
+            format!("id must be 1 to {MAX_FANOUT_ID_BYTES} characters of A-Z a-z 0-9 - _"),
+        ))
+    }
+}
+
+/// `POST /v1/messages/multi`: one body to many recipients, stored once. Recipients
+/// that cannot receive are named in `failed` and the others are queued (200), so a
+/// group send is never held back by one member; a retry with the same `id` completes
+/// it without duplicates.
+pub(super) async fn send_multi(
+    State(state): State<Arc<AppState>>,
+    signed: Signed<MultiSendRequest>,
+) -> Result<Json<MultiSendResponse>, ApiError> {
+    let request = &signed.body;
+    if request.to.is_empty() || request.to.len() > MAX_FANOUT_RECIPIENTS {
+        return Err(ApiError::bad_request(
+            ErrorCode::BadRecipientCount,
+            format!("send to 1 to {MAX_FANOUT_RECIPIENTS} recipients per request"),
+        ));
+    }
+    check_fanout_id(&request.id)?;
+    if request.body.0.len() > MAX_ENVELOPE_BODY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::EnvelopeTooLarge,
+            format!("body is over {MAX_ENVELOPE_BODY_BYTES} bytes decoded"),
+        ));
+    }
+    let mut recipients: Vec<String> = Vec::with_capacity(request.to.len());
+    let mut first_index: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, to) in request.to.iter().enumerate() {
+        let email = email_param(to, &format!("to[{i}]"))?;
+        if let Some(j) = first_index.insert(email.clone(), i) {
+            return Err(ApiError::bad_request(
+                ErrorCode::DuplicateRecipient,
+                format!("to[{i}] is the same address as to[{j}]: {email}"),
+            ));
+        }
+        recipients.push(email);
+    }
+    let cost = u32::try_from(recipients.len()).unwrap_or(u32::MAX);
+    if let Err(retry_after) = state
+        .fanout_limiter
+        .check(&signed.account.email, cost, state.clock.now_ms())
+        .await?
+    {
+        return Err(rate_limited(
+            retry_after,
+            "fan-out recipients addressed by this account",
+            state.fanout_limiter.limit(),
+        ));
+    }
+    let distinct: BTreeSet<&str> = recipients.iter().map(String::as_str).collect();
+    let refused: BTreeMap<String, ErrorCode> = state
+        .directory
+        .inactive(&distinct)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let code = match r.reason {
+                RefusalReason::Banned => ErrorCode::RecipientBanned,
+                _ => ErrorCode::UnknownRecipient,
+            };
+            (r.to, code)
+        })
+        .collect();
+    let active: Vec<&str> = recipients
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !refused.contains_key(*r))
+        .collect();
+    let from = signed.account.email.as_str();
+    let body = request.body.0.as_slice();
+    let outcomes: Vec<FanoutOutcome> = if request.ephemeral {
+        let ids = state.queue.enqueue_ephemeral(from, &active, body).await?;
+        ids.into_iter().map(FanoutOutcome::Queued).collect()
+    } else {
+        let outcomes = state
+            .queue
+            .enqueue_fanout(Fanout {
+                from,
+                key: &request.id,
+                recipients: &active,
+                body,
+            })
+            .await?;
+        let queued = outcomes
+            .iter()
+            .filter(|o| matches!(o, FanoutOutcome::Queued(_)))
+            .count();
+        Metrics::add(&state.metrics.enqueued, queued as u64);
+        outcomes
+    };
+    if outcomes.len() != active.len() {
+        return Err(QueueError::Corrupt("fan-out outcome count").into());
+    }
+    let mut outcome_of: BTreeMap<&str, FanoutOutcome> = active.into_iter().zip(outcomes).collect();
+    let mut answer = MultiSendResponse::default();
+    for to in &recipients {
+        let error = match (refused.get(to), outcome_of.remove(to.as_str())) {
+            (None, Some(FanoutOutcome::Queued(id))) => {
+                answer.ids.push(Some(id));
+                continue;
+            }
+            (Some(code), _) => *code,
+            _ => ErrorCode::QueueFull,
+        };
+        answer.ids.push(None);
+        answer.failed.push(FailedRecipient {
+            to: to.clone(),
+            error,
+        });
+    }
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize)]

@@ -21,7 +21,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{delete, get, post, put};
-use e2ee_proto::{ErrorCode, MAX_ENVELOPE_BODY_BYTES, MAX_MESSAGES_PER_REQUEST, normalize_email};
+use e2ee_proto::{
+    ErrorCode, MAX_EMAIL_BYTES, MAX_ENVELOPE_BODY_BYTES, MAX_FANOUT_RECIPIENTS,
+    MAX_MESSAGES_PER_REQUEST, normalize_email,
+};
 use tokio::sync::watch;
 
 pub use self::auth::{
@@ -32,8 +35,9 @@ pub use self::error::{ApiError, json_error};
 pub use self::linger::{LINGER_MAX_BYTES, LINGER_MAX_TIME};
 pub use self::ratelimit::{
     BUNDLE_FETCH_BURST, BUNDLE_FETCHES_PER_MINUTE, BUNDLE_FETCHES_PER_TARGET_BURST,
-    BUNDLE_FETCHES_PER_TARGET_PER_MINUTE, LEASE_LIFETIME_MS, RateLimit, RateLimiter, RedisBuckets,
-    SEND_ENVELOPE_BURST, SEND_ENVELOPES_PER_MINUTE, SharedRateLimiter, lease_size,
+    BUNDLE_FETCHES_PER_TARGET_PER_MINUTE, FANOUT_RECIPIENT_BURST, FANOUT_RECIPIENTS_PER_MINUTE,
+    LEASE_LIFETIME_MS, RateLimit, RateLimiter, RedisBuckets, SEND_ENVELOPE_BURST,
+    SEND_ENVELOPES_PER_MINUTE, SharedRateLimiter, lease_size,
 };
 pub use self::verify::{
     CODE_DIGITS, CODE_MAIL_WINDOW, MAX_CODE_ATTEMPTS, MAX_CODES_PER_ADDRESS, Verifier,
@@ -50,6 +54,11 @@ pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
 /// JSON framing.
 pub const MAX_SEND_BODY_BYTES: usize =
     MAX_MESSAGES_PER_REQUEST * (MAX_ENVELOPE_BODY_BYTES * 4 / 3 + 1024);
+
+/// Largest `POST /v1/messages/multi` body: one 64 KiB body in base64, plus 1,000
+/// quoted, escaped addresses of the longest length, plus JSON framing.
+pub const MAX_MULTI_SEND_BODY_BYTES: usize =
+    MAX_ENVELOPE_BODY_BYTES * 4 / 3 + MAX_FANOUT_RECIPIENTS * (MAX_EMAIL_BYTES * 2 + 4) + 4096;
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -71,6 +80,8 @@ pub struct AppState {
     pub bundle_target_limiter: SharedRateLimiter,
     /// Envelopes sent per sender.
     pub send_limiter: SharedRateLimiter,
+    /// Fan-out recipients per sender.
+    pub fanout_limiter: SharedRateLimiter,
     /// Proof of address; `None` when registration is first come, first served.
     pub verifier: Option<Verifier>,
     /// Set to `true` when the relay shuts down; waiting polls return at once.
@@ -103,6 +114,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(messages::send)
                 .layer(DefaultBodyLimit::max(MAX_SEND_BODY_BYTES))
                 .get(messages::poll),
+        )
+        .route(
+            "/v1/messages/multi",
+            post(messages::send_multi).layer(DefaultBodyLimit::max(MAX_MULTI_SEND_BODY_BYTES)),
         )
         .route("/v1/messages/ack", post(messages::ack))
         .route("/v1/messages/poll", post(messages::ack_and_poll))

@@ -32,6 +32,13 @@ pub const BUNDLE_FETCHES_PER_TARGET_BURST: u32 = 30;
 pub const SEND_ENVELOPES_PER_MINUTE: u32 = 600;
 /// Envelopes one account may send in a burst (three full requests of 100).
 pub const SEND_ENVELOPE_BURST: u32 = 300;
+/// Fan-out recipients one account may address per minute, sustained: a member of
+/// a busy 1,000-member group sending six messages a minute (L9, counted per
+/// recipient, not per request, so a fan-out costs what the same sends one by one
+/// would in queue writes).
+pub const FANOUT_RECIPIENTS_PER_MINUTE: u32 = 6_000;
+/// Fan-out recipients one account may address in a burst (three full fan-outs).
+pub const FANOUT_RECIPIENT_BURST: u32 = 3_000;
 /// Buckets kept before full (idle) ones are dropped.
 const MAX_TRACKED: usize = 100_000;
 /// How long a process may spend the tokens of one lease: a lease's overshoot of the
@@ -104,6 +111,11 @@ impl RateLimit {
     pub const SEND: Self = Self {
         per_minute: SEND_ENVELOPES_PER_MINUTE,
         burst: SEND_ENVELOPE_BURST,
+    };
+    /// The per-sender fan-out limit, in recipients.
+    pub const FANOUT: Self = Self {
+        per_minute: FANOUT_RECIPIENTS_PER_MINUTE,
+        burst: FANOUT_RECIPIENT_BURST,
     };
 }
 

@@ -4,6 +4,14 @@
 //! Delivery is at least once: [`QueueBackend::fetch`] never removes anything, only
 //! [`QueueBackend::ack`] does. Both backends enforce a per-recipient cap and a TTL
 //! given by [`QueueLimits`], and read time from a [`Clock`] so tests can move it.
+//!
+//! Two more kinds of entry share a recipient's queue and its id sequence:
+//! - fan-out references ([`QueueBackend::enqueue_fanout`]): one body stored once for
+//!   many recipients, each queue holding a reference to it, resolved on fetch; a
+//!   client-chosen key makes a retried fan-out queue nothing twice;
+//! - ephemeral envelopes ([`QueueBackend::enqueue_ephemeral`]): held in memory only
+//!   (the Redis server's memory, or the relay's with SQLite), for
+//!   [`EPHEMERAL_TTL`], outside the cap, handed out once by the next fetch.
 
 pub(crate) mod redis;
 mod sqlite;
@@ -25,6 +33,15 @@ pub use self::waiters::{WaiterGuard, WaiterRegistry};
 pub const MAX_QUEUE_LEN: usize = 10_000;
 /// How long an unacknowledged envelope is kept: 30 days.
 pub const ENVELOPE_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// How long an ephemeral envelope waits for its recipient's next poll.
+pub const EPHEMERAL_TTL: Duration = Duration::from_millis(e2ee_proto::EPHEMERAL_TTL_MS);
+/// Most ephemeral envelopes held per recipient; older ones are dropped first.
+pub const MAX_EPHEMERAL_PER_RECIPIENT: usize = e2ee_proto::MAX_EPHEMERAL_PER_RECIPIENT;
+/// How long a fan-out's key is remembered per recipient (retries inside it are
+/// answered with the first ids).
+pub const FANOUT_IDEMPOTENCY_WINDOW: Duration =
+    Duration::from_millis(e2ee_proto::FANOUT_IDEMPOTENCY_WINDOW_MS);
 
 /// A boxed future, so the queue traits stay object safe (`Arc<dyn QueueBackend>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -138,6 +155,31 @@ pub struct BatchOutcome {
     pub full: bool,
 }
 
+/// One body for many recipients: `POST /v1/messages/multi`.
+#[derive(Debug, Clone, Copy)]
+pub struct Fanout<'a> {
+    /// Normalized email of the sender.
+    pub from: &'a str,
+    /// The client's id of this send; with `from` it names the stored body and makes a
+    /// retry idempotent per recipient.
+    pub key: &'a str,
+    /// Distinct normalized recipient emails.
+    pub recipients: &'a [&'a str],
+    /// Opaque ciphertext, stored once.
+    pub body: &'a [u8],
+}
+
+/// What a fan-out did for one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FanoutOutcome {
+    /// Queued under this id now, or by an earlier send with the same key (whose id
+    /// is answered again and nothing is added).
+    Queued(u64),
+    /// The recipient's queue is full; nothing was added for it.
+    Full,
+}
+
 /// The queue tag of a recipient: hex of SHA-256 of the normalized email. Redis keys
 /// use it as their hash tag (a raw address may itself contain braces) and wake-ups
 /// carry it instead of the address.
@@ -176,7 +218,34 @@ pub trait QueueBackend: Send + Sync {
         })
     }
 
-    /// Up to `limit` unexpired envelopes, oldest first, without removing them.
+    /// Queues one body for every recipient of `fanout`: the body is stored once and
+    /// each queue gets a reference to it, so a 1,000-member group costs one body.
+    /// Answers one outcome per recipient, in order; a full queue refuses only its
+    /// recipient. A recipient that already got an entry from the same `from` and
+    /// `key` within [`FANOUT_IDEMPOTENCY_WINDOW`] is answered that entry's id and
+    /// gets nothing new, so a retry after a lost answer or a crash half-way through
+    /// completes the send without duplicates. The body outlives every reference;
+    /// a reference whose body is gone anyway is dropped by fetch, never an error.
+    fn enqueue_fanout<'a>(
+        &'a self,
+        fanout: Fanout<'a>,
+    ) -> BoxFuture<'a, Result<Vec<FanoutOutcome>, QueueError>>;
+
+    /// Hands `body` from `from` to each of `recipients` as an ephemeral envelope and
+    /// answers their ids, in order. Ephemeral envelopes are never written to disk by
+    /// the relay and never counted against the cap; the next fetch of their
+    /// recipient within [`EPHEMERAL_TTL`] returns them once (and removes them), after
+    /// that they are gone unseen. Their ids come from the recipient's id sequence.
+    fn enqueue_ephemeral<'a>(
+        &'a self,
+        from: &'a str,
+        recipients: &'a [&'a str],
+        body: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u64>, QueueError>>;
+
+    /// Up to `limit` unexpired envelopes, oldest first, without removing them, then
+    /// (while the limit allows) the recipient's waiting ephemeral envelopes, which
+    /// this call does remove: ephemeral envelopes are delivered at most once.
     fn fetch<'a>(
         &'a self,
         recipient: &'a str,

@@ -5,11 +5,23 @@
 //! - `<prefix>:{tag}:q`   sorted set, score = envelope id, member = `id\nreceived_at\nfrom\nbody`
 //! - `<prefix>:{tag}:t`   sorted set, score = received_at, member = id (for the TTL)
 //! - `<prefix>:{tag}:seq` INCR counter of ids; never expires, so ids are never reused
+//! - `<prefix>:{tag}:e`   list of ephemeral envelopes (same member format), PEXPIRE
+//!   [`EPHEMERAL_TTL`] and trimmed to [`MAX_EPHEMERAL_PER_RECIPIENT`]; popped by fetch
+//! - `<prefix>:{tag}:d`   hash `sender\nfan-out key` -> id, and `<prefix>:{tag}:dt`, its
+//!   expiry (sorted set, score = until): what makes a retried fan-out idempotent
+//! - `<prefix>:body:{h}`  a fan-out's body, `h` = SHA-256 of `sender\nkey`: its own
+//!   slot, so on a cluster it usually lives on another node than the queues that
+//!   reference it. A queue member `@id\nreceived_at\nfrom\nbody key` is such a
+//!   reference. The body is written (and acknowledged by Redis) before any reference,
+//!   with a TTL longer than the queue TTL, so a reference never points at a body that
+//!   is not there yet, and a dangling one (the body was evicted or deleted) is acked
+//!   away by fetch instead of failing the poll.
 //!
 //! Enqueue is one script per request (per recipient run on a cluster): sweep
 //! expired, check the cap, INCR, ZADD for each envelope in order, then one PUBLISH
 //! per recipient. The
-//! PUBLISH goes to `<prefix>:wake` with the recipient tag as payload. On a cluster a
+//! PUBLISH goes to `<prefix>:wake` with the recipient tag as payload (a fan-out
+//! publishes the tags of one call joined by commas, once). On a cluster a
 //! plain PUBLISH is forwarded to every node over the cluster bus, so each relay keeps
 //! ONE subscriber connection, to any node, and hears every wake-up (no RESP3 or
 //! sharded pub/sub needed). Pub/sub is fire-and-forget; waiters re-read their queue
@@ -21,14 +33,17 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::TcpSettings;
 use redis::{Cmd, IntoConnectionInfo as _, Pipeline, RedisFuture, Script, Value};
+use sha2::{Digest as _, Sha256};
 
 use super::{
-    BatchOutcome, BoxFuture, Clock, QueueBackend, QueueError, QueueLimits, QueuedEnvelope,
-    ReplayCache, WaiterRegistry, recipient_tag,
+    BatchOutcome, BoxFuture, Clock, EPHEMERAL_TTL, FANOUT_IDEMPOTENCY_WINDOW, Fanout,
+    FanoutOutcome, MAX_EPHEMERAL_PER_RECIPIENT, QueueBackend, QueueError, QueueLimits,
+    QueuedEnvelope, ReplayCache, WaiterRegistry, recipient_tag,
 };
 
 /// How often the local change of the total-depth counter is pushed to Redis.
@@ -37,6 +52,100 @@ const DEPTH_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 const SUBSCRIBER_RETRY: Duration = Duration::from_millis(500);
 /// Per-command timeout; scripts touch at most one queue, so this is generous.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Recipients per fan-out script call on a single Redis: each call blocks the server
+/// while it runs, so a 1,000-recipient send is cut into calls that other clients'
+/// commands can interleave with. (On a cluster each recipient is its own slot, so
+/// each gets its own call.) The calls are sent together on the multiplexed
+/// connection, so cutting costs no extra round trips.
+const FANOUT_CHUNK: usize = 100;
+/// How much longer than the queue TTL a fan-out body lives, so it outlives every
+/// reference to it even when the relays' clocks run a little behind Redis's.
+const BODY_TTL_MARGIN: Duration = Duration::from_secs(60 * 60);
+
+/// Queues a reference to one stored body for each of R recipients. KEYS are `q`,
+/// `t`, `seq`, `d`, `dt` of each recipient; ARGV is now, TTL, cap, sender, wake
+/// channel, body key, dedup field, dedup window, R, then the R recipient tags.
+/// Per recipient: sweep expired entries and dedup fields, answer the id of an
+/// earlier entry with the same dedup field, else -1 if the queue is full, else
+/// queue a new reference. One PUBLISH of every woken tag. Answers
+/// `{expired, added, id-or-minus-one...}`.
+const FANOUT_SCRIPT: &str = r"
+local now = tonumber(ARGV[1])
+local ttl = ARGV[2]
+local cutoff = now - tonumber(ttl)
+local max = tonumber(ARGV[3])
+local tail = '\n' .. ARGV[1] .. '\n' .. ARGV[4] .. '\n' .. ARGV[6]
+local field = ARGV[7]
+local window = ARGV[8]
+local dedup_until = now + tonumber(window)
+local nrec = tonumber(ARGV[9])
+local expired_total, added = 0, 0
+local out, woken = {}, {}
+for r = 1, nrec do
+  local q, t, seq, d, dt = KEYS[5 * r - 4], KEYS[5 * r - 3], KEYS[5 * r - 2], KEYS[5 * r - 1], KEYS[5 * r]
+  local expired = redis.call('ZRANGEBYSCORE', t, '-inf', cutoff)
+  for _, id in ipairs(expired) do
+    redis.call('ZREMRANGEBYSCORE', q, id, id)
+  end
+  if #expired > 0 then
+    redis.call('ZREMRANGEBYSCORE', t, '-inf', cutoff)
+  end
+  expired_total = expired_total + #expired
+  local stale = redis.call('ZRANGEBYSCORE', dt, '-inf', now)
+  for _, f in ipairs(stale) do
+    redis.call('HDEL', d, f)
+  end
+  if #stale > 0 then
+    redis.call('ZREMRANGEBYSCORE', dt, '-inf', now)
+  end
+  local prior = redis.call('HGET', d, field)
+  if prior then
+    out[#out + 1] = tonumber(prior)
+  elseif redis.call('ZCARD', q) >= max then
+    out[#out + 1] = -1
+  else
+    local id = redis.call('INCR', seq)
+    redis.call('ZADD', q, id, '@' .. id .. tail)
+    redis.call('ZADD', t, now, id)
+    redis.call('PEXPIRE', q, ttl)
+    redis.call('PEXPIRE', t, ttl)
+    redis.call('HSET', d, field, id)
+    redis.call('ZADD', dt, dedup_until, field)
+    redis.call('PEXPIRE', d, window)
+    redis.call('PEXPIRE', dt, window)
+    added = added + 1
+    out[#out + 1] = id
+    woken[#woken + 1] = ARGV[9 + r]
+  end
+end
+if #woken > 0 then
+  redis.call('PUBLISH', ARGV[5], table.concat(woken, ','))
+end
+table.insert(out, 1, added)
+table.insert(out, 1, expired_total)
+return out
+";
+
+/// Pushes one ephemeral envelope to each of R recipients. KEYS are `e`, `seq` of each
+/// recipient; ARGV is now, sender, body, wake channel, ephemeral TTL, most kept, R,
+/// then the R tags. Answers the ids.
+const EPHEMERAL_SCRIPT: &str = r"
+local tail = '\n' .. ARGV[1] .. '\n' .. ARGV[2] .. '\n' .. ARGV[3]
+local keep = tonumber(ARGV[6])
+local nrec = tonumber(ARGV[7])
+local out, woken = {}, {}
+for r = 1, nrec do
+  local e = KEYS[2 * r - 1]
+  local id = redis.call('INCR', KEYS[2 * r])
+  redis.call('RPUSH', e, id .. tail)
+  redis.call('LTRIM', e, -keep, -1)
+  redis.call('PEXPIRE', e, ARGV[5])
+  out[r] = id
+  woken[r] = ARGV[7 + r]
+end
+redis.call('PUBLISH', ARGV[4], table.concat(woken, ','))
+return out
+";
 
 /// Queues a batch of envelopes atomically, in order, stopping at the first full
 /// queue. KEYS are `q`, `t`, `seq` of each distinct recipient; ARGV is now, TTL, cap,
@@ -94,13 +203,14 @@ return out
 ";
 
 /// Sweeps the expired envelopes of KEYS `q`, `t` and returns `{expired, member...}`,
-/// at most ARGV[3] members, oldest first; ARGV is now, TTL, limit. Members of
-/// ARGV[4..] are acked (removed) first, and the answer then starts with
-/// `{expired, acked, ...}`: `POST /v1/messages/poll` in one round trip. A limit of 0
-/// reads nothing: a plain ack.
+/// at most ARGV[3] members, oldest first; ARGV is now, TTL, limit, ephemeral TTL.
+/// While the limit allows, ephemeral members are then popped from KEYS `e` (those
+/// older than the ephemeral TTL are dropped unseen). Members of ARGV[5..] are acked
+/// (removed) first, and the answer then starts with `{expired, acked, ...}`:
+/// `POST /v1/messages/poll` in one round trip. A limit of 0 reads nothing: a plain ack.
 const FETCH_SCRIPT: &str = r"
 local acked = 0
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   acked = acked + redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[i], ARGV[i])
   redis.call('ZREM', KEYS[2], ARGV[i])
 end
@@ -116,19 +226,30 @@ local limit = tonumber(ARGV[3])
 local items = {}
 if limit > 0 then
   items = redis.call('ZRANGE', KEYS[1], 0, limit - 1)
+  local fresh_after = tonumber(ARGV[1]) - tonumber(ARGV[4])
+  while #items < limit do
+    local m = redis.call('LPOP', KEYS[3])
+    if not m then
+      break
+    end
+    local at = tonumber(string.match(m, '^%d+\n(%d+)\n'))
+    if at and at > fresh_after then
+      items[#items + 1] = m
+    end
+  end
 end
-if #ARGV > 3 then
+if #ARGV > 4 then
   table.insert(items, 1, acked)
 end
 table.insert(items, 1, #expired)
 return items
 ";
 
-/// Deletes the queue KEYS `q` and `t` of one recipient (never `seq`, so ids are never
-/// reused) and answers how many envelopes `q` held.
+/// Deletes the queue KEYS `q`, `t`, `e`, `d`, `dt` of one recipient (never `seq`, so
+/// ids are never reused) and answers how many envelopes `q` held.
 const PURGE_SCRIPT: &str = r"
 local n = redis.call('ZCARD', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 return n
 ";
 
@@ -211,6 +332,8 @@ pub struct RedisQueue {
     fetch: Arc<Script>,
     purge: Arc<Script>,
     token_bucket: Arc<Script>,
+    fanout: Arc<Script>,
+    ephemeral: Arc<Script>,
     cluster: bool,
 }
 
@@ -239,7 +362,27 @@ fn as_int(value: &Value) -> Option<i64> {
     }
 }
 
-fn parse_member(member: &[u8]) -> Result<QueuedEnvelope, QueueError> {
+/// A queue member: an envelope, or a fan-out's reference to its stored body.
+enum Member {
+    Inline(QueuedEnvelope),
+    /// The envelope's `body` holds the body key until it is resolved.
+    Reference(QueuedEnvelope),
+}
+
+fn parse_member(member: &[u8]) -> Result<Member, QueueError> {
+    let (reference, member) = match member.strip_prefix(b"@") {
+        Some(rest) => (true, rest),
+        None => (false, member),
+    };
+    let envelope = parse_fields(member)?;
+    Ok(if reference {
+        Member::Reference(envelope)
+    } else {
+        Member::Inline(envelope)
+    })
+}
+
+fn parse_fields(member: &[u8]) -> Result<QueuedEnvelope, QueueError> {
     let mut parts = member.splitn(4, |b| *b == b'\n');
     let mut field = || parts.next().ok_or(QueueError::Corrupt("missing field"));
     let number = |raw: &[u8]| -> Result<u64, QueueError> {
@@ -288,6 +431,8 @@ impl RedisQueue {
             fetch: Arc::new(Script::new(FETCH_SCRIPT)),
             purge: Arc::new(Script::new(PURGE_SCRIPT)),
             token_bucket: Arc::new(Script::new(TOKEN_BUCKET_SCRIPT)),
+            fanout: Arc::new(Script::new(FANOUT_SCRIPT)),
+            ephemeral: Arc::new(Script::new(EPHEMERAL_SCRIPT)),
             cluster,
         };
         // Subscribe before serving so no wake-up published after start is missed.
@@ -336,6 +481,96 @@ impl RedisQueue {
 
     fn key(&self, tag: &str, suffix: &str) -> String {
         format!("{}:{{{tag}}}:{suffix}", self.prefix)
+    }
+
+    /// Where the body of the fan-out `key` from `from` is stored: a hash tag of its
+    /// own (the hash also keeps the sender's address out of the key name).
+    fn body_key(&self, from: &str, key: &str) -> String {
+        let h = hex::encode(Sha256::digest(format!("{from}\n{key}").as_bytes()));
+        format!("{}:body:{{{h}}}", self.prefix)
+    }
+
+    /// One call of [`FANOUT_SCRIPT`] for `recipients`, who must share a slot on a
+    /// cluster.
+    async fn fanout_run(
+        &self,
+        fanout: &Fanout<'_>,
+        body_key: &str,
+        recipients: &[&str],
+    ) -> Result<Vec<FanoutOutcome>, QueueError> {
+        let tags: Vec<String> = recipients.iter().map(|r| recipient_tag(r)).collect();
+        let mut invocation = self.fanout.prepare_invoke();
+        for tag in &tags {
+            for suffix in ["q", "t", "seq", "d", "dt"] {
+                invocation.key(self.key(tag, suffix));
+            }
+        }
+        let window_ms = u64::try_from(FANOUT_IDEMPOTENCY_WINDOW.as_millis()).unwrap_or(u64::MAX);
+        invocation
+            .arg(self.clock.now_ms())
+            .arg(self.limits.ttl_ms())
+            .arg(self.limits.max_len)
+            .arg(fanout.from)
+            .arg(self.wake_channel())
+            .arg(body_key)
+            .arg(format!("{}\n{}", fanout.from, fanout.key))
+            .arg(window_ms)
+            .arg(tags.len());
+        for tag in &tags {
+            invocation.arg(tag);
+        }
+        let mut conn = self.conn.clone();
+        let answer: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+        let (expired, added, ids) = match answer.as_slice() {
+            [expired, added, ids @ ..] if ids.len() == recipients.len() => (*expired, *added, ids),
+            _ => return Err(QueueError::Corrupt("fan-out script answer")),
+        };
+        self.depth_delta
+            .fetch_add(added - expired, Ordering::Relaxed);
+        Ok(ids
+            .iter()
+            .map(|&id| match u64::try_from(id) {
+                Ok(id) => FanoutOutcome::Queued(id),
+                Err(_) => FanoutOutcome::Full,
+            })
+            .collect())
+    }
+
+    /// One call of [`EPHEMERAL_SCRIPT`] for `recipients`, who must share a slot on a
+    /// cluster.
+    async fn ephemeral_run(
+        &self,
+        from: &str,
+        recipients: &[&str],
+        body: &[u8],
+    ) -> Result<Vec<u64>, QueueError> {
+        let tags: Vec<String> = recipients.iter().map(|r| recipient_tag(r)).collect();
+        let mut invocation = self.ephemeral.prepare_invoke();
+        for tag in &tags {
+            invocation.key(self.key(tag, "e")).key(self.key(tag, "seq"));
+        }
+        invocation
+            .arg(self.clock.now_ms())
+            .arg(from)
+            .arg(body)
+            .arg(self.wake_channel())
+            .arg(u64::try_from(EPHEMERAL_TTL.as_millis()).unwrap_or(u64::MAX))
+            .arg(MAX_EPHEMERAL_PER_RECIPIENT)
+            .arg(tags.len());
+        for tag in &tags {
+            invocation.arg(tag);
+        }
+        let mut conn = self.conn.clone();
+        let ids: Vec<u64> = invocation.invoke_async(&mut conn).await?;
+        if ids.len() != recipients.len() {
+            return Err(QueueError::Corrupt("ephemeral script answer"));
+        }
+        Ok(ids)
+    }
+
+    /// Recipients per script call: every recipient is its own slot on a cluster.
+    fn chunk(&self) -> usize {
+        if self.cluster { 1 } else { FANOUT_CHUNK }
     }
 
     fn depth_key(&self) -> String {
@@ -398,23 +633,101 @@ impl RedisQueue {
         Ok(BatchOutcome { ids, full })
     }
 
-    /// One call of [`FETCH_SCRIPT`]: acks `ids` (none for a plain fetch), then reads
-    /// up to `limit` envelopes (none for a plain ack).
+    /// Acks `ids` (none for a plain fetch), then reads up to `limit` envelopes (none
+    /// for a plain ack), resolving fan-out references to their bodies. References
+    /// whose body is gone are acked away; if nothing else was found the queue is read
+    /// again, so dangling references never make a poll sleep on a non-empty queue.
     async fn fetch_run(
         &self,
         recipient: &str,
         ids: &[u64],
         limit: usize,
     ) -> Result<(u64, Vec<QueuedEnvelope>), QueueError> {
+        let (acked, members) = self.fetch_script(recipient, ids, limit).await?;
+        let (mut envelopes, mut dangling) = self.resolve(members).await?;
+        while !dangling.is_empty() {
+            tracing::debug!(
+                count = dangling.len(),
+                "dropping fan-out references whose body is gone"
+            );
+            let (_, members) = self.fetch_script(recipient, &dangling, 0).await?;
+            debug_assert!(members.is_empty());
+            if !envelopes.is_empty() {
+                break;
+            }
+            let (_, members) = self.fetch_script(recipient, &[], limit).await?;
+            (envelopes, dangling) = self.resolve(members).await?;
+        }
+        Ok((acked, envelopes))
+    }
+
+    /// Fetches the bodies of the references among `members` (one GET per distinct
+    /// body, sent together: on a cluster they go to other nodes than the queue).
+    /// Answers the envelopes in id order, and the ids of references whose body is gone.
+    async fn resolve(
+        &self,
+        members: Vec<Member>,
+    ) -> Result<(Vec<QueuedEnvelope>, Vec<u64>), QueueError> {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for member in &members {
+            if let Member::Reference(envelope) = member
+                && !keys.contains(&envelope.body)
+            {
+                keys.push(envelope.body.clone());
+            }
+        }
+        let bodies: Vec<Option<Vec<u8>>> = try_join_all(keys.iter().map(|key| {
+            let mut conn = self.conn.clone();
+            async move {
+                redis::cmd("GET")
+                    .arg(key.as_slice())
+                    .query_async::<Option<Vec<u8>>>(&mut conn)
+                    .await
+            }
+        }))
+        .await?;
+        let mut envelopes = Vec::with_capacity(members.len());
+        let mut dangling = Vec::new();
+        for member in members {
+            match member {
+                Member::Inline(envelope) => envelopes.push(envelope),
+                Member::Reference(mut envelope) => {
+                    let body = keys
+                        .iter()
+                        .position(|k| *k == envelope.body)
+                        .and_then(|i| bodies.get(i).cloned().flatten());
+                    match body {
+                        Some(body) => {
+                            envelope.body = body;
+                            envelopes.push(envelope);
+                        }
+                        None => dangling.push(envelope.id),
+                    }
+                }
+            }
+        }
+        envelopes.sort_by_key(|e| e.id);
+        Ok((envelopes, dangling))
+    }
+
+    /// One call of [`FETCH_SCRIPT`]: acks `ids`, then reads up to `limit` members.
+    async fn fetch_script(
+        &self,
+        recipient: &str,
+        ids: &[u64],
+        limit: usize,
+    ) -> Result<(u64, Vec<Member>), QueueError> {
         let tag = recipient_tag(recipient);
         let mut conn = self.conn.clone();
         let items: Vec<Value> = self
             .fetch
             .key(self.key(&tag, "q"))
             .key(self.key(&tag, "t"))
+            .key(self.key(&tag, "e"))
             .arg(self.clock.now_ms())
             .arg(self.limits.ttl_ms())
             .arg(limit)
+            .arg(u64::try_from(EPHEMERAL_TTL.as_millis()).unwrap_or(u64::MAX))
             .arg(ids)
             .invoke_async(&mut conn)
             .await?;
@@ -549,8 +862,10 @@ async fn run_subscriber(
         {
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
-                if let Ok(tag) = std::str::from_utf8(message.get_payload_bytes()) {
-                    waiters.wake(tag);
+                if let Ok(tags) = std::str::from_utf8(message.get_payload_bytes()) {
+                    for tag in tags.split(',') {
+                        waiters.wake(tag);
+                    }
                 }
             }
         }
@@ -605,6 +920,54 @@ impl QueueBackend for RedisQueue {
         })
     }
 
+    fn enqueue_fanout<'a>(
+        &'a self,
+        fanout: Fanout<'a>,
+    ) -> BoxFuture<'a, Result<Vec<FanoutOutcome>, QueueError>> {
+        Box::pin(async move {
+            if fanout.recipients.is_empty() {
+                return Ok(Vec::new());
+            }
+            // The body first, acknowledged, in its own slot: no reference may exist
+            // before its body does (a fetch would drop it as dangling).
+            let body_key = self.body_key(fanout.from, fanout.key);
+            let body_ttl = self.limits.ttl.saturating_add(BODY_TTL_MARGIN);
+            let mut conn = self.conn.clone();
+            let () = redis::cmd("SET")
+                .arg(&body_key)
+                .arg(fanout.body)
+                .arg("PX")
+                .arg(u64::try_from(body_ttl.as_millis()).unwrap_or(u64::MAX))
+                .query_async(&mut conn)
+                .await?;
+            let parts = try_join_all(
+                fanout
+                    .recipients
+                    .chunks(self.chunk())
+                    .map(|part| self.fanout_run(&fanout, &body_key, part)),
+            )
+            .await?;
+            Ok(parts.into_iter().flatten().collect())
+        })
+    }
+
+    fn enqueue_ephemeral<'a>(
+        &'a self,
+        from: &'a str,
+        recipients: &'a [&'a str],
+        body: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u64>, QueueError>> {
+        Box::pin(async move {
+            let parts = try_join_all(
+                recipients
+                    .chunks(self.chunk())
+                    .map(|part| self.ephemeral_run(from, part, body)),
+            )
+            .await?;
+            Ok(parts.into_iter().flatten().collect())
+        })
+    }
+
     fn fetch<'a>(
         &'a self,
         recipient: &'a str,
@@ -643,6 +1006,9 @@ impl QueueBackend for RedisQueue {
                 .purge
                 .key(self.key(&tag, "q"))
                 .key(self.key(&tag, "t"))
+                .key(self.key(&tag, "e"))
+                .key(self.key(&tag, "d"))
+                .key(self.key(&tag, "dt"))
                 .invoke_async(&mut conn)
                 .await?;
             self.depth_delta.fetch_sub(purged, Ordering::Relaxed);
