@@ -59,12 +59,7 @@ pub(crate) fn send_request(rows: &[OutboxRow]) -> SendRequest {
     SendRequest {
         messages: rows
             .iter()
-            .map(|row| OutgoingMessage {
-                ephemeral: false,
-                to: row.recipient.clone(),
-                body: e2ee_proto::Base64Bytes(row.body.clone()),
-                ephemeral: false,
-            })
+            .map(|row| OutgoingMessage::new(row.recipient.clone(), row.body.clone()))
             .collect(),
     }
 }
