@@ -14,8 +14,12 @@ use crate::EncryptError;
 pub const HEADER_LEN: usize = 40;
 /// Bytes of the random XChaCha20 nonce in front of an encrypted header.
 const HEADER_NONCE_LEN: usize = 24;
+/// Bytes of the Poly1305 tag after a sealed header's ciphertext.
+const HEADER_TAG_LEN: usize = 16;
+/// What sealing adds to a plaintext header: the nonce in front, the tag behind.
+pub(crate) const SEALED_OVERHEAD: usize = HEADER_NONCE_LEN + HEADER_TAG_LEN;
 /// Bytes of an encrypted header: nonce || ciphertext || tag.
-pub const ENCRYPTED_HEADER_LEN: usize = HEADER_NONCE_LEN + HEADER_LEN + 16;
+pub const ENCRYPTED_HEADER_LEN: usize = SEALED_OVERHEAD + HEADER_LEN;
 
 /// What the receiver needs to find a message's key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +56,9 @@ impl Header {
     }
 }
 
-/// A header key (HK or NHK): hides ratchet keys and counters from everyone but the peer.
+/// A header key: hides what a message's header says from everyone but its readers. In
+/// the pairwise ratchet (HK, NHK) the ratchet key and counters; in a sender-key chain the
+/// chain id and iteration (`group::header`).
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct HeaderKey([u8; 32]);
 
@@ -75,27 +81,57 @@ impl HeaderKey {
         rng: &mut R,
         header: Header,
     ) -> Result<[u8; ENCRYPTED_HEADER_LEN], EncryptError> {
-        let mut out = [0u8; ENCRYPTED_HEADER_LEN];
-        let (nonce, rest) = out.split_at_mut(HEADER_NONCE_LEN);
-        rng.fill_bytes(nonce);
-        let (body, tag_out) = rest.split_at_mut(HEADER_LEN);
-        body.copy_from_slice(&header.to_bytes());
-        seal_in_place(&self.cipher(), nonce, body, tag_out)?;
-        Ok(out)
+        self.seal(rng, &header.to_bytes())
+            .ok_or(EncryptError::Cipher)
     }
 
     /// Opens an encrypted header; `None` if it was not sealed under this key.
     pub(crate) fn decrypt(&self, encrypted: &[u8; ENCRYPTED_HEADER_LEN]) -> Option<Header> {
-        let (nonce, rest) = encrypted.split_at(HEADER_NONCE_LEN);
-        let (ciphertext, tag) = rest.split_at(HEADER_LEN);
+        self.open(encrypted).map(|plain| Header::from_bytes(&plain))
+    }
+
+    /// Seals a plaintext header of `N` bytes as `nonce (24) || ciphertext (N) || tag (16)`
+    /// (`S` bytes in all) under a fresh random nonce. `None` only if the cipher refuses,
+    /// and then nothing of the plaintext is returned. The pairwise header (40 bytes) and
+    /// the group header (8 bytes) are both sealed here.
+    pub(crate) fn seal<R: CryptoRng + ?Sized, const N: usize, const S: usize>(
+        &self,
+        rng: &mut R,
+        plaintext: &[u8; N],
+    ) -> Option<[u8; S]> {
+        const {
+            assert!(
+                S == SEALED_OVERHEAD + N,
+                "sealed length is nonce + plaintext + tag"
+            )
+        };
+        let mut out = [0u8; S];
+        let (nonce, rest) = out.split_at_mut(HEADER_NONCE_LEN);
+        rng.fill_bytes(nonce);
+        let (body, tag_out) = rest.split_at_mut(N);
+        body.copy_from_slice(plaintext);
+        seal_in_place(&self.cipher(), nonce, body, tag_out).ok()?;
+        Some(out)
+    }
+
+    /// Opens what [`HeaderKey::seal`] made; `None` if it was not sealed under this key.
+    pub(crate) fn open<const N: usize, const S: usize>(&self, sealed: &[u8; S]) -> Option<[u8; N]> {
+        const {
+            assert!(
+                S == SEALED_OVERHEAD + N,
+                "sealed length is nonce + plaintext + tag"
+            )
+        };
+        let (nonce, rest) = sealed.split_at(HEADER_NONCE_LEN);
+        let (ciphertext, tag) = rest.split_at(N);
         let nonce = XNonce::try_from(nonce).ok()?;
         let tag = Tag::try_from(tag).ok()?;
-        let mut plaintext = [0u8; HEADER_LEN];
+        let mut plaintext = [0u8; N];
         plaintext.copy_from_slice(ciphertext);
         self.cipher()
             .decrypt_inout_detached(&nonce, &[], InOutBuf::from(&mut plaintext[..]), &tag)
             .ok()?;
-        Some(Header::from_bytes(&plaintext))
+        Some(plaintext)
     }
 }
 

@@ -4,13 +4,13 @@
 use zeroize::Zeroizing;
 
 use super::{
-    header::GroupHeaderKey,
     sender_chain::SenderChainKey,
     signing::{SENDER_SIGNING_KEY_LEN, SenderVerifyingKey},
 };
 use crate::{
     DecodeError,
     codec::{Reader, Writer},
+    header::HeaderKey,
 };
 
 /// Version byte of an encoded distribution.
@@ -31,7 +31,7 @@ pub struct SenderKeyDistribution {
     pub(crate) chain_id: u32,
     pub(crate) iteration: u32,
     pub(crate) chain_key: SenderChainKey,
-    pub(crate) header_key: GroupHeaderKey,
+    pub(crate) header_key: HeaderKey,
     pub(crate) signing_key: SenderVerifyingKey,
 }
 
@@ -72,7 +72,7 @@ impl SenderKeyDistribution {
         let chain_id = r.u32()?;
         let iteration = r.u32()?;
         let chain_key = SenderChainKey::new(*Zeroizing::new(r.array::<32>()?));
-        let header_key = GroupHeaderKey::new(*Zeroizing::new(r.array::<32>()?));
+        let header_key = HeaderKey::new(*Zeroizing::new(r.array::<32>()?));
         let signing_key = SenderVerifyingKey::from_bytes(&r.array()?, WHAT)?;
         r.finish()?;
         if iteration == u32::MAX {

@@ -5,7 +5,7 @@ use zeroize::Zeroizing;
 
 use super::{
     GROUP_MESSAGE_VERSION, GroupEncryptError, MAX_GROUP_CONTEXT_LEN, SenderKeyDistribution,
-    header::{ENCRYPTED_GROUP_HEADER_LEN, GroupHeader, GroupHeaderKey},
+    header::{ENCRYPTED_GROUP_HEADER_LEN, GroupHeader},
     message::{GroupMessage, associated_data, signing_input},
     sender_chain::{SenderChainKey, TAG_LEN},
     signing::{GROUP_SIGNATURE_LEN, SenderSigningKey},
@@ -13,6 +13,7 @@ use super::{
 use crate::{
     DecodeError,
     codec::{Reader, Writer},
+    header::HeaderKey,
     padding,
 };
 
@@ -51,7 +52,7 @@ pub struct OutboundGroupSession {
     chain_id: u32,
     iteration: u32,
     chain_key: SenderChainKey,
-    header_key: GroupHeaderKey,
+    header_key: HeaderKey,
     signing: SenderSigningKey,
 }
 
@@ -75,7 +76,7 @@ impl OutboundGroupSession {
             chain_id,
             iteration: 0,
             chain_key: SenderChainKey::new(*chain_key),
-            header_key: GroupHeaderKey::new(*header_key),
+            header_key: HeaderKey::new(*header_key),
             signing: SenderSigningKey::generate(rng),
         }
     }
@@ -126,7 +127,7 @@ impl OutboundGroupSession {
             return Err(GroupEncryptError::ChainExhausted(self.iteration));
         }
         let (message_key, next) = self.chain_key.step();
-        let header = self.header_key.seal(
+        let header = self.header_key.seal_group(
             rng,
             GroupHeader {
                 chain_id: self.chain_id,
@@ -167,7 +168,7 @@ impl OutboundGroupSession {
         let chain_id = r.u32()?;
         let iteration = r.u32()?;
         let chain_key = SenderChainKey::new(*Zeroizing::new(r.array::<32>()?));
-        let header_key = GroupHeaderKey::new(*Zeroizing::new(r.array::<32>()?));
+        let header_key = HeaderKey::new(*Zeroizing::new(r.array::<32>()?));
         let signing = SenderSigningKey::from_seed(&Zeroizing::new(r.array::<32>()?));
         r.finish()?;
         Ok(Self {

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 use super::{
     GroupDecryptError, MAX_FORWARD_JUMPS, MAX_GROUP_CONTEXT_LEN, MAX_MESSAGE_KEYS,
     MAX_SENDER_KEY_STATES, SenderKeyDistribution,
-    header::{ENCRYPTED_GROUP_HEADER_LEN, GroupHeaderKey},
+    header::ENCRYPTED_GROUP_HEADER_LEN,
     message::{GroupMessage, associated_data, signing_input},
     sender_chain::{SenderChainKey, SenderMessageKey},
     signing::SenderVerifyingKey,
@@ -17,6 +17,7 @@ use super::{
 use crate::{
     DecodeError,
     codec::{Reader, Writer, reserve_wiping},
+    header::HeaderKey,
 };
 
 /// Version byte of a serialized [`SenderKeyRecord`].
@@ -48,7 +49,7 @@ struct SenderKeyState {
     /// The iteration of the next message the chain key would open.
     iteration: u32,
     chain_key: SenderChainKey,
-    header_key: GroupHeaderKey,
+    header_key: HeaderKey,
     signing_key: SenderVerifyingKey,
     /// Keys of messages skipped over, oldest first, iterations strictly increasing.
     skipped: VecDeque<(u32, SenderMessageKey)>,
@@ -142,7 +143,12 @@ impl SenderKeyRecord {
         let (state, header) = self
             .states
             .iter()
-            .find_map(|state| Some((state, state.header_key.open(message.encrypted_header())?)))
+            .find_map(|state| {
+                Some((
+                    state,
+                    state.header_key.open_group(message.encrypted_header())?,
+                ))
+            })
             .ok_or(GroupDecryptError::UnknownHeaderKey)?;
         if header.chain_id != state.chain_id {
             return Err(GroupDecryptError::ChainIdMismatch {
@@ -175,7 +181,10 @@ impl SenderKeyRecord {
             .position(|state| {
                 state.chain_id == header.chain_id
                     && state.signing_key == pending.signing_key
-                    && state.header_key.open(pending.message.encrypted_header()) == Some(header)
+                    && state
+                        .header_key
+                        .open_group(pending.message.encrypted_header())
+                        == Some(header)
             })
             .ok_or(GroupDecryptError::SenderKeyChanged)?;
         let state = &mut self.states[index];
@@ -263,7 +272,7 @@ impl SenderKeyRecord {
             let chain_id = r.u32()?;
             let iteration = r.u32()?;
             let chain_key = SenderChainKey::new(*Zeroizing::new(r.array::<32>()?));
-            let header_key = GroupHeaderKey::new(*Zeroizing::new(r.array::<32>()?));
+            let header_key = HeaderKey::new(*Zeroizing::new(r.array::<32>()?));
             let signing_key = SenderVerifyingKey::from_bytes(&r.array()?, WHAT)?;
             let skipped_count = r.count(MAX_MESSAGE_KEYS)?;
             let mut skipped = VecDeque::with_capacity(skipped_count);
