@@ -79,27 +79,16 @@ impl Relay {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.data_dir.path().join("relay.log")).expect("log");
-        let mut child = Command::new(bin_dir().join("e2ee-relay"))
-            .arg("--listen")
-            .arg(&self.listen)
-            .arg("--data-dir")
-            .arg(self.data_dir.path())
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("starting e2ee-relay");
-        let stdout = child.stdout.take().expect("relay stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("reading the relay's first line");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first relay line {line:?}; see relay.log"))
-            .to_owned();
+        let (child, url) = e2ee_testkit::relay::spawn_relay(
+            Command::new(bin_dir().join("e2ee-relay"))
+                .arg("--listen")
+                .arg(&self.listen)
+                .arg("--data-dir")
+                .arg(self.data_dir.path())
+                .args(&self.extra_args)
+                .stdin(Stdio::null())
+                .stderr(log),
+        );
         // Restarts reuse the port so that profiles keep their saved relay URL.
         self.listen = url.trim_start_matches("http://").to_owned();
         self.url = url;

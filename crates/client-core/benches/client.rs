@@ -20,30 +20,23 @@
 //! this file on the old and the new code one after the other.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use e2ee_client_core::{Client, ClientOptions, Event};
+use e2ee_testkit::relay::RelayProcess;
 
 /// Envelopes the peer queues before each timed receive batch (one relay poll's worth).
 const RECEIVE_BATCH: u64 = 100;
 /// The text of every message: a short chat line.
 const TEXT: &str = "a short chat line, 32 bytes long";
 
-struct RelayProcess {
-    child: Child,
-    url: String,
+/// The relay under test, with its data directory.
+struct Relay {
+    process: RelayProcess,
     _data: tempfile::TempDir,
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn relay_bin() -> PathBuf {
@@ -58,35 +51,24 @@ fn relay_bin() -> PathBuf {
         .join("e2ee-relay")
 }
 
-fn start_relay() -> RelayProcess {
+fn start_relay() -> Relay {
     let data = tempfile::tempdir().unwrap();
     let bin = relay_bin();
-    let mut child = Command::new(&bin)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .args([
-            "--send-rate-per-minute",
-            "100000000",
-            "--send-burst",
-            "100000000",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(data.path().join("relay.log")).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}; build it first", bin.display()));
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    RelayProcess {
-        child,
-        url,
+    let process = RelayProcess::spawn(
+        Command::new(&bin)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .args([
+                "--send-rate-per-minute",
+                "100000000",
+                "--send-burst",
+                "100000000",
+            ])
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(data.path().join("relay.log")).unwrap()),
+    );
+    Relay {
+        process,
         _data: data,
     }
 }
@@ -132,8 +114,8 @@ fn bench(c: &mut Criterion) {
     let relay = start_relay();
     let (alice_home, bob_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (alice, bob) = runtime.block_on(async {
-        let alice = user(&alice_home, "alice@example.org", &relay.url).await;
-        let bob = user(&bob_home, "bob@example.org", &relay.url).await;
+        let alice = user(&alice_home, "alice@example.org", relay.process.url()).await;
+        let bob = user(&bob_home, "bob@example.org", relay.process.url()).await;
         // Both sessions established (prekey messages done) before anything is timed.
         alice.send("bob@example.org", TEXT).await.unwrap();
         receive(&bob, 1).await;

@@ -7,21 +7,16 @@
 //! puts next to the load generator's.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use e2ee_testkit::redis::redis_url;
+use e2ee_testkit::relay::RelayProcess;
+
+/// The relay under test, with its data directory.
 struct Relay {
-    child: Child,
-    url: String,
+    process: RelayProcess,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn relay_binary() -> PathBuf {
@@ -34,10 +29,6 @@ fn relay_binary() -> PathBuf {
     path
 }
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 fn start_relay(redis: bool) -> Relay {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(relay_binary());
@@ -46,25 +37,13 @@ fn start_relay(redis: bool) -> Relay {
         .env_remove("E2EE_REDIS_URL")
         .env_remove("E2EE_DATABASE_URL")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if redis {
-        let prefix = format!("e2ee-test-load-{}", uuid::Uuid::new_v4().simple());
+        let prefix = e2ee_testkit::unique("e2ee-test-load");
         cmd.args(["--redis-url", &redis_url(), "--redis-key-prefix", &prefix]);
     }
-    let mut child = cmd.spawn().expect("starting e2ee-relay");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
     Relay {
-        child,
-        url,
+        process: RelayProcess::spawn(&mut cmd),
         _dir: dir,
     }
 }
@@ -73,9 +52,9 @@ fn load(relay: &Relay, args: &[&str]) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_e2ee-relay-load"))
         .args([
             "--url",
-            &relay.url,
+            relay.process.url(),
             "--relay-pid",
-            &relay.child.id().to_string(),
+            &relay.process.pid().to_string(),
         ])
         .args(args)
         .arg("--json")

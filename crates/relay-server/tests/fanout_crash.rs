@@ -8,14 +8,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use e2ee_proto::{Base64Bytes, MultiSendRequest, MultiSendResponse, PollResponse};
 use e2ee_relay_load::{Identity, TestClient};
+use e2ee_testkit::relay::RelayProcess;
 use futures_util::StreamExt as _;
 
 const RECIPIENTS: usize = 1000;
@@ -27,54 +27,26 @@ const KILL_AFTER_MS: [u64; 5] = [0, 3, 10, 30, 200];
 /// first member's queue get the message, so the kill lands inside the fan-out.
 const KILL_WHEN_FIRST_QUEUED_ROUNDS: usize = 3;
 
-struct RelayProcess {
-    child: Child,
-    url: String,
-}
-
-impl RelayProcess {
-    fn start(data_dir: &Path, redis: Option<(&str, &str)>) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_e2ee-relay"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args([
-                "--fanout-rate-per-minute",
-                "1000000",
-                "--fanout-burst",
-                "100000",
-            ])
-            .env_remove("E2EE_REDIS_URL")
-            .env_remove("E2EE_DATABASE_URL")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some((url, prefix)) = redis {
-            cmd.args(["--redis-url", url, "--redis-key-prefix", prefix]);
-        }
-        let mut child = cmd.spawn().expect("starting e2ee-relay");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Self { child, url }
+/// Starts the real relay on a free port with fan-out limits far above what the test
+/// sends: embedded SQLite in `data_dir`, or Redis at `(url, key prefix)`.
+fn start_relay(data_dir: &Path, redis: Option<(&str, &str)>) -> RelayProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_e2ee-relay"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--fanout-rate-per-minute",
+            "1000000",
+            "--fanout-burst",
+            "100000",
+        ])
+        .env_remove("E2EE_REDIS_URL")
+        .env_remove("E2EE_DATABASE_URL")
+        .env("RUST_LOG", "error")
+        .stderr(Stdio::inherit());
+    if let Some((url, prefix)) = redis {
+        cmd.args(["--redis-url", url, "--redis-key-prefix", prefix]);
     }
-
-    fn sigkill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    RelayProcess::spawn(&mut cmd)
 }
 
 async fn send(
@@ -165,8 +137,8 @@ async fn killed_mid_fanout(redis_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let prefix = common::unique("e2ee-test");
     let redis = redis_url.map(|url| (url, prefix.as_str()));
-    let mut relay = RelayProcess::start(dir.path(), redis);
-    let client = TestClient::new(&relay.url);
+    let mut relay = start_relay(dir.path(), redis);
+    let client = TestClient::new(relay.url());
     let alice = Identity::generate("alice@example.org");
     client.register(&alice, 0).await.unwrap();
     let members: Vec<Identity> = (0..RECIPIENTS)
@@ -201,7 +173,7 @@ async fn killed_mid_fanout(redis_url: Option<&str>) {
         };
         let sending = {
             let (client, alice, request) =
-                (TestClient::new(&relay.url), alice.clone(), request.clone());
+                (TestClient::new(relay.url()), alice.clone(), request.clone());
             tokio::spawn(async move { send(&client, &alice, &request).await })
         };
         match (kill_after, single_redis) {
@@ -211,7 +183,7 @@ async fn killed_mid_fanout(redis_url: Option<&str>) {
             }
             (None, None) => unreachable!("only planned on a single Redis"),
         }
-        relay.sigkill();
+        relay.kill();
         let before_crash = sending.await.unwrap();
         let reached = match redis_url {
             Some(url) if !url.contains(',') => {
@@ -219,8 +191,8 @@ async fn killed_mid_fanout(redis_url: Option<&str>) {
             }
             _ => None,
         };
-        relay = RelayProcess::start(dir.path(), redis);
-        let client = TestClient::new(&relay.url);
+        relay = start_relay(dir.path(), redis);
+        let client = TestClient::new(relay.url());
         // The outbox retries until the relay answers.
         let mut answer = None;
         for _ in 0..50 {
@@ -255,7 +227,7 @@ async fn killed_mid_fanout(redis_url: Option<&str>) {
         );
         first_ids.push(answer.ids);
     }
-    let client = TestClient::new(&relay.url);
+    let client = TestClient::new(relay.url());
     let counts: Vec<BTreeMap<Vec<u8>, usize>> = futures_util::stream::iter(&members)
         .map(|m| {
             let client = client.clone();

@@ -5,78 +5,44 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use e2ee_proto::{OutgoingMessage, PollResponse, SendRequest, SendResponse};
 use e2ee_relay_load::{Identity, TestClient};
+use e2ee_testkit::relay::RelayProcess;
 
-struct RelayProcess {
-    child: Child,
-    url: String,
+/// How long a relay may take to drain and exit after SIGTERM.
+const RELAY_EXIT_LIMIT: Duration = Duration::from_secs(20);
+
+/// Starts the real relay on a free port: embedded SQLite in `data_dir`, or Redis at
+/// `(url, key prefix)`.
+fn start_relay(data_dir: &Path, redis: Option<(&str, &str)>) -> RelayProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_e2ee-relay"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("E2EE_REDIS_URL")
+        .env_remove("E2EE_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit());
+    if let Some((url, prefix)) = redis {
+        cmd.args(["--redis-url", url, "--redis-key-prefix", prefix]);
+    }
+    RelayProcess::spawn(&mut cmd)
 }
 
-impl RelayProcess {
-    fn start(data_dir: &Path, redis: Option<(&str, &str)>) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_e2ee-relay"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env_remove("E2EE_REDIS_URL")
-            .env_remove("E2EE_DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some((url, prefix)) = redis {
-            cmd.args(["--redis-url", url, "--redis-key-prefix", prefix]);
-        }
-        let mut child = cmd.spawn().expect("starting e2ee-relay");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Self { child, url }
-    }
-
-    fn client(&self) -> TestClient {
-        TestClient::new(&self.url)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(mut self) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "relay did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+fn test_client(relay: &RelayProcess) -> TestClient {
+    TestClient::new(relay.url())
 }
 
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn send_signal(relay: &RelayProcess, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &relay.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 async fn send(client: &TestClient, from: &Identity, to: &str, body: &[u8]) -> Vec<u64> {
@@ -112,9 +78,9 @@ async fn poll(client: &TestClient, who: &Identity, timeout_ms: u64) -> PollRespo
 async fn two_relays_wake_each_other(redis_url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let prefix = common::unique("e2ee-test");
-    let a = RelayProcess::start(dir.path(), Some((redis_url, &prefix)));
-    let b = RelayProcess::start(dir.path(), Some((redis_url, &prefix)));
-    let (ca, cb) = (a.client(), b.client());
+    let a = start_relay(dir.path(), Some((redis_url, &prefix)));
+    let b = start_relay(dir.path(), Some((redis_url, &prefix)));
+    let (ca, cb) = (test_client(&a), test_client(&b));
     let alice = Identity::generate("alice@example.org");
     let bob = Identity::generate("bob@example.org");
     ca.register(&alice, 1).await.unwrap();
@@ -176,8 +142,8 @@ async fn two_relays_on_a_redis_cluster() {
     // Recipients spread over the slots of all three masters work too.
     let dir = tempfile::tempdir().unwrap();
     let prefix = common::unique("e2ee-test");
-    let relay = RelayProcess::start(dir.path(), Some((&cluster.url(), &prefix)));
-    let client = relay.client();
+    let relay = start_relay(dir.path(), Some((&cluster.url(), &prefix)));
+    let client = test_client(&relay);
     let sender = Identity::generate("sender@example.org");
     client.register(&sender, 0).await.unwrap();
     let mut users = Vec::new();
@@ -201,8 +167,8 @@ async fn restart_loses_nothing(redis: Option<&str>, signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let prefix = common::unique("e2ee-test");
     let redis = redis.map(|url| (url, prefix.as_str()));
-    let relay = RelayProcess::start(dir.path(), redis);
-    let client = relay.client();
+    let relay = start_relay(dir.path(), redis);
+    let client = test_client(&relay);
     let alice = Identity::generate("alice@example.org");
     let bob = Identity::generate("bob@example.org");
     client.register(&alice, 0).await.unwrap();
@@ -211,10 +177,10 @@ async fn restart_loses_nothing(redis: Option<&str>, signal: &str) {
     for i in 0..20u8 {
         ids.extend(send(&client, &alice, "bob@example.org", &[i]).await);
     }
-    relay.signal(signal);
-    relay.wait();
-    let relay = RelayProcess::start(dir.path(), redis);
-    let polled = poll(&relay.client(), &bob, 0).await;
+    send_signal(&relay, signal);
+    relay.wait_exit(RELAY_EXIT_LIMIT);
+    let relay = start_relay(dir.path(), redis);
+    let polled = poll(&test_client(&relay), &bob, 0).await;
     let got: Vec<u64> = polled.envelopes.iter().map(|e| e.id).collect();
     assert_eq!(
         got, ids,
@@ -241,8 +207,8 @@ async fn redis_relay_restart_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_releases_waiting_polls_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = RelayProcess::start(dir.path(), None);
-    let client = relay.client();
+    let relay = start_relay(dir.path(), None);
+    let client = test_client(&relay);
     let bob = Identity::generate("bob@example.org");
     client.register(&bob, 0).await.unwrap();
     let waiting = {
@@ -251,7 +217,7 @@ async fn sigterm_releases_waiting_polls_and_exits_cleanly() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    relay.signal("TERM");
+    send_signal(&relay, "TERM");
     let polled = waiting.await.unwrap();
     assert!(polled.envelopes.is_empty());
     assert!(
@@ -259,14 +225,14 @@ async fn sigterm_releases_waiting_polls_and_exits_cleanly() {
         "{:?}",
         started.elapsed()
     );
-    assert!(relay.wait().success());
+    assert!(relay.wait_exit(RELAY_EXIT_LIMIT).success());
 }
 
 #[tokio::test]
 async fn admin_ban_list_unban() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = RelayProcess::start(dir.path(), None);
-    let client = relay.client();
+    let relay = start_relay(dir.path(), None);
+    let client = test_client(&relay);
     let alice = Identity::generate("alice@example.org");
     client.register(&alice, 4).await.unwrap();
     let admin = |args: &[&str]| {

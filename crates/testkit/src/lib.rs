@@ -1,12 +1,13 @@
 //! Test helpers shared by the relay's tests (crates/relay-server/tests) and the
-//! end-to-end tests (tests/): a private `redis-server`, a Redis Cluster, free ports
-//! and unique names. A dev-dependency only; never published.
+//! end-to-end tests (tests/): a private `redis-server`, a Redis Cluster, a relay
+//! process, free ports and unique names. A dev-dependency only; never published.
 //!
 //! Every helper panics when it cannot do its job (a port, a server that does not start):
 //! in a test that is the failure to report, with the reason in the message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod redis;
+pub mod relay;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it for a listener
 /// that is closed again), for a server the test starts next.
