@@ -12,13 +12,13 @@ use e2ee_proto::{
     AckRequest, AckResponse, Base64Bytes, Envelope, ErrorCode, FailedRecipient, MAX_ACK_IDS,
     MAX_ENVELOPE_BODY_BYTES, MAX_FANOUT_ID_BYTES, MAX_FANOUT_RECIPIENTS, MAX_MESSAGES_PER_REQUEST,
     MAX_POLL_LIMIT, MAX_POLL_TIMEOUT_MS, MultiSendRequest, MultiSendResponse, PollAckRequest,
-    PollAckResponse, PollResponse, RefusalReason, SendRequest, SendResponse,
+    PollAckResponse, PollResponse, RefusalReason, SendRequest, SendResponse, normalize_email,
 };
 use futures_util::future::try_join_all;
 use serde::Deserialize;
 
 use super::error::refused;
-use super::{ApiError, AppState, Signed, SignedIdempotent, email_param, query_error, rate_limited};
+use super::{ApiError, AppState, Signed, SignedIdempotent, query_error, rate_limited};
 use crate::metrics::Metrics;
 use crate::queue::{Fanout, FanoutOutcome, QueueError, QueuedEnvelope};
 
@@ -43,7 +43,9 @@ pub(super) async fn send(
                 format!("messages[{i}].body is over {MAX_ENVELOPE_BODY_BYTES} bytes decoded"),
             ));
         }
-        recipients.push(email_param(&message.to, &format!("messages[{i}].to"))?);
+        recipients.push(normalize_email(&message.to).map_err(|e| {
+            ApiError::bad_request(ErrorCode::BadEmail, format!("messages[{i}].to: {e}"))
+        })?);
     }
     let cost = u32::try_from(request.messages.len()).unwrap_or(u32::MAX);
     if let Err(retry_after) = state
@@ -165,7 +167,10 @@ pub(super) async fn send_multi(
     let mut recipients: Vec<String> = Vec::with_capacity(request.to.len());
     let mut first_index: BTreeMap<String, usize> = BTreeMap::new();
     for (i, to) in request.to.iter().enumerate() {
-        let email = email_param(to, &format!("to[{i}]"))?;
+        // The label is formatted only on refusal: a 1,000-recipient send would
+        // otherwise allocate it a thousand times to say nothing.
+        let email = normalize_email(to)
+            .map_err(|e| ApiError::bad_request(ErrorCode::BadEmail, format!("to[{i}]: {e}")))?;
         if let Some(j) = first_index.insert(email.clone(), i) {
             return Err(ApiError::bad_request(
                 ErrorCode::DuplicateRecipient,

@@ -46,6 +46,10 @@ const MAX_TRACKED: usize = 100_000;
 pub const LEASE_LIFETIME_MS: u64 = 1000;
 /// Leases never exceed this fraction of the burst (1 / N).
 const LEASE_BURST_FRACTION: u32 = 10;
+/// Locks that let one request per sender (per shard of senders) take a lease at a
+/// time, so a sender's concurrent requests wait for its lease instead of each draining
+/// the shared bucket by a lease of its own.
+const LEASE_LOCK_SHARDS: usize = 64;
 
 /// Tokens a process takes from a shared bucket when a request needs `cost`: the cost,
 /// or more, up to a tenth of the burst and one second's refill, so a sender's next
@@ -222,6 +226,7 @@ pub struct SharedRateLimiter {
     local: RateLimiter,
     redis: Option<RedisBuckets>,
     leases: Mutex<HashMap<String, Lease>>,
+    lease_locks: Box<[tokio::sync::Mutex<()>]>,
 }
 
 impl SharedRateLimiter {
@@ -232,6 +237,9 @@ impl SharedRateLimiter {
             local: RateLimiter::new(limit),
             redis,
             leases: Mutex::new(HashMap::new()),
+            lease_locks: (0..LEASE_LOCK_SHARDS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -260,6 +268,14 @@ impl SharedRateLimiter {
                 leases.clear();
             }
         }
+        // Concurrent requests of one sender that all missed the lease each take one
+        // from the bucket: their leftovers add up. Replacing one with the next threw
+        // tokens away, and an open-loop sender was refused under its limit.
+        let held = leases
+            .get(key)
+            .filter(|lease| now_ms < lease.until_ms)
+            .map_or(0, |lease| lease.tokens);
+        let tokens = held.saturating_add(tokens);
         if tokens == 0 {
             leases.remove(key);
         } else {
@@ -279,6 +295,15 @@ impl SharedRateLimiter {
         let Some(redis) = &self.redis else {
             return Ok(self.local.check_cost(key, cost, now_ms));
         };
+        if self.spend_lease(key, cost, now_ms) {
+            return Ok(Ok(()));
+        }
+        let mut shard = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(key, &mut shard);
+        let shard = usize::try_from(std::hash::Hasher::finish(&shard) % LEASE_LOCK_SHARDS as u64)
+            .unwrap_or(0);
+        let _taking = self.lease_locks[shard].lock().await;
+        // Whoever held the lock before may have left this sender a lease.
         if self.spend_lease(key, cost, now_ms) {
             return Ok(Ok(()));
         }
@@ -389,5 +414,30 @@ mod tests {
             }
         }
         assert_eq!(later, 10);
+    }
+
+    /// Many requests of one sender in flight at once on one process (an open-loop
+    /// client, or a burst after reconnecting): each misses the lease and takes one
+    /// from Redis, and none of what they took is lost, so the whole burst is accepted.
+    #[tokio::test]
+    async fn concurrent_leases_of_one_sender_lose_no_tokens() {
+        if !e2ee_testkit::redis::redis_server_available("concurrent_leases") {
+            return;
+        }
+        let prefix = e2ee_testkit::unique("lease-concurrent");
+        let limit = RateLimit {
+            per_minute: 600,
+            burst: 100,
+        };
+        let limiter = shared(&prefix, limit).await;
+        let now = 1_000_000;
+        let answers =
+            futures_util::future::join_all((0..150).map(|_| limiter.check("alice@x", 1, now)))
+                .await;
+        let accepted = answers
+            .into_iter()
+            .filter(|answer| matches!(answer, Ok(Ok(()))))
+            .count();
+        assert_eq!(accepted, 100, "the burst, all of it, and no more");
     }
 }

@@ -8,7 +8,15 @@
 //! - `<prefix>:{tag}:e`   list of ephemeral envelopes (same member format), PEXPIRE
 //!   [`EPHEMERAL_TTL`] and trimmed to [`MAX_EPHEMERAL_PER_RECIPIENT`]; popped by fetch
 //! - `<prefix>:{tag}:d`   hash `sender\nfan-out key` -> id, and `<prefix>:{tag}:dt`, its
-//!   expiry (sorted set, score = until): what makes a retried fan-out idempotent
+//!   expiry (sorted set, score = until): what makes a retried fan-out idempotent on a
+//!   cluster
+//! - `<prefix>:sent:{h}`  on a single Redis, the same record folded into one hash per
+//!   fan-out (`h` as for its body): recipient tag -> id, and `until`, the end of the
+//!   idempotency window. A record per recipient costs six commands per recipient; one
+//!   per request costs one HMGET and one HSET per script call. A cluster cannot use
+//!   it (a script touches one slot), and an account's purge does not clear it: a
+//!   retry within the window after the recipient was deleted answers the first
+//!   attempt's id, as any retry does.
 //! - `<prefix>:body:{h}`  a fan-out's body, `h` = SHA-256 of `sender\nkey`: its own
 //!   slot, so on a cluster it usually lives on another node than the queues that
 //!   reference it. A queue member `@id\nreceived_at\nfrom\nbody key` is such a
@@ -62,7 +70,8 @@ const FANOUT_CHUNK: usize = 100;
 /// reference to it even when the relays' clocks run a little behind Redis's.
 const BODY_TTL_MARGIN: Duration = Duration::from_secs(60 * 60);
 
-/// Queues a reference to one stored body for each of R recipients. KEYS are `q`,
+/// Queues a reference to one stored body for each of R recipients (on a cluster;
+/// a single Redis runs [`FANOUT_RECORD_SCRIPT`]). KEYS are `q`,
 /// `t`, `seq`, `d`, `dt` of each recipient; ARGV is now, TTL, cap, sender, wake
 /// channel, body key, dedup field, dedup window, R, then the R recipient tags.
 /// Per recipient: sweep expired entries and dedup fields, answer the id of an
@@ -117,6 +126,84 @@ for r = 1, nrec do
     out[#out + 1] = id
     woken[#woken + 1] = ARGV[9 + r]
   end
+end
+if #woken > 0 then
+  redis.call('PUBLISH', ARGV[5], table.concat(woken, ','))
+end
+table.insert(out, 1, added)
+table.insert(out, 1, expired_total)
+return out
+";
+
+/// [`FANOUT_SCRIPT`] for a single Redis, with the idempotency record folded into one
+/// hash per request. KEYS are `q`, `t`, `seq` of each recipient, then the request's
+/// record; ARGV is now, TTL, cap, sender, wake channel, body key, dedup window, R, then
+/// the R recipient tags. A record whose `until` has passed (by the relays' clock, as
+/// the per-recipient record's) is dropped first. A queue is swept of expired
+/// entries only when it is at the cap (every fetch sweeps it anyway, and a reader
+/// never sees an expired entry): at 1,000 recipients a send, a sweep per recipient is
+/// a sixth of the script. Answers as [`FANOUT_SCRIPT`].
+const FANOUT_RECORD_SCRIPT: &str = r"
+local now = tonumber(ARGV[1])
+local ttl = ARGV[2]
+local cutoff = now - tonumber(ttl)
+local max = tonumber(ARGV[3])
+local tail = '\n' .. ARGV[1] .. '\n' .. ARGV[4] .. '\n' .. ARGV[6]
+local window = tonumber(ARGV[7])
+local nrec = tonumber(ARGV[8])
+local rec = KEYS[3 * nrec + 1]
+local prior = redis.call('HMGET', rec, 'until', unpack(ARGV, 9, 8 + nrec))
+local open_until = tonumber(prior[1])
+if open_until and open_until <= now then
+  redis.call('DEL', rec)
+  prior = {}
+  open_until = nil
+end
+local expired_total, added = 0, 0
+local out, woken, record = {}, {}, {}
+for r = 1, nrec do
+  local seen = prior[r + 1]
+  if seen then
+    out[#out + 1] = tonumber(seen)
+  else
+    local q, t, seq = KEYS[3 * r - 2], KEYS[3 * r - 1], KEYS[3 * r]
+    local depth = redis.call('ZCARD', q)
+    if depth >= max then
+      local expired = redis.call('ZRANGEBYSCORE', t, '-inf', cutoff)
+      for _, id in ipairs(expired) do
+        redis.call('ZREMRANGEBYSCORE', q, id, id)
+      end
+      if #expired > 0 then
+        redis.call('ZREMRANGEBYSCORE', t, '-inf', cutoff)
+      end
+      expired_total = expired_total + #expired
+      if #expired > 0 then
+        depth = redis.call('ZCARD', q)
+      end
+    end
+    if depth >= max then
+      out[#out + 1] = -1
+    else
+      local id = redis.call('INCR', seq)
+      redis.call('ZADD', q, id, '@' .. id .. tail)
+      redis.call('ZADD', t, now, id)
+      redis.call('PEXPIRE', q, ttl)
+      redis.call('PEXPIRE', t, ttl)
+      record[#record + 1] = ARGV[8 + r]
+      record[#record + 1] = id
+      added = added + 1
+      out[#out + 1] = id
+      woken[#woken + 1] = ARGV[8 + r]
+    end
+  end
+end
+if #record > 0 then
+  if not open_until then
+    record[#record + 1] = 'until'
+    record[#record + 1] = string.format('%.0f', now + window)
+  end
+  redis.call('HSET', rec, unpack(record))
+  redis.call('PEXPIRE', rec, window)
 end
 if #woken > 0 then
   redis.call('PUBLISH', ARGV[5], table.concat(woken, ','))
@@ -333,6 +420,7 @@ pub struct RedisQueue {
     purge: Arc<Script>,
     token_bucket: Arc<Script>,
     fanout: Arc<Script>,
+    fanout_record: Arc<Script>,
     ephemeral: Arc<Script>,
     cluster: bool,
 }
@@ -345,6 +433,12 @@ impl std::fmt::Debug for RedisQueue {
             .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
+}
+
+/// Hex of SHA-256 of `sender\nkey`: names a fan-out's body and record without the
+/// sender's address in the key name.
+fn fanout_hash(from: &str, key: &str) -> String {
+    hex::encode(Sha256::digest(format!("{from}\n{key}").as_bytes()))
 }
 
 fn as_bytes(value: &Value) -> Option<&[u8]> {
@@ -432,6 +526,7 @@ impl RedisQueue {
             purge: Arc::new(Script::new(PURGE_SCRIPT)),
             token_bucket: Arc::new(Script::new(TOKEN_BUCKET_SCRIPT)),
             fanout: Arc::new(Script::new(FANOUT_SCRIPT)),
+            fanout_record: Arc::new(Script::new(FANOUT_RECORD_SCRIPT)),
             ephemeral: Arc::new(Script::new(EPHEMERAL_SCRIPT)),
             cluster,
         };
@@ -486,12 +581,17 @@ impl RedisQueue {
     /// Where the body of the fan-out `key` from `from` is stored: a hash tag of its
     /// own (the hash also keeps the sender's address out of the key name).
     fn body_key(&self, from: &str, key: &str) -> String {
-        let h = hex::encode(Sha256::digest(format!("{from}\n{key}").as_bytes()));
-        format!("{}:body:{{{h}}}", self.prefix)
+        format!("{}:body:{{{}}}", self.prefix, fanout_hash(from, key))
     }
 
-    /// One call of [`FANOUT_SCRIPT`] for `recipients`, who must share a slot on a
-    /// cluster.
+    /// Where a single Redis keeps the idempotency record of the fan-out `key` from
+    /// `from` (module docs).
+    fn record_key(&self, from: &str, key: &str) -> String {
+        format!("{}:sent:{{{}}}", self.prefix, fanout_hash(from, key))
+    }
+
+    /// One call of [`FANOUT_SCRIPT`] (cluster) or [`FANOUT_RECORD_SCRIPT`] for
+    /// `recipients`, who must share a slot on a cluster.
     async fn fanout_run(
         &self,
         fanout: &Fanout<'_>,
@@ -499,23 +599,35 @@ impl RedisQueue {
         recipients: &[&str],
     ) -> Result<Vec<FanoutOutcome>, QueueError> {
         let tags: Vec<String> = recipients.iter().map(|r| recipient_tag(r)).collect();
-        let mut invocation = self.fanout.prepare_invoke();
-        for tag in &tags {
-            for suffix in ["q", "t", "seq", "d", "dt"] {
-                invocation.key(self.key(tag, suffix));
-            }
-        }
         let window_ms = u64::try_from(FANOUT_IDEMPOTENCY_WINDOW.as_millis()).unwrap_or(u64::MAX);
+        let mut invocation;
+        if self.cluster {
+            invocation = self.fanout.prepare_invoke();
+            for tag in &tags {
+                for suffix in ["q", "t", "seq", "d", "dt"] {
+                    invocation.key(self.key(tag, suffix));
+                }
+            }
+        } else {
+            invocation = self.fanout_record.prepare_invoke();
+            for tag in &tags {
+                for suffix in ["q", "t", "seq"] {
+                    invocation.key(self.key(tag, suffix));
+                }
+            }
+            invocation.key(self.record_key(fanout.from, fanout.key));
+        }
         invocation
             .arg(self.clock.now_ms())
             .arg(self.limits.ttl_ms())
             .arg(self.limits.max_len)
             .arg(fanout.from)
             .arg(self.wake_channel())
-            .arg(body_key)
-            .arg(format!("{}\n{}", fanout.from, fanout.key))
-            .arg(window_ms)
-            .arg(tags.len());
+            .arg(body_key);
+        if self.cluster {
+            invocation.arg(format!("{}\n{}", fanout.from, fanout.key));
+        }
+        invocation.arg(window_ms).arg(tags.len());
         for tag in &tags {
             invocation.arg(tag);
         }
