@@ -182,7 +182,9 @@ impl Message {
             let mut param = String::with_capacity(raw.len());
             push_clean(&mut param, raw);
             let needs_colon = param.is_empty() || param.starts_with(':') || param.contains(' ');
-            if i == last && needs_colon {
+            // Text parameters always get their ':' (as most servers write them), so
+            // that clients which look for it find it.
+            if i == last && (needs_colon || i > 0) {
                 out.push(':');
                 out.push_str(&param);
             } else {
@@ -381,6 +383,14 @@ mod tests {
             .param("two words");
         let line = m.to_line();
         assert_eq!(line, "@k=a\\:\\sb\\\\ :srv NOTICE * :two words\r\n");
+        assert_eq!(
+            Message::new(None, "PONG").param("s").param("t").to_line(),
+            "PONG s :t\r\n"
+        );
+        assert_eq!(
+            Message::new(None, "PING").param("t").to_line(),
+            "PING t\r\n"
+        );
         assert_eq!(parse(line.trim_end()), m);
         let injected = Message::new(None, "PRIVMSG").param("me").param("a\r\nQUIT");
         assert_eq!(injected.to_line(), "PRIVMSG me :a  QUIT\r\n");

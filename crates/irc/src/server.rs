@@ -17,7 +17,7 @@ use e2ee_client_core::{
 };
 use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use zeroize::Zeroizing;
 
 use crate::control::{CONTROL_CHANNEL, SERVICE_NICK};
@@ -34,8 +34,14 @@ pub const SERVER_NAME: &str = "e2ee.gateway";
 pub const SYNC_WAIT: Duration = Duration::from_secs(25);
 /// How long the sync waits before starting again after it stopped with an error.
 const SYNC_RESTART: Duration = Duration::from_secs(5);
-/// How long an event waits for a connection to take it before it is offered again.
-const DELIVERY_WAIT: Duration = Duration::from_secs(10);
+/// How long an event waits for an IRC client to confirm it (its PONG) before it is
+/// offered again.
+const DELIVERY_WAIT: Duration = Duration::from_secs(30);
+/// The prefix of the PING tokens that confirm an event was read.
+pub(crate) const ACK_TOKEN: &str = "e2ee-ack-";
+
+/// A connection's outstanding PING tokens, and whom to tell when one is answered.
+pub(crate) type Acks = Rc<RefCell<HashMap<String, mpsc::UnboundedSender<()>>>>;
 
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +75,6 @@ pub enum IrcError {
 pub(crate) enum Out {
     /// A line to write.
     Line(String),
-    /// Flush, then say so: the line before it reached the socket.
-    Flush(oneshot::Sender<()>),
     /// Write what is queued and close.
     Close,
 }
@@ -78,6 +82,9 @@ pub(crate) enum Out {
 /// A registered connection, as the gateway reaches it.
 pub(crate) struct Peer {
     pub(crate) tx: mpsc::UnboundedSender<Out>,
+    /// The PING tokens the gateway waits a PONG for: the IRC client's answer is the
+    /// only sign that it read the lines before the PING.
+    pub(crate) acks: Acks,
     pub(crate) nick: String,
     pub(crate) server_time: bool,
 }
@@ -485,6 +492,7 @@ fn observe(gateway: &Gateway, event: &Event) {
 /// Reads the event log and hands each event to the connections.
 async fn pump(gateway: Rc<Gateway>, mut events: Events) {
     let mut pending: Option<(Cursor, Event)> = None;
+    let mut seq: u64 = 0;
     loop {
         let (cursor, event) = match pending.take() {
             Some(item) => item,
@@ -498,27 +506,26 @@ async fn pump(gateway: Rc<Gateway>, mut events: Events) {
             },
         };
         observe(&gateway, &event);
-        // Wait for a connection before anything that shows.
-        let mut acks = Vec::new();
+        seq += 1;
+        let (ack_tx, mut acked) = mpsc::unbounded_channel();
+        let mut asked = false;
         loop {
             let attached = gateway.attached.notified();
             {
                 let peers = gateway.peers.borrow();
                 if !peers.is_empty() {
-                    let mut shows = false;
                     for peer in peers.values() {
                         let lines = render(&gateway, &event, peer);
-                        shows |= !lines.is_empty();
+                        if lines.is_empty() {
+                            continue;
+                        }
                         for line in lines {
                             let _ = peer.tx.send(Out::Line(line.to_line()));
                         }
-                        let (done, ack) = oneshot::channel();
-                        if peer.tx.send(Out::Flush(done)).is_ok() {
-                            acks.push(ack);
-                        }
-                    }
-                    if !shows {
-                        acks.clear();
+                        let token = format!("{ACK_TOKEN}{seq}");
+                        peer.acks.borrow_mut().insert(token.clone(), ack_tx.clone());
+                        let ping = Message::new(Some(SERVER_NAME), "PING").param(token);
+                        asked |= peer.tx.send(Out::Line(ping.to_line())).is_ok();
                     }
                     break;
                 }
@@ -528,16 +535,17 @@ async fn pump(gateway: Rc<Gateway>, mut events: Events) {
             }
             attached.await;
         }
-        let mut shown = acks.is_empty();
-        for ack in acks {
-            if let Ok(Ok(())) = tokio::time::timeout(DELIVERY_WAIT, ack).await {
-                shown = true;
+        drop(ack_tx);
+        if asked {
+            // The first PONG is enough; none (every connection gone, or silent) offers
+            // the event again, so it is shown late rather than lost.
+            if !matches!(
+                tokio::time::timeout(DELIVERY_WAIT, acked.recv()).await,
+                Ok(Some(()))
+            ) {
+                pending = Some((cursor, event));
+                continue;
             }
-        }
-        if !shown {
-            // Every connection went away before writing it: offer it again.
-            pending = Some((cursor, event));
-            continue;
         }
         if let Err(error) = client_commit(&gateway, cursor).await {
             gateway.notice_all(&format!("saving the event cursor failed: {error}"));

@@ -16,7 +16,7 @@ use crate::line::{LineError, LineReader, Message};
 use crate::nick::{self, NICKLEN, RESERVED_NICKS};
 use crate::reply::*;
 use crate::server::{
-    Gateway, Out, Peer, SERVER_NAME, contact_mask, service_mask, service_notice, text_room,
+    Acks, Gateway, Out, Peer, SERVER_NAME, contact_mask, service_mask, service_notice, text_room,
 };
 use crate::text;
 
@@ -54,6 +54,7 @@ pub(crate) async fn run(gateway: Rc<Gateway>, stream: TcpStream) {
         server_time: false,
         echo: false,
         quit: false,
+        acks: Acks::default(),
     };
     session.read_loop(read).await;
     if let Some(id) = session.id.take() {
@@ -71,12 +72,6 @@ async fn write_loop(mut write: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<O
                 if write.write_all(line.as_bytes()).await.is_err() {
                     break;
                 }
-            }
-            Out::Flush(done) => {
-                if write.flush().await.is_err() {
-                    break;
-                }
-                let _ = done.send(());
             }
             Out::Close => break,
         }
@@ -97,6 +92,7 @@ struct Session {
     server_time: bool,
     echo: bool,
     quit: bool,
+    acks: Acks,
 }
 
 impl Session {
@@ -186,7 +182,13 @@ impl Session {
                     .param(SERVER_NAME)
                     .param(m.arg(0).unwrap_or(SERVER_NAME).to_owned()),
             ),
-            "PONG" => {}
+            "PONG" => {
+                if let Some(token) = m.params.last()
+                    && let Some(ack) = self.acks.borrow_mut().remove(token.as_str())
+                {
+                    let _ = ack.send(());
+                }
+            }
             "QUIT" => self.error("Quit"),
             "NICK" => self.nick_command(&m),
             "PASS" | "USER" if registered => {
@@ -320,7 +322,8 @@ impl Session {
     }
 
     async fn register(&mut self) {
-        let pass = self.pass.take();
+        // Kept until registration completes: a NICK refused below retries with it.
+        let pass = self.pass.clone();
         match self
             .gateway
             .unlock(pass.as_ref().map(|p| p.as_slice()))
@@ -351,6 +354,7 @@ impl Session {
             self.nick = None;
             return;
         }
+        self.pass = None;
         let version = env!("CARGO_PKG_VERSION");
         self.numeric(
             RPL_WELCOME,
@@ -384,6 +388,7 @@ impl Session {
         self.numeric(ERR_NOMOTD, &["MOTD File is missing"]);
         let id = self.gateway.add_peer(Peer {
             tx: self.tx.clone(),
+            acks: Rc::clone(&self.acks),
             nick: nick.clone(),
             server_time: self.server_time,
         });
