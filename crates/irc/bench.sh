@@ -15,7 +15,9 @@ set -euo pipefail
 N=${1:-200}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${BIN:-$ROOT/target/debug}
-T=$(mktemp -d)
+# Under target/: scratch directories in /tmp are not safe from other jobs' cleanups.
+mkdir -p "$ROOT/target"
+T=$(mktemp -d "$ROOT/target/irc-bench.XXXXXX")
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$T"; }
 trap cleanup EXIT
@@ -31,7 +33,9 @@ e2ee --home "$T/a" add-contact bob@example.org >/dev/null
 e2ee --home "$T/b" add-contact alice@example.org >/dev/null
 
 start_gateway() {
-  e2ee --home "$1" irc --listen 127.0.0.1:0 >"$1.irc.out" 2>"$1.irc.err" &
+  # Not through the e2ee function: $! must be the gateway itself (env execs it).
+  env -u E2EE_RELAY -u E2EE_PASSPHRASE_COMMAND "$BIN/e2ee" --home "$1" irc \
+    --listen 127.0.0.1:0 >"$1.irc.out" 2>"$1.irc.err" &
   PIDS+=($!)
 }
 port_of() {
