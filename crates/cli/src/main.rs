@@ -177,6 +177,14 @@ enum Command {
         exit_codes!()
     ))]
     Chat(commands::chat::Args),
+    /// A local IRC server for this profile: nicks are contacts, &e2ee is the control channel.
+    #[command(after_help = concat!(
+        "Example:\n  e2ee irc --listen 127.0.0.1:6667\n  irssi -c 127.0.0.1 -p 6667 -n alice\n\n\
+         A passphrase-protected profile is unlocked by the IRC client's server password \
+         (PASS). docs/IRC.md shows irssi, WeeChat and HexChat.\n\n",
+        exit_codes!()
+    ))]
+    Irc(commands::irc::Args),
     /// Print the help of e2ee or of one of its commands.
     #[command(after_help = concat!("Example:\n  e2ee help poll\n\n", exit_codes!()))]
     Help(HelpArgs),
@@ -396,6 +404,10 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         // the relay URL typed there).
         return commands::chat::run(client_options(&cli, cli.relay.clone())?, args, out).await;
     }
+    if let Command::Irc(args) = &cli.command {
+        // The gateway opens the profile itself: a protected one only with a PASS.
+        return commands::irc::run(client_options(&cli, cli.relay.clone())?, args, out).await;
+    }
     let client = open_client(&cli, cli.relay.clone()).await?;
     let result = match &cli.command {
         Command::Unregister(args) => return commands::unregister::run(client, args, out).await,
@@ -410,7 +422,7 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::Trust(args) => commands::trust::run(&client, args, out).await,
         Command::Reject(args) => commands::reject::run(&client, args, out).await,
         Command::Lookup(args) => commands::lookup::run(&client, args, out).await,
-        Command::Chat(_) => Ok(()),
+        Command::Chat(_) | Command::Irc(_) => Ok(()),
         Command::Help(args) => print_help(args),
     };
     // The relay in use (saved, or `--relay`), only needed to explain one refusal.

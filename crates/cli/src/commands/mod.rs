@@ -4,6 +4,7 @@ pub(crate) mod add_contact;
 pub(crate) mod chat;
 pub(crate) mod contacts;
 pub(crate) mod history;
+pub(crate) mod irc;
 pub(crate) mod lookup;
 pub(crate) mod poll;
 pub(crate) mod register;

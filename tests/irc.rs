@@ -1,0 +1,530 @@
+//! `e2ee irc` end to end: two gateways (alice's and bob's profiles) on a real relay,
+//! spoken to by a raw IRC connection that checks every command's numerics, including
+//! the bad-input cases, and by real irssi clients in tmux; and a CLI user on the same
+//! relay whose messages reach IRC and back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use e2ee_e2e_tests::tmux::{self, Tmux};
+use e2ee_e2e_tests::{Relay, User};
+
+/// Longest wait for a reply or a message (a relay round trip, a long poll's wake-up, a
+/// build machine under load).
+const SHOW: Duration = Duration::from_secs(20);
+
+/// A running `e2ee irc` for one user.
+struct Gateway {
+    child: Child,
+    port: u16,
+}
+
+impl Gateway {
+    fn start(user: &User, extra: &[&str]) -> Self {
+        let mut child = user
+            .command()
+            .args(extra)
+            .args(["irc", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split_whitespace()
+            .nth(4)
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .trim_end_matches(';');
+        let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+        Self { child, port }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw IRC connection: lines out, lines in, and waits for a line that matches.
+struct Irc {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    seen: Vec<String>,
+}
+
+impl Irc {
+    fn connect(gateway: &Gateway) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", gateway.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Self {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Connects and registers as `nick` (with `caps` requested, and `pass` if given),
+    /// and waits for the end of the burst.
+    fn register(gateway: &Gateway, nick: &str, caps: &str, pass: Option<&str>) -> Self {
+        let mut irc = Self::connect(gateway);
+        irc.send("CAP LS 302");
+        if let Some(pass) = pass {
+            irc.send(&format!("PASS {pass}"));
+        }
+        irc.send(&format!("NICK {nick}"));
+        irc.send(&format!("USER {nick} 0 * :{nick}"));
+        irc.expect("CAP LS", |l| l.contains(" CAP * LS :"));
+        if !caps.is_empty() {
+            irc.send(&format!("CAP REQ :{caps}"));
+            irc.expect("CAP ACK", |l| l.contains(" CAP ") && l.contains(" ACK "));
+        }
+        irc.send("CAP END");
+        irc.expect("end of burst", |l| l.contains(" 422 "));
+        irc.expect("end of NAMES", |l| l.contains(" 366 "));
+        irc
+    }
+
+    fn send(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\r\n").as_bytes());
+    }
+
+    fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// Reads until a line satisfies `ok`; returns it. Panics after [`SHOW`].
+    fn expect(&mut self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + SHOW;
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => panic!(
+                    "connection closed waiting for {what}; seen: {:#?}",
+                    self.seen
+                ),
+                Ok(_) => {
+                    let line = line.trim_end().to_owned();
+                    // The gateway confirms each event with a PING, as a real client
+                    // answers it.
+                    if let Some(token) = line.strip_prefix(":e2ee.gateway PING ") {
+                        self.send(&format!("PONG {token}"));
+                        continue;
+                    }
+                    self.seen.push(line.clone());
+                    if ok(&line) {
+                        return line;
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("reading: {e}"),
+            }
+            if Instant::now() > deadline {
+                panic!("waited {SHOW:?} for {what}; seen: {:#?}", self.seen);
+            }
+        }
+    }
+
+    /// Waits for the numeric `code` (`:server CODE nick ...`).
+    fn numeric(&mut self, code: &str) -> String {
+        let needle = format!(" {code} ");
+        self.expect(code, |l| l.starts_with(':') && l.contains(&needle))
+    }
+
+    /// Waits for a notice from the service in the control channel containing `text`.
+    fn notice(&mut self, text: &str) -> String {
+        self.expect(text, |l| {
+            l.starts_with(":e2ee!e2ee@e2ee.gateway NOTICE &e2ee :") && l.contains(text)
+        })
+    }
+
+    /// Whether the server closed the connection (after `ERROR`).
+    fn closed(&mut self) -> bool {
+        let deadline = Instant::now() + SHOW;
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return true,
+                Ok(_) => self.seen.push(line.trim_end().to_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => {}
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+        }
+    }
+}
+
+#[test]
+fn registration_commands_and_bad_input_get_their_numerics() {
+    let relay = Relay::start();
+    let alice = User::registered("alice@example.org", &relay);
+    let _bob = User::registered("bob@example.org", &relay);
+    alice.run(&["add-contact", "bob@example.org"]).ok();
+    let gateway = Gateway::start(&alice, &[]);
+
+    // Before registration: 451 for commands, the codec's errors, and PING works.
+    let mut early = Irc::connect(&gateway);
+    early.send("PRIVMSG bob :too early");
+    early.numeric("451");
+    early.send("PING :abc");
+    early.expect("PONG", |l| l.contains("PONG") && l.ends_with(":abc"));
+    early.send("NICK 1bad");
+    early.numeric("432");
+    early.send("NICK bob");
+    early.expect("433 for a contact's nick", |l| l.contains(" 433 * bob "));
+    early.send("NICK e2ee");
+    early.numeric("433");
+    early.send("NICK");
+    early.numeric("431");
+    early.send("USER x");
+    early.numeric("461");
+
+    let mut irc = Irc::register(&gateway, "al", "server-time echo-message", None);
+    for code in ["001", "002", "003", "004", "005"] {
+        assert!(
+            irc.seen
+                .iter()
+                .any(|l| l.starts_with(&format!(":e2ee.gateway {code} al "))),
+            "{code} missing: {:#?}",
+            irc.seen
+        );
+    }
+    assert!(
+        irc.seen
+            .iter()
+            .any(|l| l.contains("CHANTYPES=#&") && l.contains("NICKLEN=30"))
+    );
+    assert!(irc.seen.iter().any(|l| l == ":al!al@localhost JOIN &e2ee"));
+    assert!(
+        irc.seen
+            .iter()
+            .any(|l| l.contains(" 353 al = &e2ee :") && l.contains("@e2ee") && l.contains(" bob")),
+        "{:#?}",
+        irc.seen
+    );
+
+    // Bad input: each line gets its numeric, the connection and the server go on.
+    let long = format!("PRIVMSG bob :{}\r\n", "x".repeat(600));
+    irc.send_bytes(long.as_bytes());
+    irc.numeric("417");
+    irc.send_bytes(b"PRIVMSG bob :caf\xe9\r\n");
+    irc.expect("400 for invalid UTF-8", |l| l.contains(" 400 al PRIVMSG :"));
+    irc.send("FROBNICATE now");
+    irc.expect("421", |l| l.contains(" 421 al FROBNICATE "));
+    irc.send_bytes(b"\r\n\r\n:prefix-only\r\n");
+    irc.numeric("400");
+    irc.send("PASS again");
+    irc.numeric("462");
+    irc.send("USER a 0 * :b");
+    irc.numeric("462");
+    early.send("PING :still-here");
+    early.expect("other connection unaffected", |l| {
+        l.ends_with(":still-here")
+    });
+
+    // Queries irssi sends to sync a channel, and the rest of the command set.
+    irc.send("MODE &e2ee");
+    irc.numeric("324");
+    irc.numeric("329");
+    irc.send("MODE &e2ee b");
+    irc.numeric("368");
+    irc.send("WHO &e2ee");
+    irc.expect("WHO row for bob", |l| {
+        l.contains(" 352 al &e2ee bob example.org ") && l.ends_with(":0 bob@example.org")
+    });
+    irc.numeric("315");
+    irc.send("MODE al");
+    irc.numeric("221");
+    irc.send("MODE bob");
+    irc.numeric("502");
+    irc.send("MODE &e2ee +o bob");
+    irc.numeric("482");
+    irc.send("NAMES &e2ee");
+    irc.numeric("353");
+    irc.numeric("366");
+    irc.send("TOPIC &e2ee");
+    irc.numeric("332");
+    irc.send("LIST");
+    irc.numeric("321");
+    irc.expect("322", |l| l.contains(" 322 al &e2ee "));
+    irc.numeric("323");
+    irc.send("ISON bob nobody al");
+    irc.expect("303", |l| l.ends_with(" 303 al :bob al"));
+    irc.send("USERHOST bob");
+    irc.expect("302", |l| {
+        l.contains(" 302 al ") && l.ends_with("bob=+bob@example.org")
+    });
+    irc.send("WHOIS bob");
+    irc.expect("311", |l| {
+        l.contains(" 311 al bob bob example.org * ") && l.ends_with("bob@example.org")
+    });
+    let number = alice.safety_number("bob@example.org");
+    irc.expect("trust", |l| l.contains(" 320 al bob :trust: unverified"));
+    irc.expect("safety number", |l| {
+        l.contains(" 320 al bob :safety number: ") && l.ends_with(&number)
+    });
+    irc.numeric("318");
+    irc.send("WHOIS nobody");
+    irc.numeric("401");
+    irc.numeric("318");
+    irc.send("PRIVMSG nobody :hi");
+    irc.numeric("401");
+    irc.send("PRIVMSG");
+    irc.numeric("411");
+    irc.send("PRIVMSG bob");
+    irc.numeric("412");
+    irc.send("JOIN #nowhere");
+    irc.expect("403", |l| l.contains(" 403 al #nowhere "));
+    irc.send("JOIN");
+    irc.numeric("461");
+    irc.send("KICK &e2ee bob");
+    irc.numeric("482");
+    irc.send("AWAY :lunch");
+    irc.numeric("306");
+    irc.send("AWAY");
+    irc.numeric("305");
+    irc.send("NICK alice2");
+    irc.expect("NICK change", |l| l == ":al!al@localhost NICK alice2");
+    irc.send("PING :x");
+    irc.expect("PONG", |l| l.contains(" PONG ") && l.ends_with(":x"));
+
+    // The control channel.
+    irc.send("PRIVMSG &e2ee :help");
+    irc.notice("verify NICK|EMAIL");
+    irc.send("PRIVMSG &e2ee :verify bob");
+    irc.notice(&number);
+    irc.send("PRIVMSG &e2ee :trust bob 00000 00000");
+    irc.notice("error:");
+    irc.send(&format!("PRIVMSG &e2ee :trust bob {number}"));
+    irc.notice("bob@example.org is verified now");
+    irc.send("PRIVMSG &e2ee :contacts");
+    irc.notice("bob  bob@example.org  verified");
+    irc.send("PRIVMSG &e2ee :lookup nobody@example.org");
+    irc.notice("has no account");
+    irc.send("PRIVMSG e2ee :frobnicate");
+    irc.notice("unknown command");
+
+    irc.send("QUIT :bye");
+    irc.expect("ERROR", |l| l.starts_with("ERROR :Closing link"));
+    assert!(irc.closed());
+    early.send("QUIT");
+    assert!(early.closed());
+}
+
+#[test]
+fn pass_unlocks_a_protected_store_and_is_required() {
+    let relay = Relay::start();
+    let alice = User::new("alice@example.org");
+    let pass_file = alice.home.path().join("pass");
+    std::fs::write(&pass_file, "correct horse\n").unwrap();
+    let pass_arg = pass_file.to_str().unwrap().to_owned();
+    alice
+        .run(&[
+            "--passphrase-file",
+            &pass_arg,
+            "register",
+            "alice@example.org",
+            "--relay",
+            &relay.url,
+        ])
+        .ok();
+    let gateway = Gateway::start(&alice, &[]);
+
+    let mut none = Irc::connect(&gateway);
+    none.send("NICK a");
+    none.send("USER a 0 * :a");
+    none.expect("464 without PASS", |l| {
+        l.contains(" 464 a :Password required")
+    });
+    assert!(none.closed());
+
+    let mut wrong = Irc::connect(&gateway);
+    wrong.send("PASS :wrong horse");
+    wrong.send("NICK a");
+    wrong.send("USER a 0 * :a");
+    wrong.expect("464 for a wrong PASS", |l| {
+        l.contains(" 464 a :Password incorrect")
+    });
+    assert!(wrong.closed());
+
+    let mut right = Irc::register(&gateway, "a", "", Some(":correct horse"));
+    right.notice("signed in as alice@example.org");
+    // Once open, a later connection must still give the passphrase.
+    let mut late = Irc::connect(&gateway);
+    late.send("PASS nope");
+    late.send("NICK b");
+    late.send("USER b 0 * :b");
+    late.numeric("464");
+    right.send("PING :alive");
+    right.expect("first connection unaffected", |l| l.ends_with(":alive"));
+}
+
+#[test]
+fn private_messages_cross_two_gateways_and_the_cli() {
+    let relay = Relay::start();
+    let alice = User::registered("alice@example.org", &relay);
+    let bob = User::registered("bob@example.org", &relay);
+    let carol = User::registered("carol@example.org", &relay);
+    let a_gateway = Gateway::start(&alice, &[]);
+    let b_gateway = Gateway::start(&bob, &[]);
+    let mut a = Irc::register(&a_gateway, "alice", "server-time echo-message", None);
+    let mut b = Irc::register(&b_gateway, "bob", "server-time", None);
+
+    // Alice adds Bob from IRC and writes; Bob's IRC client gets it from a new nick.
+    a.send("PRIVMSG &e2ee :add bob@example.org");
+    a.expect("bob joins &e2ee", |l| {
+        l.starts_with(":bob!bob@example.org JOIN &e2ee")
+    });
+    a.notice("bob is bob@example.org");
+    a.send("PRIVMSG bob :hello Bob \u{1}\u{1b}[2J from irssi");
+    a.expect("echo-message", |l| {
+        l.starts_with("@time=")
+            && l.ends_with(
+                " :alice!alice@localhost PRIVMSG bob :hello Bob \u{fffd}\u{fffd}[2J from irssi",
+            )
+    });
+    let got = b.expect("Alice's message", |l| l.contains(" PRIVMSG bob :hello Bob"));
+    assert!(got.starts_with("@time=20"), "{got}");
+    assert!(
+        got.ends_with(
+            " :alice!alice@example.org PRIVMSG bob :hello Bob \u{fffd}\u{fffd}[2J from irssi"
+        ),
+        "peer controls must be replaced: {got:?}"
+    );
+    // The warning comes first, so that it is read before the message.
+    let warned = b
+        .seen
+        .iter()
+        .position(|l| l.contains("alice (alice@example.org) is a new contact"));
+    let shown = b
+        .seen
+        .iter()
+        .position(|l| l.contains(" PRIVMSG bob :hello Bob"));
+    assert!(warned.is_some() && warned < shown, "{:#?}", b.seen);
+
+    // Bob answers with an action and two lines; Alice sees both lines and the action.
+    b.send("PRIVMSG alice :\u{1}ACTION waves\u{1}");
+    a.expect("action", |l| {
+        l.ends_with(":bob!bob@example.org PRIVMSG alice :\u{1}ACTION waves\u{1}")
+    });
+    b.send("WHOIS alice");
+    b.expect("WHOIS address", |l| {
+        l.contains(" 320 bob alice :address: alice@example.org")
+    });
+
+    // A CLI user writes to Alice: it shows in IRC; Alice's IRC answer reaches the CLI.
+    carol
+        .run(&["send", "alice@example.org", "hi from the CLI"])
+        .ok();
+    a.expect("carol's message", |l| {
+        l.ends_with(":carol!carol@example.org PRIVMSG alice :hi from the CLI")
+    });
+    a.send("PRIVMSG carol :hi back from IRC");
+    a.expect("echo", |l| l.ends_with("PRIVMSG carol :hi back from IRC"));
+    let received = carol.poll_until(1);
+    assert_eq!(
+        e2ee_e2e_tests::texts_from(&received, "alice@example.org"),
+        ["hi back from IRC"]
+    );
+
+    // A message while no IRC client is connected waits in the log, then shows once.
+    drop(b);
+    a.send("PRIVMSG bob :while you were away");
+    a.expect("echo", |l| l.ends_with("PRIVMSG bob :while you were away"));
+    std::thread::sleep(Duration::from_secs(2));
+    let mut b = Irc::register(&b_gateway, "bob", "", None);
+    b.expect("the waiting message", |l| {
+        l.ends_with(" PRIVMSG bob :while you were away")
+    });
+    b.send("PING :done");
+    b.expect("PONG", |l| l.ends_with(":done"));
+    let shown = b
+        .seen
+        .iter()
+        .filter(|l| l.contains("while you were away"))
+        .count();
+    assert_eq!(shown, 1, "{:#?}", b.seen);
+    assert!(
+        !b.seen.iter().any(|l| l.contains("hello Bob")),
+        "shown twice: {:#?}",
+        b.seen
+    );
+}
+
+fn tmux_or_skip() -> bool {
+    let irssi = std::process::Command::new("irssi")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if tmux::available() && irssi {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "tmux or irssi is missing in CI: .ci/run installs them"
+    );
+    eprintln!("SKIPPED: tmux or irssi is not installed (apt-get install tmux irssi)");
+    false
+}
+
+fn irssi(home: &std::path::Path, gateway: &Gateway, nick: &str) -> Tmux {
+    let irssi_home = home.join("irssi");
+    std::fs::create_dir_all(&irssi_home).unwrap();
+    let port = gateway.port.to_string();
+    let line = format!(
+        "irssi --home='{}' -c 127.0.0.1 -p {port} -n {nick}",
+        irssi_home.display()
+    );
+    Tmux::start(&line, 150, 40)
+}
+
+#[test]
+fn irssi_to_irssi_through_two_gateways() {
+    if !tmux_or_skip() {
+        return;
+    }
+    let relay = Relay::start();
+    let alice = User::registered("alice@example.org", &relay);
+    let bob = User::registered("bob@example.org", &relay);
+    alice.run(&["add-contact", "bob@example.org"]).ok();
+    bob.run(&["add-contact", "alice@example.org"]).ok();
+    let a_gateway = Gateway::start(&alice, &[]);
+    let b_gateway = Gateway::start(&bob, &[]);
+    let a = irssi(alice.home.path(), &a_gateway, "alice");
+    let b = irssi(bob.home.path(), &b_gateway, "bob");
+
+    // irssi syncs the control channel with MODE, WHO and MODE b, as it would any channel.
+    a.wait_for("MOTD File is missing", SHOW);
+    b.wait_for("MOTD File is missing", SHOW);
+    a.line("/window goto &e2ee");
+    a.wait_for("Join to &e2ee was synced", SHOW);
+    b.line("/window goto &e2ee");
+    b.wait_for("Join to &e2ee was synced", SHOW);
+
+    a.line("/query bob");
+    b.line("/query alice");
+    a.line("hello bob from irssi");
+    b.wait_for("hello bob from irssi", SHOW);
+    b.line("hello alice from the other irssi");
+    a.wait_for("hello alice from the other irssi", SHOW);
+
+    a.line("/whois bob");
+    a.wait_for("bob@example.org", SHOW);
+    a.line("/quit");
+    a.wait_for("EXITED 0", SHOW);
+}
