@@ -58,6 +58,14 @@ CREATE TABLE group_fanout (
     created_at INTEGER NOT NULL
 );
 
+-- Newcomers another admin added whom we owe our change list (a change of ours made
+-- at the same time may not have reached them): sent once a session with them exists.
+CREATE TABLE group_welcome_due (
+    local_id INTEGER NOT NULL REFERENCES groups (local_id) ON DELETE CASCADE,
+    member TEXT NOT NULL,
+    PRIMARY KEY (local_id, member)
+) WITHOUT ROWID;
+
 -- Recipients the relay refused for good for one of our group messages (no account,
 -- banned): they will not read it, and `send_group` says so.
 CREATE TABLE group_fanout_refused (
