@@ -74,6 +74,11 @@ CREATE TABLE group_fanout_refused (
     PRIMARY KEY (message_id, recipient)
 ) WITHOUT ROWID;
 
+-- Receipts and re-sends find an outgoing message by (peer, direction, message_id)
+-- without its conversation: without this index they walked every message with the
+-- peer (the chat engineer's measurement: 3.8 s for 20 receipts over 100,000 messages).
+CREATE INDEX messages_by_message_id ON messages (peer, direction, message_id);
+
 -- History rows shared by an admin when we joined carry that admin's address.
 ALTER TABLE messages ADD COLUMN shared_by TEXT;
 
