@@ -145,6 +145,7 @@ impl Client {
     /// One round, with the sync lock held.
     async fn round(&self, me: &Me, wait: Duration, timing: AckTiming) -> Result<(), ClientError> {
         self.flush_outbox(me).await?;
+        self.flush_fanouts(me).await?;
         self.maintain_prekeys(me).await?;
         let wait = wait.min(Duration::from_millis(e2ee_proto::MAX_POLL_TIMEOUT_MS));
         // With nothing to ack, the plain GET: the same request, and one that relays
@@ -166,6 +167,10 @@ impl Client {
         };
         let mut ack = Vec::with_capacity(envelopes.len());
         let mut consumed_prekey = false;
+        #[cfg(feature = "test-hooks")]
+        if let Some(tap) = crate::client::lock(&self.tap).as_mut() {
+            tap.extend(envelopes.iter().cloned());
+        }
         for envelope in &envelopes {
             consumed_prekey |= self.receive(me, envelope).await?;
             crash_point(CrashPoint::AfterCommitBeforeAck);

@@ -13,11 +13,13 @@
 //! - `inbound.rs`: decrypt-and-store with the event that reports it, receipts; the
 //!   sync rounds that call it are `crate::sync`, the events `crate::events`.
 //! - `upkeep.rs`: prekey refill and rotation.
+//! - `groups/`: groups (its module docs list the API).
 //! - `profile.rs`: the profile directory and its locks; `crash.rs`: test crash points.
 
 mod account;
 mod contacts;
 pub(crate) mod crash;
+mod groups;
 mod inbound;
 mod outbound;
 mod profile;
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 use e2ee_ratchet::IdentityKeyPair;
 
 pub use account::UNREGISTERED_FILE;
+pub use groups::{GroupChanged, GroupSent};
 pub(crate) use inbound::AckTiming;
 pub(crate) use profile::FileLock;
 pub use signals::MAX_PRESENCE_RECIPIENTS;
@@ -68,6 +71,10 @@ pub struct Client {
     pub(crate) unacked: Mutex<Vec<u64>>,
     /// Wakes this process's event consumers, and carries the events never stored.
     hub: Arc<Hub>,
+    /// With `test-hooks`: a copy of every envelope the sync fetches, once asked for
+    /// ([`Client::tap_envelopes`]), so a test can feed them to another client.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) tap: Mutex<Option<Vec<e2ee_proto::Envelope>>>,
 }
 
 impl Client {
@@ -87,6 +94,8 @@ impl Client {
             last_prekey_check: Mutex::new(None),
             unacked: Mutex::new(Vec::new()),
             hub: Hub::new(),
+            #[cfg(feature = "test-hooks")]
+            tap: Mutex::new(None),
         })
     }
 
