@@ -13,7 +13,7 @@ use e2ee_client_core::{
     StoreError, Synced,
 };
 use ratatui::crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::app::{Action, App, SendOutcome};
 use crate::login::{LoginAction, LoginForm, LoginOutcome, Profile, list_profiles};
@@ -465,6 +465,26 @@ async fn session(
         })
     };
 
+    // The cursor is committed beside the loop, never in it: a commit waits for the
+    // store's writer, which the sync may hold for a while (a batch, a receipt), and
+    // the screen must not wait with it. Only the latest cursor matters.
+    let (commit_tx, mut to_commit) = watch::channel::<Option<Cursor>>(None);
+    let committer = {
+        let client = Arc::clone(client);
+        let report = report_tx.clone();
+        tokio::task::spawn_local(async move {
+            while to_commit.changed().await.is_ok() {
+                let cursor = *to_commit.borrow_and_update();
+                if let Some(cursor) = cursor
+                    && let Err(error) = client.commit(CONSUMER, cursor).await
+                {
+                    let _ = report.send(Report::Events(error));
+                    break;
+                }
+            }
+        })
+    };
+
     // Library events wait until the history of every conversation is in: the log
     // also hands a new consumer messages the history holds, which must not count as
     // unread.
@@ -508,10 +528,7 @@ async fn session(
                     last = cursor;
                 }
                 actions.extend(app.flush_receipts());
-                if let Err(error) = client.commit(CONSUMER, last).await {
-                    result = Err(error.into());
-                    break;
-                }
+                let _ = commit_tx.send(Some(last));
                 actions
             },
             Some(report) = reports.recv() => match report {
@@ -551,7 +568,11 @@ async fn session(
             .draw(|frame| ui::draw(frame, app, now_ms()))?;
         let now = now_ms();
         for sent_at in shown.drain(..) {
-            tracing::info!(latency_ms = now.saturating_sub(sent_at), "message shown");
+            tracing::info!(
+                sent_at,
+                latency_ms = now.saturating_sub(sent_at),
+                "message shown"
+            );
         }
         if !history_drawn && app.selected().is_some_and(|c| c.loaded) {
             history_drawn = true;
@@ -582,6 +603,16 @@ async fn session(
     let _ = tokio::time::timeout(FAREWELL_WAIT * 2, sync).await;
     reader_task.abort();
     let _ = reader_task.await;
+    // The last cursor shown is committed before leaving, so a restart shows nothing
+    // twice.
+    committer.abort();
+    let _ = committer.await;
+    if let Some(last) = *commit_tx.borrow()
+        && let Err(error) = client.commit(CONSUMER, last).await
+        && result.is_ok()
+    {
+        result = Err(error.into());
+    }
     result
 }
 
