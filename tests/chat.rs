@@ -271,4 +271,38 @@ fn a_signal_gives_the_terminal_back() {
             );
         }
     }
+
+    // The terminal itself goes away (its window closed): the chat ends too, rather
+    // than living on without a screen (it once hung on its key reader for good).
+    let pid_file = alice.home.path().join("chat-gone.pid");
+    let inner = Tmux::command_line(&bin_dir().join("e2ee"), &["--home", &home, "chat"]);
+    let t = Tmux::start(
+        &format!(
+            "sh -c 'echo $$ > {}; exec {}'",
+            pid_file.display(),
+            inner.replace('\'', "'\\''")
+        ),
+        100,
+        30,
+    );
+    t.wait_for("online", SHOW);
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    drop(t);
+    let deadline = std::time::Instant::now() + SHOW;
+    loop {
+        let alive = std::process::Command::new("kill")
+            .args(["-0", pid.trim()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        if !alive {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chat {pid} still runs {SHOW:?} after its terminal went away"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

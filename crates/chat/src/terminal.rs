@@ -18,6 +18,10 @@ use tokio::sync::{mpsc, watch};
 
 /// How often the key reader looks at its stop flag.
 const KEY_POLL: Duration = Duration::from_millis(100);
+/// How long leaving waits for the key reader to stop. Not longer: on a terminal that
+/// hung up, crossterm's read may never return, and leaving must not hang with it (the
+/// thread ends with the process).
+const READER_STOP_WAIT: Duration = Duration::from_millis(300);
 /// How long after a signal the chat may take to leave on its own (its goodbye
 /// presence, the sync's last acks) before the signal task restores the terminal and
 /// exits.
@@ -77,11 +81,15 @@ impl Signals {
                 _ = quit.recv() => SIGQUIT,
             };
             let _ = tx.send(Some(first));
-            tokio::time::sleep(SIGNAL_GRACE).await;
-            tracing::warn!(signal = first, "the chat did not stop in time; leaving now");
-            leave();
-            // The shell's convention for "ended by signal N".
-            std::process::exit(128 + first);
+            // A thread, not a timer: it must fire even when the runtime's one thread
+            // is stuck in something synchronous.
+            std::thread::spawn(move || {
+                std::thread::sleep(SIGNAL_GRACE);
+                tracing::warn!(signal = first, "the chat did not stop in time; leaving now");
+                leave();
+                // The shell's convention for "ended by signal N".
+                std::process::exit(128 + first);
+            });
         });
         Ok(Self { received })
     }
@@ -105,7 +113,8 @@ pub(crate) struct Screen {
     /// Key presses, pastes, focus changes and resizes, in order.
     pub(crate) keys: mpsc::UnboundedReceiver<TermEvent>,
     stop_keys: Arc<AtomicBool>,
-    reader: Option<std::thread::JoinHandle<()>>,
+    /// Disconnects when the key reader has stopped.
+    reader_done: std::sync::mpsc::Receiver<()>,
 }
 
 impl Screen {
@@ -133,10 +142,12 @@ impl Screen {
         };
         let stop_keys = Arc::new(AtomicBool::new(false));
         let (key_tx, keys) = mpsc::unbounded_channel();
-        let reader = {
+        let (done, reader_done) = std::sync::mpsc::channel::<()>();
+        {
             let stop = Arc::clone(&stop_keys);
             // A thread, not a task: crossterm's reads block.
             std::thread::spawn(move || {
+                let _done = done;
                 while !stop.load(Ordering::Relaxed) {
                     match term::poll(KEY_POLL) {
                         Ok(true) => match term::read() {
@@ -151,13 +162,13 @@ impl Screen {
                         Err(_) => break,
                     }
                 }
-            })
-        };
+            });
+        }
         Ok(Self {
             terminal,
             keys,
             stop_keys,
-            reader: Some(reader),
+            reader_done,
         })
     }
 }
@@ -166,8 +177,7 @@ impl Drop for Screen {
     fn drop(&mut self) {
         leave();
         self.stop_keys.store(true, Ordering::Relaxed);
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
+        // Stopped (disconnected) or given up on: either way leaving goes on.
+        let _ = self.reader_done.recv_timeout(READER_STOP_WAIT);
     }
 }
