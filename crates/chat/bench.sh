@@ -14,7 +14,9 @@
 # 3. Send-to-shown latency between two chat processes on loopback: alice's chat types
 #    COUNT messages (one every 200 ms); bob's chat logs, for each message it drew, the
 #    time from the sender's encryption (the message's sent_at) to the draw. p50, p99,
-#    max. Both run on this machine, so one clock.
+#    max. Both run on this machine, so one clock. With SIGNALS=off both chats have
+#    typing notices and read receipts switched off (chat.json), which leaves the
+#    message's own path: what typing and receipts add is the difference.
 set -euo pipefail
 
 BIN="${1:-target/release}"
@@ -110,6 +112,11 @@ echo "resident memory then: median VmRSS $(( $(median "${rss[@]}") / 1024 )) MiB
   "peak VmHWM $(( $(median "${hwm[@]}") / 1024 )) MiB"
 
 # 3: send-to-shown latency between two chats.
+if [ "${SIGNALS:-on}" = off ]; then
+  for home in alice bob; do
+    echo '{"typing": false, "read_receipts": false}' >"$WORK/$home/default/chat.json"
+  done
+fi
 start_chat a alice "$WORK/a.log"
 start_chat b bob "$WORK/b.log"
 wait_log "$WORK/a.log" "history drawn"
