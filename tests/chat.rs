@@ -175,3 +175,134 @@ fn lookup_tells_whether_an_address_is_on_the_relay() {
         run.stderr
     );
 }
+
+/// The login screen: with two profiles in the home, the chat asks which; the chosen
+/// one's store is protected, so it asks for the passphrase, says so plainly when it is
+/// wrong, and opens with the right one.
+#[test]
+fn login_chooses_a_profile_and_unlocks_its_store() {
+    if !tmux_or_skip() {
+        return;
+    }
+    let relay = Relay::start();
+    let alice = User::registered("alice@example.org", &relay);
+    let file = alice.home.path().join("passphrase");
+    std::fs::write(&file, "correct horse\n").unwrap();
+    // A passphrase given for a plain profile wraps its key: from now on it is needed.
+    let file = file.to_str().unwrap();
+    alice.run(&["--passphrase-file", file, "whoami"]).ok();
+    alice
+        .run(&[
+            "--profile",
+            "work",
+            "register",
+            "alice.work@example.org",
+            "--relay",
+            &relay.url,
+        ])
+        .ok();
+
+    let t = chat(&alice, 100, 30);
+    let login = t.wait_for("log in", SHOW);
+    assert!(login.contains("▸ default  (passphrase)"), "{login}");
+    assert!(login.contains("  work"), "{login}");
+    t.line("wrong one");
+    let refused = t.wait_for("wrong passphrase for default: try again", SHOW);
+    // Only dots, never the passphrase, and it is emptied for the next try.
+    assert!(!refused.contains("wrong one"), "{refused}");
+    assert!(!refused.contains('•'), "{refused}");
+    t.type_text("correct horse");
+    let typed = t.wait_for("•••••••••••••", SHOW);
+    assert!(!typed.contains("correct horse"), "{typed}");
+    t.keys(&["Enter"]);
+    t.wait_for("alice@example.org", SHOW);
+    t.wait_for("online", SHOW);
+    t.line("/quit");
+    t.wait_for("EXITED 0", SHOW);
+
+    // The other profile has no passphrase: chosen with the arrows, it opens at once.
+    let t = chat(&alice, 100, 30);
+    t.wait_for("log in", SHOW);
+    t.keys(&["Down"]);
+    t.wait_for("▸ work", SHOW);
+    t.keys(&["Enter"]);
+    t.wait_for("alice.work@example.org", SHOW);
+    t.wait_for("online", SHOW);
+    t.keys(&["C-c"]);
+    t.wait_for("EXITED 0", SHOW);
+}
+
+/// A signal ends the chat with the terminal given back: after SIGTERM (and SIGHUP) the
+/// shell's terminal is in cooked mode with echo again, the chat's screen is gone, and
+/// the exit status says which signal it was.
+#[test]
+fn a_signal_gives_the_terminal_back() {
+    if !tmux_or_skip() {
+        return;
+    }
+    let relay = Relay::start();
+    let alice = User::registered("alice@example.org", &relay);
+    let home = alice.home.path().to_str().unwrap().to_owned();
+    for (signal, status) in [("TERM", 143), ("HUP", 129)] {
+        let pid_file = alice.home.path().join(format!("chat-{signal}.pid"));
+        // The chat replaces a shell that wrote its pid, so the test knows whom to signal.
+        let inner = Tmux::command_line(&bin_dir().join("e2ee"), &["--home", &home, "chat"]);
+        let command = format!(
+            "sh -c 'echo $$ > {}; exec {}'; echo CHAT $?; stty -a",
+            pid_file.display(),
+            inner.replace('\'', "'\\''")
+        );
+        let t = Tmux::start(&command, 100, 30);
+        t.wait_for("online", SHOW);
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), pid.trim()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let after = t.wait_for("EXITED 0", SHOW);
+        assert!(after.contains(&format!("CHAT {status}")), "{after}");
+        assert!(!after.contains("Conversations"), "{after}");
+        let flags: Vec<&str> = after.split_whitespace().collect();
+        for flag in ["icanon", "echo", "icrnl", "opost"] {
+            assert!(
+                flags.contains(&flag),
+                "{flag} is off after SIG{signal}:\n{after}"
+            );
+        }
+    }
+
+    // The terminal itself goes away (its window closed): the chat ends too, rather
+    // than living on without a screen (it once hung on its key reader for good).
+    let pid_file = alice.home.path().join("chat-gone.pid");
+    let inner = Tmux::command_line(&bin_dir().join("e2ee"), &["--home", &home, "chat"]);
+    let t = Tmux::start(
+        &format!(
+            "sh -c 'echo $$ > {}; exec {}'",
+            pid_file.display(),
+            inner.replace('\'', "'\\''")
+        ),
+        100,
+        30,
+    );
+    t.wait_for("online", SHOW);
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    drop(t);
+    let deadline = std::time::Instant::now() + SHOW;
+    loop {
+        let alive = std::process::Command::new("kill")
+            .args(["-0", pid.trim()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        if !alive {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chat {pid} still runs {SHOW:?} after its terminal went away"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

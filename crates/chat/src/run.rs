@@ -6,19 +6,20 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e2ee_client_core::{
-    Client, ClientError, ClientOptions, ConnectionState, Cursor, Email, ErrorKind, Event, Synced,
+    Client, ClientError, ClientOptions, ConnectionState, Cursor, Email, ErrorKind, Event,
+    StoreError, Synced,
 };
-use ratatui::crossterm::event::{self as term, Event as TermEvent, KeyEventKind};
-use ratatui::crossterm::execute;
-use tokio::sync::{mpsc, oneshot};
+use ratatui::crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::app::{Action, App, SendOutcome};
+use crate::login::{LoginAction, LoginForm, LoginOutcome, Profile, list_profiles};
 use crate::register::{FormAction, RegisterForm, RegisterOutcome};
 use crate::settings::{KEYS_FILE, Keymap, KeymapError, SETTINGS_FILE, Settings};
+use crate::terminal::{Screen, Signals};
 use crate::ui;
 
 /// The consumer name of the chat's cursor in the event log.
@@ -29,8 +30,6 @@ pub const SYNC_WAIT: Duration = Duration::from_secs(25);
 const TICK: Duration = Duration::from_millis(500);
 /// How long leaving waits for the goodbye presence and the sync's last acks.
 const FAREWELL_WAIT: Duration = Duration::from_secs(2);
-/// How often the key reader looks at its stop flag.
-const KEY_POLL: Duration = Duration::from_millis(100);
 
 /// Why the chat stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +57,18 @@ pub enum ChatError {
         /// What is wrong.
         source: KeymapError,
     },
+    /// The home directory's profiles could not be listed.
+    #[error("{path}: {source}")]
+    Home {
+        /// The home directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A signal (SIGTERM, SIGHUP, SIGINT, SIGQUIT) ended the chat; the terminal was
+    /// given back.
+    #[error("stopped by signal {0}")]
+    Signal(i32),
 }
 
 fn now_ms() -> u64 {
@@ -117,55 +128,179 @@ enum Report {
     Sync(ClientError),
 }
 
-/// Opens the profile of `options` and runs the chat; a profile without an account
-/// first shows the register screen (address, relay URL, the mailed code when the relay
-/// asks for one). Leaving that screen registers nothing.
+/// Opens the profile of `options` and runs the chat. A login screen comes first when
+/// the home holds more than one profile, or the profile's store is protected by a
+/// passphrase that was not given or is wrong; a profile without an account then shows
+/// the register screen (address, relay URL, the mailed code when the relay asks for
+/// one). Leaving either screen changes nothing.
 pub async fn run_profile(options: ClientOptions) -> Result<(), ChatError> {
-    let client = Client::open(options.clone()).await?;
-    match client.whoami().await {
-        Ok(_) => return run(client).await,
-        Err(ClientError::NotRegistered) => {}
+    let mut signals = Signals::install()?;
+    let mut profiles = list_profiles(&options.home).map_err(|source| ChatError::Home {
+        path: options.home.clone(),
+        source,
+    })?;
+    if !profiles.iter().any(|p| p.name == options.profile) {
+        profiles.push(Profile {
+            name: options.profile.clone(),
+            protected: false,
+            new: true,
+        });
+        profiles.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    let locked = profiles
+        .iter()
+        .any(|p| p.name == options.profile && p.protected)
+        && options.passphrase.is_none();
+    let mut screen = None;
+    let mut opened = None;
+    let mut refused = None;
+    if profiles.len() == 1 && !locked {
+        match Client::open(options.clone()).await {
+            Ok(client) => opened = Some((client, options.clone())),
+            Err(error) => match login_outcome(error) {
+                Ok(outcome) => refused = Some(outcome),
+                Err(error) => return Err(error.into()),
+            },
+        }
+    }
+    let (client, options) = match opened {
+        Some(opened) => opened,
+        None => {
+            let mut form = LoginForm::new(profiles, &options.profile);
+            if let Some(outcome) = refused {
+                form.on_outcome(outcome);
+            }
+            let on = screen.insert(Screen::enter()?);
+            match login_screen(on, &mut signals, &options, form).await? {
+                Some(opened) => opened,
+                None => return stopped(&signals),
+            }
+        }
+    };
+    let client = match client.whoami().await {
+        Ok(_) => client,
+        Err(ClientError::NotRegistered) => {
+            client.close().await;
+            let on = match &mut screen {
+                Some(on) => on,
+                None => screen.insert(Screen::enter()?),
+            };
+            match register_screen(on, &mut signals, &options).await? {
+                Some(client) => client,
+                None => return stopped(&signals),
+            }
+        }
         Err(error) => {
             client.close().await;
             return Err(error.into());
         }
-    }
-    client.close().await;
-    let mut terminal = ratatui::try_init()?;
-    let registered = register_screen(&mut terminal, &options).await;
-    ratatui::restore();
-    match registered? {
-        Some(client) => run(client).await,
+    };
+    run_with(client, screen, signals).await
+}
+
+/// How a screen the user left ends: quietly, or with the signal that ended it.
+fn stopped(signals: &Signals) -> Result<(), ChatError> {
+    match signals.received() {
+        Some(number) => Err(ChatError::Signal(number)),
         None => Ok(()),
+    }
+}
+
+/// What the login screen says about an error opening a store, or the error back when
+/// it is not about the passphrase.
+fn login_outcome(error: ClientError) -> Result<LoginOutcome, ClientError> {
+    match error {
+        ClientError::Store(StoreError::WrongPassphrase) => Ok(LoginOutcome::WrongPassphrase),
+        ClientError::Store(StoreError::PassphraseRequired) => Ok(LoginOutcome::PassphraseRequired),
+        other => Err(other),
+    }
+}
+
+/// The next key press on a form's screen: `Some(None)` asks for a redraw (a resize),
+/// `None` means a signal came or the terminal is gone.
+async fn next_key(screen: &mut Screen, signals: &mut Signals) -> Option<Option<KeyEvent>> {
+    loop {
+        let event = tokio::select! {
+            event = screen.keys.recv() => event?,
+            () = signals.stopped() => return None,
+        };
+        match event {
+            TermEvent::Key(key) if key.kind != KeyEventKind::Release => return Some(Some(key)),
+            TermEvent::Resize(..) => return Some(None),
+            _ => {}
+        }
+    }
+}
+
+/// The login screen's loop: returns the opened client with the options it was opened
+/// with, or `None` when the user left.
+async fn login_screen(
+    screen: &mut Screen,
+    signals: &mut Signals,
+    options: &ClientOptions,
+    mut form: LoginForm,
+) -> Result<Option<(Client, ClientOptions)>, ChatError> {
+    loop {
+        screen.terminal.draw(|frame| ui::draw_login(frame, &form))?;
+        let Some(key) = next_key(screen, signals).await else {
+            return Ok(None);
+        };
+        let Some(action) = key.and_then(|key| form.on_key(key)) else {
+            continue;
+        };
+        let unlock = match action {
+            LoginAction::Unlock(unlock) => unlock,
+            _ => return Ok(None),
+        };
+        screen.terminal.draw(|frame| ui::draw_login(frame, &form))?;
+        let mut chosen = options.clone();
+        if unlock.profile != options.profile {
+            // The passphrase given on the command line is the named profile's.
+            chosen.passphrase = None;
+        }
+        chosen.profile = unlock.profile;
+        if let Some(passphrase) = unlock.passphrase {
+            chosen.passphrase = Some(passphrase);
+        }
+        let opened = tokio::select! {
+            opened = Client::open(chosen.clone()) => opened,
+            () = signals.stopped() => return Ok(None),
+        };
+        match opened {
+            Ok(client) => return Ok(Some((client, chosen))),
+            Err(error) => form.on_outcome(match login_outcome(error) {
+                Ok(outcome) => outcome,
+                Err(error) => LoginOutcome::Failed(error.to_string()),
+            }),
+        }
     }
 }
 
 /// The register screen's loop: returns the registered client, or `None` when the
 /// user left.
 async fn register_screen(
-    terminal: &mut ratatui::DefaultTerminal,
+    screen: &mut Screen,
+    signals: &mut Signals,
     options: &ClientOptions,
 ) -> Result<Option<Client>, ChatError> {
     let mut form = RegisterForm::new(options.relay_url.as_deref());
     loop {
-        terminal.draw(|frame| ui::draw_register(frame, &form))?;
-        let event = tokio::task::spawn_blocking(term::read)
-            .await
-            .map_err(io::Error::other)??;
-        let TermEvent::Key(key) = event else {
-            continue;
+        screen
+            .terminal
+            .draw(|frame| ui::draw_register(frame, &form))?;
+        let Some(key) = next_key(screen, signals).await else {
+            return Ok(None);
         };
-        if key.kind == KeyEventKind::Release {
-            continue;
-        }
-        let Some(action) = form.on_key(key) else {
+        let Some(action) = key.and_then(|key| form.on_key(key)) else {
             continue;
         };
         let submit = match action {
             FormAction::Submit(submit) => submit,
             _ => return Ok(None),
         };
-        terminal.draw(|frame| ui::draw_register(frame, &form))?;
+        screen
+            .terminal
+            .draw(|frame| ui::draw_register(frame, &form))?;
         let mut with_relay = options.clone();
         with_relay.relay_url = Some(submit.relay.clone());
         let client = match Client::open(with_relay).await {
@@ -175,10 +310,14 @@ async fn register_screen(
                 continue;
             }
         };
-        match client
-            .register_with_code(&submit.email, submit.code.as_deref())
-            .await
-        {
+        let registered = tokio::select! {
+            registered = client.register_with_code(&submit.email, submit.code.as_deref()) => registered,
+            () = signals.stopped() => {
+                client.close().await;
+                return Ok(None);
+            }
+        };
+        match registered {
             Ok(_) => return Ok(Some(client)),
             Err(ClientError::VerificationPending { .. }) => {
                 form.on_outcome(RegisterOutcome::CodeSent);
@@ -192,6 +331,15 @@ async fn register_screen(
 /// Runs the chat on the terminal until the user leaves. The profile must be
 /// registered ([`run_profile`] shows the register screen when it is not).
 pub async fn run(client: Client) -> Result<(), ChatError> {
+    let signals = Signals::install()?;
+    run_with(client, None, signals).await
+}
+
+async fn run_with(
+    client: Client,
+    screen: Option<Screen>,
+    mut signals: Signals,
+) -> Result<(), ChatError> {
     let started = std::time::Instant::now();
     let me = client.whoami().await?;
     let me = Email::parse(&me.email)?;
@@ -215,19 +363,18 @@ pub async fn run(client: Client) -> Result<(), ChatError> {
     let mut first = app.add_contacts(&contacts);
     first.extend(app.greeting());
 
-    let mut terminal = ratatui::try_init()?;
-    let _ = execute!(
-        io::stdout(),
-        term::EnableBracketedPaste,
-        term::EnableFocusChange
-    );
+    let mut screen = match screen {
+        Some(screen) => screen,
+        None => Screen::enter()?,
+    };
     // The library's futures are not Send (a thread-local rng lives in some): the
     // background tasks run on this thread, beside the loop.
     let local = tokio::task::LocalSet::new();
     let result = local
         .run_until(session(
             &client,
-            &mut terminal,
+            &mut screen,
+            &mut signals,
             &mut app,
             events,
             first,
@@ -235,28 +382,30 @@ pub async fn run(client: Client) -> Result<(), ChatError> {
             started,
         ))
         .await;
-    let _ = execute!(
-        io::stdout(),
-        term::DisableBracketedPaste,
-        term::DisableFocusChange
-    );
-    ratatui::restore();
+    drop(screen);
     if let Ok(client) = Arc::try_unwrap(client) {
         client.close().await;
     }
-    result
+    match (result, signals.received()) {
+        (Ok(()), Some(number)) => Err(ChatError::Signal(number)),
+        (result, _) => result,
+    }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session(
     client: &Arc<Client>,
-    terminal: &mut ratatui::DefaultTerminal,
+    screen: &mut Screen,
+    signals: &mut Signals,
     app: &mut App,
     mut events: e2ee_client_core::Events,
     first: Vec<Action>,
     dir: &Path,
     started: std::time::Instant,
 ) -> Result<(), ChatError> {
-    terminal.draw(|frame| ui::draw(frame, app, now_ms()))?;
+    screen
+        .terminal
+        .draw(|frame| ui::draw(frame, app, now_ms()))?;
     // For crates/chat/bench.sh (E2EE_LOG=e2ee_chat=info): when the screen was first
     // drawn, when with the open conversation's history, and how long each received
     // message took from its sender's encryption to this screen.
@@ -265,28 +414,6 @@ async fn session(
         "first frame drawn"
     );
     let mut history_drawn = false;
-
-    let stop_keys = Arc::new(AtomicBool::new(false));
-    let (key_tx, mut keys) = mpsc::unbounded_channel();
-    let reader = {
-        let stop = Arc::clone(&stop_keys);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match term::poll(KEY_POLL) {
-                    Ok(true) => match term::read() {
-                        Ok(event) => {
-                            if key_tx.send(event).is_err() {
-                                break;
-                            }
-                        }
-                        Err(_) => break,
-                    },
-                    Ok(false) => {}
-                    Err(_) => break,
-                }
-            }
-        })
-    };
 
     let (report_tx, mut reports) = mpsc::unbounded_channel();
     let (stop_sync, stopped) = oneshot::channel::<()>();
@@ -338,6 +465,26 @@ async fn session(
         })
     };
 
+    // The cursor is committed beside the loop, never in it: a commit waits for the
+    // store's writer, which the sync may hold for a while (a batch, a receipt), and
+    // the screen must not wait with it. Only the latest cursor matters.
+    let (commit_tx, mut to_commit) = watch::channel::<Option<Cursor>>(None);
+    let committer = {
+        let client = Arc::clone(client);
+        let report = report_tx.clone();
+        tokio::task::spawn_local(async move {
+            while to_commit.changed().await.is_ok() {
+                let cursor = *to_commit.borrow_and_update();
+                if let Some(cursor) = cursor
+                    && let Err(error) = client.commit(CONSUMER, cursor).await
+                {
+                    let _ = report.send(Report::Events(error));
+                    break;
+                }
+            }
+        })
+    };
+
     // Library events wait until the history of every conversation is in: the log
     // also hands a new consumer messages the history holds, which must not count as
     // unread.
@@ -353,7 +500,7 @@ async fn session(
     let mut shown = Vec::new();
     loop {
         let actions = tokio::select! {
-            Some(event) = keys.recv() => match event {
+            Some(event) = screen.keys.recv() => match event {
                 TermEvent::Key(key) if key.kind != KeyEventKind::Release => {
                     app.on_key(key, now_ms())
                 }
@@ -381,10 +528,7 @@ async fn session(
                     last = cursor;
                 }
                 actions.extend(app.flush_receipts());
-                if let Err(error) = client.commit(CONSUMER, last).await {
-                    result = Err(error.into());
-                    break;
-                }
+                let _ = commit_tx.send(Some(last));
                 actions
             },
             Some(report) = reports.recv() => match report {
@@ -411,7 +555,7 @@ async fn session(
                 }
             },
             _ = tick.tick() => app.tick(now_ms()),
-            _ = tokio::signal::ctrl_c() => break,
+            () = signals.stopped() => break,
         };
         for action in actions {
             perform(client, action, app, &report_tx, dir);
@@ -419,10 +563,16 @@ async fn session(
         if app.should_quit() {
             break;
         }
-        terminal.draw(|frame| ui::draw(frame, app, now_ms()))?;
+        screen
+            .terminal
+            .draw(|frame| ui::draw(frame, app, now_ms()))?;
         let now = now_ms();
         for sent_at in shown.drain(..) {
-            tracing::info!(latency_ms = now.saturating_sub(sent_at), "message shown");
+            tracing::info!(
+                sent_at,
+                latency_ms = now.saturating_sub(sent_at),
+                "message shown"
+            );
         }
         if !history_drawn && app.selected().is_some_and(|c| c.loaded) {
             history_drawn = true;
@@ -453,8 +603,16 @@ async fn session(
     let _ = tokio::time::timeout(FAREWELL_WAIT * 2, sync).await;
     reader_task.abort();
     let _ = reader_task.await;
-    stop_keys.store(true, Ordering::Relaxed);
-    let _ = reader.join();
+    // The last cursor shown is committed before leaving, so a restart shows nothing
+    // twice.
+    committer.abort();
+    let _ = committer.await;
+    if let Some(last) = *commit_tx.borrow()
+        && let Err(error) = client.commit(CONSUMER, last).await
+        && result.is_ok()
+    {
+        result = Err(error.into());
+    }
     result
 }
 

@@ -497,3 +497,83 @@ pub fn draw_register(frame: &mut Frame, form: &crate::RegisterForm) {
         ));
     }
 }
+
+/// Most profiles the login screen lists at once.
+const LOGIN_ROWS: usize = 8;
+
+/// Draws the login screen: the profiles, and the passphrase field (dots only) when
+/// the selected one is protected.
+pub fn draw_login(frame: &mut Frame, form: &crate::LoginForm) {
+    let area = frame.area();
+    let rows = form.profiles().len().clamp(1, LOGIN_ROWS);
+    let popup = centered(area, 70, rows as u16 + 10);
+    frame.render_widget(Clear, popup);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .title(" e2ee chat · log in ");
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    let mut lines = vec![
+        TextLine::raw("Choose a profile (↑/↓), Enter opens it, Esc leaves."),
+        TextLine::raw(""),
+    ];
+    let selected = form.selected().map(|p| p.name.as_str());
+    // Keeps the selected row in view in a long list.
+    let at = form
+        .profiles()
+        .iter()
+        .position(|p| Some(p.name.as_str()) == selected)
+        .unwrap_or(0);
+    let first = at.saturating_sub(LOGIN_ROWS - 1);
+    for profile in form.profiles().iter().skip(first).take(LOGIN_ROWS) {
+        let chosen = Some(profile.name.as_str()) == selected;
+        let marker = if chosen { "▸" } else { " " };
+        let note = match (profile.new, profile.protected) {
+            (true, _) => "  (new: register)",
+            (false, true) => "  (passphrase)",
+            (false, false) => "",
+        };
+        let style = if chosen {
+            Style::new().add_modifier(Modifier::REVERSED)
+        } else {
+            Style::new()
+        };
+        lines.push(TextLine::from(vec![
+            Span::styled(
+                format!("{marker} {}", text::escape_line(&profile.name)),
+                style,
+            ),
+            Span::raw(note),
+        ]));
+    }
+    lines.push(TextLine::raw(""));
+    let mut cursor = None;
+    if form.selected().is_some_and(|p| p.protected) {
+        let head = "Passphrase     ";
+        let dots = "•".repeat(form.passphrase_len().min(usize::from(inner.width)));
+        cursor = Some((text::width(head) + text::width(&dots), lines.len()));
+        lines.push(TextLine::from(vec![
+            Span::styled(head, Style::new().add_modifier(Modifier::BOLD)),
+            Span::raw(dots),
+        ]));
+        lines.push(TextLine::raw(""));
+    }
+    if let Some(message) = form.message() {
+        lines.push(TextLine::styled(
+            text::escape_line(message),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    frame.render_widget(
+        Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }),
+        inner,
+    );
+    if let Some((x, y)) = cursor
+        && !form.busy()
+    {
+        frame.set_cursor_position(Position::new(
+            (inner.x + x as u16).min(inner.right().saturating_sub(1)),
+            (inner.y + y as u16).min(inner.bottom().saturating_sub(1)),
+        ));
+    }
+}

@@ -357,3 +357,82 @@ fn register_screen_shows_fields_and_asks_for_the_code() {
     assert!(shown.contains("▸ Code (mailed)"), "{shown}");
     assert!(shown.contains("mailed a code to carol@x.org"), "{shown}");
 }
+
+fn draw_login(form: &e2ee_chat::LoginForm, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| ui::draw_login(frame, form)).unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    (0..height)
+        .map(|y| {
+            (0..width)
+                .map(|x| buffer[(x, y)].symbol().to_owned())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn profile(name: &str, protected: bool, new: bool) -> e2ee_chat::Profile {
+    e2ee_chat::Profile {
+        name: name.to_owned(),
+        protected,
+        new,
+    }
+}
+
+#[test]
+fn login_screen_lists_profiles_masks_the_passphrase_and_says_when_it_is_wrong() {
+    use e2ee_chat::{LoginForm, LoginOutcome};
+    let mut form = LoginForm::new(
+        vec![
+            profile("default", false, false),
+            profile("work", true, false),
+            // A name from the file system is escaped like peer text.
+            profile("evil\u{1b}[2J", false, false),
+        ],
+        "work",
+    );
+    let shown = draw_login(&form, 90, 24);
+    assert!(shown.contains("log in"), "{shown}");
+    assert!(shown.contains("  default"), "{shown}");
+    assert!(shown.contains("▸ work  (passphrase)"), "{shown}");
+    assert!(!shown.contains('\u{1b}'), "{shown}");
+    assert!(shown.contains("Passphrase"), "{shown}");
+    for c in "s3cret".chars() {
+        form.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    }
+    let shown = draw_login(&form, 90, 24);
+    assert!(shown.contains("Passphrase     ••••••"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    form.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(draw_login(&form, 90, 24).contains("unlocking work…"));
+    form.on_outcome(LoginOutcome::WrongPassphrase);
+    let shown = draw_login(&form, 90, 24);
+    assert!(
+        shown.contains("wrong passphrase for work: try again"),
+        "{shown}"
+    );
+    assert!(!shown.contains('•'), "{shown}");
+    // A plain profile has no passphrase field.
+    form.on_key(KeyEvent::new(KeyCode::Up, KeyModifiers::NONE));
+    let shown = draw_login(&form, 90, 24);
+    assert!(shown.contains("▸ default"), "{shown}");
+    assert!(!shown.contains("Passphrase"), "{shown}");
+    assert!(!shown.contains("wrong passphrase"), "{shown}");
+}
+
+#[test]
+fn login_screen_marks_a_new_profile_and_keeps_the_selected_one_in_view() {
+    use e2ee_chat::LoginForm;
+    let mut profiles: Vec<_> = (0..20)
+        .map(|i| profile(&format!("p{i:02}"), false, false))
+        .collect();
+    profiles.push(profile("zz", false, true));
+    let form = LoginForm::new(profiles, "zz");
+    let shown = draw_login(&form, 90, 24);
+    assert!(shown.contains("▸ zz  (new: register)"), "{shown}");
+    assert!(!shown.contains("p00"), "{shown}");
+    // A terminal too small for the box still draws its frame.
+    let small = draw_login(&form, 20, 5);
+    assert!(small.starts_with('┌') && small.ends_with('┘'), "{small}");
+}

@@ -32,6 +32,9 @@ pub(crate) async fn run(options: ClientOptions, _args: &Args, out: &Output) -> a
     match e2ee_chat::run_profile(options).await {
         Ok(()) => Ok(()),
         Err(e2ee_chat::ChatError::Client(error)) => Err(error.into()),
+        // The terminal is back and the profile closed: end as a program ended by that
+        // signal does, so a shell or supervisor sees why.
+        Err(e2ee_chat::ChatError::Signal(number)) => std::process::exit(128 + number),
         Err(other) => Err(UserError(other.to_string()).into()),
     }
 }
