@@ -104,7 +104,11 @@ fn m4_an_expired_code_is_refused_and_a_new_code_can_be_asked_for() {
     dave.run(&["register", "dave@x"]).fails_with(1, "--code");
     // (Using it is not part of this case: with a 1 s lifetime a loaded machine could
     // let it expire first. m4_an_account_is_active… uses a code.)
-    assert_ne!(smtp.code_for("dave@x", 2), code, "a fresh code, not the old one");
+    assert_ne!(
+        smtp.code_for("dave@x", 2),
+        code,
+        "a fresh code, not the old one"
+    );
 }
 
 /// On a relay with the default code lifetime, so that five wrong tries on a loaded
