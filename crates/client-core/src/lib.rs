@@ -47,6 +47,7 @@ mod events;
 pub mod fuzzing;
 mod ids;
 mod relay;
+mod relay_directory;
 mod secret;
 mod store;
 mod sync;
@@ -80,6 +81,11 @@ pub use events::{
 };
 pub use ids::{ConversationId, Email, GroupId, MessageId};
 pub use relay::{MAX_RESPONSE_BYTES, RelayClient};
+pub use relay_directory::{
+    DEFAULT_DIRECTORY_PAGE, DirectoryListing, DirectoryPage, LISTING_TTL, ListingDraft,
+    MAX_DIRECTORY_PAGE, MAX_LISTING_TITLE_BYTES, MAX_LISTING_TOPIC_BYTES, MAX_LISTINGS_PER_ACCOUNT,
+    PublishedListing,
+};
 pub use secret::{KEY_FILE, WRAPPED_KEY_FILE};
 pub use store::STORE_FILE;
 pub use sync::{SYNC_LOCK_FILE, SYNC_RETRY, Synced};
