@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Base64Array, decode_b64};
+use crate::{Base64Array, decode_b64, normalize_email};
 
 /// Bytes of a group id.
 pub const GROUP_ID_BYTES: usize = 16;
@@ -37,6 +37,8 @@ pub const DEFAULT_DIRECTORY_PAGE: usize = 50;
 const JOIN_LINK_PREFIX: &str = "e2ee:join?g=";
 /// What separates a join link's group id from its secret.
 const JOIN_LINK_SECRET_PART: &str = "&k=";
+/// What a client's link adds after the secret: the admin that join requests go to.
+const JOIN_LINK_ADMIN_PART: &str = "&a=";
 
 /// A group id in JSON: 16 bytes, base64url without padding (22 characters).
 pub type GroupIdB64 = Base64Array<GROUP_ID_BYTES>;
@@ -125,10 +127,14 @@ pub enum JoinLinkError {
     /// The secret is not 32 bytes of base64url without padding.
     #[error("the join link's secret (k=) is not 43 characters of base64url")]
     Secret,
+    /// The admin address (`a=`) is not a normalized address.
+    #[error("the join link's admin (a=) is not a normalized email address")]
+    Admin,
 }
 
 /// The group id a join link names, once its text has the one form clients write:
-/// `e2ee:join?g=<22 chars>&k=<43 chars>`, base64url without padding, nothing else.
+/// `e2ee:join?g=<22 chars>&k=<43 chars>`, base64url without padding, then optionally
+/// `&a=<normalized address>`, nothing else.
 pub fn join_link_group_id(link: &str) -> Result<[u8; GROUP_ID_BYTES], JoinLinkError> {
     let rest = link
         .strip_prefix(JOIN_LINK_PREFIX)
@@ -136,6 +142,15 @@ pub fn join_link_group_id(link: &str) -> Result<[u8; GROUP_ID_BYTES], JoinLinkEr
     let (group, secret) = rest
         .split_once(JOIN_LINK_SECRET_PART)
         .ok_or(JoinLinkError::MissingSecret)?;
+    let secret = match secret.split_once(JOIN_LINK_ADMIN_PART) {
+        Some((secret, admin)) => {
+            if normalize_email(admin).ok().as_deref() != Some(admin) {
+                return Err(JoinLinkError::Admin);
+            }
+            secret
+        }
+        None => secret,
+    };
     let group: [u8; GROUP_ID_BYTES] = decode_b64(group)
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or(JoinLinkError::GroupId)?;
@@ -160,6 +175,8 @@ mod tests {
     fn a_join_link_names_its_group() {
         let text = link(&[7; 16], &[9; 32]);
         assert_eq!(join_link_group_id(&text), Ok([7; 16]));
+        let with_admin = format!("{text}&a=alice@example.org");
+        assert_eq!(join_link_group_id(&with_admin), Ok([7; 16]));
     }
 
     #[test]
@@ -173,6 +190,9 @@ mod tests {
             (format!("{good}&x=1"), JoinLinkError::Secret),
             (format!("{good}="), JoinLinkError::Secret),
             (format!(" {good}"), JoinLinkError::Prefix),
+            (format!("{good}&a=Alice@example.org"), JoinLinkError::Admin),
+            (format!("{good}&a=not an address"), JoinLinkError::Admin),
+            (format!("{good}&a="), JoinLinkError::Admin),
         ];
         for (text, want) in cases {
             assert_eq!(join_link_group_id(&text), Err(want), "{text}");

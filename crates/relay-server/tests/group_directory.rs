@@ -6,9 +6,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::{Backend, TestRelay};
-use e2ee_proto::{
-    MAX_DIRECTORY_PAGE, MAX_LISTING_MEMBERS, MAX_LISTING_TITLE_BYTES, encode_b64,
-};
+use e2ee_proto::{MAX_DIRECTORY_PAGE, MAX_LISTING_MEMBERS, MAX_LISTING_TITLE_BYTES, encode_b64};
 use serde_json::{Value, json};
 
 fn link(id: u8) -> String {
@@ -52,7 +50,12 @@ async fn publish_list_page_and_unpublish() {
     }
     // Anyone registered reads it, a page at a time.
     let (s, page) = relay
-        .call(Some(&bob), Method::GET, "/v1/directory/groups?limit=2", None)
+        .call(
+            Some(&bob),
+            Method::GET,
+            "/v1/directory/groups?limit=2",
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{page}");
     let titles: Vec<&str> = page["groups"]
