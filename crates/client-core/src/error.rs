@@ -362,6 +362,9 @@ pub enum ClientError {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// A group operation was refused (see [`crate::GroupError`]); nothing changed.
+    #[error(transparent)]
+    Group(#[from] crate::GroupError),
     /// Stored state is inconsistent (e.g. a session without its contact).
     #[error("local store is inconsistent: {0}")]
     Inconsistent(String),
@@ -409,6 +412,7 @@ impl ClientError {
             | Self::NoPendingIdentity { .. }
             | Self::MessageTooLong { .. }
             | Self::InvalidConsumer { .. }
+            | Self::Group(_)
             | Self::Refused { .. } => ErrorKind::User,
         }
     }
@@ -534,6 +538,9 @@ mod tests {
                 name: "a b".to_owned(),
                 reason: "a space",
             },
+            ClientError::Group(crate::GroupError::UnknownGroup {
+                name: "#team".to_owned(),
+            }),
             ClientError::Inconsistent("a session without its contact".to_owned()),
         ]);
         errors
@@ -584,6 +591,7 @@ mod tests {
             ClientError::Queued { .. } => "Queued",
             ClientError::Refused { .. } => "Refused",
             ClientError::InvalidConsumer { .. } => "InvalidConsumer",
+            ClientError::Group(_) => "Group",
             ClientError::Inconsistent(_) => "Inconsistent",
         }
     }

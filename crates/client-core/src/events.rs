@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use crate::client::FileLock;
-use crate::ids::{ConversationId, Email, MessageId};
+use crate::groups::GroupEvent;
+use crate::ids::{ConversationId, Email, GroupId, MessageId};
 use crate::relay::now_ms;
 use crate::store::Store;
 use crate::store::events::{EventKind, EventRow};
@@ -275,6 +276,24 @@ pub enum Event {
         /// A status text the peer gave (`away: lunch`), as sent: escape it for display.
         text: Option<String>,
     },
+    /// A message of a group's past, shared by the admin who admitted us (history on
+    /// join): shown marked as shared by that admin, not as if it arrived now.
+    SharedMessage {
+        /// The admin who shared it.
+        shared_by: Email,
+        /// The message (its `from` is the original sender).
+        message: Message,
+    },
+    /// Something happened in a group: a member added or removed, a role changed, a
+    /// join request and its answer, a group message that could not be decrypted.
+    Group {
+        /// The group.
+        group: GroupId,
+        /// Its local title when it happened.
+        title: String,
+        /// What happened.
+        event: GroupEvent,
+    },
     /// The connection to the relay changed. In-process only, never stored.
     Connection(ConnectionState),
     /// Work that failed for now and is retried. In-process only, never stored.
@@ -294,6 +313,12 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Message(m) => write!(f, "{}: {}", m.from, m.text),
+            Self::SharedMessage { shared_by, message } => write!(
+                f,
+                "{}: {} (shared by {shared_by})",
+                message.from, message.text
+            ),
+            Self::Group { title, event, .. } => fmt_group(f, title, event),
             Self::Delivery { to, ids, state } => fmt_delivery(f, to, ids, state),
             Self::IdentityChanged { contact, .. } => {
                 write!(f, "{contact}'s identity key changed")
@@ -351,6 +376,36 @@ impl fmt::Display for Event {
                 None => write!(f, "a re-send failed, retried later: {error}"),
             },
         }
+    }
+}
+
+fn fmt_group(f: &mut fmt::Formatter<'_>, title: &str, event: &GroupEvent) -> fmt::Result {
+    write!(f, "#{title}: ")?;
+    match event {
+        GroupEvent::Created => f.write_str("group created"),
+        GroupEvent::Joined { by } => write!(f, "you were added by {by}"),
+        GroupEvent::MemberAdded { member, by } => write!(f, "{member} was added by {by}"),
+        GroupEvent::MemberRemoved { member, by } if member == by => {
+            write!(f, "{member} left")
+        }
+        GroupEvent::MemberRemoved { member, by } => write!(f, "{member} was removed by {by}"),
+        GroupEvent::Banned { member, by } => write!(f, "{member} was banned by {by}"),
+        GroupEvent::Unbanned { member, by } => write!(f, "{member} was unbanned by {by}"),
+        GroupEvent::Promoted { member, by } => write!(f, "{member} was made an admin by {by}"),
+        GroupEvent::Demoted { member, by } => {
+            write!(f, "{member} is no longer an admin ({by})")
+        }
+        GroupEvent::YouWereRemoved { by } => write!(f, "you were removed by {by}"),
+        GroupEvent::JoinRequested { requester, .. } => write!(f, "{requester} asks to join"),
+        GroupEvent::RequestRejected { requester } => {
+            write!(f, "the join request of {requester} was rejected")
+        }
+        GroupEvent::JoinAccepted { by } => write!(f, "your join request was accepted by {by}"),
+        GroupEvent::JoinRejected { by } => write!(f, "your join request was rejected by {by}"),
+        GroupEvent::Undecryptable { from } => write!(
+            f,
+            "a message from {from} could not be decrypted; it was asked to send it again"
+        ),
     }
 }
 
@@ -428,6 +483,14 @@ fn fmt_dropped(
             "dropped a message from {from}: it decrypted in a session with an identity key that is not {from}'s pinned key"
         ),
     }
+}
+
+/// What a group event stores (store/events.rs).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct GroupDetail {
+    pub(crate) group: GroupId,
+    pub(crate) title: String,
+    pub(crate) event: GroupEvent,
 }
 
 /// What a receipt event stores (store/events.rs).
@@ -678,7 +741,23 @@ impl Events {
                 let conversation = ConversationId::from_key(&m.conversation_id)?;
                 let from = Email::from_stored(&m.peer)?;
                 let id = MessageId::new(m.message_id.clone());
-                if m.kind == "text" {
+                if m.kind == "text"
+                    && let Some(shared_by) = &m.shared_by
+                {
+                    Event::SharedMessage {
+                        shared_by: Email::from_stored(shared_by)?,
+                        message: Message {
+                            conversation,
+                            id,
+                            from,
+                            text: m.text.clone(),
+                            sent_at: m.sent_at,
+                            received_at: m.received_at,
+                            identity_changed: m.identity_changed,
+                            new_contact: m.new_contact,
+                        },
+                    }
+                } else if m.kind == "text" {
                     Event::Message(Message {
                         conversation,
                         id,
@@ -734,6 +813,15 @@ impl Events {
                     from: peer()?,
                     kind: detail.kind,
                     ids: detail.ids.into_iter().map(MessageId::new).collect(),
+                }
+            }
+            EventKind::Group => {
+                let detail: GroupDetail =
+                    serde_json::from_str(detail()?).map_err(|e| bad("group detail", &e))?;
+                Event::Group {
+                    group: detail.group,
+                    title: detail.title,
+                    event: detail.event,
                 }
             }
             EventKind::Dropped => Event::Dropped {

@@ -63,13 +63,23 @@ impl AsRef<str> for Email {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Email {
+    /// Only the normalized form: what the store's event details hold.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::from_stored(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl serde::Serialize for Email {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)
     }
 }
 
-/// A group's id. Reserved for groups (issue 14): no conversation has one yet.
+/// A group's id: its 16-byte `e2ee_group` id in base64url without padding (22
+/// characters), the same spelling a join link uses. Titles are local and may clash;
+/// the id never does.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GroupId(String);
 
@@ -77,6 +87,42 @@ impl GroupId {
     /// The id as stored.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Parses the 22-character spelling back (`#<id>` names a group by id).
+    pub fn parse(text: &str) -> Option<Self> {
+        let bytes = e2ee_proto::decode_b64(text)?;
+        let bytes: [u8; e2ee_group::GROUP_ID_LEN] = bytes.try_into().ok()?;
+        Some(Self::from_bytes(&bytes))
+    }
+
+    pub(crate) fn from_bytes(bytes: &[u8; e2ee_group::GROUP_ID_LEN]) -> Self {
+        Self(e2ee_proto::encode_b64(bytes))
+    }
+
+    /// The `e2ee_group` id; `None` for a spelling no group has.
+    pub(crate) fn to_group(&self) -> Option<e2ee_group::GroupId> {
+        let bytes = e2ee_proto::decode_b64(&self.0)?;
+        Some(e2ee_group::GroupId(bytes.try_into().ok()?))
+    }
+}
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for GroupId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GroupId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).ok_or_else(|| serde::de::Error::custom("not a group id"))
     }
 }
 
@@ -115,10 +161,8 @@ impl ConversationId {
         if let Some(email) = key.strip_prefix(DIRECT_PREFIX) {
             return Email::from_stored(email).map(Self::Direct);
         }
-        if let Some(group) = key.strip_prefix(GROUP_PREFIX)
-            && !group.is_empty()
-        {
-            return Ok(Self::Group(GroupId(group.to_owned())));
+        if let Some(group) = key.strip_prefix(GROUP_PREFIX).and_then(GroupId::parse) {
+            return Ok(Self::Group(group));
         }
         Err(ClientError::Inconsistent(format!(
             "the store holds an unknown conversation id {key:?}"
@@ -187,7 +231,7 @@ mod tests {
         let direct = ConversationId::Direct(Email::parse("bob@y").unwrap());
         assert_eq!(direct.key(), "direct:bob@y");
         assert_eq!(ConversationId::from_key(&direct.key()).unwrap(), direct);
-        let group = ConversationId::Group(GroupId("g1".to_owned()));
+        let group = ConversationId::Group(GroupId::from_bytes(&[7; 16]));
         assert_eq!(ConversationId::from_key(&group.key()).unwrap(), group);
         for bad in ["bob@y", "direct:", "group:", "direct:Bob@y"] {
             assert!(ConversationId::from_key(bad).is_err(), "{bad:?}");

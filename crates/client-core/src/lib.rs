@@ -45,6 +45,7 @@ mod events;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod groups;
 mod ids;
 mod relay;
 mod relay_directory;
@@ -61,7 +62,8 @@ pub use client::crash::{
     CRASH_AFTER_COMMIT_BEFORE_ACK, CRASH_AFTER_ENCRYPT_BEFORE_POST, CRASH_ENV,
 };
 pub use client::{
-    Client, MAX_PRESENCE_RECIPIENTS, MAX_TEXT_BYTES, UNREGISTERED_FILE, normalize_email,
+    Client, GroupChanged, GroupSent, MAX_PRESENCE_RECIPIENTS, MAX_TEXT_BYTES, UNREGISTERED_FILE,
+    normalize_email,
 };
 pub use delivery::{Delivery, DeliveryFailure, FailureReason};
 /// The relay's wire error codes and refusal reasons, as [`RelayError::Status`] carries
@@ -78,6 +80,11 @@ pub use error::{ClientError, ErrorKind, RelayError, StoreError};
 pub use events::{
     ConnectionState, Cursor, DeliveryState, DropReason, Event, Events, MAX_CONSUMER_NAME_LEN,
     Message, Postponed, PresenceState, ReceiptKind, Resend, STORE_RECHECK,
+};
+pub use groups::{
+    GroupError, GroupEvent, GroupHistoryMessage, GroupInfo, GroupMember, GroupPolicy, GroupRole,
+    GroupStatus, GroupSummary, JoinPending, JoinRule, MAX_GROUP_MEMBERS, MAX_GROUP_NOTICE_MEMBERS,
+    MAX_SHARED_HISTORY, PendingJoin,
 };
 pub use ids::{ConversationId, Email, GroupId, MessageId};
 pub use relay::{MAX_RESPONSE_BYTES, RelayClient};

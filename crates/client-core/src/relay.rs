@@ -625,6 +625,23 @@ impl RelayClient {
         .await
     }
 
+    /// `POST /v1/messages/multi`: one body to many recipients (a group message).
+    pub(crate) async fn send_multi(
+        &self,
+        signer: &Signer<'_>,
+        request: &e2ee_proto::MultiSendRequest,
+    ) -> Result<e2ee_proto::MultiSendResponse, RelayError> {
+        self.call(
+            signer,
+            Method::POST,
+            "/v1/messages/multi",
+            Some(request),
+            REQUEST_TIMEOUT,
+            Uses::Session,
+        )
+        .await
+    }
+
     /// `GET /v1/messages?timeout_ms=&limit=`: the long poll.
     pub(crate) async fn poll(
         &self,

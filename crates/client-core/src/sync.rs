@@ -145,6 +145,7 @@ impl Client {
     /// One round, with the sync lock held.
     async fn round(&self, me: &Me, wait: Duration, timing: AckTiming) -> Result<(), ClientError> {
         self.flush_outbox(me).await?;
+        self.flush_fanouts(me).await?;
         self.maintain_prekeys(me).await?;
         let wait = wait.min(Duration::from_millis(e2ee_proto::MAX_POLL_TIMEOUT_MS));
         // With nothing to ack, the plain GET: the same request, and one that relays

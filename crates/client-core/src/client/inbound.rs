@@ -68,6 +68,9 @@ impl Client {
         }
         tx.mark_seen(&relay_account, envelope.id, &body_hash, now)
             .await?;
+        if crate::engine::group::is_group_envelope(&envelope.body.0) {
+            return self.receive_group_envelope(tx, me, envelope, now).await;
+        }
         let addressed = match inbound::address(&me.row.email, &envelope.from, &envelope.body.0) {
             Ok(addressed) => addressed,
             Err(reason) => {
@@ -123,7 +126,11 @@ impl Client {
         match opened.effect() {
             // Under a key the user has not accepted, a receipt or a notice may not be the
             // contact's: the session advances, nothing else changes.
-            Effect::Acknowledged { .. } | Effect::Ephemeral(_) if opened.pending_key.is_some() => {}
+            Effect::Acknowledged { .. } | Effect::Ephemeral(_) | Effect::Group(_)
+                if opened.pending_key.is_some() => {}
+            Effect::Group(kind) => {
+                Self::apply_group_kind(&mut tx, me, from, &opened.sender_key, kind, now).await?;
+            }
             Effect::Acknowledged { kind, ids } => {
                 let moved = tx.apply_receipt(from, kind, ids).await?;
                 if !moved.is_empty() {
@@ -217,7 +224,7 @@ impl Client {
 
     /// Drops an envelope: logs why, in the transaction that records it as seen, and
     /// commits. No session is touched.
-    async fn drop_envelope(
+    pub(super) async fn drop_envelope(
         &self,
         mut tx: Tx,
         reason: inbound::DropReason,
@@ -285,6 +292,22 @@ impl Client {
                 peer: None,
                 error: error.to_string(),
             });
+        }
+        // Group traffic the envelopes queued (answers, sender keys, changes an admin
+        // made for a join request), then group messages waiting for the fan-out.
+        let posted = async {
+            self.flush_outbox(me).await?;
+            self.flush_fanouts(me).await
+        }
+        .await;
+        match posted {
+            Ok(()) => {}
+            Err(error @ ClientError::Store(_)) => return Err(error),
+            Err(error) => self.hub().notify(Event::Postponed {
+                what: Postponed::Resend,
+                peer: None,
+                error: error.to_string(),
+            }),
         }
         let peers = {
             let mut conn = self.store.read().await?;

@@ -13,11 +13,13 @@
 //! - `inbound.rs`: decrypt-and-store with the event that reports it, receipts; the
 //!   sync rounds that call it are `crate::sync`, the events `crate::events`.
 //! - `upkeep.rs`: prekey refill and rotation.
+//! - `groups/`: groups (its module docs list the API).
 //! - `profile.rs`: the profile directory and its locks; `crash.rs`: test crash points.
 
 mod account;
 mod contacts;
 pub(crate) mod crash;
+mod groups;
 mod inbound;
 mod outbound;
 mod profile;
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 use e2ee_ratchet::IdentityKeyPair;
 
 pub use account::UNREGISTERED_FILE;
+pub use groups::{GroupChanged, GroupSent};
 pub(crate) use inbound::AckTiming;
 pub(crate) use profile::FileLock;
 pub use signals::MAX_PRESENCE_RECIPIENTS;

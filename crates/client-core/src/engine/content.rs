@@ -6,6 +6,8 @@
 //! [`Kind::Unknown`] with the record kept, so the caller stores and reports it instead
 //! of dropping it.
 
+use e2ee_group::GROUP_ID_LEN;
+use e2ee_proto::Base64Bytes;
 use rand::CryptoRng;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -62,6 +64,54 @@ pub(crate) enum Kind {
         /// A status text, at most [`MAX_PRESENCE_TEXT_BYTES`].
         text: Option<String>,
     },
+    /// Signed changes of a group (`group_change`): the new one for members, every
+    /// change from the creation on for a member just added. Sent pairwise.
+    GroupChange {
+        /// Each change's wire bytes (`GroupChange::to_bytes`), in the order to apply.
+        changes: Vec<Vec<u8>>,
+    },
+    /// The sender's sender key for a group (`sender_key`), sent pairwise.
+    SenderKey {
+        /// The group.
+        group: [u8; GROUP_ID_LEN],
+        /// A `SenderKeyDistribution`'s bytes: a secret, kept out of `Debug`.
+        distribution: SecretBytes,
+    },
+    /// The sender could not decrypt our group messages with these body hashes
+    /// (`resend_request`): answer with our current sender key and the messages.
+    ResendRequest {
+        /// The envelopes, as a decryption-error receipt names them.
+        envelopes: Vec<FailedEnvelope>,
+    },
+    /// A group message sent again pairwise (`group_resend`), answering a resend
+    /// request; it keeps its id, so it is shown once.
+    GroupResend {
+        /// The group.
+        group: [u8; GROUP_ID_LEN],
+        /// The message as first sent.
+        message: SharedMessage,
+    },
+    /// The last messages of a group, shared by the admin who admitted us (`history`).
+    History {
+        /// The group.
+        group: [u8; GROUP_ID_LEN],
+        /// Oldest first, at most [`MAX_HISTORY_MESSAGES`].
+        messages: Vec<SharedMessage>,
+    },
+    /// A signed `e2ee_group::JoinRequest` (`join_request`), carried pairwise to an admin.
+    JoinRequest {
+        /// Its wire bytes.
+        request: Vec<u8>,
+    },
+    /// The answer to our join request (`join_result`).
+    JoinResult {
+        /// The group.
+        group: [u8; GROUP_ID_LEN],
+        /// Accepted (with `changes`: every change from the creation on) or rejected.
+        accepted: bool,
+        /// The group's changes when accepted; empty when rejected.
+        changes: Vec<Vec<u8>>,
+    },
     /// A version or kind this client does not know: `raw` is the whole record.
     Unknown {
         /// The record's `kind` (or `v<N>` for an unknown version).
@@ -79,6 +129,34 @@ pub(crate) struct FailedEnvelope {
     pub(crate) body_sha256: e2ee_proto::Base64Key,
     /// The relay's `received_at` of that envelope, unix ms: for the sender's logs.
     pub(crate) received_at: u64,
+}
+
+/// Most messages one `history` record carries (and most an admin shares).
+pub(crate) const MAX_HISTORY_MESSAGES: usize = 200;
+/// Most changes one `group_change` or `join_result` record carries.
+pub(crate) const MAX_CHANGES_PER_RECORD: usize = 4096;
+
+/// Secret bytes in a record (a sender key distribution): wiped on drop, never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SecretBytes(pub(crate) Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBytes({} bytes)", self.0.len())
+    }
+}
+
+/// One message of a group as `history` and `group_resend` carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SharedMessage {
+    /// The original sender's message id.
+    pub(crate) id: String,
+    /// Its original sender.
+    pub(crate) from: String,
+    /// When that sender wrote it, unix ms.
+    pub(crate) sent_at: u64,
+    /// The text.
+    pub(crate) text: String,
 }
 
 /// The wire form of version 2.
@@ -112,6 +190,45 @@ enum WireKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         text: Option<String>,
     },
+    GroupChange {
+        changes: Vec<Base64Bytes>,
+    },
+    SenderKey {
+        group: Base64Bytes,
+        distribution: Base64Bytes,
+    },
+    ResendRequest {
+        envelopes: Vec<FailedEnvelope>,
+    },
+    GroupResend {
+        group: Base64Bytes,
+        message: SharedMessage,
+    },
+    History {
+        group: Base64Bytes,
+        messages: Vec<SharedMessage>,
+    },
+    JoinRequest {
+        request: Base64Bytes,
+    },
+    JoinResult {
+        group: Base64Bytes,
+        accepted: bool,
+        #[serde(default)]
+        changes: Vec<Base64Bytes>,
+    },
+}
+
+/// A group id off the wire: exactly [`GROUP_ID_LEN`] bytes, or the record is kept as
+/// unknown.
+fn group_id(bytes: Base64Bytes) -> Option<[u8; GROUP_ID_LEN]> {
+    bytes.0.try_into().ok()
+}
+
+fn b64_list(list: &[Vec<u8>]) -> Vec<Base64Bytes> {
+    list.iter()
+        .map(|bytes| Base64Bytes(bytes.clone()))
+        .collect()
 }
 
 /// The wire form of version 1.
@@ -180,6 +297,39 @@ impl Content {
                 state: *state,
                 text: text.clone(),
             },
+            Kind::GroupChange { changes } => WireKind::GroupChange {
+                changes: b64_list(changes),
+            },
+            Kind::SenderKey {
+                group,
+                distribution,
+            } => WireKind::SenderKey {
+                group: Base64Bytes(group.to_vec()),
+                distribution: Base64Bytes(distribution.0.to_vec()),
+            },
+            Kind::ResendRequest { envelopes } => WireKind::ResendRequest {
+                envelopes: envelopes.clone(),
+            },
+            Kind::GroupResend { group, message } => WireKind::GroupResend {
+                group: Base64Bytes(group.to_vec()),
+                message: message.clone(),
+            },
+            Kind::History { group, messages } => WireKind::History {
+                group: Base64Bytes(group.to_vec()),
+                messages: messages.clone(),
+            },
+            Kind::JoinRequest { request } => WireKind::JoinRequest {
+                request: Base64Bytes(request.clone()),
+            },
+            Kind::JoinResult {
+                group,
+                accepted,
+                changes,
+            } => WireKind::JoinResult {
+                group: Base64Bytes(group.to_vec()),
+                accepted: *accepted,
+                changes: b64_list(changes),
+            },
             Kind::Unknown { .. } => return None,
         };
         serde_json::to_vec(&WireV2 {
@@ -214,32 +364,80 @@ impl Content {
                     kind: Kind::Text(v1.text),
                 })
             }
-            CONTENT_VERSION => match serde_json::from_slice::<WireV2>(plaintext) {
-                Ok(v2) => Ok(Self {
-                    id: v2.id,
-                    sent_at: v2.sent_at,
-                    kind: match v2.kind {
-                        WireKind::Text { text } => Kind::Text(text),
-                        WireKind::DecryptionError { envelopes } => Kind::DecryptionError(envelopes),
-                        // A peer's oversized list or text is cut, never trusted whole.
-                        WireKind::Receipt { receipt, mut ids } => {
-                            ids.truncate(MAX_RECEIPT_IDS);
-                            Kind::Receipt { kind: receipt, ids }
-                        }
-                        WireKind::Typing { started } => Kind::Typing { started },
-                        WireKind::Presence { state, text } => Kind::Presence {
-                            state,
-                            text: text.map(|t| cut(t, MAX_PRESENCE_TEXT_BYTES)),
-                        },
-                    },
-                }),
+            CONTENT_VERSION => match serde_json::from_slice::<WireV2>(plaintext)
+                .ok()
+                .and_then(|v2| Some((v2.id, v2.sent_at, known_kind(v2.kind)?)))
+            {
+                Some((id, sent_at, kind)) => Ok(Self { id, sent_at, kind }),
                 // A kind of a newer client: kept. A known kind with broken fields is
                 // kept too, under its name, rather than lost.
-                Err(_) => Ok(unknown(head.kind.clone().unwrap_or_default())),
+                None => Ok(unknown(head.kind.clone().unwrap_or_default())),
             },
             other => Ok(unknown(format!("v{other}"))),
         }
     }
+}
+
+/// A decoded kind, with a peer's oversized lists and texts cut; `None` for fields no
+/// record of the kind may hold (a group id of the wrong length).
+fn known_kind(kind: WireKind) -> Option<Kind> {
+    Some(match kind {
+        WireKind::Text { text } => Kind::Text(text),
+        WireKind::DecryptionError { envelopes } => Kind::DecryptionError(envelopes),
+        WireKind::Receipt { receipt, mut ids } => {
+            ids.truncate(MAX_RECEIPT_IDS);
+            Kind::Receipt { kind: receipt, ids }
+        }
+        WireKind::Typing { started } => Kind::Typing { started },
+        WireKind::Presence { state, text } => Kind::Presence {
+            state,
+            text: text.map(|t| cut(t, MAX_PRESENCE_TEXT_BYTES)),
+        },
+        WireKind::GroupChange { mut changes } => {
+            changes.truncate(MAX_CHANGES_PER_RECORD);
+            Kind::GroupChange {
+                changes: changes.into_iter().map(|c| c.0).collect(),
+            }
+        }
+        WireKind::SenderKey {
+            group,
+            distribution,
+        } => Kind::SenderKey {
+            group: group_id(group)?,
+            distribution: SecretBytes(Zeroizing::new(distribution.0)),
+        },
+        WireKind::ResendRequest { mut envelopes } => {
+            envelopes.truncate(MAX_RECEIPT_HASHES);
+            Kind::ResendRequest { envelopes }
+        }
+        WireKind::GroupResend { group, message } => Kind::GroupResend {
+            group: group_id(group)?,
+            message,
+        },
+        WireKind::History {
+            group,
+            mut messages,
+        } => {
+            messages.truncate(MAX_HISTORY_MESSAGES);
+            Kind::History {
+                group: group_id(group)?,
+                messages,
+            }
+        }
+        WireKind::JoinRequest { request } => Kind::JoinRequest { request: request.0 },
+        WireKind::JoinResult {
+            group,
+            accepted,
+            mut changes,
+        } => {
+            changes.truncate(MAX_CHANGES_PER_RECORD);
+            Kind::JoinResult {
+                group: group_id(group)?,
+                accepted,
+                changes: changes.into_iter().map(|c| c.0).collect(),
+            }
+        }
+    })
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary.

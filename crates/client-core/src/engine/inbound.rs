@@ -214,6 +214,9 @@ pub(crate) enum Effect<'a> {
     },
     /// A typing or presence notice: reported in-process, never stored.
     Ephemeral(&'a Kind),
+    /// Pairwise group traffic (a change, a sender key, a join request or result,
+    /// shared history, a resend request or answer): the groups layer decides.
+    Group(&'a Kind),
     /// The plaintext is no content record: dropped (the session still advances).
     Drop(DropReason),
 }
@@ -248,6 +251,13 @@ impl Opened {
                 Kind::DecryptionError(envelopes) => Effect::Receipt(envelopes),
                 Kind::Receipt { kind, ids } => Effect::Acknowledged { kind: *kind, ids },
                 kind @ (Kind::Typing { .. } | Kind::Presence { .. }) => Effect::Ephemeral(kind),
+                kind @ (Kind::GroupChange { .. }
+                | Kind::SenderKey { .. }
+                | Kind::ResendRequest { .. }
+                | Kind::GroupResend { .. }
+                | Kind::History { .. }
+                | Kind::JoinRequest { .. }
+                | Kind::JoinResult { .. }) => Effect::Group(kind),
             },
         }
     }

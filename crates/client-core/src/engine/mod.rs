@@ -12,8 +12,11 @@
 //! - [`inbound`]: one received envelope, from its label to what to write.
 //! - [`outbound`]: whether a send can encrypt, sealing, outbox refusals.
 //! - [`upkeep`]: the prekey plan.
+//! - [`group`]: group envelopes, stored changes, sender-key plans, opening group
+//!   messages, what a change means for the user.
 
 pub(crate) mod content;
+pub(crate) mod group;
 pub(crate) mod inbound;
 pub(crate) mod outbound;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -46,6 +49,7 @@ mod tests {
         let sources = [
             ("mod.rs", include_str!("mod.rs")),
             ("content.rs", include_str!("content.rs")),
+            ("group.rs", include_str!("group.rs")),
             ("trust.rs", include_str!("trust.rs")),
             ("inbound.rs", include_str!("inbound.rs")),
             ("outbound.rs", include_str!("outbound.rs")),

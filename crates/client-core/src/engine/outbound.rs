@@ -21,6 +21,9 @@ pub(crate) enum OutboxKind {
     Text,
     /// A decryption-error receipt: no history row.
     Receipt,
+    /// Pairwise group traffic (a change, a sender key, a join request or result,
+    /// shared history): no history row; a refusal drops it silently.
+    Control,
 }
 
 /// An encrypted message waiting for the relay to accept it.

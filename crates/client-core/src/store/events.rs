@@ -10,7 +10,7 @@ use sqlx::Row as _;
 
 use super::{Tx, key32, to_i64, to_u64};
 use crate::StoreError;
-use crate::events::{DeliveryDetail, DeliveryState, DropReason, ReceiptDetail};
+use crate::events::{DeliveryDetail, DeliveryState, DropReason, GroupDetail, ReceiptDetail};
 
 /// What an `events` row reports (its `kind` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub(crate) enum EventKind {
     Dropped,
     /// A peer's delivery or read receipt; the detail is JSON.
     Receipt,
+    /// Something happened in a group; the detail is [`GroupDetail`], JSON.
+    Group,
 }
 
 impl EventKind {
@@ -38,6 +40,7 @@ impl EventKind {
             Self::ContactAdded => "contact_added",
             Self::Dropped => "dropped",
             Self::Receipt => "receipt",
+            Self::Group => "group",
         }
     }
 
@@ -49,6 +52,7 @@ impl EventKind {
             "contact_added" => Ok(Self::ContactAdded),
             "dropped" => Ok(Self::Dropped),
             "receipt" => Ok(Self::Receipt),
+            "group" => Ok(Self::Group),
             other => Err(StoreError::Decode {
                 what: "event kind",
                 reason: format!("unknown value {other:?}"),
@@ -70,6 +74,8 @@ pub(crate) struct LoggedMessage {
     pub(crate) received_at: u64,
     pub(crate) identity_changed: bool,
     pub(crate) new_contact: bool,
+    /// For history an admin shared with us: that admin.
+    pub(crate) shared_by: Option<String>,
 }
 
 /// One row of the log.
@@ -121,7 +127,8 @@ impl Tx {
     ) -> Result<Vec<EventRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT e.seq, e.kind, e.peer, e.detail, m.conversation_id, m.peer, m.message_id, \
-             m.kind, m.text, m.sent_at, m.received_at, m.identity_changed, m.new_contact \
+             m.kind, m.text, m.sent_at, m.received_at, m.identity_changed, m.new_contact, \
+             m.shared_by \
              FROM events e LEFT JOIN messages m ON m.seq = e.message_seq \
              WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
         )
@@ -144,6 +151,7 @@ impl Tx {
                         received_at: to_u64(row.try_get(10)?),
                         identity_changed: row.try_get(11)?,
                         new_contact: row.try_get(12)?,
+                        shared_by: row.try_get(13)?,
                     }),
                     None => None,
                 };
@@ -276,6 +284,19 @@ impl Tx {
     ) -> Result<(), StoreError> {
         let detail = json(reason)?;
         self.append(EventKind::Dropped, None, from, Some(&detail), now)
+            .await?;
+        Ok(())
+    }
+
+    /// Logs a group event; `peer` is the address it is about, for the log's readers.
+    pub(crate) async fn log_group(
+        &mut self,
+        peer: Option<&str>,
+        detail: &GroupDetail,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let detail = json(detail)?;
+        self.append(EventKind::Group, None, peer, Some(&detail), now)
             .await?;
         Ok(())
     }

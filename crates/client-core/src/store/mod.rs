@@ -12,6 +12,7 @@
 mod account;
 mod contacts;
 pub(crate) mod events;
+pub(crate) mod groups;
 mod messages;
 mod outbox;
 mod prekeys;

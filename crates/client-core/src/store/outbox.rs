@@ -85,6 +85,7 @@ fn kind_name(kind: OutboxKind) -> &'static str {
     match kind {
         OutboxKind::Text => "text",
         OutboxKind::Receipt => "receipt",
+        OutboxKind::Control => "control",
     }
 }
 
@@ -92,6 +93,7 @@ fn parse_kind(text: &str) -> Result<OutboxKind, StoreError> {
     match text {
         "text" => Ok(OutboxKind::Text),
         "receipt" => Ok(OutboxKind::Receipt),
+        "control" => Ok(OutboxKind::Control),
         other => Err(StoreError::Decode {
             what: "outbox row kind",
             reason: format!("unknown value {other:?}"),
