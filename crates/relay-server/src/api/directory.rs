@@ -147,7 +147,7 @@ pub(super) async fn list(
         .await?;
     let next = if groups.len() > limit {
         groups.truncate(limit);
-        groups.last().map(|listing| listing.group_id.clone())
+        groups.last().map(|listing| listing.group_id)
     } else {
         None
     };
