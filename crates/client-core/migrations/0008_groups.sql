@@ -58,6 +58,14 @@ CREATE TABLE group_fanout (
     created_at INTEGER NOT NULL
 );
 
+-- Newcomers another admin added whom we owe our change list (a change of ours made
+-- at the same time may not have reached them): sent once a session with them exists.
+CREATE TABLE group_welcome_due (
+    local_id INTEGER NOT NULL REFERENCES groups (local_id) ON DELETE CASCADE,
+    member TEXT NOT NULL,
+    PRIMARY KEY (local_id, member)
+) WITHOUT ROWID;
+
 -- Recipients the relay refused for good for one of our group messages (no account,
 -- banned): they will not read it, and `send_group` says so.
 CREATE TABLE group_fanout_refused (
@@ -65,6 +73,11 @@ CREATE TABLE group_fanout_refused (
     recipient TEXT NOT NULL,
     PRIMARY KEY (message_id, recipient)
 ) WITHOUT ROWID;
+
+-- Receipts and re-sends find an outgoing message by (peer, direction, message_id)
+-- without its conversation: without this index they walked every message with the
+-- peer (the chat engineer's measurement: 3.8 s for 20 receipts over 100,000 messages).
+CREATE INDEX messages_by_message_id ON messages (peer, direction, message_id);
 
 -- History rows shared by an admin when we joined carry that admin's address.
 ALTER TABLE messages ADD COLUMN shared_by TEXT;

@@ -167,6 +167,10 @@ impl Client {
         };
         let mut ack = Vec::with_capacity(envelopes.len());
         let mut consumed_prekey = false;
+        #[cfg(feature = "test-hooks")]
+        if let Some(tap) = crate::client::lock(&self.tap).as_mut() {
+            tap.extend(envelopes.iter().cloned());
+        }
         for envelope in &envelopes {
             consumed_prekey |= self.receive(me, envelope).await?;
             crash_point(CrashPoint::AfterCommitBeforeAck);

@@ -44,3 +44,36 @@ pub(crate) fn crash_point(point: CrashPoint) {
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
 pub(crate) fn crash_point(_point: CrashPoint) {}
+
+/// Test hooks of the groups tests (crates/client-core/tests/groups.rs): only with the
+/// `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
+impl super::Client {
+    /// Starts keeping a copy of every envelope the sync fetches, and hands out (and
+    /// forgets) those kept so far.
+    pub fn tap_envelopes(&self) -> Vec<e2ee_proto::Envelope> {
+        let mut tap = super::lock(&self.tap);
+        tap.replace(Vec::new()).unwrap_or_default()
+    }
+
+    /// Receives `envelope` as if the relay had delivered it to this client.
+    pub async fn receive_envelope(
+        &self,
+        envelope: &e2ee_proto::Envelope,
+    ) -> Result<(), crate::ClientError> {
+        let me = self.me().await?;
+        self.receive(&me, envelope).await?;
+        self.hub().wake();
+        Ok(())
+    }
+
+    /// Forgets every sender key received for `group`: a broken or lost sender-key
+    /// state, which the resend path must rebuild.
+    pub async fn forget_sender_keys(&self, group: &str) -> Result<(), crate::ClientError> {
+        let mut tx = self.store.write().await?;
+        let row = Self::group_row(&mut tx, group).await?;
+        tx.forget_sender_keys(row.local_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -296,6 +296,7 @@ impl Client {
         // Group traffic the envelopes queued (answers, sender keys, changes an admin
         // made for a join request), then group messages waiting for the fan-out.
         let posted = async {
+            self.send_welcomes(me).await?;
             self.flush_outbox(me).await?;
             self.flush_fanouts(me).await
         }

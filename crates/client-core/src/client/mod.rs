@@ -71,6 +71,10 @@ pub struct Client {
     pub(crate) unacked: Mutex<Vec<u64>>,
     /// Wakes this process's event consumers, and carries the events never stored.
     hub: Arc<Hub>,
+    /// With `test-hooks`: a copy of every envelope the sync fetches, once asked for
+    /// ([`Client::tap_envelopes`]), so a test can feed them to another client.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) tap: Mutex<Option<Vec<e2ee_proto::Envelope>>>,
 }
 
 impl Client {
@@ -90,6 +94,8 @@ impl Client {
             last_prekey_check: Mutex::new(None),
             unacked: Mutex::new(Vec::new()),
             hub: Hub::new(),
+            #[cfg(feature = "test-hooks")]
+            tap: Mutex::new(None),
         })
     }
 

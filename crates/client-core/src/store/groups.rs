@@ -367,6 +367,16 @@ impl Tx {
         Ok(())
     }
 
+    /// Drops every sender key received for a group (a test hook's lost state).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) async fn forget_sender_keys(&mut self, local_id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM group_sender_keys WHERE local_id = ?")
+            .bind(local_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn insert_fanout(
         &mut self,
         local_id: i64,
@@ -441,6 +451,58 @@ impl Tx {
             .execute(self.conn())
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Notes that `member` is owed our change list.
+    pub(crate) async fn add_welcome_due(
+        &mut self,
+        local_id: i64,
+        member: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO group_welcome_due (local_id, member) VALUES (?, ?)")
+            .bind(local_id)
+            .bind(member)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Every (group, member) owed our change list.
+    pub(crate) async fn welcomes_due(&mut self) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = sqlx::query("SELECT local_id, member FROM group_welcome_due ORDER BY local_id")
+            .fetch_all(self.conn())
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    pub(crate) async fn delete_welcome_due(
+        &mut self,
+        local_id: i64,
+        member: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM group_welcome_due WHERE local_id = ? AND member = ?")
+            .bind(local_id)
+            .bind(member)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn group_by_local_id(
+        &mut self,
+        local_id: i64,
+    ) -> Result<Option<GroupRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            group_columns!(),
+            " FROM groups WHERE local_id = ?"
+        ))
+        .bind(local_id)
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(group_from_row).transpose()
     }
 
     /// Records that the relay refused `recipient` for good for our message.

@@ -387,6 +387,36 @@ mod tests {
         );
     }
 
+    /// A receipt's UPDATE finds its message by id, not by walking every message with
+    /// the peer (migration 0008's index).
+    #[tokio::test]
+    async fn receipt_updates_find_the_message_by_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            dir.path(),
+            StoreKey::load_or_create(dir.path(), None).unwrap(),
+        )
+        .await
+        .unwrap();
+        let mut tx = store.read().await.unwrap();
+        for sql in [
+            "EXPLAIN QUERY PLAN UPDATE messages SET receipt = 'read' WHERE peer = 'bob@y' \
+             AND direction = 'out' AND message_id = 'x' AND receipt IS NULL",
+            "EXPLAIN QUERY PLAN UPDATE messages SET resends = resends + 1 WHERE peer = 'bob@y' \
+             AND direction = 'out' AND message_id = 'x'",
+        ] {
+            let rows = sqlx::query(sql).fetch_all(tx.conn()).await.unwrap();
+            let detail: Vec<String> = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>(3).unwrap())
+                .collect();
+            assert!(
+                detail.iter().any(|d| d.contains("messages_by_message_id")),
+                "{detail:?}"
+            );
+        }
+    }
+
     /// The pending set is bounded: past the cap the oldest key goes, the newest stay.
     #[tokio::test]
     async fn pending_identity_keys_are_capped_oldest_first() {

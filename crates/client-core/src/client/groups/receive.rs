@@ -296,6 +296,7 @@ impl Client {
             let mut events = Vec::new();
             let mut rotate = false;
             let mut removed = Vec::new();
+            let mut added = Vec::new();
             for change in parsed {
                 let author = change.author_email().to_owned();
                 match group.receive(change) {
@@ -303,6 +304,7 @@ impl Client {
                         events.extend(engine::events(&effects, &author, email, group.state()));
                         rotate |= effects.rotate_sender_key;
                         removed.extend(effects.removed.iter().cloned());
+                        added.extend(effects.added.iter().filter(|a| *a != email).cloned());
                     }
                     Ok(_) => {}
                     Err(error) => tracing::warn!(%from, "a group change was refused: {error}"),
@@ -324,6 +326,17 @@ impl Client {
             .await?;
             for member in &removed {
                 tx.delete_sender_key(row.local_id, member).await?;
+            }
+            // Another admin's newcomers may have missed changes of ours made at the same
+            // time: every admin hands them its whole list (duplicates change nothing).
+            let admin = matches!(
+                group.state().member(email).map(|m| m.role),
+                Some(Role::Admin)
+            );
+            if admin {
+                for member in added.iter().filter(|a| group.state().member(a).is_some()) {
+                    tx.add_welcome_due(row.local_id, member).await?;
+                }
             }
             return Self::log_group_events(tx, row, events, now).await;
         }

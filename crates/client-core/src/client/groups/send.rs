@@ -172,6 +172,49 @@ impl Client {
         })
     }
 
+    /// Sends each newcomer owed our change list (another admin added it) the list,
+    /// pairwise, starting a session where needed.
+    pub(crate) async fn send_welcomes(&self, me: &Me) -> Result<(), ClientError> {
+        let due = {
+            let mut conn = self.store.read().await?;
+            conn.welcomes_due().await?
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        for (local_id, member) in due {
+            let expected = {
+                let mut conn = self.store.read().await?;
+                let Some(row) = conn.group_by_local_id(local_id).await? else {
+                    continue;
+                };
+                engine::restore(&row.changes, &me.row.email)?
+                    .state()
+                    .member(&member)
+                    .map(|m| m.identity_key.to_bytes())
+            };
+            if let Some(key) = expected {
+                self.ensure_sessions(me, &[(member.clone(), Some(key))])
+                    .await?;
+            }
+            let now = now_ms();
+            let mut tx = self.store.write().await?;
+            if let (Some(row), Some(key)) = (tx.group_by_local_id(local_id).await?, expected)
+                && row.status == crate::groups::GroupStatus::Member
+            {
+                let group = engine::restore(&row.changes, &me.row.email)?;
+                let kind = Kind::GroupChange {
+                    changes: engine::change_list(&group),
+                };
+                Self::seal_control(&mut tx, &member, Some(&key), kind, now).await?;
+            }
+            tx.delete_welcome_due(local_id, &member).await?;
+            tx.commit().await?;
+        }
+        self.flush_outbox(me).await?;
+        Ok(())
+    }
+
     /// Posts every waiting fan-out, oldest first, each under its own id (a retry is
     /// deduplicated by the relay). Refused recipients leave it for good; a full queue
     /// keeps its recipient for the next flush.
