@@ -10,6 +10,18 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 use e2ee_client_core::{Client, ClientError, ClientOptions, ErrorKind, RelayError};
 use serde_json::{Map, Value, json};
 
+/// The exit codes, as a literal so that `concat!` can put them under every `--help`
+/// (defined before the modules, so that the subcommands' help can use it too).
+macro_rules! exit_codes {
+    () => {
+        "Exit codes: 0 ok, 1 user error (bad arguments, unknown contact or group, not a group \
+         admin, wrong relay, ...), \
+         2 internal error, 3 relay unreachable or network error, 4 untrusted identity \
+         (run 'e2ee verify', then 'e2ee trust EMAIL NUMBER' or 'e2ee reject EMAIL'), 5 rate \
+         limited by the relay."
+    };
+}
+
 mod commands;
 mod hints;
 mod output;
@@ -20,16 +32,6 @@ use hints::hint;
 /// Also named by `poll`, for a message from a contact whose new key awaits a decision.
 pub(crate) use hints::identity_changed_advice;
 use output::Output;
-
-/// The exit codes, as a literal so that `concat!` can put them under every `--help`.
-macro_rules! exit_codes {
-    () => {
-        "Exit codes: 0 ok, 1 user error (bad arguments, unknown contact, wrong relay, ...), \
-         2 internal error, 3 relay unreachable or network error, 4 untrusted identity \
-         (run 'e2ee verify', then 'e2ee trust EMAIL NUMBER' or 'e2ee reject EMAIL'), 5 rate \
-         limited by the relay."
-    };
-}
 
 /// The help section global flags are listed under, after the command's own.
 const GLOBAL_HEADING: &str = "Global options";
@@ -123,7 +125,8 @@ enum Command {
     /// Send a message (MESSAGE omitted or `-`: read it from stdin).
     #[command(after_help = concat!(
         "Examples:\n  e2ee send bob@example.org \"hi Bob\"\n  \
-         echo \"a longer note\" | e2ee send bob@example.org\n\n\
+         echo \"a longer note\" | e2ee send bob@example.org\n  \
+         e2ee send '#team' \"hi all\"\n\n\
          A message is at most 48 KiB (49152 bytes) of UTF-8 text.\n\n",
         exit_codes!()
     ))]
@@ -134,12 +137,27 @@ enum Command {
         exit_codes!()
     ))]
     Poll(commands::poll::Args),
-    /// Show the messages exchanged with a contact.
+    /// Show the messages exchanged with a contact, or of a group ('#NAME').
     #[command(after_help = concat!(
-        "Example:\n  e2ee history bob@example.org --limit 20\n\n",
+        "Examples:\n  e2ee history bob@example.org --limit 20\n  e2ee history '#team'\n\n",
         exit_codes!()
     ))]
     History(commands::history::Args),
+    /// Groups: create, members and admins, join links and requests, the relay's
+    /// public directory.
+    #[command(
+        subcommand_required = true,
+        after_help = concat!(
+            "Examples:\n  e2ee group create team --join request --history 50\n  \
+             e2ee group add team bob@example.org\n  e2ee send '#team' \"hello all\"\n  \
+             e2ee group link team\n  e2ee group join LINK --note \"Dave, from the meetup\"\n\n",
+            exit_codes!()
+        )
+    )]
+    Group(commands::group::Args),
+    /// List this profile's groups.
+    #[command(after_help = concat!("Example:\n  e2ee groups\n\n", exit_codes!()))]
+    Groups(commands::groups::Args),
     /// Show the 60-digit safety number with a contact, to compare out of band.
     #[command(after_help = concat!("Example:\n  e2ee verify bob@example.org\n\n", exit_codes!()))]
     Verify(commands::verify::Args),
@@ -418,6 +436,8 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::Send(args) => commands::send::run(&client, args, out).await,
         Command::Poll(args) => commands::poll::run(&client, args, out).await,
         Command::History(args) => commands::history::run(&client, args, out).await,
+        Command::Group(args) => commands::group::run(&client, args, out).await,
+        Command::Groups(args) => commands::groups::run(&client, args, out).await,
         Command::Verify(args) => commands::verify::run(&client, args, out).await,
         Command::Trust(args) => commands::trust::run(&client, args, out).await,
         Command::Reject(args) => commands::reject::run(&client, args, out).await,

@@ -48,6 +48,7 @@ pub mod fuzzing;
 mod groups;
 mod ids;
 mod relay;
+mod relay_directory;
 mod secret;
 mod store;
 mod sync;
@@ -87,6 +88,11 @@ pub use groups::{
 };
 pub use ids::{ConversationId, Email, GroupId, MessageId};
 pub use relay::{MAX_RESPONSE_BYTES, RelayClient};
+pub use relay_directory::{
+    DEFAULT_DIRECTORY_PAGE, DirectoryListing, DirectoryPage, LISTING_TTL, ListingDraft,
+    MAX_DIRECTORY_PAGE, MAX_LISTING_TITLE_BYTES, MAX_LISTING_TOPIC_BYTES, MAX_LISTINGS_PER_ACCOUNT,
+    PublishedListing,
+};
 pub use secret::{KEY_FILE, WRAPPED_KEY_FILE};
 pub use store::STORE_FILE;
 pub use sync::{SYNC_LOCK_FILE, SYNC_RETRY, Synced};

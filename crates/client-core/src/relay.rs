@@ -28,7 +28,7 @@ use crate::RelayError;
 /// How long to wait for a TCP/TLS connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long any request but a long poll may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Characters of a redirect's `Location` quoted in the error.
 const MAX_LOCATION_CHARS: usize = 200;
 /// Slack on top of a long poll's own timeout before we give up on the relay.
@@ -105,7 +105,7 @@ impl std::fmt::Debug for SessionSlot {
 
 /// Whether a route takes a session MAC or only a signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Uses {
+pub(crate) enum Uses {
     /// Any request of an existing account: a session when the relay has them.
     Session,
     /// Registration, its verification, account deletion, opening a session.
@@ -245,7 +245,7 @@ impl RelayClient {
         }
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         signer: &Signer<'_>,
         method: Method,

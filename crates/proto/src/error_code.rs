@@ -140,6 +140,15 @@ error_codes! {
     StoreUnavailable = "store_unavailable",
     /// The relay failed internally.
     Internal = "internal",
+    /// A group listing's join link is not of the one form clients write.
+    BadJoinLink = "bad_join_link",
+    /// The group's listing was published by another account, the only one that may
+    /// change or remove it until it expires.
+    ListingTaken = "listing_taken",
+    /// The account has published as many listings as it may.
+    TooManyListings = "too_many_listings",
+    /// No listing of this group is in the directory.
+    UnknownListing = "unknown_listing",
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -12,6 +12,7 @@ mod accounts;
 mod base64;
 mod email;
 mod error_code;
+mod group_directory;
 mod limits;
 mod messages;
 mod prekeys;
@@ -25,6 +26,12 @@ pub use accounts::{
 pub use base64::{Base64Array, Base64Bytes, Base64Key, Base64Signature, decode_b64, encode_b64};
 pub use email::{EmailError, normalize_email};
 pub use error_code::{ErrorBody, ErrorCode, RefusalReason, RefusedRecipient};
+pub use group_directory::{
+    DEFAULT_DIRECTORY_PAGE, DirectoryPage, GROUP_ID_BYTES, GroupIdB64, GroupListing,
+    JOIN_LINK_SECRET_BYTES, JoinLinkError, LISTING_TTL_MS, MAX_DIRECTORY_PAGE, MAX_LISTING_MEMBERS,
+    MAX_LISTING_TITLE_BYTES, MAX_LISTING_TOPIC_BYTES, MAX_LISTINGS_PER_ACCOUNT,
+    PublishListingRequest, PublishListingResponse, UnpublishListingResponse, join_link_group_id,
+};
 pub use limits::{
     EPHEMERAL_TTL_MS, FANOUT_IDEMPOTENCY_WINDOW_MS, MAX_ACK_IDS, MAX_EMAIL_BYTES,
     MAX_ENVELOPE_BODY_BYTES, MAX_EPHEMERAL_PER_RECIPIENT, MAX_FANOUT_ID_BYTES,

@@ -7,7 +7,9 @@ mod common;
 use std::collections::HashSet;
 
 use e2ee_relay_load::Identity;
-use e2ee_relay_server::directory::{Directory, DirectoryError, NewAccount, PendingRegistration};
+use e2ee_relay_server::directory::{
+    Directory, DirectoryError, NewAccount, NewListing, PendingRegistration,
+};
 
 struct Fixture {
     directory: Directory,
@@ -294,6 +296,125 @@ async fn m4_pending_registrations(f: Fixture) {
     assert_eq!(d.pending("carol@x.org").await.unwrap(), None);
 }
 
+fn join_link(id: &[u8; 16]) -> String {
+    format!(
+        "e2ee:join?g={}&k={}",
+        e2ee_proto::encode_b64(id),
+        e2ee_proto::encode_b64(&[5; 32])
+    )
+}
+
+async fn publish(
+    d: &Directory,
+    id: &[u8; 16],
+    title: &str,
+    by: &str,
+    now_ms: u64,
+) -> Result<u64, DirectoryError> {
+    let link = join_link(id);
+    d.publish_listing(
+        NewListing {
+            group_id: id,
+            title,
+            topic: "about it",
+            member_count: 3,
+            join_link: &link,
+            published_by: by,
+        },
+        now_ms,
+    )
+    .await
+}
+
+async fn group_listings(f: Fixture) {
+    use e2ee_proto::{LISTING_TTL_MS, MAX_LISTINGS_PER_ACCOUNT};
+    let d = &f.directory;
+    let t0 = 1_000_000;
+    assert_eq!(
+        publish(d, &[2; 16], "rust", "alice@x.org", t0)
+            .await
+            .unwrap(),
+        t0 + LISTING_TTL_MS
+    );
+    publish(d, &[1; 16], "go", "bob@x.org", t0).await.unwrap();
+    // A refresh by the publisher updates the listing and its expiry.
+    let refreshed = publish(d, &[2; 16], "rust-lang", "alice@x.org", t0 + 10).await;
+    assert_eq!(refreshed.unwrap(), t0 + 10 + LISTING_TTL_MS);
+    let page = d.listings(None, 10, t0 + 20).await.unwrap();
+    let titles: Vec<&str> = page.iter().map(|l| l.title.as_str()).collect();
+    assert_eq!(titles, ["go", "rust-lang"], "group id order");
+    assert_eq!(page[1].published_by, "alice@x.org");
+    assert_eq!(page[1].updated_at, t0 + 10);
+    assert_eq!(page[1].member_count, 3);
+    assert_eq!(page[1].join_link, join_link(&[2; 16]));
+
+    // Another account can neither overwrite nor remove it, and the failed publish
+    // changed nothing.
+    let taken = publish(d, &[2; 16], "mine now", "mallory@x.org", t0 + 30).await;
+    assert!(
+        matches!(&taken, Err(DirectoryError::ListingTaken { published_by }) if published_by == "alice@x.org"),
+        "{taken:?}"
+    );
+    let removed = d
+        .unpublish_listing(&[2; 16], "mallory@x.org", t0 + 30)
+        .await;
+    assert!(
+        matches!(removed, Err(DirectoryError::ListingTaken { .. })),
+        "{removed:?}"
+    );
+    assert_eq!(d.listings(None, 10, t0 + 40).await.unwrap(), page);
+
+    // Paging: `after` continues past the last id of the previous page.
+    let first = d.listings(None, 1, t0 + 40).await.unwrap();
+    assert_eq!(first[0].title, "go");
+    let second = d.listings(Some(&[1; 16]), 1, t0 + 40).await.unwrap();
+    assert_eq!(second[0].title, "rust-lang");
+    assert!(
+        d.listings(Some(&[2; 16]), 1, t0 + 40)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The owner removes it; removing it again says there is none.
+    d.unpublish_listing(&[2; 16], "alice@x.org", t0 + 50)
+        .await
+        .unwrap();
+    let again = d.unpublish_listing(&[2; 16], "alice@x.org", t0 + 50).await;
+    assert!(
+        matches!(again, Err(DirectoryError::UnknownListing)),
+        "{again:?}"
+    );
+
+    // Bounded per account.
+    for i in 0..MAX_LISTINGS_PER_ACCOUNT {
+        let id = [u8::try_from(i).unwrap() + 100; 16];
+        publish(d, &id, "many", "carol@x.org", t0).await.unwrap();
+    }
+    let over = publish(d, &[99; 16], "one more", "carol@x.org", t0).await;
+    assert!(
+        matches!(over, Err(DirectoryError::TooManyListings)),
+        "{over:?}"
+    );
+    // Refreshing one of them is not a new one.
+    publish(d, &[100; 16], "many", "carol@x.org", t0 + 5)
+        .await
+        .unwrap();
+
+    // Unrefreshed listings expire: unlisted, then swept by the next publish, after
+    // which another account may publish the group.
+    let later = t0 + 3 + LISTING_TTL_MS;
+    let live = d.listings(None, 100, later).await.unwrap();
+    assert_eq!(live.len(), 1, "only the refreshed one is left: {live:?}");
+    assert_eq!(live[0].group_id.0, [100; 16]);
+    publish(d, &[1; 16], "go again", "dave@x.org", later)
+        .await
+        .unwrap();
+    let now_listed = d.listings(None, 100, later).await.unwrap();
+    assert_eq!(now_listed[0].published_by, "dave@x.org");
+    assert_eq!(now_listed.len(), 2);
+}
+
 macro_rules! directory_suite {
     ($backend:ident) => {
         mod $backend {
@@ -316,6 +437,11 @@ macro_rules! directory_suite {
             #[tokio::test]
             async fn i12_delete_then_register_again() {
                 super::i12_delete_then_register_again(super::$backend().await).await
+            }
+
+            #[tokio::test]
+            async fn group_listings() {
+                super::group_listings(super::$backend().await).await
             }
 
             #[tokio::test]

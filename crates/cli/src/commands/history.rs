@@ -12,7 +12,7 @@ const DEFAULT_LIMIT: u32 = 50;
 /// Arguments of `history`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The contact.
+    /// The contact, or `#NAME` for the group NAME.
     email: String,
     /// Show at most the last N messages.
     #[arg(long, default_value_t = DEFAULT_LIMIT)]
@@ -20,6 +20,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
+    if let Some(group) = args.email.strip_prefix('#') {
+        return group_history(client, group, args.limit, out).await;
+    }
     let messages = client.history(&args.email, args.limit).await?;
     // Nothing stored: fail as verify and trust do (no account yet, not a contact)
     // instead of printing an empty history that looks like "no messages". A history
@@ -79,6 +82,49 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
             &terminal_text::message(
                 &format!("[{}] {who}{marker}", format_time(message.sent_at)),
                 &text,
+            ),
+            &value,
+        )?;
+    }
+    Ok(())
+}
+
+/// `history '#NAME'`: the group conversation, oldest first; messages an admin shared
+/// on our joining are marked with that admin.
+async fn group_history(
+    client: &Client,
+    group: &str,
+    limit: u32,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let info = client.group_info(group).await?;
+    for message in client.group_history(group, limit).await? {
+        let who = if message.outgoing {
+            "me"
+        } else {
+            message.from.as_str()
+        };
+        let shared = message
+            .shared_by
+            .as_ref()
+            .map(|admin| format!(" (shared by {admin})"))
+            .unwrap_or_default();
+        let mut value = json!({
+            "id": message.id,
+            "group": info.title,
+            "from": message.from,
+            "outgoing": message.outgoing,
+            "text": message.text,
+            "sent_at": message.sent_at,
+            "received_at": message.received_at,
+        });
+        if let Some(admin) = &message.shared_by {
+            value["shared_by"] = json!(admin);
+        }
+        out.result(
+            &terminal_text::message(
+                &format!("[{}] {who}{shared}", format_time(message.sent_at)),
+                &message.text,
             ),
             &value,
         )?;

@@ -3,6 +3,8 @@
 pub(crate) mod add_contact;
 pub(crate) mod chat;
 pub(crate) mod contacts;
+pub(crate) mod group;
+pub(crate) mod groups;
 pub(crate) mod history;
 pub(crate) mod irc;
 pub(crate) mod lookup;

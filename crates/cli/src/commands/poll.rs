@@ -4,11 +4,15 @@
 use std::io::IsTerminal as _;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use e2ee_client_core::{
-    Client, ConnectionState, Cursor, DeliveryState, Event, Events, Postponed, Synced,
+    Client, ConnectionState, ConversationId, Cursor, DeliveryState, Event, Events, GroupId,
+    Message, Postponed, Synced,
 };
 use serde_json::json;
 
+use crate::commands::group;
 use crate::identity_changed_advice;
 use crate::output::Output;
 use crate::terminal_text;
@@ -39,12 +43,56 @@ pub(crate) struct Args {
     consumer: String,
 }
 
+/// Local titles of the groups messages arrive in, read from the store once and again
+/// when a group is new.
+struct Titles<'a> {
+    client: &'a Client,
+    titles: HashMap<GroupId, String>,
+}
+
+impl<'a> Titles<'a> {
+    fn new(client: &'a Client) -> Self {
+        Self {
+            client,
+            titles: HashMap::new(),
+        }
+    }
+
+    /// The group's local title; its id when the store has no such group.
+    async fn title(&mut self, group: &GroupId) -> anyhow::Result<String> {
+        if !self.titles.contains_key(group) {
+            for summary in self.client.groups().await? {
+                self.titles.insert(summary.id, summary.title);
+            }
+        }
+        Ok(self
+            .titles
+            .get(group)
+            .cloned()
+            .unwrap_or_else(|| group.to_string()))
+    }
+
+    /// The group of a message, if it was sent to one.
+    async fn of(&mut self, message: &Message) -> anyhow::Result<Option<String>> {
+        match &message.conversation {
+            ConversationId::Group(group) => Ok(Some(self.title(group).await?)),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// Prints one event; returns whether it was a message (or a message this version
 /// cannot show). Events the CLI has nothing to say about print nothing.
-fn print(out: &Output, event: &Event, follow: bool) -> anyhow::Result<bool> {
+async fn print(
+    out: &Output,
+    event: &Event,
+    follow: bool,
+    titles: &mut Titles<'_>,
+) -> anyhow::Result<bool> {
     let no_context = serde_json::Map::new;
     match event {
         Event::Message(message) => {
+            let group = titles.of(message).await?;
             let from = message.from.as_str();
             if message.identity_changed {
                 out.warn_peer(
@@ -64,19 +112,55 @@ fn print(out: &Output, event: &Event, follow: bool) -> anyhow::Result<bool> {
             } else {
                 ""
             };
-            out.result(
-                &terminal_text::message(&format!("{from}{marker}"), &message.text),
-                &json!({
-                    "id": message.id,
-                    "from": from,
-                    "text": message.text,
-                    "sent_at": message.sent_at,
-                    "received_at": message.received_at,
-                    "identity_changed": message.identity_changed,
-                    "new_contact": message.new_contact,
-                }),
-            )?;
+            let mut value = json!({
+                "id": message.id,
+                "from": from,
+                "text": message.text,
+                "sent_at": message.sent_at,
+                "received_at": message.received_at,
+                "identity_changed": message.identity_changed,
+                "new_contact": message.new_contact,
+            });
+            let sender = match &group {
+                Some(title) => {
+                    value["group"] = json!(title);
+                    format!("{} {from}{marker}", group::hash_name(title))
+                }
+                None => format!("{from}{marker}"),
+            };
+            out.result(&terminal_text::message(&sender, &message.text), &value)?;
             Ok(true)
+        }
+        Event::SharedMessage { shared_by, message } => {
+            let group = titles.of(message).await?;
+            let from = message.from.as_str();
+            let mut value = json!({
+                "id": message.id,
+                "from": from,
+                "text": message.text,
+                "sent_at": message.sent_at,
+                "received_at": message.received_at,
+                "shared_by": shared_by,
+            });
+            let mut sender = format!("{from} (shared by {shared_by})");
+            if let Some(title) = &group {
+                value["group"] = json!(title);
+                sender = format!("{} {sender}", group::hash_name(title));
+            }
+            out.result(&terminal_text::message(&sender, &message.text), &value)?;
+            Ok(true)
+        }
+        Event::Group {
+            group: id,
+            title,
+            event: change,
+        } => {
+            let mut value = serde_json::to_value(change)?;
+            value["group"] = json!(title);
+            value["group_id"] = json!(id.to_string());
+            // The library's words name the title raw: one escaped line.
+            out.result(&terminal_text::line(&event.to_string()), &value)?;
+            Ok(false)
         }
         Event::Unsupported {
             from,
@@ -143,11 +227,12 @@ async fn drain(
     events: &mut Events,
     out: &Output,
     follow: bool,
+    titles: &mut Titles<'_>,
 ) -> anyhow::Result<(Option<Cursor>, usize)> {
     let mut last = None;
     let mut messages = 0;
     while let Some((cursor, event)) = events.try_next().await? {
-        messages += usize::from(print(out, &event, follow)?);
+        messages += usize::from(print(out, &event, follow, titles).await?);
         last = Some(cursor);
     }
     Ok((last, messages))
@@ -269,11 +354,12 @@ async fn once(
     }
     let mut last = None;
     let mut messages = 0;
+    let mut titles = Titles::new(client);
     if let Some((cursor, event)) = first {
-        messages += usize::from(print(out, &event, false)?);
+        messages += usize::from(print(out, &event, false, &mut titles).await?);
         last = Some(cursor);
     }
-    let (more, more_messages) = drain(events, out, false).await?;
+    let (more, more_messages) = drain(events, out, false, &mut titles).await?;
     messages += more_messages;
     if let Some(cursor) = more.or(last) {
         client.commit(events.consumer(), cursor).await?;
@@ -309,12 +395,13 @@ async fn follow(
     };
     let print_events = async {
         let printed: anyhow::Result<()> = async {
+            let mut titles = Titles::new(client);
             loop {
                 tokio::select! {
                     next = events.next() => {
                         let (cursor, event) = next?;
-                        print(out, &event, true)?;
-                        let (more, _) = drain(events, out, true).await?;
+                        print(out, &event, true, &mut titles).await?;
+                        let (more, _) = drain(events, out, true, &mut titles).await?;
                         client.commit(events.consumer(), more.unwrap_or(cursor)).await?;
                     }
                     () = interrupts.recv() => return Ok(()),

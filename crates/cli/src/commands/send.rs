@@ -11,7 +11,8 @@ use crate::output::Output;
 /// Arguments of `send`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The recipient; added as a contact first if needed (trust on first use).
+    /// The recipient; added as a contact first if needed (trust on first use). `#NAME`
+    /// sends to the group NAME (quote it: the shell takes `#` for a comment).
     email: String,
     /// The text; omitted or `-` reads stdin.
     message: Option<String>,
@@ -37,6 +38,9 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
     };
     if text.is_empty() {
         return Err(UserError("the message is empty; nothing was sent".to_owned()).into());
+    }
+    if let Some(group) = args.email.strip_prefix('#') {
+        return send_group(client, group, &text, out).await;
     }
     let sent = {
         let _spinner = out.spinner("sending…");
@@ -68,6 +72,45 @@ pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::R
             "sent_at": sent.sent_at,
             "new_contact": sent.new_contact,
             "delivery": sent.delivery,
+        }),
+    )
+}
+
+/// `send '#NAME' TEXT`: one group message to every other member.
+async fn send_group(client: &Client, group: &str, text: &str, out: &Output) -> anyhow::Result<()> {
+    let sent = {
+        let _spinner = out.spinner("sending…");
+        client.send_group(group, text).await?
+    };
+    let name = crate::commands::group::hash_name(&sent.title);
+    for member in &sent.refused {
+        out.warn_peer(
+            "delivery_failed",
+            &format!("the relay refused {member} (no account, or banned): they will not read it"),
+            member.as_str(),
+        );
+    }
+    let reached = sent.recipients.saturating_sub(sent.refused.len());
+    let text = if sent.queued {
+        format!(
+            "message to {name} not sent yet: the relay is unreachable; it is in the outbox and \
+             goes out with the next send or poll"
+        )
+    } else if reached == 0 {
+        format!("{name} has no other member to read it; it is kept in its history")
+    } else {
+        format!("sent to {name} ({reached} members)")
+    };
+    out.result(
+        &text,
+        &json!({
+            "id": sent.id,
+            "group": sent.title,
+            "group_id": sent.group.to_string(),
+            "sent_at": sent.sent_at,
+            "recipients": sent.recipients,
+            "refused": sent.refused,
+            "queued": sent.queued,
         }),
     )
 }

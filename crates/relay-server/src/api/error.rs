@@ -106,6 +106,26 @@ impl From<DirectoryError> for ApiError {
                     crate::directory::MAX_STORED_ONE_TIME_PREKEYS
                 ),
             ),
+            DirectoryError::ListingTaken { published_by } => Self::new(
+                StatusCode::CONFLICT,
+                ErrorCode::ListingTaken,
+                format!(
+                    "{published_by} published this group's listing; only that account may \
+                     change or remove it until it expires"
+                ),
+            ),
+            DirectoryError::TooManyListings => Self::bad_request(
+                ErrorCode::TooManyListings,
+                format!(
+                    "an account may publish at most {} group listings; remove one first",
+                    e2ee_proto::MAX_LISTINGS_PER_ACCOUNT
+                ),
+            ),
+            DirectoryError::UnknownListing => Self::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::UnknownListing,
+                "no listing of this group is in the directory",
+            ),
             other => Self::internal(&other),
         }
     }

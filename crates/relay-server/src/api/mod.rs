@@ -4,6 +4,7 @@
 
 mod accounts;
 mod auth;
+mod directory;
 mod error;
 mod linger;
 mod messages;
@@ -121,6 +122,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/messages/ack", post(messages::ack))
         .route("/v1/messages/poll", post(messages::ack_and_poll))
+        .route(
+            "/v1/directory/groups",
+            post(directory::publish).get(directory::list),
+        )
+        .route(
+            "/v1/directory/groups/{group_id}",
+            delete(directory::unpublish),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)

@@ -3,6 +3,7 @@
 //! `sqlx::query` so no database is needed at build time; each backend embeds and
 //! applies its own migrations at open.
 
+mod group_listings;
 mod postgres;
 mod sessions;
 mod sql;
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use e2ee_proto::{OneTimePreKey, RefusalReason, RefusedRecipient, SignedPreKey};
 use sqlx::{PgPool, SqlitePool};
+
+pub use group_listings::NewListing;
 
 /// Most one-time prekeys the relay stores per account; uploads beyond it are refused
 /// so one account cannot fill the database.
@@ -42,6 +45,18 @@ pub enum DirectoryError {
     /// An upload would exceed [`MAX_STORED_ONE_TIME_PREKEYS`].
     #[error("too many one-time prekeys stored")]
     TooManyPreKeys,
+    /// Another account published the group's current listing.
+    #[error("the group's listing was published by {published_by}")]
+    ListingTaken {
+        /// The account that did.
+        published_by: String,
+    },
+    /// The account has as many current listings as it may.
+    #[error("too many group listings")]
+    TooManyListings,
+    /// No current listing of the group.
+    #[error("no such group listing")]
+    UnknownListing,
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),

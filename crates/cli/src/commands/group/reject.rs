@@ -1,0 +1,24 @@
+//! `e2ee group reject NAME EMAIL`.
+
+use e2ee_client_core::Client;
+
+use super::{MemberArgs, changed};
+use crate::output::Output;
+
+/// Arguments of `group reject`.
+pub(crate) type Args = MemberArgs;
+
+pub(crate) async fn run(client: &Client, args: &Args, out: &Output) -> anyhow::Result<()> {
+    let done = {
+        let _spinner = out.spinner("sending the change…");
+        client.group_reject(&args.name, &args.email).await?
+    };
+    let email = e2ee_client_core::normalize_email(&args.email)?;
+    changed(
+        out,
+        "reject",
+        &format!("rejected the join request of {} to", email),
+        Some(&email),
+        &done,
+    )
+}
