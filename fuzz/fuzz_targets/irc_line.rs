@@ -9,7 +9,8 @@
 //! - the reader yields the same lines however the bytes are chunked;
 //! - no line it yields is longer than the tags and line limits allow;
 //! - a parsed message serializes to one line (one CRLF, at its end, no NUL) that parses
-//!   back to the same message.
+//!   back to the same message, or (only when serializing made it longer than the
+//!   limit) is refused as too long.
 #![no_main]
 
 use e2ee_irc::{LineReader, MAX_LINE_BYTES, MAX_TAGS_BYTES, Message};
@@ -43,6 +44,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(out.ends_with("\r\n"));
         let body = &out[..out.len() - 2];
         assert!(!body.contains(['\r', '\n', '\0']), "{out:?}");
-        assert_eq!(Message::parse(body.as_bytes()).as_ref(), Ok(&message), "{out:?}");
+        match Message::parse(body.as_bytes()) {
+            // `to_line` always gives a last parameter its ':', so a line at the limit
+            // can come back one byte over it, and is then refused whole, never cut.
+            Err(e2ee_irc::LineError::TooLong) => assert!(out.len() > line.len(), "{out:?}"),
+            reparsed => assert_eq!(reparsed.as_ref(), Ok(&message), "{out:?}"),
+        }
     }
 });

@@ -35,6 +35,10 @@ pub enum LineError {
     /// The line holds a NUL byte, which IRC forbids anywhere.
     #[error("NUL byte in line")]
     Nul,
+    /// A CR inside the line, not at its end: IRC forbids CR and LF in a message, and
+    /// a parameter holding one could not be written back as the same message.
+    #[error("CR inside the line")]
+    StrayCarriageReturn,
     /// More than [`MAX_PARAMS`] parameters.
     #[error("too many parameters")]
     TooManyParams,
@@ -88,6 +92,9 @@ impl Message {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.contains(&0) {
             return Err(LineError::Nul);
+        }
+        if line.contains(&b'\r') {
+            return Err(LineError::StrayCarriageReturn);
         }
         let Ok(text) = std::str::from_utf8(line) else {
             return Err(LineError::InvalidUtf8 {
@@ -412,6 +419,12 @@ mod tests {
             })
         );
         assert_eq!(Message::parse(b"A\0B"), Err(LineError::Nul));
+        // Found by the irc_line fuzz target: a bare CR inside a parameter parsed, and
+        // the message written back (CR made safe) was another message.
+        assert_eq!(
+            Message::parse(b"USER a0 *A\r  :\r"),
+            Err(LineError::StrayCarriageReturn)
+        );
         assert_eq!(Message::parse(b"@=x PING"), Err(LineError::BadTags));
         let many = format!("CMD{}", " p".repeat(16));
         assert_eq!(
