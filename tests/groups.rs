@@ -17,6 +17,10 @@ use serde_json::Value;
 const POLL_SECS: &str = "2";
 /// Polls in a row that bring nothing before a test gives up waiting.
 const MAX_IDLE_POLLS: usize = 6;
+/// Polls one drain may take before a test says the user keeps receiving.
+const MAX_DRAIN_POLLS: usize = 30;
+/// Rounds of draining everyone before a test says the users never settle.
+const MAX_SETTLE_ROUNDS: usize = 8;
 
 /// The five users of a test, registered on `relay`, in the order alice, bob, carol,
 /// dave, erin.
@@ -47,11 +51,63 @@ fn poll_until(user: &User, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     all
 }
 
-/// Polls every one of `users` until it has nothing more for now.
-fn settle(users: &[&User]) {
-    for user in users {
-        poll_until(user, |_| false);
+/// Envelopes the relay still holds for `user` (its embedded SQLite queue).
+fn queued_for(relay: &Relay, user: &User) -> usize {
+    relay
+        .sql(
+            "queues.sqlite",
+            &format!(
+                "SELECT count(*) FROM envelopes WHERE recipient = '{}'",
+                user.email
+            ),
+        )
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Polls `user` without waiting until a poll prints nothing and the relay holds
+/// nothing more for it; returns what it printed and how many polls that took.
+///
+/// Every sender in these tests has exited before anyone drains, so what they sent is
+/// in the queue already: an empty queue after a quiet poll means it has all arrived
+/// (and been answered, as answers are posted before `poll` exits).
+fn drain_counted(relay: &Relay, user: &User) -> (Vec<Value>, usize) {
+    let mut all = Vec::new();
+    for polls in 1..=MAX_DRAIN_POLLS {
+        let batch = json(user, &["poll", "--timeout", "0"]);
+        let quiet = batch.is_empty();
+        all.extend(batch);
+        if quiet && queued_for(relay, user) == 0 {
+            return (all, polls);
+        }
     }
+    panic!(
+        "{} still receiving after {MAX_DRAIN_POLLS} polls: {all:?}",
+        user.email
+    );
+}
+
+/// [`drain_counted`]'s lines: everything that was still on its way to `user`.
+fn drain(relay: &Relay, user: &User) -> Vec<Value> {
+    drain_counted(relay, user).0
+}
+
+/// Drains every one of `users` in turn, round after round, until a round in which
+/// none of them had anything: answers one user's poll posts to another are then all
+/// in.
+fn settle(relay: &Relay, users: &[&User]) {
+    for _ in 0..MAX_SETTLE_ROUNDS {
+        let mut quiet = true;
+        for user in users {
+            let (lines, polls) = drain_counted(relay, user);
+            quiet &= lines.is_empty() && polls == 1;
+        }
+        if quiet {
+            return;
+        }
+    }
+    panic!("still not settled after {MAX_SETTLE_ROUNDS} rounds");
 }
 
 /// The group texts among polled lines, per sender, in arrival order.
@@ -159,7 +215,7 @@ fn five_members_get_every_message_once_in_order_also_one_offline() {
         let lines = poll_until(member, |lines| count_texts(lines, "team") >= total);
         // Polling on shows nothing twice.
         let mut lines = lines;
-        lines.extend(poll_until(member, |_| false));
+        lines.extend(drain(&relay, member));
         assert_eq!(group_texts(&lines, "team"), want, "{}", member.email);
         // And the text form names the group.
         let history = member.run(&["history", "#team"]).ok().stdout;
@@ -224,7 +280,7 @@ fn a_kicked_member_reads_nothing_sent_after_and_is_told() {
     );
     let erin_lines = poll_until(erin, |lines| !changes(lines, "you_were_removed").is_empty());
     let mut erin_lines = erin_lines;
-    erin_lines.extend(poll_until(erin, |_| false));
+    erin_lines.extend(drain(&relay, erin));
     assert_eq!(
         changes(&erin_lines, "you_were_removed").len(),
         1,
@@ -236,8 +292,8 @@ fn a_kicked_member_reads_nothing_sent_after_and_is_told() {
     assert!(!history.contains("after the kick"), "{history}");
     // Alice answering whatever erin's client asked (resend requests for what it could
     // not read) hands her nothing readable either.
-    settle(&[alice]);
-    let later = poll_until(erin, |_| false);
+    settle(&relay, &[alice]);
+    let later = drain(&relay, erin);
     let later = serde_json::to_string(&later).unwrap();
     assert!(!later.contains("after the kick"), "{later}");
     let status = json(erin, &["groups"]);
@@ -283,7 +339,7 @@ fn a_banned_address_asking_to_join_is_refused() {
         let pending = json(asker, &["group", "join", &link, "--note", "let me in"]);
         assert_eq!(pending[0]["status"], "pending");
     }
-    settle(&[alice]);
+    settle(&relay, &[alice]);
     for asker in [dave, carol] {
         let answer = poll_until(asker, |lines| !changes(lines, "join_rejected").is_empty());
         assert_eq!(
@@ -348,7 +404,7 @@ fn join_requests_pending_then_accepted_with_history_or_rejected() {
     assert_eq!(notes["erin@x"], "erin");
     // Every admin sees the one list: bob is promoted and sees it too.
     json(alice, &["group", "promote", "club", "bob@x"]);
-    settle(&[bob]);
+    settle(&relay, &[bob]);
     assert_eq!(json(bob, &["group", "requests", "club"]).len(), 2);
 
     json(alice, &["group", "accept", "club", "dave@x"]);
@@ -395,7 +451,7 @@ fn two_admins_changing_the_group_at_once_converge() {
     };
     group_of(alice, "team", &[], &[bob, carol, dave, erin]);
     json(alice, &["group", "promote", "team", "bob@x"]);
-    settle(&[bob, carol, dave, erin]);
+    settle(&relay, &[bob, carol, dave, erin]);
     // Both change the group from the same state, neither having seen the other.
     let a = std::thread::scope(|s| {
         let a = s.spawn(|| alice.run(&["--json", "group", "remove", "team", "dave@x"]));
@@ -405,9 +461,7 @@ fn two_admins_changing_the_group_at_once_converge() {
     a.0.ok();
     a.1.ok();
     // Everyone syncs until nothing more arrives.
-    for _ in 0..2 {
-        settle(&[alice, bob, carol, erin]);
-    }
+    settle(&relay, &[alice, bob, carol, erin]);
     let infos: Vec<Value> = [alice, bob, carol, erin]
         .iter()
         .map(|u| info(u, "team"))
@@ -436,7 +490,7 @@ fn relay_killed_during_a_fan_out_every_member_gets_it_once() {
     };
     group_of(alice, "team", &[], &[bob, carol, dave, erin]);
     json(alice, &["send", "#team", "warm-up"]);
-    settle(&[bob, carol, dave, erin]);
+    settle(&relay, &[bob, carol, dave, erin]);
     // Kill the relay at different moments of a send: before, during and after its
     // fan-out. Whatever the moment, the outbox retries the same fan-out id.
     let texts: Vec<String> = (0..4).map(|i| format!("crash {i}")).collect();
@@ -454,10 +508,10 @@ fn relay_killed_during_a_fan_out_every_member_gets_it_once() {
         relay.restart();
     }
     // Alice's next poll flushes whatever is still in her outbox.
-    settle(&[alice]);
+    settle(&relay, &[alice]);
     for member in [bob, carol, dave, erin] {
         let mut lines = poll_until(member, |lines| count_texts(lines, "team") >= texts.len());
-        lines.extend(poll_until(member, |_| false));
+        lines.extend(drain(&relay, member));
         let got = group_texts(&lines, "team");
         let from_alice = got.get("alice@x").cloned().unwrap_or_default();
         for text in &texts {
