@@ -136,31 +136,8 @@ impl Drop for Spinner {
 
 /// Unix milliseconds as UTC `YYYY-MM-DD HH:MM:SS`, for text output.
 pub(crate) fn format_time(unix_ms: u64) -> String {
-    const SECS_PER_DAY: u64 = 86_400;
-    let secs = unix_ms / 1000;
-    let (days, rest) = (secs / SECS_PER_DAY, secs % SECS_PER_DAY);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`, for non-negative days).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    let time = e2ee_client_core::UtcTime::from_unix_ms(unix_ms);
+    format!("{} {}", time.date(), time.time_of_day())
 }
 
 #[cfg(test)]

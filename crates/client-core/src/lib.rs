@@ -69,7 +69,8 @@ pub use delivery::{Delivery, DeliveryFailure, FailureReason};
 /// The relay's wire error codes and refusal reasons, as [`RelayError::Status`] carries
 /// them; re-exported so front ends need no dependency on the protocol crate.
 pub use e2ee_proto::{
-    ErrorCode as RelayErrorCode, MAX_POLL_TIMEOUT_MS, RefusalReason, RefusedRecipient,
+    ErrorCode as RelayErrorCode, MAX_POLL_TIMEOUT_MS, RefusalReason, RefusedRecipient, UtcTime,
+    unix_day,
 };
 pub use engine::Trust;
 pub use engine::upkeep::{

@@ -18,6 +18,7 @@ mod messages;
 mod prekeys;
 mod session_auth;
 mod signing;
+mod utc;
 
 pub use accounts::{
     AccountResponse, RegisterRequest, RegisterResponse, UnregisterResponse, Verification,
@@ -52,3 +53,4 @@ pub use signing::{
     HEADER_ACCOUNT, HEADER_SIGNATURE, HEADER_TIMESTAMP, REQUEST_SIGNING_CONTEXT,
     SIGNED_PREKEY_CONTEXT, request_signing_bytes, sign_request, signed_prekey_signing_bytes,
 };
+pub use utc::{UtcTime, unix_day};
