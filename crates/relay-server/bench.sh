@@ -20,7 +20,7 @@ echo "== redis-benchmark"
 redis-benchmark -h 127.0.0.1 -p 6379 -t lpush,rpop -n 200000 -c 50 -q
 REDIS=redis://127.0.0.1:6379
 run() { # label, extra relay args, loadgen args (the relay metrics' request counts are printed too)
-  local dir; dir=$(mktemp -d)
+  local dir i; dir=$(mktemp -d)
   # The per-sender send limit (600 envelopes/min) is for people, not for a generator
   # sending thousands per second from 200 accounts.
   $B/e2ee-relay --listen 127.0.0.1:0 --data-dir "$dir" --send-rate-per-minute 100000000 \
