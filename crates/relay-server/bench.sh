@@ -20,7 +20,7 @@ echo "== redis-benchmark"
 redis-benchmark -h 127.0.0.1 -p 6379 -t lpush,rpop -n 200000 -c 50 -q
 REDIS=redis://127.0.0.1:6379
 run() { # label, extra relay args, loadgen args (the relay metrics' request counts are printed too)
-  local dir; dir=$(mktemp -d)
+  local dir i; dir=$(mktemp -d)
   # The per-sender send limit (600 envelopes/min) is for people, not for a generator
   # sending thousands per second from 200 accounts.
   $B/e2ee-relay --listen 127.0.0.1:0 --data-dir "$dir" --send-rate-per-minute 100000000 \
@@ -60,9 +60,23 @@ idle_runs() {
   run "redis 15000 idle long polls, 500/s to 200 others" "$P" "--users 200 --idle-waiters 15000 --senders 16 --rate 500 --open-loop --seconds 10"
   run "sqlite 15000 idle long polls, 500/s to 200 others" "" "--users 200 --idle-waiters 15000 --senders 16 --rate 500 --open-loop --seconds 10"
 }
+# Request authentication side by side (issue 17 item 1): the same relay build and the
+# same load, every request MACed under a session (the default, as the messenger client)
+# or signed with Ed25519 (as clients older than sessions), alternating so both see the
+# same machine. The figure that counts is the relay's CPU per delivered message.
+# `bench.sh auth` runs only these.
+auth_runs() {
+  for i in 1 2; do
+    run "redis max, session MACs ($i of 2)" "$P" "--users 200 --senders 32 --seconds 8 --auth session"
+    run "redis max, signed requests ($i of 2)" "$P" "--users 200 --senders 32 --seconds 8 --auth signature"
+  done
+  run "sqlite max, session MACs" "" "--users 200 --senders 32 --seconds 8 --auth session"
+  run "sqlite max, signed requests" "" "--users 200 --senders 32 --seconds 8 --auth signature"
+}
 case "${1:-}" in
   fanout) fanout_runs; exit 0 ;;
   idle) idle_runs; exit 0 ;;
+  auth) auth_runs; exit 0 ;;
 esac
 # Max rate is closed loop (each sender waits for its answer). The latency figures
 # that count are the open-loop runs: one request every batch/rate seconds whatever

@@ -975,6 +975,140 @@ mod tests {
         assert!(!format!("{client:?}").contains("key: ["), "{client:?}");
     }
 
+    /// The real relay, in-process on embedded SQLite, and its URL.
+    async fn real_relay() -> (String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = e2ee_relay_server::RelayConfig::new(dir.path().to_path_buf());
+        let relay = e2ee_relay_server::Relay::open(&config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(relay.serve(listener, std::future::pending()));
+        (url, dir)
+    }
+
+    /// Registers `email` with a fresh identity (signed, as registration always is).
+    async fn register_real(client: &RelayClient, email: &str) -> IdentityKeyPair {
+        use e2ee_ratchet::{OneTimePreKeyPair, SignedPreKeyPair};
+        let mut rng = rand::rng();
+        let identity = IdentityKeyPair::generate(&mut rng);
+        let request = RegisterRequest {
+            email: email.to_owned(),
+            identity_key: e2ee_proto::Base64Key::new(identity.public_key().to_bytes()),
+            signed_prekey: crate::wire::wire_signed_prekey(&SignedPreKeyPair::generate(
+                &mut rng, &identity, 1,
+            )),
+            one_time_prekeys: crate::wire::wire_one_time_prekeys(
+                &OneTimePreKeyPair::generate_batch(&mut rng, 1, 2),
+            ),
+        };
+        let signer = Signer {
+            email,
+            identity: &identity,
+        };
+        client.register(&signer, &request).await.unwrap();
+        identity
+    }
+
+    /// `DELETE /v1/sessions` signed by the identity key, as another device of the
+    /// account (or its owner logging out everywhere) would send it: how many sessions
+    /// the relay closed.
+    async fn close_sessions_elsewhere(url: &str, signer: &Signer<'_>) -> u64 {
+        let other_device = RelayClient::new(url).unwrap();
+        let closed: e2ee_proto::CloseSessionsResponse = other_device
+            .call::<(), _>(
+                signer,
+                Method::DELETE,
+                "/v1/sessions",
+                None,
+                REQUEST_TIMEOUT,
+                Uses::Identity,
+            )
+            .await
+            .unwrap();
+        closed.closed
+    }
+
+    /// Against the real relay: sessions closed at the relay (a logout elsewhere, a
+    /// revocation) are replaced by the next request, which then takes effect exactly
+    /// once: a send queued once, an ack-and-poll that acks once, and exactly one new
+    /// session per request that found its session closed.
+    #[tokio::test]
+    async fn a_session_revoked_at_the_real_relay_is_replaced_without_losing_or_repeating() {
+        use e2ee_proto::{Base64Bytes, OutgoingMessage};
+        let (url, _dir) = real_relay().await;
+        let client = RelayClient::new(&url).unwrap();
+        let alice_key = register_real(&client, "alice@example.org").await;
+        let bob_key = register_real(&client, "bob@example.org").await;
+        let alice = Signer {
+            email: "alice@example.org",
+            identity: &alice_key,
+        };
+        let bob = Signer {
+            email: "bob@example.org",
+            identity: &bob_key,
+        };
+        let (alice_client, bob_client) = (
+            RelayClient::new(&url).unwrap(),
+            RelayClient::new(&url).unwrap(),
+        );
+        // The first request of each opens its session; the second reuses it.
+        for _ in 0..2 {
+            assert_eq!(
+                alice_client
+                    .prekey_count(&alice)
+                    .await
+                    .unwrap()
+                    .one_time_prekeys,
+                2
+            );
+            assert!(
+                bob_client
+                    .poll(&bob, Duration::ZERO, 10)
+                    .await
+                    .unwrap()
+                    .envelopes
+                    .is_empty()
+            );
+        }
+        assert_eq!(close_sessions_elsewhere(&url, &alice).await, 1);
+
+        // Alice's send finds her session closed, opens one and is sent again: queued once.
+        let message = SendRequest {
+            messages: vec![OutgoingMessage {
+                to: bob.email.to_owned(),
+                body: Base64Bytes(b"once".to_vec()),
+                ephemeral: false,
+            }],
+        };
+        let sent = alice_client.send(&alice, &message).await.unwrap();
+        assert_eq!(sent.ids.len(), 1);
+        let polled = bob_client.poll(&bob, Duration::ZERO, 10).await.unwrap();
+        assert_eq!(polled.envelopes.len(), 1, "{polled:?}");
+        assert_eq!(polled.envelopes[0].id, sent.ids[0]);
+        assert_eq!(polled.envelopes[0].body.0, b"once");
+        // Exactly one new session was opened for it.
+        assert_eq!(close_sessions_elsewhere(&url, &alice).await, 1);
+
+        // Bob's sessions are closed before he acks: the ack is not lost (the queue is
+        // empty afterwards) and not applied twice (it counts one).
+        assert_eq!(close_sessions_elsewhere(&url, &bob).await, 1);
+        let acked = bob_client
+            .ack_and_poll(&bob, &[sent.ids[0]], Duration::ZERO, 10)
+            .await
+            .unwrap();
+        assert_eq!(acked.acked, 1);
+        assert!(acked.envelopes.is_empty(), "{acked:?}");
+        assert!(
+            bob_client
+                .poll(&bob, Duration::ZERO, 10)
+                .await
+                .unwrap()
+                .envelopes
+                .is_empty()
+        );
+        assert_eq!(close_sessions_elsewhere(&url, &bob).await, 1);
+    }
+
     /// A relay without sessions (404 on `POST /v1/sessions`) gets signed requests.
     #[tokio::test]
     async fn a_relay_without_sessions_gets_signatures() {

@@ -54,6 +54,21 @@ pub enum LoadError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// How the generator authenticates its requests (docs/API.md, "Request signing" and
+/// "Sessions"), so the two can be measured side by side against one relay build.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Auth {
+    /// One signed `POST /v1/sessions` per account, then a session MAC on every
+    /// request, as the messenger client does (falls back to signatures on a relay
+    /// without sessions).
+    #[default]
+    Session,
+    /// An Ed25519 signature on every request, as clients older than sessions do.
+    Signature,
+}
+
 /// An account's email and identity key, and the session its requests are MACed
 /// under once [`TestClient::open_session`] opened one.
 #[derive(Debug, Clone)]

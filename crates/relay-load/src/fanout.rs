@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use e2ee_proto::{Base64Bytes, MultiSendRequest, MultiSendResponse};
 use hyper::{Method, StatusCode};
 
-use crate::client::{LoadError, TestClient};
+use crate::client::{Auth, LoadError, TestClient};
 use crate::loadgen::{now_us, percentile, register_users};
 use crate::usage::{ProcessCpu, RedisCpu};
 
@@ -42,6 +42,8 @@ pub struct FanoutConfig {
     pub relay_pid: Option<u32>,
     /// The relay's Redis, for its CPU time.
     pub redis_url: Option<String>,
+    /// Session MACs (the default) or a signature on every send.
+    pub auth: Auth,
 }
 
 /// What was measured, over the measured phase (after the warm-up).
@@ -125,8 +127,16 @@ pub async fn run_fanout(config: &FanoutConfig) -> Result<FanoutReport, LoadError
     let client = TestClient::new(&config.url);
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let run_id = run_id.get(..8).unwrap_or("run");
-    let recipients = register_users(&client, run_id, "member", config.recipients).await?;
-    let senders = register_users(&client, run_id, "sender", config.senders.max(1)).await?;
+    let recipients =
+        register_users(&client, run_id, "member", config.recipients, config.auth).await?;
+    let senders = register_users(
+        &client,
+        run_id,
+        "sender",
+        config.senders.max(1),
+        config.auth,
+    )
+    .await?;
     let to: Arc<Vec<String>> = Arc::new(recipients.iter().map(|r| r.email.clone()).collect());
     let start = Instant::now() + Duration::from_millis(100);
     let measure_from = start + config.warmup;

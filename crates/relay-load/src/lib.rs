@@ -10,7 +10,7 @@ mod fanout;
 mod loadgen;
 mod usage;
 
-pub use client::{Identity, LoadError, Session, TestClient, now_ms};
+pub use client::{Auth, Identity, LoadError, Session, TestClient, now_ms};
 pub use fanout::{FanoutConfig, FanoutReport, run_fanout};
 pub use loadgen::{CpuReport, LoadConfig, LoadReport, MemoryReport, run};
 pub use usage::{ProcessCpu, RedisCpu};

@@ -49,7 +49,7 @@ use hyper::{Method, StatusCode};
 use rand::RngExt as _;
 use tokio::sync::watch;
 
-use crate::client::{Identity, LoadError, TestClient};
+use crate::client::{Auth, Identity, LoadError, TestClient};
 use crate::usage::{ProcessCpu, RedisCpu};
 
 /// How long receivers keep draining after the senders stop.
@@ -103,6 +103,9 @@ pub struct LoadConfig {
     pub relay_pid: Option<u32>,
     /// The Redis the relay uses, for its CPU time.
     pub redis_url: Option<String>,
+    /// Session MACs (the default, as the messenger client) or a signature on every
+    /// request.
+    pub auth: Auth,
 }
 
 /// CPU time over the sending and draining phase, and per delivered envelope.
@@ -140,6 +143,9 @@ pub struct MemoryReport {
 /// What was measured.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LoadReport {
+    /// How the requests were authenticated (`signature` also when `session` was asked
+    /// of a relay without sessions).
+    pub auth: Auth,
     /// Envelopes per send request.
     pub batch: usize,
     /// Receivers that were sent to.
@@ -198,12 +204,16 @@ impl std::fmt::Display for LoadReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "sent {} envelopes in {:.1} s, {} per request{}: {:.0} msg/s accepted \
+            "sent {} envelopes in {:.1} s, {} per request{}, {}: {:.0} msg/s accepted \
              ({} failed requests)",
             self.sent,
             self.send_seconds,
             self.batch,
             if self.batch > 1 { " (batched)" } else { "" },
+            match self.auth {
+                Auth::Session => "session MACs",
+                Auth::Signature => "signed",
+            },
             self.sent_per_second,
             self.send_errors
         )?;
@@ -290,14 +300,16 @@ struct Tally {
     measure_from_us: AtomicU64,
 }
 
-/// Registers `count` fresh accounts named after `run_id` and `kind`, and opens a
-/// session for each: every later request is MACed under it, as the messenger
-/// client's are (sessions last [`e2ee_proto::SESSION_LIFETIME_MS`], longer than a run).
+/// Registers `count` fresh accounts named after `run_id` and `kind`, and with
+/// [`Auth::Session`] opens a session for each: every later request is MACed under it,
+/// as the messenger client's are (sessions last [`e2ee_proto::SESSION_LIFETIME_MS`],
+/// longer than a run). With [`Auth::Signature`] every request stays signed.
 pub(crate) async fn register_users(
     client: &TestClient,
     run_id: &str,
     kind: &str,
     count: usize,
+    auth: Auth,
 ) -> Result<Vec<Arc<Identity>>, LoadError> {
     let users: Vec<Arc<Identity>> = (0..count)
         .map(|i| {
@@ -313,7 +325,10 @@ pub(crate) async fn register_users(
             let (client, user) = (client.clone(), Arc::clone(user));
             tasks.spawn(async move {
                 client.register(&user, 0).await?;
-                client.open_session(&user).await
+                match auth {
+                    Auth::Session => client.open_session(&user).await,
+                    Auth::Signature => Ok(Identity::clone(&user)),
+                }
             });
         }
         while let Some(result) = tasks.join_next().await {
@@ -519,8 +534,8 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     };
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let run_id = run_id.get(..8).unwrap_or(&run_id);
-    let users = register_users(&client, run_id, "u", config.users.max(1)).await?;
-    let idle = register_users(&client, run_id, "idle", config.idle_waiters).await?;
+    let users = register_users(&client, run_id, "u", config.users.max(1), config.auth).await?;
+    let idle = register_users(&client, run_id, "idle", config.idle_waiters, config.auth).await?;
     let rss_no_polls = relay.and_then(|r| r.rss_kib());
 
     let tally = Arc::new(Tally {
@@ -597,6 +612,11 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
         / 1e6;
     latencies.sort_unstable();
     Ok(LoadReport {
+        auth: if users.iter().all(|u| u.session.is_some()) {
+            Auth::Session
+        } else {
+            Auth::Signature
+        },
         batch,
         receivers: users.len(),
         idle_waiters: idle.len(),

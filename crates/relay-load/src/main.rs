@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use e2ee_relay_load::LoadConfig;
+use e2ee_relay_load::{Auth, LoadConfig};
 
 /// Same allocator as the relay (see crates/relay-server/src/main.rs): the generator
 /// signs and parses as many requests as the relay serves, on the same cores.
@@ -74,6 +74,12 @@ struct Args {
     /// reported (`INFO cpu`).
     #[arg(long)]
     redis_url: Option<String>,
+    /// How requests are authenticated: `session` (one signed `POST /v1/sessions` per
+    /// account, then an HMAC on every request, as the messenger client does) or
+    /// `signature` (an Ed25519 signature on every request, as older clients do), to
+    /// measure the two side by side against one relay.
+    #[arg(long, value_enum, default_value_t = AuthArg::Session)]
+    auth: AuthArg,
     /// Print the report as one JSON object on stdout instead of text.
     #[arg(long)]
     json: bool,
@@ -83,6 +89,22 @@ struct Args {
     /// and the envelopes queued per second through fan-out.
     #[arg(long, value_name = "N")]
     fanout: Option<usize>,
+}
+
+/// `--auth`: the command line's names for [`Auth`].
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AuthArg {
+    Session,
+    Signature,
+}
+
+impl From<AuthArg> for Auth {
+    fn from(arg: AuthArg) -> Self {
+        match arg {
+            AuthArg::Session => Auth::Session,
+            AuthArg::Signature => Auth::Signature,
+        }
+    }
 }
 
 #[tokio::main]
@@ -106,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         separate_acks: args.separate_acks,
         relay_pid: args.relay_pid,
         redis_url: args.redis_url.clone(),
+        auth: args.auth.into(),
     };
     if config.open_loop && config.rate == 0 {
         anyhow::bail!("--open-loop needs a --rate above 0");
@@ -142,6 +165,7 @@ async fn fanout(args: &Args, recipients: usize) -> anyhow::Result<()> {
         body_size: args.body_size,
         relay_pid: args.relay_pid,
         redis_url: args.redis_url.clone(),
+        auth: args.auth.into(),
     };
     if !args.json {
         println!(
@@ -177,7 +201,7 @@ async fn fanout(args: &Args, recipients: usize) -> anyhow::Result<()> {
 fn print_setup(args: &Args, config: &LoadConfig) {
     println!(
         "load: {} users (+{} only waiting), {} senders, batch {}{}, rate {}{}, {} s after a {} s \
-         warm-up, body {} B, {}",
+         warm-up, body {} B, {}, auth {:?}",
         config.users,
         config.idle_waiters,
         config.senders,
@@ -200,6 +224,7 @@ fn print_setup(args: &Args, config: &LoadConfig) {
             "separate acks"
         } else {
             "acks in the next poll"
-        }
+        },
+        config.auth
     );
 }

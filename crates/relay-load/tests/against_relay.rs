@@ -16,6 +16,8 @@ use e2ee_testkit::relay::RelayProcess;
 /// The relay under test, with its data directory.
 struct Relay {
     process: RelayProcess,
+    /// The relay's Redis key prefix, when it runs on Redis.
+    prefix: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -38,14 +40,27 @@ fn start_relay(redis: bool) -> Relay {
         .env_remove("E2EE_DATABASE_URL")
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit());
-    if redis {
-        let prefix = e2ee_testkit::unique("e2ee-test-load");
-        cmd.args(["--redis-url", &redis_url(), "--redis-key-prefix", &prefix]);
+    let prefix = redis.then(|| e2ee_testkit::unique("e2ee-test-load"));
+    if let Some(prefix) = &prefix {
+        cmd.args(["--redis-url", &redis_url(), "--redis-key-prefix", prefix]);
     }
     Relay {
         process: RelayProcess::spawn(&mut cmd),
+        prefix,
         _dir: dir,
     }
+}
+
+/// How many accounts hold sessions in the relay's Redis (one hash per account).
+fn accounts_with_sessions(relay: &Relay) -> usize {
+    let prefix = relay.prefix.as_deref().unwrap();
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*:sessions"))
+        .query(&mut conn)
+        .unwrap();
+    keys.len()
 }
 
 fn load(relay: &Relay, args: &[&str]) -> serde_json::Value {
@@ -68,7 +83,7 @@ fn load(relay: &Relay, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-fn delivers_all_it_sent(redis: bool) {
+fn delivers_all_it_sent(redis: bool) -> Relay {
     let relay = start_relay(redis);
     let redis_url = redis_url();
     let mut args = vec!["--users", "20", "--senders", "4", "--rate", "500"];
@@ -105,16 +120,44 @@ fn delivers_all_it_sent(redis: bool) {
         "{report}"
     );
     assert_eq!(cpu["redis_seconds"].is_null(), !redis, "{report}");
+    assert_eq!(report["auth"], "session", "{report}");
+    relay
 }
 
 #[test]
 fn load_generator_on_sqlite() {
-    delivers_all_it_sent(false);
+    drop(delivers_all_it_sent(false));
 }
 
 #[test]
 fn load_generator_on_redis() {
-    delivers_all_it_sent(true);
+    let relay = delivers_all_it_sent(true);
+    // By default every one of the 20 accounts opened a session and MACed under it.
+    assert_eq!(accounts_with_sessions(&relay), 20);
+    // `--auth signature`: the same load signed, and no account opens a session.
+    let report = load(
+        &relay,
+        &[
+            "--users",
+            "5",
+            "--senders",
+            "2",
+            "--rate",
+            "200",
+            "--open-loop",
+            "--seconds",
+            "1",
+            "--warmup-seconds",
+            "0",
+            "--auth",
+            "signature",
+        ],
+    );
+    assert_eq!(report["auth"], "signature", "{report}");
+    assert_eq!(report["sent"], 200, "{report}");
+    assert_eq!(report["send_errors"], 0, "{report}");
+    assert_eq!(report["delivered"], report["sent"], "{report}");
+    assert_eq!(accounts_with_sessions(&relay), 20);
 }
 
 /// Idle waiters hold one long poll each in the relay (its gauge counts every one)

@@ -664,6 +664,104 @@ async fn sessions_per_account_are_bounded(backend: Backend) {
     }
 }
 
+/// `DELETE /v1/sessions/{id}` closes that one session of the signing account: the
+/// account's other sessions keep working, another account's session under its id is
+/// left open (and the answer says nothing about it), a bad id is `400 bad_path`.
+async fn one_session_closed_by_id(backend: Backend) {
+    let relay = TestRelay::start(backend).await;
+    let alice = relay.register("alice@example.org", 1).await;
+    let bob = relay.register("bob@example.org", 1).await;
+    let first = open(&relay, &alice).await;
+    let second = open(&relay, &alice).await;
+    let bobs = open(&relay, &bob).await;
+    let close = |session: &Session, id: &SessionId| {
+        let (session, path) = (session.clone(), format!("/v1/sessions/{}", id.to_b64()));
+        let relay = &relay;
+        async move { mac_call(relay, &session, Method::DELETE, &path, None).await }
+    };
+    let count = |session: &Session| {
+        let session = session.clone();
+        let relay = &relay;
+        async move { mac_call(relay, &session, Method::GET, "/v1/prekeys/count", None).await }
+    };
+
+    // Bob's session id, named by alice: nothing closed, bob's still open.
+    let (status, answer) = close(&first, &bobs.id).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["closed"], 0);
+    assert_eq!(count(&bobs).await.0, StatusCode::OK);
+
+    // Alice closes her second session under her first.
+    let (status, answer) = close(&first, &second.id).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["closed"], 1);
+    assert_error(
+        count(&second).await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    );
+    assert_eq!(count(&first).await.0, StatusCode::OK);
+    // Closing it again closes nothing.
+    let (status, answer) = close(&first, &second.id).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["closed"], 0);
+
+    // A malformed id is refused without closing anything.
+    for bad in ["not-a-session", "AAAA", &"A".repeat(200)] {
+        assert_error(
+            mac_call(
+                &relay,
+                &first,
+                Method::DELETE,
+                &format!("/v1/sessions/{bad}"),
+                None,
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+        );
+    }
+    // Without credentials: refused before the id is looked at.
+    assert_error(
+        relay
+            .call(
+                None,
+                Method::DELETE,
+                &format!("/v1/sessions/{}", first.id.to_b64()),
+                None,
+            )
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "missing_auth",
+    );
+    assert_eq!(count(&first).await.0, StatusCode::OK);
+
+    // Signed by the identity key works too; a session may close itself.
+    let (status, answer) = relay
+        .call(
+            Some(&bob),
+            Method::DELETE,
+            &format!("/v1/sessions/{}", bobs.id.to_b64()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["closed"], 1);
+    assert_error(
+        count(&bobs).await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    );
+    let (status, answer) = close(&first, &first.id).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["closed"], 1);
+    assert_error(
+        count(&first).await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    );
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -694,6 +792,7 @@ both_backends!(
     banned,
     malformed_headers,
     sessions_per_account_are_bounded,
+    one_session_closed_by_id,
 );
 
 /// Two relay processes on one Redis: a session opened through one is accepted by the

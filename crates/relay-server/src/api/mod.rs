@@ -108,6 +108,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/accounts/verify", post(verify::verify))
         .route("/v1/accounts/{email}/bundle", get(accounts::bundle))
         .route("/v1/sessions", post(sessions::open).delete(sessions::close))
+        .route("/v1/sessions/{session_id}", delete(sessions::close_one))
         .route("/v1/prekeys", put(prekeys::upload))
         .route("/v1/prekeys/count", get(prekeys::count))
         .route(

@@ -1,10 +1,12 @@
-//! `POST /v1/sessions` (open a session, signed by the identity key) and
-//! `DELETE /v1/sessions` (log out: close every session of the account).
+//! `POST /v1/sessions` (open a session, signed by the identity key),
+//! `DELETE /v1/sessions` (log out: close every session of the account) and
+//! `DELETE /v1/sessions/{session_id}` (close one of them).
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use e2ee_proto::{
     Base64Key, CloseSessionsResponse, ErrorCode, OpenSessionRequest, OpenSessionResponse,
@@ -75,4 +77,27 @@ pub(super) async fn close(
 ) -> Result<Json<CloseSessionsResponse>, ApiError> {
     let closed = state.sessions.revoke_all(&signed.account.email).await?;
     Ok(Json(CloseSessionsResponse { closed }))
+}
+
+/// `DELETE /v1/sessions/{session_id}`: closes that one session of the signing account,
+/// signed or MACed (under any of its sessions, the closed one included). An id that
+/// is not an open session of this account closes nothing and answers `closed: 0`,
+/// whoever's it may be: the store is keyed by the account, so no account can close,
+/// or learn anything about, another's session.
+pub(super) async fn close_one(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+    signed: Signed,
+) -> Result<Json<CloseSessionsResponse>, ApiError> {
+    let Path(raw) = path.map_err(|r| ApiError::bad_request(ErrorCode::BadPath, r.body_text()))?;
+    let id = SessionId::from_b64(&raw).ok_or_else(|| {
+        ApiError::bad_request(
+            ErrorCode::BadPath,
+            format!("the session id is {SESSION_ID_BYTES} bytes of base64url without padding"),
+        )
+    })?;
+    let closed = state.sessions.revoke(&signed.account.email, &id).await?;
+    Ok(Json(CloseSessionsResponse {
+        closed: u64::from(closed),
+    }))
 }

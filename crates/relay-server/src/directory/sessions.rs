@@ -17,6 +17,7 @@ const TRIM: &str = "DELETE FROM sessions WHERE email = $1 AND id NOT IN
 const SELECT: &str =
     "SELECT identity_key, mac_key, expires_at FROM sessions WHERE id = $1 AND email = $2";
 const REVOKE: &str = "DELETE FROM sessions WHERE email = $1";
+const REVOKE_ONE: &str = "DELETE FROM sessions WHERE id = $1 AND email = $2";
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -99,6 +100,23 @@ impl Directory {
             key: SessionKey::from_bytes(key32(&key, "session key")?),
             expires_at: u64::try_from(expires_at).unwrap_or(0),
         }))
+    }
+
+    /// Deletes session `id` of `email`; returns whether there was one.
+    pub(crate) async fn revoke_session(
+        &self,
+        email: &str,
+        id: &SessionId,
+    ) -> Result<bool, DirectoryError> {
+        let done = on_db!(&self.db, |pool| {
+            sqlx::query(REVOKE_ONE)
+                .bind(&id.0[..])
+                .bind(email)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done > 0)
     }
 
     /// Deletes every session of `email`; returns how many there were.

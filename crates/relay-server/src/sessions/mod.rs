@@ -95,6 +95,15 @@ impl SessionStore {
         }
     }
 
+    /// Closes session `id` of `email` (a session of another account under that id is
+    /// left alone); returns whether it was stored.
+    pub async fn revoke(&self, email: &str, id: &SessionId) -> Result<bool, SessionStoreError> {
+        match self {
+            Self::Redis(redis) => redis.revoke(email, id).await,
+            Self::Directory(directory) => Ok(directory.revoke_session(email, id).await?),
+        }
+    }
+
     /// Closes every session of `email`; returns how many there were.
     pub async fn revoke_all(&self, email: &str) -> Result<u64, SessionStoreError> {
         match self {

@@ -287,6 +287,25 @@ impl RedisSessions {
         })
     }
 
+    /// Deletes session `id` from `email`'s hash (the field is named by the id, and the
+    /// hash by the account, so another account's session is never touched).
+    pub(super) async fn revoke(
+        &self,
+        email: &str,
+        id: &SessionId,
+    ) -> Result<bool, SessionStoreError> {
+        let mut conn = self.conn.clone();
+        let removed: i64 = redis::cmd("HDEL")
+            .arg(self.key(email))
+            .arg(hex::encode(id.0))
+            .query_async(&mut conn)
+            .await?;
+        if removed > 0 {
+            self.cache.forget(id);
+        }
+        Ok(removed > 0)
+    }
+
     pub(super) async fn revoke_all(&self, email: &str) -> Result<u64, SessionStoreError> {
         self.cache.forget_account(email);
         let mut conn = self.conn.clone();
