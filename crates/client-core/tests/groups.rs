@@ -518,3 +518,108 @@ async fn clashing_titles_are_told_apart() {
         Err(ClientError::Group(GroupError::UnknownGroup { .. }))
     ));
 }
+
+/// One poll holding many group messages from three senders, a forgery (a copy of one of
+/// bob's with its signature broken, put before the original) and a replay (one of bob's
+/// again under another envelope id), taken in as the sync takes in a poll (signatures
+/// verified together): every honest message is shown once and in order per sender, the
+/// forgery is refused without advancing bob's chain (the original after it still opens),
+/// and the replay shows nothing.
+#[tokio::test]
+async fn a_poll_verified_together_shows_each_honest_message_once_and_refuses_a_forgery() {
+    const EACH: usize = 6;
+    let relay = relay().await;
+    let alice = user(&relay, "alice").await;
+    let bob = user(&relay, "bob").await;
+    let carol = user(&relay, "carol").await;
+    let dave = user(&relay, "dave").await;
+    alice
+        .client
+        .create_group("team", JoinRule::Invite, 0)
+        .await
+        .unwrap();
+    alice
+        .client
+        .group_add("team", &[&bob.email, &carol.email, &dave.email])
+        .await
+        .unwrap();
+    sync(&[&bob, &carol, &dave], 1).await;
+    // The first round brings alice each sender's key (pairwise) and first message.
+    for u in [&bob, &carol, &dave] {
+        u.client
+            .send_group("team", &format!("{} 0", u.email))
+            .await
+            .unwrap();
+    }
+    sync(&[&alice], 1).await;
+    assert_eq!(history(&alice, "team").await.len(), 3);
+    events(&alice, "t").await;
+
+    for i in 1..=EACH {
+        for u in [&bob, &carol, &dave] {
+            u.client
+                .send_group("team", &format!("{} {i}", u.email))
+                .await
+                .unwrap();
+        }
+    }
+    let mut poll = alice.client.peek_envelopes().await.unwrap();
+    let from_bob: Vec<usize> = (0..poll.len())
+        .filter(|&i| poll[i].from == bob.email)
+        .collect();
+    assert_eq!(poll.len(), 3 * EACH, "{poll:?}");
+    assert_eq!(from_bob.len(), EACH);
+    let mut forged = poll[from_bob[2]].clone();
+    forged.id = 9_000_000_001;
+    let last = forged.body.0.len() - 1;
+    forged.body.0[last] ^= 0x01;
+    let mut replay = poll[from_bob[4]].clone();
+    replay.id = 9_000_000_002;
+    poll.insert(from_bob[2], forged);
+    poll.push(replay);
+    alice.client.receive_poll(&poll).await.unwrap();
+
+    let shown = history(&alice, "team").await;
+    for u in [&bob, &carol, &dave] {
+        let texts: Vec<String> = shown
+            .iter()
+            .filter(|(f, _)| *f == u.email)
+            .map(|(_, t)| t.clone())
+            .collect();
+        let expected: Vec<String> = (0..=EACH).map(|i| format!("{} {i}", u.email)).collect();
+        assert_eq!(texts, expected);
+    }
+    let seen = events(&alice, "t").await;
+    let messages = seen
+        .iter()
+        .filter(|e| matches!(e, Event::Message(_)))
+        .count();
+    assert_eq!(messages, 3 * EACH, "{seen:?}");
+    // The forgery alone is reported, as an unreadable message from its claimed sender.
+    let unreadable: Vec<_> = group_events(&seen)
+        .into_iter()
+        .filter(|e| matches!(e, GroupEvent::Undecryptable { .. }))
+        .collect();
+    assert!(
+        matches!(&unreadable[..], [GroupEvent::Undecryptable { from }] if from.as_str() == bob.email),
+        "{unreadable:?}"
+    );
+
+    // The relay delivers the poll again (it was never acked), bob answers the resend
+    // request the forgery caused (no message of his has that body): nothing new shows,
+    // and bob's next message still opens.
+    sync(&[&alice, &bob, &alice], 1).await;
+    bob.client.send_group("team", "bob after").await.unwrap();
+    sync(&[&alice], 1).await;
+    let again = history(&alice, "team").await;
+    assert_eq!(again.len(), shown.len() + 1);
+    assert_eq!(again.last().map(|(_, t)| t.as_str()), Some("bob after"));
+    let seen = events(&alice, "t").await;
+    assert_eq!(
+        seen.iter()
+            .filter(|e| matches!(e, Event::Message(_)))
+            .count(),
+        1,
+        "{seen:?}"
+    );
+}

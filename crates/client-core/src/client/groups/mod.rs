@@ -42,13 +42,17 @@
 //! - `join.rs`: links, join requests, accept and reject.
 //! - `send.rs`: sender keys out, group messages, the fan-out flush.
 //! - `receive.rs`: group envelopes and the pairwise group kinds.
+//! - `batch.rs`: one poll's group envelopes, their signatures verified together.
 //! - `info.rs`: resolving names, info, the list, history.
 
+mod batch;
 mod info;
 mod join;
 mod manage;
 mod receive;
 mod send;
+
+pub(crate) use batch::GroupBatch;
 
 use std::collections::{BTreeMap, BTreeSet};
 

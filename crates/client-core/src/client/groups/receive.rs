@@ -6,7 +6,7 @@
 use e2ee_group::{ChangeError, GroupChange, JoinRequest, Received, Role};
 use e2ee_ratchet::SenderKeyDistribution;
 
-use super::conversation;
+use super::{GroupBatch, conversation};
 use crate::ClientError;
 use crate::client::{Client, Me};
 use crate::engine::content::{SecretBytes, SharedMessage};
@@ -22,12 +22,14 @@ impl Client {
     /// Opens and stores one group envelope, in `tx` (its id already marked seen), and
     /// commits. A message no held key opens becomes a placeholder event naming its
     /// sender and a resend request to it, when the sender is a member of a group of
-    /// ours; otherwise it is dropped.
+    /// ours; otherwise it is dropped. A signature `batch` verified is not checked again;
+    /// everything else is decided with the records as they are in `tx`.
     pub(crate) async fn receive_group_envelope(
         &self,
         mut tx: Tx,
         me: &Me,
         envelope: &e2ee_proto::Envelope,
+        batch: &mut GroupBatch,
         now: u64,
     ) -> Result<bool, ClientError> {
         let from = match e2ee_proto::normalize_email(&envelope.from) {
@@ -65,7 +67,7 @@ impl Client {
             if row.changes.is_empty() {
                 continue;
             }
-            let group = engine::restore(&row.changes, &me.row.email)?;
+            let group = batch.groups().get(&row, &me.row.email)?;
             let Some(member) = group.state().member(&from) else {
                 continue;
             };
@@ -73,7 +75,14 @@ impl Client {
             candidates.push((row.group_id, tx.sender_key(row.local_id, &from).await?));
             rows.push((row, key));
         }
-        match engine::open(&candidates, &message) {
+        let verified = batch
+            .take_verified(envelope.id)
+            .and_then(|(group, verified)| engine::open_verified(&candidates, &group, verified));
+        let opened = match verified {
+            Some(opened) => opened,
+            None => engine::open(&candidates, &message),
+        };
+        match opened {
             Opened::Message {
                 index,
                 plaintext,
