@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use e2ee_client_core::{
     Client, ClientError, ClientOptions, ConversationId, DropReason, Event, GroupError, GroupEvent,
-    GroupStatus, JoinRule,
+    GroupRole, GroupStatus, JoinRule,
 };
 use e2ee_relay_server::{Relay, RelayConfig};
 
@@ -621,5 +621,126 @@ async fn a_poll_verified_together_shows_each_honest_message_once_and_refuses_a_f
             .count(),
         1,
         "{seen:?}"
+    );
+}
+
+/// The role `member` has in `group` as `u` sees it.
+async fn role(u: &User, group: &str, member: &str) -> Option<GroupRole> {
+    let info = u.client.group_info(group).await.unwrap();
+    info.members
+        .iter()
+        .find(|m| m.email.as_str() == member)
+        .map(|m| m.role)
+}
+
+/// alice (admin) with bob and carol, then two changes of alice's, the second built on
+/// the first (bob promoted, then carol): carol's two envelopes from alice, unread.
+async fn two_changes_for_carol(relay: &TestRelay) -> (User, User, User, Vec<e2ee_proto::Envelope>) {
+    let alice = user(relay, "alice").await;
+    let bob = user(relay, "bob").await;
+    let carol = user(relay, "carol").await;
+    alice
+        .client
+        .create_group("team", JoinRule::Invite, 0)
+        .await
+        .unwrap();
+    alice
+        .client
+        .group_add("team", &[&bob.email, &carol.email])
+        .await
+        .unwrap();
+    sync(&[&bob, &carol], 1).await;
+    alice
+        .client
+        .group_promote("team", &bob.email)
+        .await
+        .unwrap();
+    alice
+        .client
+        .group_promote("team", &carol.email)
+        .await
+        .unwrap();
+    let poll = carol.client.peek_envelopes().await.unwrap();
+    assert_eq!(poll.len(), 2, "{poll:?}");
+    assert!(poll.iter().all(|e| e.from == alice.email));
+    (alice, bob, carol, poll)
+}
+
+/// A change whose parent never arrives is held, and carol asks again: alice answers
+/// with her change list, and carol ends where alice is.
+#[tokio::test]
+async fn a_change_whose_parent_is_lost_is_held_and_asked_for_again() {
+    let relay = relay().await;
+    let (alice, bob, carol, poll) = two_changes_for_carol(&relay).await;
+    // The first change is lost; the second, built on it, waits for it.
+    carol.client.ack_envelopes(&[poll[0].id]).await.unwrap();
+    sync(&[&carol], 1).await;
+    assert_eq!(
+        role(&carol, "team", &carol.email).await,
+        Some(GroupRole::Member)
+    );
+    let before = carol.client.group_info("team").await.unwrap();
+    assert_ne!(
+        before.state_hash,
+        alice.client.group_info("team").await.unwrap().state_hash
+    );
+    // Carol's request reaches alice, alice's answer reaches carol.
+    sync(&[&alice, &carol], 1).await;
+    let after = carol.client.group_info("team").await.unwrap();
+    assert_eq!(
+        after.state_hash,
+        alice.client.group_info("team").await.unwrap().state_hash
+    );
+    assert_eq!(
+        role(&carol, "team", &alice.email).await,
+        Some(GroupRole::Admin)
+    );
+    let promoted: Vec<String> = group_events(&events(&carol, "t").await)
+        .into_iter()
+        .filter_map(|e| match e {
+            GroupEvent::Promoted { member, .. } => Some(member.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(promoted, [bob.email.clone(), carol.email.clone()]);
+}
+
+/// A held change is kept in the store: carol takes in the second change, restarts
+/// (the profile's SQLite file reopened), and only then gets the first, which releases
+/// the second.
+#[tokio::test]
+async fn a_held_change_survives_a_restart() {
+    let relay = relay().await;
+    let (alice, bob, carol, poll) = two_changes_for_carol(&relay).await;
+    carol.client.receive_poll(&poll[1..]).await.unwrap();
+    assert_eq!(
+        role(&carol, "team", &bob.email).await,
+        Some(GroupRole::Member)
+    );
+    let User {
+        client,
+        email,
+        _home: home,
+    } = carol;
+    client.close().await;
+    let mut options = ClientOptions::new(home.path(), "default");
+    options.relay_url = Some(relay.url.clone());
+    let carol = User {
+        client: Client::open(options).await.unwrap(),
+        email,
+        _home: home,
+    };
+    carol.client.receive_poll(&poll[..1]).await.unwrap();
+    assert_eq!(
+        role(&carol, "team", &bob.email).await,
+        Some(GroupRole::Admin)
+    );
+    assert_eq!(
+        role(&carol, "team", &carol.email).await,
+        Some(GroupRole::Admin)
+    );
+    assert_eq!(
+        carol.client.group_info("team").await.unwrap().state_hash,
+        alice.client.group_info("team").await.unwrap().state_hash
     );
 }

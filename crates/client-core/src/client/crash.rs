@@ -79,6 +79,13 @@ impl super::Client {
         Ok(polled.envelopes)
     }
 
+    /// Acks `ids` at the relay without taking them in: envelopes lost to this client.
+    pub async fn ack_envelopes(&self, ids: &[u64]) -> Result<(), crate::ClientError> {
+        let me = self.me().await?;
+        me.relay.ack(&me.signer(), ids).await?;
+        Ok(())
+    }
+
     /// Takes in `envelopes` as the sync takes in one poll's (group envelopes verified
     /// together), without acking them.
     pub async fn receive_poll(

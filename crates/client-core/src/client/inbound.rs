@@ -127,6 +127,7 @@ impl Client {
         let mut stored_new = None;
         // Typing and presence are told to this process's consumers after the commit.
         let mut ephemeral = None;
+        let mut session_saved = false;
         match opened.effect() {
             // Under a key the user has not accepted, a receipt or a notice may not be the
             // contact's: the session advances, nothing else changes.
@@ -136,6 +137,14 @@ impl Client {
                 if matches!(kind, Kind::SenderKey { .. }) {
                     batch.sender_key_taken();
                 }
+                // An answer to `from` (a resend, our change list, a change request) is
+                // sealed in this transaction, in the session this envelope advanced:
+                // saved first, or the answer would be sealed with the state before it
+                // and that state then overwritten by this one (a sending chain step,
+                // and its message key, used twice).
+                tx.save_session(SessionSlot::Pinned, from, &opened.record, now)
+                    .await?;
+                session_saved = true;
                 Self::apply_group_kind(&mut tx, me, from, &opened.sender_key, kind, now).await?;
             }
             Effect::Acknowledged { kind, ids } => {
@@ -216,6 +225,8 @@ impl Client {
                     tx.save_pending_session(from, key, &opened.record, now)
                         .await?;
                 }
+                // Saved already, and maybe advanced since by an answer sealed to `from`.
+                None if session_saved => {}
                 None => {
                     tx.save_session(SessionSlot::Pinned, from, &opened.record, now)
                         .await?;
