@@ -744,3 +744,68 @@ async fn a_held_change_survives_a_restart() {
         alice.client.group_info("team").await.unwrap().state_hash
     );
 }
+
+/// A typing notice to a small group reaches the members polling as an in-process
+/// `Event::Typing` in the group's conversation, once, and joins no history; one that
+/// would need a sender key handed out first is not sent.
+#[tokio::test]
+async fn a_typing_notice_reaches_the_group_and_is_stored_nowhere() {
+    let relay = relay().await;
+    let alice = user(&relay, "alice").await;
+    let bob = user(&relay, "bob").await;
+    let carol = user(&relay, "carol").await;
+    let info = alice
+        .client
+        .create_group("team", JoinRule::Invite, 0)
+        .await
+        .unwrap();
+    alice
+        .client
+        .group_add("team", &[&bob.email, &carol.email])
+        .await
+        .unwrap();
+    sync(&[&bob, &carol], 1).await;
+    // Nobody holds alice's sender key yet: a notice does not hand it out.
+    assert_eq!(alice.client.group_typing("team", true).await.unwrap(), 0);
+    alice.client.send_group("team", "hi").await.unwrap();
+    sync(&[&bob, &carol], 1).await;
+    for u in [&bob, &carol] {
+        events(u, "t").await;
+    }
+
+    let mut streams = Vec::new();
+    for u in [&bob, &carol] {
+        streams.push(u.client.events("live").await.unwrap());
+    }
+    assert_eq!(alice.client.group_typing("#team", true).await.unwrap(), 2);
+    sync(&[&bob, &carol], 1).await;
+    for (u, stream) in [&bob, &carol].into_iter().zip(streams.iter_mut()) {
+        let mut typing = Vec::new();
+        while let Some((_, event)) = stream.try_next().await.unwrap() {
+            if let Event::Typing {
+                from,
+                conversation,
+                started,
+            } = event
+            {
+                typing.push((from.to_string(), conversation, started));
+            }
+        }
+        assert_eq!(
+            typing,
+            [(
+                alice.email.clone(),
+                ConversationId::Group(info.id.clone()),
+                true
+            )],
+            "{}",
+            u.email
+        );
+        assert_eq!(history(u, "team").await.len(), 1);
+    }
+    drop(streams);
+    // Nothing of it is stored: another consumer reading the log sees no new event.
+    for u in [&bob, &carol] {
+        assert!(events(u, "t").await.is_empty());
+    }
+}

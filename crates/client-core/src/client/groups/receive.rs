@@ -15,8 +15,9 @@ use crate::engine::content::{MAX_REQUESTED_CHANGES, SecretBytes, SharedMessage};
 use crate::engine::group::{self as engine, Opened};
 use crate::engine::inbound::DropReason;
 use crate::engine::{Content, FailedEnvelope, Kind};
+use crate::events::Event;
 use crate::groups::{GroupEvent, GroupStatus};
-use crate::ids::{ConversationId, Email};
+use crate::ids::{ConversationId, Email, GroupId};
 use crate::store::Tx;
 use crate::store::groups::{GroupRow, NewGroupMessage};
 
@@ -84,6 +85,7 @@ impl Client {
             Some(opened) => opened,
             None => engine::open(&candidates, &message),
         };
+        let mut notice = None;
         match opened {
             Opened::Message {
                 index,
@@ -112,6 +114,17 @@ impl Client {
                             body_sha256: None,
                         })
                         .await?;
+                    }
+                    Ok(Content {
+                        kind: Kind::Typing { started },
+                        ..
+                    }) => {
+                        // Told after the commit, in-process only, like a pairwise one.
+                        notice = Email::parse(&from).ok().map(|from| Event::Typing {
+                            from,
+                            conversation: ConversationId::Group(GroupId::from_bytes(&row.group_id)),
+                            started,
+                        });
                     }
                     Ok(other) => {
                         tracing::debug!(kind = ?other.kind, "a group record that is no text");
@@ -156,6 +169,9 @@ impl Client {
             }
         }
         tx.commit().await?;
+        if let Some(event) = notice {
+            self.hub().notify(event);
+        }
         Ok(false)
     }
 
