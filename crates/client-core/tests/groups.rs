@@ -2,8 +2,11 @@
 //! profiles: create and add, messages exactly once and in order per sender, an
 //! offline member catching up, a kick (the kicked store cannot read what follows),
 //! a ban refusing a later join request, link joins accepted with history and
-//! rejected, two admins changing the group at once, and a lost sender key rebuilt by
-//! a resend. Run: `cargo test -p e2ee-client-core --features test-hooks --test groups`.
+//! rejected, two admins changing the group at once, a lost sender key rebuilt by a
+//! resend, a poll's group messages verified together (with a forgery and a replay in
+//! it), a change whose parent is lost asked for again, a held change across a restart,
+//! and typing notices. Run: `cargo test -p e2ee-client-core --features test-hooks --test
+//! groups`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
