@@ -523,8 +523,8 @@ async fn clashing_titles_are_told_apart() {
 }
 
 /// One poll holding many group messages from three senders, a forgery (a copy of one of
-/// bob's with its signature broken, put before the original) and a replay (one of bob's
-/// again under another envelope id), taken in as the sync takes in a poll (signatures
+/// bob's with its signature broken, put before the original), a replay (one of bob's
+/// again under another envelope id) and two of bob's under one envelope id, taken in as the sync takes in a poll (signatures
 /// verified together): every honest message is shown once and in order per sender, the
 /// forgery is refused without advancing bob's chain (the original after it still opens),
 /// and the replay shows nothing.
@@ -572,6 +572,8 @@ async fn a_poll_verified_together_shows_each_honest_message_once_and_refuses_a_f
         .collect();
     assert_eq!(poll.len(), 3 * EACH, "{poll:?}");
     assert_eq!(from_bob.len(), EACH);
+    // A relay that reuses an envelope id within a poll gets both bodies read.
+    poll[from_bob[5]].id = poll[from_bob[4]].id;
     let mut forged = poll[from_bob[2]].clone();
     forged.id = 9_000_000_001;
     let last = forged.body.0.len() - 1;

@@ -231,14 +231,14 @@ pub(crate) fn prepare<'a>(
     })
 }
 
-/// Verifies the prepared group messages of one poll, each tagged with its envelope id
-/// and the group whose key found its chain, with one Ed25519 batch equation (one by one
+/// Verifies the prepared group messages of one poll, each tagged with its envelope's
+/// key and the group whose key found its chain, with one Ed25519 batch equation (one by one
 /// when the batch fails, so a forged message fails alone): the envelopes whose
 /// signature holds, with what opens them. A message missing here is opened by [`open`],
 /// which verifies it alone and says why it fails.
-pub(crate) fn verify_poll(
-    prepared: Vec<(u64, [u8; 16], PendingGroupMessage)>,
-) -> HashMap<u64, ([u8; 16], VerifiedGroupMessage)> {
+pub(crate) fn verify_poll<K: std::hash::Hash + Eq>(
+    prepared: Vec<(K, [u8; 16], PendingGroupMessage)>,
+) -> HashMap<K, ([u8; 16], VerifiedGroupMessage)> {
     let (tags, pending): (Vec<_>, Vec<_>) = prepared
         .into_iter()
         .map(|(envelope, group, pending)| ((envelope, group), pending))

@@ -18,23 +18,29 @@ use crate::ClientError;
 use crate::client::{Client, Me};
 use crate::engine::group as engine;
 use crate::store::groups::GroupRow;
+use crate::store::{BodyHash, body_hash};
 
 /// What one poll's group envelopes share: the signatures verified together, and the
 /// groups rebuilt from their changes.
 #[derive(Default)]
 pub(crate) struct GroupBatch {
-    /// Envelope id to the group whose sender key found its chain, signature checked.
-    verified: HashMap<u64, ([u8; 16], VerifiedGroupMessage)>,
+    /// Envelope (id, body hash) to the group whose sender key found its chain, signature
+    /// checked. The body hash too: a relay reusing an id within a poll must not get one
+    /// body opened in the place of another.
+    verified: HashMap<EnvelopeKey, ([u8; 16], VerifiedGroupMessage)>,
     /// Envelopes tried for the batch since the store last took in a sender key: trying
     /// them again would find no more keys.
-    tried: HashSet<u64>,
+    tried: HashSet<EnvelopeKey>,
     groups: RestoredGroups,
 }
 
 impl GroupBatch {
-    /// The verified form of envelope `id`, if the batch checked it; handed out once.
-    pub(crate) fn take_verified(&mut self, id: u64) -> Option<([u8; 16], VerifiedGroupMessage)> {
-        self.verified.remove(&id)
+    /// The verified form of `envelope`, if the batch checked it; handed out once.
+    pub(crate) fn take_verified(
+        &mut self,
+        envelope: &e2ee_proto::Envelope,
+    ) -> Option<([u8; 16], VerifiedGroupMessage)> {
+        self.verified.remove(&key(envelope))
     }
 
     /// A sender key arrived: envelopes it may open are worth preparing again.
@@ -42,15 +48,24 @@ impl GroupBatch {
         self.tried.clear();
     }
 
-    /// Whether envelope `id` should be prepared (again) before it is taken in.
-    pub(crate) fn wants(&self, id: u64) -> bool {
-        !self.verified.contains_key(&id) && !self.tried.contains(&id)
+    /// Whether `envelope` should be prepared (again) before it is taken in.
+    pub(crate) fn wants(&self, envelope: &e2ee_proto::Envelope) -> bool {
+        let key = key(envelope);
+        !self.tried.contains(&key) && !self.verified.contains_key(&key)
     }
 
     /// The groups rebuilt so far.
     pub(crate) fn groups(&mut self) -> &mut RestoredGroups {
         &mut self.groups
     }
+}
+
+/// An envelope as the batch tells them apart: its id and its body's hash (the seen
+/// check's pair).
+type EnvelopeKey = (u64, BodyHash);
+
+fn key(envelope: &e2ee_proto::Envelope) -> EnvelopeKey {
+    (envelope.id, body_hash(&envelope.body.0))
 }
 
 /// Groups rebuilt from their stored changes, kept while the stored bytes stay the same.
@@ -93,7 +108,7 @@ impl Client {
         let Some(envelope) = envelopes.get(i) else {
             return Ok(false);
         };
-        if engine::is_group_envelope(&envelope.body.0) && batch.wants(envelope.id) {
+        if engine::is_group_envelope(&envelope.body.0) && batch.wants(envelope) {
             self.verify_group_batch(me, &envelopes[i..], batch).await?;
         }
         self.receive(me, envelope, batch).await
@@ -108,6 +123,7 @@ impl Client {
         envelopes: &[e2ee_proto::Envelope],
         batch: &mut GroupBatch,
     ) -> Result<(), ClientError> {
+        let relay_account = me.relay_account();
         let mut conn = self.store.read().await?;
         let rows: Vec<GroupRow> = conn
             .groups()
@@ -119,10 +135,15 @@ impl Client {
         let mut records: HashMap<(i64, String), SenderKeyRecord> = HashMap::new();
         let mut prepared = Vec::new();
         for envelope in envelopes {
-            if !engine::is_group_envelope(&envelope.body.0) || !batch.wants(envelope.id) {
+            if !engine::is_group_envelope(&envelope.body.0) || !batch.wants(envelope) {
                 continue;
             }
-            batch.tried.insert(envelope.id);
+            let key = key(envelope);
+            batch.tried.insert(key);
+            // One taken in before (a poll delivered again) is skipped by `receive`.
+            if conn.is_seen(&relay_account, key.0, &key.1).await? {
+                continue;
+            }
             // Only a sender the one-by-one path would accept: normalized, not us.
             let from = envelope.from.as_str();
             if e2ee_proto::normalize_email(from).ok().as_deref() != Some(from)
@@ -139,19 +160,19 @@ impl Client {
                 if group.state().member(from).is_none() {
                     continue;
                 }
-                let key = (row.local_id, from.to_owned());
-                if !records.contains_key(&key) {
+                let record_key = (row.local_id, from.to_owned());
+                if !records.contains_key(&record_key) {
                     let record = conn.sender_key(row.local_id, from).await?;
-                    records.insert(key.clone(), record);
+                    records.insert(record_key.clone(), record);
                 }
-                candidates.push((row.group_id, key));
+                candidates.push((row.group_id, record_key));
             }
             let refs: Vec<(&[u8; 16], &SenderKeyRecord)> = candidates
                 .iter()
                 .filter_map(|(group, key)| Some((group, records.get(key)?)))
                 .collect();
             if let Ok((index, pending)) = engine::prepare(refs.iter().copied(), &message) {
-                prepared.push((envelope.id, *refs[index].0, pending));
+                prepared.push((key, *refs[index].0, pending));
             }
         }
         drop(conn);

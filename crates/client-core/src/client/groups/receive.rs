@@ -79,7 +79,7 @@ impl Client {
             rows.push((row, key));
         }
         let verified = batch
-            .take_verified(envelope.id)
+            .take_verified(envelope)
             .and_then(|(group, verified)| engine::open_verified(&candidates, &group, verified));
         let opened = match verified {
             Some(opened) => opened,
