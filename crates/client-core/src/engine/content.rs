@@ -591,6 +591,36 @@ mod tests {
         assert!(matches!(content.kind, Kind::Unknown { ref kind, .. } if kind == "v9"));
     }
 
+    /// `change_request` round trips; the ids it names are bounded, and one of another
+    /// length makes the record unknown (kept, never applied).
+    #[test]
+    fn change_requests_round_trip_bounded_and_checked() {
+        let kind = Kind::ChangeRequest {
+            group: [4; GROUP_ID_LEN],
+            missing: vec![[1; CHANGE_ID_LEN], [2; CHANGE_ID_LEN]],
+        };
+        let content = Content::new(&mut rand::rng(), 3, kind);
+        let wire = content.encode().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&wire).unwrap();
+        assert_eq!(json["kind"], "change_request");
+        assert_eq!(Content::decode(&wire).unwrap(), content);
+        let id = e2ee_proto::Base64Bytes(vec![7; CHANGE_ID_LEN]);
+        let group = e2ee_proto::Base64Bytes(vec![4; GROUP_ID_LEN]);
+        let many: Vec<_> = (0..MAX_REQUESTED_CHANGES + 10)
+            .map(|_| id.clone())
+            .collect();
+        let raw = serde_json::json!({"v":2,"kind":"change_request","id":"c","sent_at":1,
+            "group":group,"missing":many});
+        let content = Content::decode(raw.to_string().as_bytes()).unwrap();
+        assert!(matches!(content.kind,
+            Kind::ChangeRequest { ref missing, .. } if missing.len() == MAX_REQUESTED_CHANGES));
+        let short = e2ee_proto::Base64Bytes(vec![7; 31]);
+        let raw = serde_json::json!({"v":2,"kind":"change_request","id":"c","sent_at":1,
+            "group":group,"missing":[short]});
+        let content = Content::decode(raw.to_string().as_bytes()).unwrap();
+        assert!(matches!(content.kind, Kind::Unknown { ref kind, .. } if kind == "change_request"));
+    }
+
     #[test]
     fn a_plaintext_that_is_no_record_is_an_error() {
         assert!(Content::decode(b"not json").is_err());
