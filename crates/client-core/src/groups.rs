@@ -9,9 +9,9 @@ pub use e2ee_group::{JoinRule, MAX_MEMBERS as MAX_GROUP_MEMBERS, Role as GroupRo
 
 use crate::ids::{Email, GroupId, MessageId};
 
-/// Most members a group may have for typing and presence notices to be sent to it
-/// (issue 15): beyond it each notice would cost one pairwise envelope per member, and
-/// the notices are dropped instead.
+/// Most members a group may have for typing notices to be sent to it (issue 15,
+/// `Client::group_typing`): beyond it each keystroke would fan out to too many queues,
+/// and the notices are not sent.
 pub const MAX_GROUP_NOTICE_MEMBERS: usize = 50;
 /// Most messages an admin shares with a newcomer under "history on join: last N".
 pub const MAX_SHARED_HISTORY: u16 = 200;

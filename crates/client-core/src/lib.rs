@@ -45,6 +45,9 @@ mod events;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod group_poll;
 mod groups;
 mod ids;
 mod relay;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::client::crash::{CrashPoint, crash_point};
-use crate::client::{AckTiming, BATCH, FileLock, Me, lock};
+use crate::client::{AckTiming, BATCH, FileLock, GroupBatch, Me, lock};
 use crate::events::{ConnectionState, Event};
 use crate::{Client, ClientError, ErrorKind};
 
@@ -171,8 +171,10 @@ impl Client {
         if let Some(tap) = crate::client::lock(&self.tap).as_mut() {
             tap.extend(envelopes.iter().cloned());
         }
-        for envelope in &envelopes {
-            consumed_prekey |= self.receive(me, envelope).await?;
+        // The poll's group envelopes are verified together (`GroupBatch`).
+        let mut batch = GroupBatch::default();
+        for (i, envelope) in envelopes.iter().enumerate() {
+            consumed_prekey |= self.receive_polled(me, &envelopes, i, &mut batch).await?;
             crash_point(CrashPoint::AfterCommitBeforeAck);
             ack.push(envelope.id);
             // Consumers in this process see it now, before the rest of the batch.

@@ -2,15 +2,18 @@
 //! profiles: create and add, messages exactly once and in order per sender, an
 //! offline member catching up, a kick (the kicked store cannot read what follows),
 //! a ban refusing a later join request, link joins accepted with history and
-//! rejected, two admins changing the group at once, and a lost sender key rebuilt by
-//! a resend. Run: `cargo test -p e2ee-client-core --features test-hooks --test groups`.
+//! rejected, two admins changing the group at once, a lost sender key rebuilt by a
+//! resend, a poll's group messages verified together (with a forgery and a replay in
+//! it), a change whose parent is lost asked for again, a held change across a restart,
+//! and typing notices. Run: `cargo test -p e2ee-client-core --features test-hooks --test
+//! groups`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
 use e2ee_client_core::{
     Client, ClientError, ClientOptions, ConversationId, DropReason, Event, GroupError, GroupEvent,
-    GroupStatus, JoinRule,
+    GroupRole, GroupStatus, JoinRule,
 };
 use e2ee_relay_server::{Relay, RelayConfig};
 
@@ -517,4 +520,297 @@ async fn clashing_titles_are_told_apart() {
         alice.client.resolve_group("#nope").await,
         Err(ClientError::Group(GroupError::UnknownGroup { .. }))
     ));
+}
+
+/// One poll holding many group messages from three senders, a forgery (a copy of one of
+/// bob's with its signature broken, put before the original), a replay (one of bob's
+/// again under another envelope id) and two of bob's under one envelope id, taken in as the sync takes in a poll (signatures
+/// verified together): every honest message is shown once and in order per sender, the
+/// forgery is refused without advancing bob's chain (the original after it still opens),
+/// and the replay shows nothing.
+#[tokio::test]
+async fn a_poll_verified_together_shows_each_honest_message_once_and_refuses_a_forgery() {
+    const EACH: usize = 6;
+    let relay = relay().await;
+    let alice = user(&relay, "alice").await;
+    let bob = user(&relay, "bob").await;
+    let carol = user(&relay, "carol").await;
+    let dave = user(&relay, "dave").await;
+    alice
+        .client
+        .create_group("team", JoinRule::Invite, 0)
+        .await
+        .unwrap();
+    alice
+        .client
+        .group_add("team", &[&bob.email, &carol.email, &dave.email])
+        .await
+        .unwrap();
+    sync(&[&bob, &carol, &dave], 1).await;
+    // The first round brings alice each sender's key (pairwise) and first message.
+    for u in [&bob, &carol, &dave] {
+        u.client
+            .send_group("team", &format!("{} 0", u.email))
+            .await
+            .unwrap();
+    }
+    sync(&[&alice], 1).await;
+    assert_eq!(history(&alice, "team").await.len(), 3);
+    events(&alice, "t").await;
+
+    for i in 1..=EACH {
+        for u in [&bob, &carol, &dave] {
+            u.client
+                .send_group("team", &format!("{} {i}", u.email))
+                .await
+                .unwrap();
+        }
+    }
+    let mut poll = alice.client.peek_envelopes().await.unwrap();
+    let from_bob: Vec<usize> = (0..poll.len())
+        .filter(|&i| poll[i].from == bob.email)
+        .collect();
+    assert_eq!(poll.len(), 3 * EACH, "{poll:?}");
+    assert_eq!(from_bob.len(), EACH);
+    // A relay that reuses an envelope id within a poll gets both bodies read.
+    poll[from_bob[5]].id = poll[from_bob[4]].id;
+    let mut forged = poll[from_bob[2]].clone();
+    forged.id = 9_000_000_001;
+    let last = forged.body.0.len() - 1;
+    forged.body.0[last] ^= 0x01;
+    let mut replay = poll[from_bob[4]].clone();
+    replay.id = 9_000_000_002;
+    poll.insert(from_bob[2], forged);
+    poll.push(replay);
+    alice.client.receive_poll(&poll).await.unwrap();
+
+    let shown = history(&alice, "team").await;
+    for u in [&bob, &carol, &dave] {
+        let texts: Vec<String> = shown
+            .iter()
+            .filter(|(f, _)| *f == u.email)
+            .map(|(_, t)| t.clone())
+            .collect();
+        let expected: Vec<String> = (0..=EACH).map(|i| format!("{} {i}", u.email)).collect();
+        assert_eq!(texts, expected);
+    }
+    let seen = events(&alice, "t").await;
+    let messages = seen
+        .iter()
+        .filter(|e| matches!(e, Event::Message(_)))
+        .count();
+    assert_eq!(messages, 3 * EACH, "{seen:?}");
+    // The forgery alone is reported, as an unreadable message from its claimed sender.
+    let unreadable: Vec<_> = group_events(&seen)
+        .into_iter()
+        .filter(|e| matches!(e, GroupEvent::Undecryptable { .. }))
+        .collect();
+    assert!(
+        matches!(&unreadable[..], [GroupEvent::Undecryptable { from }] if from.as_str() == bob.email),
+        "{unreadable:?}"
+    );
+
+    // The relay delivers the poll again (it was never acked), bob answers the resend
+    // request the forgery caused (no message of his has that body): nothing new shows,
+    // and bob's next message still opens.
+    sync(&[&alice, &bob, &alice], 1).await;
+    bob.client.send_group("team", "bob after").await.unwrap();
+    sync(&[&alice], 1).await;
+    let again = history(&alice, "team").await;
+    assert_eq!(again.len(), shown.len() + 1);
+    assert_eq!(again.last().map(|(_, t)| t.as_str()), Some("bob after"));
+    let seen = events(&alice, "t").await;
+    assert_eq!(
+        seen.iter()
+            .filter(|e| matches!(e, Event::Message(_)))
+            .count(),
+        1,
+        "{seen:?}"
+    );
+}
+
+/// The role `member` has in `group` as `u` sees it.
+async fn role(u: &User, group: &str, member: &str) -> Option<GroupRole> {
+    let info = u.client.group_info(group).await.unwrap();
+    info.members
+        .iter()
+        .find(|m| m.email.as_str() == member)
+        .map(|m| m.role)
+}
+
+/// alice (admin) with bob and carol, then two changes of alice's, the second built on
+/// the first (bob promoted, then carol): carol's two envelopes from alice, unread.
+async fn two_changes_for_carol(relay: &TestRelay) -> (User, User, User, Vec<e2ee_proto::Envelope>) {
+    let alice = user(relay, "alice").await;
+    let bob = user(relay, "bob").await;
+    let carol = user(relay, "carol").await;
+    alice
+        .client
+        .create_group("team", JoinRule::Invite, 0)
+        .await
+        .unwrap();
+    alice
+        .client
+        .group_add("team", &[&bob.email, &carol.email])
+        .await
+        .unwrap();
+    sync(&[&bob, &carol], 1).await;
+    alice
+        .client
+        .group_promote("team", &bob.email)
+        .await
+        .unwrap();
+    alice
+        .client
+        .group_promote("team", &carol.email)
+        .await
+        .unwrap();
+    let poll = carol.client.peek_envelopes().await.unwrap();
+    assert_eq!(poll.len(), 2, "{poll:?}");
+    assert!(poll.iter().all(|e| e.from == alice.email));
+    (alice, bob, carol, poll)
+}
+
+/// A change whose parent never arrives is held, and carol asks again: alice answers
+/// with her change list, and carol ends where alice is.
+#[tokio::test]
+async fn a_change_whose_parent_is_lost_is_held_and_asked_for_again() {
+    let relay = relay().await;
+    let (alice, bob, carol, poll) = two_changes_for_carol(&relay).await;
+    // The first change is lost; the second, built on it, waits for it.
+    carol.client.ack_envelopes(&[poll[0].id]).await.unwrap();
+    sync(&[&carol], 1).await;
+    assert_eq!(
+        role(&carol, "team", &carol.email).await,
+        Some(GroupRole::Member)
+    );
+    let before = carol.client.group_info("team").await.unwrap();
+    assert_ne!(
+        before.state_hash,
+        alice.client.group_info("team").await.unwrap().state_hash
+    );
+    // Carol's request reaches alice, alice's answer reaches carol.
+    sync(&[&alice, &carol], 1).await;
+    let after = carol.client.group_info("team").await.unwrap();
+    assert_eq!(
+        after.state_hash,
+        alice.client.group_info("team").await.unwrap().state_hash
+    );
+    assert_eq!(
+        role(&carol, "team", &alice.email).await,
+        Some(GroupRole::Admin)
+    );
+    let promoted: Vec<String> = group_events(&events(&carol, "t").await)
+        .into_iter()
+        .filter_map(|e| match e {
+            GroupEvent::Promoted { member, .. } => Some(member.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(promoted, [bob.email.clone(), carol.email.clone()]);
+}
+
+/// A held change is kept in the store: carol takes in the second change, restarts
+/// (the profile's SQLite file reopened), and only then gets the first, which releases
+/// the second.
+#[tokio::test]
+async fn a_held_change_survives_a_restart() {
+    let relay = relay().await;
+    let (alice, bob, carol, poll) = two_changes_for_carol(&relay).await;
+    carol.client.receive_poll(&poll[1..]).await.unwrap();
+    assert_eq!(
+        role(&carol, "team", &bob.email).await,
+        Some(GroupRole::Member)
+    );
+    let User {
+        client,
+        email,
+        _home: home,
+    } = carol;
+    client.close().await;
+    let mut options = ClientOptions::new(home.path(), "default");
+    options.relay_url = Some(relay.url.clone());
+    let carol = User {
+        client: Client::open(options).await.unwrap(),
+        email,
+        _home: home,
+    };
+    carol.client.receive_poll(&poll[..1]).await.unwrap();
+    assert_eq!(
+        role(&carol, "team", &bob.email).await,
+        Some(GroupRole::Admin)
+    );
+    assert_eq!(
+        role(&carol, "team", &carol.email).await,
+        Some(GroupRole::Admin)
+    );
+    assert_eq!(
+        carol.client.group_info("team").await.unwrap().state_hash,
+        alice.client.group_info("team").await.unwrap().state_hash
+    );
+}
+
+/// A typing notice to a small group reaches the members polling as an in-process
+/// `Event::Typing` in the group's conversation, once, and joins no history; one that
+/// would need a sender key handed out first is not sent.
+#[tokio::test]
+async fn a_typing_notice_reaches_the_group_and_is_stored_nowhere() {
+    let relay = relay().await;
+    let alice = user(&relay, "alice").await;
+    let bob = user(&relay, "bob").await;
+    let carol = user(&relay, "carol").await;
+    let info = alice
+        .client
+        .create_group("team", JoinRule::Invite, 0)
+        .await
+        .unwrap();
+    alice
+        .client
+        .group_add("team", &[&bob.email, &carol.email])
+        .await
+        .unwrap();
+    sync(&[&bob, &carol], 1).await;
+    // Nobody holds alice's sender key yet: a notice does not hand it out.
+    assert_eq!(alice.client.group_typing("team", true).await.unwrap(), 0);
+    alice.client.send_group("team", "hi").await.unwrap();
+    sync(&[&bob, &carol], 1).await;
+    for u in [&bob, &carol] {
+        events(u, "t").await;
+    }
+
+    let mut streams = Vec::new();
+    for u in [&bob, &carol] {
+        streams.push(u.client.events("live").await.unwrap());
+    }
+    assert_eq!(alice.client.group_typing("#team", true).await.unwrap(), 2);
+    sync(&[&bob, &carol], 1).await;
+    for (u, stream) in [&bob, &carol].into_iter().zip(streams.iter_mut()) {
+        let mut typing = Vec::new();
+        while let Some((_, event)) = stream.try_next().await.unwrap() {
+            if let Event::Typing {
+                from,
+                conversation,
+                started,
+            } = event
+            {
+                typing.push((from.to_string(), conversation, started));
+            }
+        }
+        assert_eq!(
+            typing,
+            [(
+                alice.email.clone(),
+                ConversationId::Group(info.id.clone()),
+                true
+            )],
+            "{}",
+            u.email
+        );
+        assert_eq!(history(u, "team").await.len(), 1);
+    }
+    drop(streams);
+    // Nothing of it is stored: another consumer reading the log sees no new event.
+    for u in [&bob, &carol] {
+        assert!(events(u, "t").await.is_empty());
+    }
 }

@@ -62,7 +62,41 @@ impl super::Client {
         envelope: &e2ee_proto::Envelope,
     ) -> Result<(), crate::ClientError> {
         let me = self.me().await?;
-        self.receive(&me, envelope).await?;
+        self.receive(&me, envelope, &mut super::GroupBatch::default())
+            .await?;
+        self.hub().wake();
+        Ok(())
+    }
+
+    /// Fetches what the relay holds for us, without taking any of it in or acking it
+    /// (the next sync gets it again).
+    pub async fn peek_envelopes(&self) -> Result<Vec<e2ee_proto::Envelope>, crate::ClientError> {
+        let me = self.me().await?;
+        let polled = me
+            .relay
+            .poll(&me.signer(), std::time::Duration::ZERO, super::BATCH)
+            .await?;
+        Ok(polled.envelopes)
+    }
+
+    /// Acks `ids` at the relay without taking them in: envelopes lost to this client.
+    pub async fn ack_envelopes(&self, ids: &[u64]) -> Result<(), crate::ClientError> {
+        let me = self.me().await?;
+        me.relay.ack(&me.signer(), ids).await?;
+        Ok(())
+    }
+
+    /// Takes in `envelopes` as the sync takes in one poll's (group envelopes verified
+    /// together), without acking them.
+    pub async fn receive_poll(
+        &self,
+        envelopes: &[e2ee_proto::Envelope],
+    ) -> Result<(), crate::ClientError> {
+        let me = self.me().await?;
+        let mut batch = super::GroupBatch::default();
+        for i in 0..envelopes.len() {
+            self.receive_polled(&me, envelopes, i, &mut batch).await?;
+        }
         self.hub().wake();
         Ok(())
     }

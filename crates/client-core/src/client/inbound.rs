@@ -3,7 +3,7 @@
 //! sync round does after its ack (receipts and re-sends owed). The rounds themselves
 //! are `crate::sync`.
 
-use super::{Client, Me};
+use super::{Client, GroupBatch, Me};
 use crate::ClientError;
 use crate::delivery::{FailureReason, RESEND_MAX_AGE};
 use crate::engine::Kind;
@@ -53,11 +53,13 @@ fn drop_reason(reason: inbound::DropReason, envelope: u64) -> (Option<String>, D
 impl Client {
     /// Decrypts and stores one envelope in one transaction: message, session state,
     /// consumed one-time prekey, the envelope id and the event that reports it.
-    /// Returns whether a one-time prekey was consumed.
+    /// Returns whether a one-time prekey was consumed. `batch` is what the poll's group
+    /// envelopes share (signatures verified together, groups rebuilt once).
     pub(crate) async fn receive(
         &self,
         me: &Me,
         envelope: &e2ee_proto::Envelope,
+        batch: &mut GroupBatch,
     ) -> Result<bool, ClientError> {
         let relay_account = me.relay_account();
         let now = now_ms();
@@ -69,7 +71,9 @@ impl Client {
         tx.mark_seen(&relay_account, envelope.id, &body_hash, now)
             .await?;
         if crate::engine::group::is_group_envelope(&envelope.body.0) {
-            return self.receive_group_envelope(tx, me, envelope, now).await;
+            return self
+                .receive_group_envelope(tx, me, envelope, batch, now)
+                .await;
         }
         let addressed = match inbound::address(&me.row.email, &envelope.from, &envelope.body.0) {
             Ok(addressed) => addressed,
@@ -123,12 +127,24 @@ impl Client {
         let mut stored_new = None;
         // Typing and presence are told to this process's consumers after the commit.
         let mut ephemeral = None;
+        let mut session_saved = false;
         match opened.effect() {
             // Under a key the user has not accepted, a receipt or a notice may not be the
             // contact's: the session advances, nothing else changes.
             Effect::Acknowledged { .. } | Effect::Ephemeral(_) | Effect::Group(_)
                 if opened.pending_key.is_some() => {}
             Effect::Group(kind) => {
+                if matches!(kind, Kind::SenderKey { .. }) {
+                    batch.sender_key_taken();
+                }
+                // An answer to `from` (a resend, our change list, a change request) is
+                // sealed in this transaction, in the session this envelope advanced:
+                // saved first, or the answer would be sealed with the state before it
+                // and that state then overwritten by this one (a sending chain step,
+                // and its message key, used twice).
+                tx.save_session(SessionSlot::Pinned, from, &opened.record, now)
+                    .await?;
+                session_saved = true;
                 Self::apply_group_kind(&mut tx, me, from, &opened.sender_key, kind, now).await?;
             }
             Effect::Acknowledged { kind, ids } => {
@@ -209,6 +225,8 @@ impl Client {
                     tx.save_pending_session(from, key, &opened.record, now)
                         .await?;
                 }
+                // Saved already, and maybe advanced since by an answer sealed to `from`.
+                None if session_saved => {}
                 None => {
                     tx.save_session(SessionSlot::Pinned, from, &opened.record, now)
                         .await?;

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use e2ee_ratchet::IdentityKeyPair;
 
 pub use account::UNREGISTERED_FILE;
+pub(crate) use groups::GroupBatch;
 pub use groups::{GroupChanged, GroupSent};
 pub(crate) use inbound::AckTiming;
 pub(crate) use profile::FileLock;

@@ -112,6 +112,16 @@ pub(crate) enum Kind {
         /// The group's changes when accepted; empty when rejected.
         changes: Vec<Vec<u8>>,
     },
+    /// The sender holds changes of a group whose parents it never received
+    /// (`change_request`): a member answers with its whole change list, as a
+    /// `group_change`.
+    ChangeRequest {
+        /// The group.
+        group: [u8; GROUP_ID_LEN],
+        /// The missing parents' ids (`ChangeId`), at most [`MAX_REQUESTED_CHANGES`]: what
+        /// the answer must hold, for the logs of the member asked.
+        missing: Vec<[u8; CHANGE_ID_LEN]>,
+    },
     /// A version or kind this client does not know: `raw` is the whole record.
     Unknown {
         /// The record's `kind` (or `v<N>` for an unknown version).
@@ -135,6 +145,11 @@ pub(crate) struct FailedEnvelope {
 pub(crate) const MAX_HISTORY_MESSAGES: usize = 200;
 /// Most changes one `group_change` or `join_result` record carries.
 pub(crate) const MAX_CHANGES_PER_RECORD: usize = 4096;
+/// Most missing parents one `change_request` names (`e2ee_group::MAX_HELD_CHANGES` held
+/// changes name at most this many that matter: the answer is the whole list anyway).
+pub(crate) const MAX_REQUESTED_CHANGES: usize = 64;
+/// Bytes of a change id (SHA-256).
+pub(crate) const CHANGE_ID_LEN: usize = 32;
 
 /// Secret bytes in a record (a sender key distribution): wiped on drop, never shown.
 #[derive(Clone, PartialEq, Eq)]
@@ -216,6 +231,10 @@ enum WireKind {
         accepted: bool,
         #[serde(default)]
         changes: Vec<Base64Bytes>,
+    },
+    ChangeRequest {
+        group: Base64Bytes,
+        missing: Vec<Base64Bytes>,
     },
 }
 
@@ -330,6 +349,10 @@ impl Content {
                 accepted: *accepted,
                 changes: b64_list(changes),
             },
+            Kind::ChangeRequest { group, missing } => WireKind::ChangeRequest {
+                group: Base64Bytes(group.to_vec()),
+                missing: missing.iter().map(|id| Base64Bytes(id.to_vec())).collect(),
+            },
             Kind::Unknown { .. } => return None,
         };
         serde_json::to_vec(&WireV2 {
@@ -437,6 +460,15 @@ fn known_kind(kind: WireKind) -> Option<Kind> {
                 changes: changes.into_iter().map(|c| c.0).collect(),
             }
         }
+        WireKind::ChangeRequest { group, missing } => Kind::ChangeRequest {
+            group: group_id(group)?,
+            // An id of another length makes the record unknown, as a bad group id does.
+            missing: missing
+                .into_iter()
+                .take(MAX_REQUESTED_CHANGES)
+                .map(|id| id.0.try_into().ok())
+                .collect::<Option<Vec<_>>>()?,
+        },
     })
 }
 
@@ -557,6 +589,36 @@ mod tests {
         let raw = r#"{"v":9,"id":"n","sent_at":1}"#;
         let content = Content::decode(raw.as_bytes()).unwrap();
         assert!(matches!(content.kind, Kind::Unknown { ref kind, .. } if kind == "v9"));
+    }
+
+    /// `change_request` round trips; the ids it names are bounded, and one of another
+    /// length makes the record unknown (kept, never applied).
+    #[test]
+    fn change_requests_round_trip_bounded_and_checked() {
+        let kind = Kind::ChangeRequest {
+            group: [4; GROUP_ID_LEN],
+            missing: vec![[1; CHANGE_ID_LEN], [2; CHANGE_ID_LEN]],
+        };
+        let content = Content::new(&mut rand::rng(), 3, kind);
+        let wire = content.encode().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&wire).unwrap();
+        assert_eq!(json["kind"], "change_request");
+        assert_eq!(Content::decode(&wire).unwrap(), content);
+        let id = e2ee_proto::Base64Bytes(vec![7; CHANGE_ID_LEN]);
+        let group = e2ee_proto::Base64Bytes(vec![4; GROUP_ID_LEN]);
+        let many: Vec<_> = (0..MAX_REQUESTED_CHANGES + 10)
+            .map(|_| id.clone())
+            .collect();
+        let raw = serde_json::json!({"v":2,"kind":"change_request","id":"c","sent_at":1,
+            "group":group,"missing":many});
+        let content = Content::decode(raw.to_string().as_bytes()).unwrap();
+        assert!(matches!(content.kind,
+            Kind::ChangeRequest { ref missing, .. } if missing.len() == MAX_REQUESTED_CHANGES));
+        let short = e2ee_proto::Base64Bytes(vec![7; 31]);
+        let raw = serde_json::json!({"v":2,"kind":"change_request","id":"c","sent_at":1,
+            "group":group,"missing":[short]});
+        let content = Content::decode(raw.to_string().as_bytes()).unwrap();
+        assert!(matches!(content.kind, Kind::Unknown { ref kind, .. } if kind == "change_request"));
     }
 
     #[test]

@@ -8,10 +8,13 @@
 //! id is in clear: the receiver tries the sender keys it holds for the envelope's
 //! sender, one per group, and the header key that opens the header names the group.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use e2ee_group::{ChangeError, Effects, Group, GroupChange, GroupState, Role};
-use e2ee_ratchet::{GroupDecryptError, GroupMessage, SenderKeyRecord};
+use e2ee_ratchet::{
+    GroupDecryptError, GroupMessage, PendingGroupMessage, SenderKeyRecord, VerifiedGroupMessage,
+    verify_batch,
+};
 use zeroize::Zeroizing;
 
 use crate::ClientError;
@@ -195,45 +198,106 @@ pub(crate) enum Opened {
     },
 }
 
-/// Tries `message` against each candidate (group id, that group's record for the
-/// sender). Transactional: a record is only returned changed for a message it opened.
-pub(crate) fn open(candidates: &[([u8; 16], SenderKeyRecord)], message: &GroupMessage) -> Opened {
-    let mut last = "no sender key from this sender".to_owned();
-    for (index, (group, record)) in candidates.iter().enumerate() {
-        let context = context(group);
-        let pending = match record.prepare(message, &context) {
-            Ok(pending) => pending,
-            Err(GroupDecryptError::NoSenderKey | GroupDecryptError::UnknownHeaderKey) => continue,
+/// Finds the candidate (group id, that group's record for the sender) whose sender key
+/// opens `message`'s header, and readies its signature for checking: a poll's group
+/// messages are prepared one by one, then verified together ([`verify_poll`]). Changes
+/// nothing. `Err` is what [`open`] would answer without a key that opens it.
+pub(crate) fn prepare<'a>(
+    candidates: impl IntoIterator<Item = (&'a [u8; 16], &'a SenderKeyRecord)>,
+    message: &GroupMessage,
+) -> Result<(usize, PendingGroupMessage), Opened> {
+    let mut tried = false;
+    for (index, (group, record)) in candidates.into_iter().enumerate() {
+        tried = true;
+        match record.prepare(message, &context(group)) {
+            Ok(pending) => return Ok((index, pending)),
+            Err(GroupDecryptError::NoSenderKey | GroupDecryptError::UnknownHeaderKey) => {}
             Err(e) => {
-                return Opened::Undecryptable {
+                return Err(Opened::Undecryptable {
                     index: Some(index),
                     reason: e.to_string(),
-                };
+                });
             }
-        };
-        let mut record = record.clone();
-        let result = pending
-            .verify()
-            .and_then(|verified| record.decrypt_verified(verified));
-        return match result {
-            Ok(plaintext) => Opened::Message {
-                index,
-                plaintext: Zeroizing::new(plaintext),
-                record,
-            },
-            Err(GroupDecryptError::Duplicate { .. }) => Opened::Duplicate,
-            Err(e) => Opened::Undecryptable {
-                index: Some(index),
-                reason: e.to_string(),
-            },
-        };
+        }
     }
-    if !candidates.is_empty() {
-        last = "no sender key of this sender opens it".to_owned();
-    }
-    Opened::Undecryptable {
+    let reason = if tried {
+        "no sender key of this sender opens it"
+    } else {
+        "no sender key from this sender"
+    };
+    Err(Opened::Undecryptable {
         index: None,
-        reason: last,
+        reason: reason.to_owned(),
+    })
+}
+
+/// Verifies the prepared group messages of one poll, each tagged with its envelope's
+/// key and the group whose key found its chain, with one Ed25519 batch equation (one by one
+/// when the batch fails, so a forged message fails alone): the envelopes whose
+/// signature holds, with what opens them. A message missing here is opened by [`open`],
+/// which verifies it alone and says why it fails.
+pub(crate) fn verify_poll<K: std::hash::Hash + Eq>(
+    prepared: Vec<(K, [u8; 16], PendingGroupMessage)>,
+) -> HashMap<K, ([u8; 16], VerifiedGroupMessage)> {
+    let (tags, pending): (Vec<_>, Vec<_>) = prepared
+        .into_iter()
+        .map(|(envelope, group, pending)| ((envelope, group), pending))
+        .unzip();
+    tags.into_iter()
+        .zip(verify_batch(pending))
+        .filter_map(|((envelope, group), verified)| Some((envelope, (group, verified.ok()?))))
+        .collect()
+}
+
+/// Opens a message whose signature [`verify_poll`] checked, with the current record of
+/// the group that found its chain. `None` when that group is no candidate any more or
+/// its chain changed since (a newer distribution replaced it): then [`open`] decides.
+/// Transactional like [`open`].
+pub(crate) fn open_verified(
+    candidates: &[([u8; 16], SenderKeyRecord)],
+    group: &[u8; 16],
+    verified: VerifiedGroupMessage,
+) -> Option<Opened> {
+    let index = candidates.iter().position(|(g, _)| g == group)?;
+    let mut record = candidates[index].1.clone();
+    match record.decrypt_verified(verified) {
+        Ok(plaintext) => Some(Opened::Message {
+            index,
+            plaintext: Zeroizing::new(plaintext),
+            record,
+        }),
+        Err(GroupDecryptError::Duplicate { .. }) => Some(Opened::Duplicate),
+        Err(GroupDecryptError::SenderKeyChanged) => None,
+        Err(e) => Some(Opened::Undecryptable {
+            index: Some(index),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Tries `message` against each candidate (group id, that group's record for the
+/// sender), verifying its signature alone. Transactional: a record is only returned
+/// changed for a message it opened.
+pub(crate) fn open(candidates: &[([u8; 16], SenderKeyRecord)], message: &GroupMessage) -> Opened {
+    let (index, pending) = match prepare(candidates.iter().map(|(g, r)| (g, r)), message) {
+        Ok(prepared) => prepared,
+        Err(opened) => return opened,
+    };
+    let mut record = candidates[index].1.clone();
+    let result = pending
+        .verify()
+        .and_then(|verified| record.decrypt_verified(verified));
+    match result {
+        Ok(plaintext) => Opened::Message {
+            index,
+            plaintext: Zeroizing::new(plaintext),
+            record,
+        },
+        Err(GroupDecryptError::Duplicate { .. }) => Opened::Duplicate,
+        Err(e) => Opened::Undecryptable {
+            index: Some(index),
+            reason: e.to_string(),
+        },
     }
 }
 
@@ -514,5 +578,86 @@ mod tests {
             Opened::Undecryptable { index: None, .. }
         ));
         assert!(parse_envelope(&[0x01, 2, 3]).is_err());
+    }
+
+    /// A poll's messages from two senders verify together; a forged one (signature
+    /// broken) is left out and fails alone in `open`, changing nothing; a verified
+    /// message opens once with the current record, and not after its chain is replaced.
+    #[test]
+    fn a_poll_verifies_together_and_a_forgery_is_left_to_fail_alone() {
+        let mut rng = rand::rng();
+        let group = [7; 16];
+        let mut senders: Vec<OutboundGroupSession> = (0..2)
+            .map(|_| OutboundGroupSession::new(&mut rng))
+            .collect();
+        let mut records: Vec<SenderKeyRecord> = senders
+            .iter()
+            .map(|s| {
+                let mut record = SenderKeyRecord::new();
+                record.process(&s.distribution());
+                record
+            })
+            .collect();
+        let mut messages = Vec::new();
+        for i in 0..6u8 {
+            let sender = usize::from(i % 2);
+            let wire = envelope(
+                senders[sender]
+                    .encrypt(&mut rng, &[i], &context(&group))
+                    .unwrap(),
+            );
+            messages.push((sender, parse_envelope(&wire).unwrap(), wire));
+        }
+        let mut forged_wire = messages[2].2.clone();
+        *forged_wire.last_mut().unwrap() ^= 1;
+        let forged = parse_envelope(&forged_wire).unwrap();
+        let mut prepared = Vec::new();
+        for (id, (sender, message, _)) in messages.iter().enumerate() {
+            let candidates = [(&group, &records[*sender])];
+            let (index, pending) = prepare(candidates, message).unwrap();
+            assert_eq!(index, 0);
+            prepared.push((id as u64, group, pending));
+        }
+        let (_, pending) = prepare([(&group, &records[0])], &forged).unwrap();
+        prepared.push((99, group, pending));
+        let mut verified = verify_poll(prepared);
+        assert!(!verified.contains_key(&99));
+        assert_eq!(verified.len(), 6);
+        // The forgery, alone, fails and leaves the record as it was.
+        let before = records[0].to_bytes();
+        assert!(matches!(
+            open(&[(group, records[0].clone())], &forged),
+            Opened::Undecryptable { index: Some(0), .. }
+        ));
+        assert_eq!(records[0].to_bytes(), before);
+        for (id, (sender, message, _)) in messages.iter().enumerate() {
+            let (g, v) = verified.remove(&(id as u64)).unwrap();
+            let candidates = [(group, records[*sender].clone())];
+            let Some(Opened::Message {
+                plaintext, record, ..
+            }) = open_verified(&candidates, &g, v.clone())
+            else {
+                panic!("opens")
+            };
+            assert_eq!(plaintext.as_slice(), [id as u8]);
+            records[*sender] = record;
+            let candidates = [(group, records[*sender].clone())];
+            assert!(matches!(
+                open_verified(&candidates, &g, v.clone()),
+                Some(Opened::Duplicate)
+            ));
+            assert!(matches!(open(&candidates, message), Opened::Duplicate));
+            // Another group's record is no candidate for it.
+            assert!(open_verified(&candidates, &[8; 16], v).is_none());
+        }
+        // Verified against a chain the record no longer holds: left to `open`.
+        let late = senders[1]
+            .encrypt(&mut rng, b"late", &context(&group))
+            .unwrap();
+        let (_, pending) = prepare([(&group, &records[1])], &late).unwrap();
+        let v = pending.verify().unwrap();
+        let mut replaced = SenderKeyRecord::new();
+        replaced.process(&OutboundGroupSession::new(&mut rng).distribution());
+        assert!(open_verified(&[(group, replaced)], &group, v).is_none());
     }
 }

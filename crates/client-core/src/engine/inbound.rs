@@ -257,7 +257,8 @@ impl Opened {
                 | Kind::GroupResend { .. }
                 | Kind::History { .. }
                 | Kind::JoinRequest { .. }
-                | Kind::JoinResult { .. }) => Effect::Group(kind),
+                | Kind::JoinResult { .. }
+                | Kind::ChangeRequest { .. }) => Effect::Group(kind),
             },
         }
     }

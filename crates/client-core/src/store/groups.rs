@@ -453,6 +453,57 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// The changes of a group held for their parents, oldest first.
+    pub(crate) async fn held_changes(&mut self, local_id: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT change FROM group_held_changes WHERE local_id = ? \
+             ORDER BY received_at, change_id",
+        )
+        .bind(local_id)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
+    /// Replaces a group's held changes by `held` (id, bytes): those still waiting for
+    /// their parents. A change kept keeps its first `received_at`.
+    pub(crate) async fn save_held_changes(
+        &mut self,
+        local_id: i64,
+        held: &[([u8; 32], Vec<u8>)],
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let mut keep = Vec::with_capacity(held.len());
+        for (id, change) in held {
+            sqlx::query(
+                "INSERT OR IGNORE INTO group_held_changes (local_id, change_id, change, received_at) \
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(local_id)
+            .bind(&id[..])
+            .bind(change)
+            .bind(to_i64(now))
+            .execute(self.conn())
+            .await?;
+            keep.push(*id);
+        }
+        let stored = sqlx::query("SELECT change_id FROM group_held_changes WHERE local_id = ?")
+            .bind(local_id)
+            .fetch_all(self.conn())
+            .await?;
+        for row in stored {
+            let id: Vec<u8> = row.try_get(0)?;
+            if !keep.iter().any(|k| k[..] == id[..]) {
+                sqlx::query("DELETE FROM group_held_changes WHERE local_id = ? AND change_id = ?")
+                    .bind(local_id)
+                    .bind(id)
+                    .execute(self.conn())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Notes that `member` is owed our change list.
     pub(crate) async fn add_welcome_due(
         &mut self,

@@ -35,7 +35,7 @@ use sqlx::{Row as _, Sqlite, Transaction};
 
 pub(crate) use account::AccountRow;
 pub(crate) use messages::IncomingMessage;
-pub(crate) use seen::body_hash;
+pub(crate) use seen::{BodyHash, body_hash};
 pub(crate) use sessions::SessionSlot;
 
 use crate::StoreError;

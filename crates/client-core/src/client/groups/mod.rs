@@ -21,6 +21,7 @@
 //! | `resolve_group(name)` | `#team`, `team`, `team-2` or an id to the group's id |
 //! | `send_group(group, text)` | one group message to every other member, exactly once |
 //! | `group_history(group, limit)` | the group conversation, oldest first |
+//! | `group_typing(group, started)` | typing notice to the other members (ephemeral, groups of at most `MAX_GROUP_NOTICE_MEMBERS`) |
 //!
 //! `group` is always a user-given name, resolved as `resolve_group` does. Events:
 //! [`crate::Event::Message`] with [`crate::ConversationId::Group`] for group texts,
@@ -42,13 +43,19 @@
 //! - `join.rs`: links, join requests, accept and reject.
 //! - `send.rs`: sender keys out, group messages, the fan-out flush.
 //! - `receive.rs`: group envelopes and the pairwise group kinds.
+//! - `batch.rs`: one poll's group envelopes, their signatures verified together.
+//! - `notice.rs`: typing notices to small groups (ephemeral).
 //! - `info.rs`: resolving names, info, the list, history.
 
+mod batch;
 mod info;
 mod join;
 mod manage;
+mod notice;
 mod receive;
 mod send;
+
+pub(crate) use batch::GroupBatch;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -3,18 +3,21 @@
 //! (changes, sender keys, resend requests and answers, shared history, join requests
 //! and their results).
 
-use e2ee_group::{ChangeError, GroupChange, JoinRequest, Received, Role};
+use std::collections::BTreeSet;
+
+use e2ee_group::{ChangeError, ChangeId, GroupChange, JoinRequest, Received, Role};
 use e2ee_ratchet::SenderKeyDistribution;
 
-use super::conversation;
+use super::{GroupBatch, conversation};
 use crate::ClientError;
 use crate::client::{Client, Me};
-use crate::engine::content::{SecretBytes, SharedMessage};
+use crate::engine::content::{MAX_REQUESTED_CHANGES, SecretBytes, SharedMessage};
 use crate::engine::group::{self as engine, Opened};
 use crate::engine::inbound::DropReason;
 use crate::engine::{Content, FailedEnvelope, Kind};
+use crate::events::Event;
 use crate::groups::{GroupEvent, GroupStatus};
-use crate::ids::{ConversationId, Email};
+use crate::ids::{ConversationId, Email, GroupId};
 use crate::store::Tx;
 use crate::store::groups::{GroupRow, NewGroupMessage};
 
@@ -22,12 +25,14 @@ impl Client {
     /// Opens and stores one group envelope, in `tx` (its id already marked seen), and
     /// commits. A message no held key opens becomes a placeholder event naming its
     /// sender and a resend request to it, when the sender is a member of a group of
-    /// ours; otherwise it is dropped.
+    /// ours; otherwise it is dropped. A signature `batch` verified is not checked again;
+    /// everything else is decided with the records as they are in `tx`.
     pub(crate) async fn receive_group_envelope(
         &self,
         mut tx: Tx,
         me: &Me,
         envelope: &e2ee_proto::Envelope,
+        batch: &mut GroupBatch,
         now: u64,
     ) -> Result<bool, ClientError> {
         let from = match e2ee_proto::normalize_email(&envelope.from) {
@@ -65,7 +70,7 @@ impl Client {
             if row.changes.is_empty() {
                 continue;
             }
-            let group = engine::restore(&row.changes, &me.row.email)?;
+            let group = batch.groups().get(&row, &me.row.email)?;
             let Some(member) = group.state().member(&from) else {
                 continue;
             };
@@ -73,7 +78,15 @@ impl Client {
             candidates.push((row.group_id, tx.sender_key(row.local_id, &from).await?));
             rows.push((row, key));
         }
-        match engine::open(&candidates, &message) {
+        let verified = batch
+            .take_verified(envelope)
+            .and_then(|(group, verified)| engine::open_verified(&candidates, &group, verified));
+        let opened = match verified {
+            Some(opened) => opened,
+            None => engine::open(&candidates, &message),
+        };
+        let mut notice = None;
+        match opened {
             Opened::Message {
                 index,
                 plaintext,
@@ -101,6 +114,17 @@ impl Client {
                             body_sha256: None,
                         })
                         .await?;
+                    }
+                    Ok(Content {
+                        kind: Kind::Typing { started },
+                        ..
+                    }) => {
+                        // Told after the commit, in-process only, like a pairwise one.
+                        notice = Email::parse(&from).ok().map(|from| Event::Typing {
+                            from,
+                            conversation: ConversationId::Group(GroupId::from_bytes(&row.group_id)),
+                            started,
+                        });
                     }
                     Ok(other) => {
                         tracing::debug!(kind = ?other.kind, "a group record that is no text");
@@ -145,6 +169,9 @@ impl Client {
             }
         }
         tx.commit().await?;
+        if let Some(event) = notice {
+            self.hub().notify(event);
+        }
         Ok(false)
     }
 
@@ -263,6 +290,16 @@ impl Client {
             Kind::JoinRequest { request } => {
                 Self::take_join_request(tx, me, from, sender_key, request, now).await
             }
+            Kind::ChangeRequest { missing, group } => {
+                // A member missing changes gets our whole list (as a newcomer does),
+                // sent after this round's ack; one that is no member gets nothing.
+                let Some((row, _)) = member_row(tx, me, *group, from, sender_key).await? else {
+                    return Ok(());
+                };
+                tracing::info!(%from, missing = missing.len(), "a member asks for group changes");
+                tx.add_welcome_due(row.local_id, from).await?;
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -293,22 +330,51 @@ impl Client {
         };
         if let Some(row) = held.as_ref().filter(|row| !row.changes.is_empty()) {
             let mut group = engine::restore(&row.changes, email)?;
+            // Changes held before (kept in the store, so across restarts) come first:
+            // those the new ones unblock apply now, the others wait again.
+            let stored = tx.held_changes(row.local_id).await?;
+            let arriving: Vec<(GroupChange, bool)> = stored
+                .iter()
+                .filter_map(|bytes| GroupChange::from_bytes(bytes).ok())
+                .map(|change| (change, true))
+                .chain(parsed.into_iter().map(|change| (change, false)))
+                .collect();
             let mut events = Vec::new();
             let mut rotate = false;
             let mut removed = Vec::new();
             let mut added = Vec::new();
-            for change in parsed {
+            let mut waiting = Vec::new();
+            let mut refused = BTreeSet::new();
+            let mut newly_held = Vec::new();
+            for (change, from_store) in arriving {
                 let author = change.author_email().to_owned();
-                match group.receive(change) {
+                let id = change.id();
+                match group.receive(change.clone()) {
                     Ok(Received::Applied(effects)) => {
                         events.extend(engine::events(&effects, &author, email, group.state()));
                         rotate |= effects.rotate_sender_key;
                         removed.extend(effects.removed.iter().cloned());
                         added.extend(effects.added.iter().filter(|a| *a != email).cloned());
+                        refused.extend(effects.refused.iter().map(|(id, _)| *id));
+                    }
+                    Ok(Received::Held) => {
+                        if !from_store {
+                            newly_held.push(author);
+                        }
+                        waiting.push(change);
                     }
                     Ok(_) => {}
-                    Err(error) => tracing::warn!(%from, "a group change was refused: {error}"),
+                    Err(error) => {
+                        refused.insert(id);
+                        tracing::warn!(%from, "a group change was refused: {error}");
+                    }
                 }
+            }
+            let still_held = still_held(&group, waiting, refused);
+            tx.save_held_changes(row.local_id, &still_held, now).await?;
+            if !newly_held.is_empty() && group.state().member(email).is_some() {
+                newly_held.push(from.to_owned());
+                Self::ask_for_parents(tx, row, &group, email, &newly_held, now).await?;
             }
             let status = if group.state().member(email).is_some() {
                 GroupStatus::Member
@@ -366,6 +432,53 @@ impl Client {
             )
             .await?;
         Self::log_group_events(tx, &row, vec![event], now).await
+    }
+
+    /// Asks for the parents `group`'s held changes miss: a `change_request` to each of
+    /// `ask` (the held changes' authors and who delivered them) that is a member, or,
+    /// when none is, to the group's admins. A member asked answers with its whole change
+    /// list; each new held change asks again.
+    async fn ask_for_parents(
+        tx: &mut Tx,
+        row: &GroupRow,
+        group: &e2ee_group::Group,
+        me: &str,
+        ask: &[String],
+        now: u64,
+    ) -> Result<(), ClientError> {
+        let missing: Vec<[u8; 32]> = group
+            .missing_parents()
+            .iter()
+            .take(MAX_REQUESTED_CHANGES)
+            .map(|id| id.0)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let state = group.state();
+        let mut to: BTreeSet<(String, [u8; 32])> = ask
+            .iter()
+            .filter(|email| email.as_str() != me)
+            .filter_map(|email| state.member(email))
+            .map(|m| (m.email.clone(), m.identity_key.to_bytes()))
+            .collect();
+        if to.is_empty() {
+            to = state
+                .members()
+                .filter(|m| m.role == Role::Admin && m.email != me)
+                .map(|m| (m.email.clone(), m.identity_key.to_bytes()))
+                .collect();
+        }
+        tracing::info!(group = %row.title, missing = missing.len(), asked = to.len(),
+            "group changes held for their parents: asking again");
+        for (email, key) in to {
+            let kind = Kind::ChangeRequest {
+                group: row.group_id,
+                missing: missing.clone(),
+            };
+            Self::seal_control(tx, &email, Some(&key), kind, now).await?;
+        }
+        Ok(())
     }
 
     /// An admin's side of a join request: refused at once when the group refuses it
@@ -485,6 +598,35 @@ impl Client {
         Self::seal_control(tx, from, Some(sender_key), again, now).await?;
         Ok(())
     }
+}
+
+/// Of the changes `group` held in this call, those still waiting for their parents (id,
+/// bytes): not accepted since, and not descended from a refused change (the group drops
+/// those, as it drops a held change refused once its parents arrive).
+fn still_held(
+    group: &e2ee_group::Group,
+    waiting: Vec<GroupChange>,
+    mut refused: BTreeSet<ChangeId>,
+) -> Vec<([u8; 32], Vec<u8>)> {
+    let mut waiting: Vec<GroupChange> = waiting
+        .into_iter()
+        .filter(|change| !group.contains(&change.id()) && !refused.contains(&change.id()))
+        .collect();
+    loop {
+        let before = waiting.len();
+        let (dropped, kept): (Vec<_>, Vec<_>) = waiting
+            .into_iter()
+            .partition(|change| change.parents().iter().any(|p| refused.contains(p)));
+        refused.extend(dropped.iter().map(GroupChange::id));
+        waiting = kept;
+        if waiting.len() == before {
+            break;
+        }
+    }
+    waiting
+        .iter()
+        .map(|change| (change.id().0, change.to_bytes()))
+        .collect()
 }
 
 /// The group `group_id` if we are a member and `from` is one under `sender_key`,
