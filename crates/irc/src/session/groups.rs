@@ -557,22 +557,53 @@ impl Session {
         }
     }
 
-    /// The address a nick, an address or a ban mask (`*!user@host`, `nick!*@*`) names.
+    /// The address a nick, an address or a ban mask (`*!user@host`, `*!*bob@*.org`, as
+    /// IRC clients make them) names. A mask must match exactly one member, banned
+    /// address or contact, so that a wide mask never bans a crowd by accident.
     fn email_of_mask(&self, target: &str, info: &GroupInfo) -> Option<String> {
-        if let Some((nick_part, rest)) = target.split_once('!') {
-            if let Some((user, host)) = rest.split_once('@')
-                && user != "*"
-                && host != "*"
-            {
-                let email = format!("{user}@{host}");
-                return e2ee_client_core::normalize_email(&email).ok();
+        if !target.contains('!') {
+            if target.contains('@') {
+                return e2ee_client_core::normalize_email(target).ok();
             }
-            return self.nick_email(nick_part, info);
+            return self.nick_email(target, info);
         }
-        if target.contains('@') {
-            return e2ee_client_core::normalize_email(target).ok();
+        let mut candidates: Vec<String> = info
+            .members
+            .iter()
+            .map(|m| m.email.as_str().to_owned())
+            .chain(info.banned.iter().map(|b| b.as_str().to_owned()))
+            .chain(
+                self.gateway
+                    .nicks
+                    .borrow()
+                    .entries()
+                    .into_iter()
+                    .map(|(_, email)| email.to_owned()),
+            )
+            .collect();
+        candidates.sort();
+        candidates.dedup();
+        let pattern = nick::fold(target);
+        let mut matching = candidates.into_iter().filter(|email| {
+            let nick = self
+                .gateway
+                .nicks
+                .borrow()
+                .nick(email)
+                .map(str::to_owned)
+                .unwrap_or_else(|| self.me());
+            let mask = format!(
+                "{nick}!{}@{}",
+                nick::mask_user(email),
+                nick::mask_host(email)
+            );
+            glob(&pattern, &nick::fold(&mask))
+        });
+        let first = matching.next()?;
+        if matching.next().is_some() {
+            return None;
         }
-        self.nick_email(target, info)
+        Some(first)
     }
 
     /// A contact's address by nick; our own for this connection's nick.
@@ -843,4 +874,42 @@ fn status_words(status: GroupStatus) -> &'static str {
 
 fn info_name(info: &GroupInfo) -> String {
     channel::name_of(&info.title)
+}
+
+/// Whether `text` matches the IRC mask `pattern` (`*` any run, `?` one character).
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // The classic two-pointer match with one backtrack point: linear in practice.
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn ban_masks_match_as_irc_clients_mean_them() {
+        assert!(glob("*!*@example.org", "bob!bob@example.org"));
+        assert!(glob("*!*bob@*.org", "bob!bob@example.org"));
+        assert!(glob("b?b!*", "bob!bob@example.org"));
+        assert!(!glob("*!carol@*", "bob!bob@example.org"));
+        assert!(!glob("bob", "bob!bob@example.org"));
+    }
 }
