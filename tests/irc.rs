@@ -893,6 +893,50 @@ fn channels_are_groups_across_two_gateways_and_the_cli() {
         l.ends_with(" MODE #team -b :*!bob@example.org")
     });
 
+    // A second group, listed in the relay's directory: Bob finds it with LIST and asks
+    // to join by its name; Alice turns the request down, then accepts one by link.
+    a.send("JOIN #club");
+    a.expect("club JOIN", |l| l == ":alice!alice@localhost JOIN #club");
+    a.send("PRIVMSG &e2ee :publish #club");
+    a.notice("#club is in the relay's directory");
+    b.send("LIST");
+    b.expect("directory listing", |l| {
+        l.contains(" 322 bob #club 1 :[directory: /join to ask]")
+    });
+    b.numeric("323");
+    b.send("JOIN #club");
+    b.notice("asked to join #club: the request went to alice");
+    a.expect("request", |l| {
+        l.contains(" NOTICE #club :bob (bob@example.org) asks to join")
+            && l.contains("'accept #club bob'")
+    });
+    b.send("JOIN #club");
+    b.expect("473 pending", |l| l.contains(" 473 bob #club "));
+    b.expect("pending notice", |l| {
+        l.contains(" NOTICE #club :your join request waits")
+    });
+    a.send("PRIVMSG &e2ee :requests #club");
+    a.notice("bob (bob@example.org) asks to join #club");
+    a.send("PRIVMSG &e2ee :deny #club bob");
+    a.notice("turned down the join request of bob@example.org to #club");
+    b.notice("was rejected by alice");
+    a.send("PRIVMSG &e2ee :link #club");
+    let notice = a.notice("join link of #club");
+    let link = notice.rsplit(' ').next().unwrap().to_owned();
+    b.send(&format!("JOIN {link}"));
+    // Until admitted, the group is known here by a name made of its id.
+    b.notice("asked to join #join-");
+    a.expect("second request", |l| {
+        l.contains(" NOTICE #club :bob (bob@example.org) asks to join")
+    });
+    a.send("ACCEPT #club bob");
+    b.expect("accepted: JOIN", |l| l == ":bob!bob@localhost JOIN #club");
+    b.expect("accepted notice", |l| {
+        l.contains(" NOTICE #club :your join request was accepted by alice")
+    });
+    a.send("ACCEPT #club nobody");
+    a.numeric("401");
+
     // A second connection on Alice's gateway joins the channel on connect, with the
     // history played back under server-time, each message once.
     let mut again = Irc::register(&a_gateway, "al2", "server-time", None);

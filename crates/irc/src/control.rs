@@ -49,6 +49,9 @@ pub enum Control {
     Requests(String),
     /// Admin: the join link of a channel, to give whoever may ask to join.
     Link(String),
+    /// Admin: list a channel in the relay's public directory (title, topic, member
+    /// count, join link), so that anyone may find it with LIST and ask to join.
+    Publish(String),
     /// Register this profile's account on the relay.
     Register {
         /// The address.
@@ -73,6 +76,7 @@ pub const HELP: &[&str] = &[
     "  requests #CHANNEL        join requests waiting (admins)",
     "  accept #CHANNEL NICK     let a requester in; deny #CHANNEL NICK turns it down",
     "  link #CHANNEL            the join link to give whoever may ask to join (admins)",
+    "  publish #CHANNEL         list it in the relay's directory: anyone may ask to join",
     "Messages: /msg NICK text; /whois NICK shows the address, safety number and trust.",
 ];
 
@@ -112,6 +116,7 @@ pub fn parse(text: &str) -> Result<Control, String> {
         },
         "requests" => one("requests #CHANNEL").map(Control::Requests),
         "link" => one("link #CHANNEL").map(Control::Link),
+        "publish" => one("publish #CHANNEL").map(Control::Publish),
         "lookup" => one("lookup EMAIL").map(Control::Lookup),
         "trust" => match args.split_first() {
             Some((who, number)) if !number.is_empty() => Ok(Control::Trust {

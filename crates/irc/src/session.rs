@@ -917,6 +917,7 @@ impl Session {
             }
             Control::Requests(channel) => return self.requests(&channel).await,
             Control::Link(channel) => return self.link(&channel).await,
+            Control::Publish(channel) => return self.publish(&channel).await,
             Control::Help => Ok(HELP.iter().map(|l| (*l).to_owned()).collect()),
             Control::Whoami => client
                 .whoami()

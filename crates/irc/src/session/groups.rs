@@ -3,7 +3,7 @@
 //! looks like in the channel (JOIN, KICK, MODE) comes back as the group's event, so
 //! every connection shows it the same way, once.
 
-use e2ee_client_core::{ClientError, GroupInfo, GroupRole, GroupStatus, JoinRule};
+use e2ee_client_core::{ClientError, GroupInfo, GroupRole, GroupStatus, JoinRule, ListingDraft};
 
 use super::Session;
 use crate::channel::{
@@ -149,64 +149,28 @@ impl Session {
             return;
         };
         if name.starts_with(LINK_PREFIX) {
-            return self.ask_to_join(name).await;
+            return self.ask_to_join(name, None).await;
         }
         if !name.starts_with('#') {
             return self.no_channel(name);
         }
         if let Some(channel) = self.gateway.channel(name).await {
-            return match channel.status {
-                GroupStatus::Member => self.show_channel(&channel).await,
-                GroupStatus::Pending => {
-                    self.numeric(
-                        ERR_INVITEONLYCHAN,
-                        &[
-                            name,
-                            "Cannot join channel (+i): your join request is pending",
-                        ],
-                    );
-                    self.send(channel_notice(
-                        name,
-                        "your join request waits for an admin; the channel is joined when one \
-                         accepts it",
-                    ));
-                }
-                GroupStatus::Removed => {
-                    let me = self.gateway.own_email().await;
-                    let banned = self
-                        .info(&channel)
-                        .await
-                        .is_ok_and(|info| info.banned.iter().any(|b| b.as_str() == me));
-                    let code = if banned {
-                        ERR_BANNEDFROMCHAN
-                    } else {
-                        ERR_INVITEONLYCHAN
-                    };
-                    self.numeric(
-                        code,
-                        &[
-                            name,
-                            "Cannot join channel: an admin removed (or banned) you from the \
-                             group; only an admin can add you again (INVITE)",
-                        ],
-                    );
-                }
-                other => self.numeric(
-                    ERR_INVITEONLYCHAN,
-                    &[
-                        name,
-                        &format!(
-                            "Cannot join channel: you {} this group; ask an admin for an INVITE \
-                             or a join link",
-                            status_words(other)
-                        ),
-                    ],
-                ),
-            };
+            return self.join_known(name, &channel).await;
         }
-        // A listing of the relay's directory with this title: ask to join it.
-        if let Some(link) = self.directory_link(name).await {
-            return self.ask_to_join(&link).await;
+        // A listing of the relay's directory with this title: ask to join it, unless
+        // we asked already (our group of that id is named `join-…` until admitted).
+        if let Some((link, group_id)) = self.directory_link(name).await {
+            let ours = self
+                .gateway
+                .channels
+                .borrow()
+                .all()
+                .find(|c| c.id.as_str() == group_id)
+                .cloned();
+            return match ours {
+                Some(channel) => self.join_known(name, &channel).await,
+                None => self.ask_to_join(&link, Some(name)).await,
+            };
         }
         if !channel::is_creatable(name) {
             self.numeric(
@@ -238,8 +202,60 @@ impl Session {
         }
     }
 
-    /// The join link of the directory listing titled as `name`, if one is.
-    async fn directory_link(&self, name: &str) -> Option<String> {
+    /// JOIN of a group this profile knows: shown when a member, else why not.
+    async fn join_known(&self, name: &str, channel: &Channel) {
+        match channel.status {
+            GroupStatus::Member => self.show_channel(channel).await,
+            GroupStatus::Pending => {
+                self.numeric(
+                    ERR_INVITEONLYCHAN,
+                    &[
+                        name,
+                        "Cannot join channel (+i): your join request is pending",
+                    ],
+                );
+                self.send(channel_notice(
+                    name,
+                    "your join request waits for an admin; the channel is joined when one \
+                     accepts it",
+                ));
+            }
+            GroupStatus::Removed => {
+                let me = self.gateway.own_email().await;
+                let banned = self
+                    .info(channel)
+                    .await
+                    .is_ok_and(|info| info.banned.iter().any(|b| b.as_str() == me));
+                let code = if banned {
+                    ERR_BANNEDFROMCHAN
+                } else {
+                    ERR_INVITEONLYCHAN
+                };
+                self.numeric(
+                    code,
+                    &[
+                        name,
+                        "Cannot join channel: an admin removed (or banned) you from the \
+                         group; only an admin can add you again (INVITE)",
+                    ],
+                );
+            }
+            other => self.numeric(
+                ERR_INVITEONLYCHAN,
+                &[
+                    name,
+                    &format!(
+                        "Cannot join channel: you {} this group; ask an admin for an INVITE \
+                         or a join link",
+                        status_words(other)
+                    ),
+                ],
+            ),
+        }
+    }
+
+    /// The join link and group id of the directory listing titled as `name`, if one is.
+    async fn directory_link(&self, name: &str) -> Option<(String, String)> {
         let client = self.gateway.client()?;
         let mut after: Option<String> = None;
         for _ in 0..MAX_DIRECTORY_PAGES {
@@ -252,21 +268,22 @@ impl Session {
                 .iter()
                 .find(|l| nick::fold(&channel::name_of(&l.title)) == nick::fold(name))
             {
-                return Some(found.join_link.clone());
+                return Some((found.join_link.clone(), found.group_id.clone()));
             }
             after = Some(page.next?);
         }
         None
     }
 
-    async fn ask_to_join(&self, link: &str) {
+    /// Asks to join with a join link; `shown` is the channel name the user typed.
+    async fn ask_to_join(&self, link: &str, shown: Option<&str>) {
         let Some(client) = self.gateway.client() else {
             return;
         };
         match client.group_join(link, "").await {
             Ok(pending) => {
                 let _ = self.gateway.refresh_channels().await;
-                let channel = channel::name_of(&pending.title);
+                let channel = shown.map_or_else(|| channel::name_of(&pending.title), str::to_owned);
                 let admin = self.gateway.nick_of(pending.admin.as_str());
                 self.notice(&format!(
                     "asked to join {channel}: the request went to {admin} ({}); the channel \
@@ -855,6 +872,38 @@ impl Session {
             Ok(link) => self.notice(&format!(
                 "join link of {} (whoever has it may ask to join; /join it): {link}",
                 channel.name
+            )),
+            Err(error) => self.notice(&format!("error: {error}")),
+        }
+    }
+}
+
+impl Session {
+    pub(super) async fn publish(&self, name: &str) {
+        let Some(client) = self.gateway.client() else {
+            return;
+        };
+        let Some(channel) = self.member_of(name).await else {
+            return;
+        };
+        let result = async {
+            let info = client.group_info(channel.id.as_str()).await?;
+            let join_link = client.group_link(channel.id.as_str()).await?;
+            let draft = ListingDraft {
+                title: info.title.clone(),
+                topic: info.topic.clone(),
+                member_count: u32::try_from(info.members.len()).unwrap_or(u32::MAX),
+                join_link,
+            };
+            client.publish_group_listing(&draft).await
+        }
+        .await;
+        match result {
+            Ok(listed) => self.notice(&format!(
+                "{} is in the relay's directory until {} (publish again to keep it); anyone \
+                 may ask to join, admins decide",
+                channel.name,
+                text::server_time(listed.expires_at)
             )),
             Err(error) => self.notice(&format!("error: {error}")),
         }
