@@ -138,6 +138,14 @@ impl Irc {
         }
     }
 
+    /// Returns at once when `line` was read already, or waits for it: for two lines
+    /// whose order is not fixed (a reply and the group's event it caused).
+    fn saw_or_expect(&mut self, what: &str, line: &str) {
+        if !self.seen.iter().any(|l| l == line) {
+            self.expect(what, |l| l == line);
+        }
+    }
+
     /// Waits for the numeric `code` (`:server CODE nick ...`).
     fn numeric(&mut self, code: &str) -> String {
         let needle = format!(" {code} ");
@@ -288,8 +296,8 @@ fn registration_commands_and_bad_input_get_their_numerics() {
     irc.numeric("411");
     irc.send("PRIVMSG bob");
     irc.numeric("412");
-    irc.send("JOIN #nowhere");
-    irc.expect("403", |l| l.contains(" 403 al #nowhere "));
+    irc.send("JOIN nowhere");
+    irc.expect("403", |l| l.contains(" 403 al nowhere "));
     irc.send("JOIN");
     irc.numeric("461");
     irc.send("KICK &e2ee bob");
@@ -493,38 +501,457 @@ fn irssi(home: &std::path::Path, gateway: &Gateway, nick: &str) -> Tmux {
     Tmux::start(&line, 150, 40)
 }
 
+/// A WeeChat without a terminal (`weechat-headless`), driven through its fifo plugin;
+/// what it shows is read from its logger's files, one per buffer.
+struct WeeChat {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl WeeChat {
+    fn start(home: &std::path::Path, gateway: &Gateway, nick: &str) -> Self {
+        let dir = home.join("weechat");
+        std::fs::create_dir_all(&dir).unwrap();
+        let setup = format!(
+            "/set logger.file.flush_delay 0;/set irc.look.temporary_servers on;\
+             /server add e2ee 127.0.0.1/{};/set irc.server.e2ee.nicks {nick};\
+             /set irc.server.e2ee.username {nick};/set irc.server.e2ee.capabilities \
+             server-time;/fifo enable;/connect e2ee",
+            gateway.port
+        );
+        let child = std::process::Command::new("weechat-headless")
+            .arg("--dir")
+            .arg(&dir)
+            .args([
+                "--no-plugin=python,perl,ruby,lua,tcl,guile,javascript,php,spell",
+                "-r",
+                &setup,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child, dir }
+    }
+
+    /// Runs a WeeChat command on the IRC server's buffer, through the fifo.
+    fn command(&self, command: &str) {
+        let deadline = Instant::now() + SHOW;
+        loop {
+            let fifo = std::fs::read_dir(&self.dir)
+                .unwrap()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("weechat_fifo"))
+                });
+            if let Some(fifo) = fifo {
+                let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+                writeln!(pipe, "irc.server.e2ee */{command}").unwrap();
+                return;
+            }
+            assert!(Instant::now() < deadline, "weechat's fifo never appeared");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the log of `buffer` (`#team`, a nick; `*` for any buffer) holds
+    /// `needle` at least `times` times.
+    fn wait_count(&self, buffer: &str, needle: &str, times: usize) {
+        let logs = self.dir.join("logs");
+        let deadline = Instant::now() + SHOW;
+        loop {
+            let mut text = String::new();
+            for entry in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if buffer == "*" || name == format!("irc.e2ee.{buffer}.weechatlog") {
+                    text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+                }
+            }
+            if text.matches(needle).count() >= times {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {SHOW:?} for {needle:?} in {buffer}: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_for(&self, buffer: &str, needle: &str) {
+        self.wait_count(buffer, needle, 1);
+    }
+}
+
+impl Drop for WeeChat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn weechat_available() -> bool {
+    let found = std::process::Command::new("weechat-headless")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "weechat-headless is missing in CI: .ci/run installs it"
+        );
+        eprintln!("SKIPPED: weechat-headless is not installed (apt-get install weechat-headless)");
+    }
+    found
+}
+
+/// irssi on Alice's gateway, WeeChat on Bob's, a CLI user: the control channel and a
+/// group channel synced in irssi, channel and private messages both ways, a kick and
+/// a ban from irssi taking effect in WeeChat, the CLI user's message in irssi.
 #[test]
-fn irssi_to_irssi_through_two_gateways() {
-    if !tmux_or_skip() {
+fn irssi_and_weechat_through_two_gateways() {
+    if !tmux_or_skip() || !weechat_available() {
         return;
     }
     let relay = Relay::start();
     let alice = User::registered("alice@example.org", &relay);
     let bob = User::registered("bob@example.org", &relay);
+    let carol = User::registered("carol@example.org", &relay);
     alice.run(&["add-contact", "bob@example.org"]).ok();
+    alice.run(&["add-contact", "carol@example.org"]).ok();
     bob.run(&["add-contact", "alice@example.org"]).ok();
     let a_gateway = Gateway::start(&alice, &[]);
     let b_gateway = Gateway::start(&bob, &[]);
     let a = irssi(alice.home.path(), &a_gateway, "alice");
-    let b = irssi(bob.home.path(), &b_gateway, "bob");
+    let b = WeeChat::start(bob.home.path(), &b_gateway, "bob");
 
-    // irssi syncs the control channel with MODE, WHO and MODE b, as it would any channel.
+    // irssi syncs the control channel and a group channel with MODE, WHO and MODE b,
+    // as it would any channel.
     a.wait_for("MOTD File is missing", SHOW);
-    b.wait_for("MOTD File is missing", SHOW);
     a.line("/window goto &e2ee");
     a.wait_for("Join to &e2ee was synced", SHOW);
-    b.line("/window goto &e2ee");
-    b.wait_for("Join to &e2ee was synced", SHOW);
+    a.line("/join #team");
+    a.wait_for("Join to #team was synced", SHOW);
+    a.line("/invite bob #team");
+    b.wait_for("#team", "Channel #team: 2 nicks (1 op");
 
+    // Channel messages both ways.
+    a.line("hello team from irssi");
+    b.wait_for("#team", "hello team from irssi");
+    b.command("msg #team hello from weechat");
+    a.wait_for("hello from weechat", SHOW);
+
+    // Private messages both ways.
+    a.line("/msg bob private hello from irssi");
+    b.wait_for("alice", "private hello from irssi");
+    b.command("msg alice private answer from weechat");
     a.line("/query bob");
-    b.line("/query alice");
-    a.line("hello bob from irssi");
-    b.wait_for("hello bob from irssi", SHOW);
-    b.line("hello alice from the other irssi");
-    a.wait_for("hello alice from the other irssi", SHOW);
+    a.wait_for("private answer from weechat", SHOW);
 
+    // A kick from irssi: WeeChat is out of the channel; invited back, then banned.
+    a.line("/window goto #team");
+    a.line("/kick bob");
+    b.wait_for("#team", "removed from the group");
+    a.line("/invite bob #team");
+    b.wait_count("#team", "bob (bob@localhost) has joined #team", 2);
+    a.wait_for("bob [bob@example.org] has joined #team", SHOW);
+    a.line("/ban bob");
+    a.wait_for("[+b *!bob@example.org] by alice", SHOW);
+    b.wait_count("#team", "alice has kicked bob", 2);
+    b.command("msg #team am I banned?");
+    b.wait_for("*", "Cannot send to channel");
+
+    // A CLI user in the channel: its message shows in irssi.
+    a.line("/invite carol #team");
+    a.wait_for("carol [carol@example.org] has joined #team", SHOW);
+    let mut sent = false;
+    for _ in 0..10 {
+        carol.run(&["poll", "--timeout", "1"]).ok();
+        if carol
+            .run(&["send", "#team", "hi from the CLI"])
+            .status
+            .success()
+        {
+            sent = true;
+            break;
+        }
+    }
+    assert!(sent, "carol never became a member");
+    a.wait_for("hi from the CLI", SHOW);
+
+    // irssi shows a WHOIS in the nick's query window.
+    a.line("/query bob");
     a.line("/whois bob");
-    a.wait_for("bob@example.org", SHOW);
+    a.wait_for("safety number", SHOW);
     a.line("/quit");
     a.wait_for("EXITED 0", SHOW);
+}
+
+/// Whether the CLI user's group history of `group` holds `text`.
+fn cli_history_has(user: &User, group: &str, text: &str) -> bool {
+    user.run(&["history", group]).stdout.contains(text)
+}
+
+#[test]
+fn channels_are_groups_across_two_gateways_and_the_cli() {
+    let relay = Relay::start();
+    let alice = User::registered("alice@example.org", &relay);
+    let bob = User::registered("bob@example.org", &relay);
+    let carol = User::registered("carol@example.org", &relay);
+    alice.run(&["add-contact", "bob@example.org"]).ok();
+    let a_gateway = Gateway::start(&alice, &[]);
+    let b_gateway = Gateway::start(&bob, &[]);
+    let mut a = Irc::register(&a_gateway, "alice", "server-time echo-message", None);
+    let mut b = Irc::register(&b_gateway, "bob", "server-time", None);
+
+    // A new name makes a group with Alice as its admin (@).
+    a.send("JOIN #team");
+    a.expect("JOIN", |l| l == ":alice!alice@localhost JOIN #team");
+    a.expect("no topic", |l| l.contains(" 331 alice #team "));
+    a.expect("NAMES", |l| l.ends_with(" 353 alice = #team :@alice"));
+    a.expect("end of NAMES", |l| l.contains(" 366 alice #team "));
+    // Bad names and unknown channels.
+    a.send("JOIN #bad:name");
+    a.expect("403 bad name", |l| {
+        l.contains(" 403 alice #bad:name :No such channel, and not a name")
+    });
+    a.send("PRIVMSG #nowhere :x");
+    a.expect("403 privmsg", |l| l.contains(" 403 alice #nowhere "));
+    a.send("PART #nowhere");
+    a.expect("403 part", |l| l.contains(" 403 alice #nowhere "));
+    a.send("KICK #team nobody");
+    a.expect("401 kick", |l| l.contains(" 401 alice nobody "));
+    a.send("MODE #team +k secret");
+    a.expect("477", |l| l.contains(" 477 alice #team "));
+    a.send("TOPIC #nowhere");
+    a.expect("403 topic", |l| l.contains(" 403 alice #nowhere "));
+
+    // INVITE adds Bob: Alice sees him join, Bob's IRC client joins the channel.
+    a.send("INVITE bob #team");
+    a.expect("341", |l| l.contains(" 341 alice bob :#team"));
+    a.saw_or_expect("bob joins", ":bob!bob@example.org JOIN #team");
+    b.expect("bob's JOIN", |l| l == ":bob!bob@localhost JOIN #team");
+    b.expect("bob's NAMES", |l| {
+        l.contains(" 353 bob = #team :") && l.contains("@alice") && l.contains(" bob")
+    });
+    // The last admin cannot leave while others remain.
+    a.send("PART #team");
+    a.expect("482 last admin", |l| {
+        l.contains(" 482 alice #team :You are the group's last admin")
+    });
+    a.send("INVITE bob #team");
+    a.expect("443", |l| l.contains(" 443 alice bob #team "));
+
+    // Channel messages both ways, with server-time and echo-message.
+    a.send("PRIVMSG #team :hello team");
+    a.expect("echo", |l| {
+        l.starts_with("@time=") && l.ends_with(":alice!alice@localhost PRIVMSG #team :hello team")
+    });
+    let got = b.expect("alice's message", |l| {
+        l.ends_with(" PRIVMSG #team :hello team")
+    });
+    assert!(
+        got.starts_with("@time=20") && got.contains(":alice!alice@example.org PRIVMSG"),
+        "{got}"
+    );
+    b.send("PRIVMSG #team :hi alice \u{1b}[31m");
+    a.expect("bob's message", |l| {
+        l.ends_with(":bob!bob@example.org PRIVMSG #team :hi alice \u{fffd}[31m")
+    });
+
+    // Bob is no admin: 482 for what needs one.
+    b.send("KICK #team alice");
+    b.expect("482 kick", |l| l.contains(" 482 bob #team "));
+    b.send("MODE #team +o bob");
+    b.expect("482 op", |l| l.contains(" 482 bob #team "));
+    b.send("TOPIC #team :new topic");
+    b.numeric("482");
+
+    // The queries irssi syncs a channel with.
+    a.send("MODE #team");
+    a.expect("324", |l| l.contains(" 324 alice #team :+int"));
+    a.numeric("329");
+    a.send("MODE #team b");
+    a.expect("368", |l| l.contains(" 368 alice #team "));
+    a.send("WHO #team");
+    a.expect("WHO alice", |l| {
+        l.contains(" 352 alice #team alice localhost ") && l.contains(" alice H@ ")
+    });
+    a.expect("WHO bob", |l| {
+        l.contains(" 352 alice #team bob example.org ") && l.contains(" bob H :0 bob@example.org")
+    });
+    a.expect("315", |l| l.contains(" 315 alice #team "));
+    a.send("NAMES #team");
+    a.expect("353", |l| l.contains(" 353 alice = #team :"));
+    a.send("TOPIC #team");
+    a.numeric("331");
+    a.send("LIST");
+    a.expect("322 #team", |l| l.contains(" 322 alice #team 2 :[member]"));
+    a.numeric("323");
+
+    // Ops: +o and -o reach Bob's side as MODE.
+    a.send("MODE #team +o bob");
+    b.expect("op", |l| {
+        l.ends_with(":alice!alice@example.org MODE #team +o :bob")
+    });
+    a.send("MODE #team -o bob");
+    b.expect("deop", |l| {
+        l.ends_with(":alice!alice@example.org MODE #team -o :bob")
+    });
+    a.expect("own deop", |l| l.ends_with(" MODE #team -o :bob"));
+
+    // A CLI user asks to join with the link; Alice accepts from IRC and reads Carol.
+    a.send("PRIVMSG &e2ee :link #team");
+    let notice = a.notice("join link of #team");
+    let link = notice.rsplit(' ').next().unwrap().to_owned();
+    carol
+        .run(&["group", "join", &link, "--note", "carol here"])
+        .ok();
+    a.expect("request notice", |l| {
+        l.contains(" NOTICE #team :carol (carol@example.org) asks to join")
+            && l.contains("accept #team carol")
+    });
+    a.send("ACCEPT #team carol");
+    a.notice("accepted the join request of carol@example.org to #team");
+    a.expect("carol joins", |l| {
+        l == ":carol!carol@example.org JOIN #team"
+    });
+    b.expect("carol joins on bob's side", |l| {
+        l.ends_with(" JOIN #team") && l.starts_with(":carol!")
+    });
+    let mut sent = false;
+    for _ in 0..10 {
+        carol.run(&["poll", "--timeout", "1"]).ok();
+        if carol
+            .run(&["send", "#team", "hi from the CLI"])
+            .status
+            .success()
+        {
+            sent = true;
+            break;
+        }
+    }
+    assert!(sent, "carol never became a member");
+    a.expect("carol's message", |l| {
+        l.ends_with(":carol!carol@example.org PRIVMSG #team :hi from the CLI")
+    });
+    a.send("PRIVMSG #team :welcome carol");
+    let deadline = Instant::now() + SHOW;
+    while !cli_history_has(&carol, "#team", "welcome carol") {
+        assert!(
+            Instant::now() < deadline,
+            "the CLI never got alice's message"
+        );
+        carol.run(&["poll", "--timeout", "1"]).ok();
+    }
+
+    // A kick from IRC: Carol is out, both IRC sides see the KICK.
+    a.send("KICK #team carol");
+    a.expect("kick", |l| {
+        l.ends_with(" KICK #team carol :removed from the group")
+    });
+    b.expect("kick on bob's side", |l| {
+        l.ends_with(" KICK #team carol :removed from the group")
+    });
+
+    // A long message: every line the gateway writes fits in 512 bytes (tags aside).
+    let long = "é".repeat(240);
+    a.send(&format!("PRIVMSG #team :{long}"));
+    let mut echoed = String::new();
+    while echoed.len() < long.len() {
+        let line = a.expect("echo piece", |l| {
+            l.contains(":alice!alice@localhost PRIVMSG #team :é")
+        });
+        let untagged = line.split_once(' ').unwrap().1;
+        assert!(
+            untagged.len() + 2 <= 512,
+            "{} bytes: {line}",
+            untagged.len()
+        );
+        echoed.push_str(untagged.rsplit_once(" :").unwrap().1);
+    }
+    assert_eq!(echoed, long);
+
+    // A ban from IRC: Bob is kicked, cannot write, cannot join again until unbanned.
+    a.send("MODE #team +b bob");
+    a.expect("ban", |l| {
+        l.ends_with(":alice!alice@localhost MODE #team +b :*!bob@example.org")
+    });
+    b.expect("kicked", |l| l.contains(" KICK #team bob :"));
+    a.send("MODE #team +b");
+    a.expect("367", |l| l.contains(" 367 alice #team :*!bob@example.org"));
+    a.numeric("368");
+    b.send("PRIVMSG #team :still here?");
+    b.expect("404", |l| l.contains(" 404 bob #team "));
+    b.send("JOIN #team");
+    b.expect("474", |l| l.contains(" 474 bob #team "));
+    a.send("MODE #team -b bob");
+    a.expect("unban", |l| {
+        l.ends_with(" MODE #team -b :*!bob@example.org")
+    });
+
+    // A second group, listed in the relay's directory: Bob finds it with LIST and asks
+    // to join by its name; Alice turns the request down, then accepts one by link.
+    a.send("JOIN #club");
+    a.expect("club JOIN", |l| l == ":alice!alice@localhost JOIN #club");
+    a.send("PRIVMSG &e2ee :publish #club");
+    a.notice("#club is in the relay's directory");
+    b.send("LIST");
+    b.expect("directory listing", |l| {
+        l.contains(" 322 bob #club 1 :[directory: /join to ask]")
+    });
+    b.numeric("323");
+    b.send("JOIN #club");
+    b.notice("asked to join #club: the request went to alice");
+    a.expect("request", |l| {
+        l.contains(" NOTICE #club :bob (bob@example.org) asks to join")
+            && l.contains("'accept #club bob'")
+    });
+    b.send("JOIN #club");
+    b.expect("473 pending", |l| l.contains(" 473 bob #club "));
+    b.expect("pending notice", |l| {
+        l.contains(" NOTICE #club :your join request waits")
+    });
+    a.send("PRIVMSG &e2ee :requests #club");
+    a.notice("bob (bob@example.org) asks to join #club");
+    a.send("PRIVMSG &e2ee :deny #club bob");
+    a.notice("turned down the join request of bob@example.org to #club");
+    b.notice("was rejected by alice");
+    a.send("PRIVMSG &e2ee :link #club");
+    let notice = a.notice("join link of #club");
+    let link = notice.rsplit(' ').next().unwrap().to_owned();
+    b.send(&format!("JOIN {link}"));
+    // Until admitted, the group is known here by a name made of its id.
+    b.notice("asked to join #join-");
+    a.expect("second request", |l| {
+        l.contains(" NOTICE #club :bob (bob@example.org) asks to join")
+    });
+    a.send("ACCEPT #club bob");
+    b.expect("accepted: JOIN", |l| l == ":bob!bob@localhost JOIN #club");
+    b.expect("accepted notice", |l| {
+        l.contains(" NOTICE #club :your join request was accepted by alice")
+    });
+    a.send("ACCEPT #club nobody");
+    a.numeric("401");
+
+    // A second connection on Alice's gateway joins the channel on connect, with the
+    // history played back under server-time, each message once.
+    let mut again = Irc::register(&a_gateway, "al2", "server-time", None);
+    again.expect("JOIN on connect", |l| l == ":al2!al2@localhost JOIN #team");
+    again.expect("NAMES on connect", |l| l.contains(" 353 al2 = #team :@al2"));
+    again.expect("history", |l| {
+        l.starts_with("@time=20")
+            && l.ends_with(":carol!carol@example.org PRIVMSG #team :hi from the CLI")
+    });
+    again.send("PING :end");
+    again.expect("PONG", |l| l.ends_with(":end"));
+    let shown = again
+        .seen
+        .iter()
+        .filter(|l| l.ends_with(":hello team"))
+        .count();
+    assert_eq!(shown, 1, "{:#?}", again.seen);
 }

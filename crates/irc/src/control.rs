@@ -31,6 +31,27 @@ pub enum Control {
     Reject(String),
     /// Whether an address has an account on the relay.
     Lookup(String),
+    /// Admin: let a join request in (`accept #c NICK|EMAIL`).
+    Accept {
+        /// The channel.
+        channel: String,
+        /// The requester.
+        who: String,
+    },
+    /// Admin: turn a join request down (`deny #c NICK|EMAIL`, or `reject #c …`).
+    Deny {
+        /// The channel.
+        channel: String,
+        /// The requester.
+        who: String,
+    },
+    /// Admin: the join requests waiting in a channel.
+    Requests(String),
+    /// Admin: the join link of a channel, to give whoever may ask to join.
+    Link(String),
+    /// Admin: list a channel in the relay's public directory (title, topic, member
+    /// count, join link), so that anyone may find it with LIST and ask to join.
+    Publish(String),
     /// Register this profile's account on the relay.
     Register {
         /// The address.
@@ -51,6 +72,11 @@ pub const HELP: &[&str] = &[
     "  lookup EMAIL             is this address on the relay (nothing is added)",
     "  register EMAIL [CODE]    register this profile's account on the relay",
     "  whoami                   this profile's account",
+    "Channels are groups: /join #name (a new name makes a group), /join LINK asks to join.",
+    "  requests #CHANNEL        join requests waiting (admins)",
+    "  accept #CHANNEL NICK     let a requester in; deny #CHANNEL NICK turns it down",
+    "  link #CHANNEL            the join link to give whoever may ask to join (admins)",
+    "  publish #CHANNEL         list it in the relay's directory: anyone may ask to join",
     "Messages: /msg NICK text; /whois NICK shows the address, safety number and trust.",
 ];
 
@@ -71,7 +97,26 @@ pub fn parse(text: &str) -> Result<Control, String> {
         "contacts" => Ok(Control::Contacts),
         "add" => one("add EMAIL").map(Control::Add),
         "verify" => one("verify NICK|EMAIL").map(Control::Verify),
+        "reject" | "deny" if args.first().is_some_and(|a| a.starts_with('#')) => {
+            match args.as_slice() {
+                [channel, who] => Ok(Control::Deny {
+                    channel: (*channel).to_owned(),
+                    who: (*who).to_owned(),
+                }),
+                _ => Err("usage: deny #CHANNEL NICK|EMAIL".to_owned()),
+            }
+        }
         "reject" => one("reject NICK|EMAIL").map(Control::Reject),
+        "accept" => match args.as_slice() {
+            [channel, who] if channel.starts_with('#') => Ok(Control::Accept {
+                channel: (*channel).to_owned(),
+                who: (*who).to_owned(),
+            }),
+            _ => Err("usage: accept #CHANNEL NICK|EMAIL".to_owned()),
+        },
+        "requests" => one("requests #CHANNEL").map(Control::Requests),
+        "link" => one("link #CHANNEL").map(Control::Link),
+        "publish" => one("publish #CHANNEL").map(Control::Publish),
         "lookup" => one("lookup EMAIL").map(Control::Lookup),
         "trust" => match args.split_first() {
             Some((who, number)) if !number.is_empty() => Ok(Control::Trust {
@@ -123,5 +168,14 @@ mod tests {
         assert!(parse("trust bob").is_err_and(|e| e.starts_with("usage: trust")));
         assert!(parse("frobnicate").is_err_and(|e| e.contains("unknown command")));
         assert!(parse("").is_err());
+        assert_eq!(
+            parse("reject #team bob"),
+            Ok(Control::Deny {
+                channel: "#team".into(),
+                who: "bob".into()
+            })
+        );
+        assert_eq!(parse("reject bob"), Ok(Control::Reject("bob".into())));
+        assert!(parse("accept bob").is_err_and(|e| e.starts_with("usage: accept")));
     }
 }

@@ -7,6 +7,7 @@
 //! The line codec ([`Message`], [`LineReader`]) is sans-IO and fuzzed
 //! (fuzz/fuzz_targets/irc_line.rs); [`serve`] runs the server.
 
+mod channel;
 mod control;
 mod line;
 mod nick;

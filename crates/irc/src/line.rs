@@ -206,6 +206,72 @@ impl Message {
     }
 }
 
+impl Message {
+    /// The lines to write: one, or, when the message would be longer than
+    /// [`MAX_LINE_BYTES`] (tags aside), several, its last parameter cut on character
+    /// boundaries so that each fits. A CTCP ACTION stays an action in every piece.
+    /// Clients cut an over-long line wherever they like (or drop it), so the server
+    /// cuts its own output first.
+    pub fn to_lines(&self) -> Vec<String> {
+        let whole = self.to_line();
+        let tags = whole.len() - self.without_tags_len(&whole);
+        if whole.len() - tags <= MAX_LINE_BYTES || self.params.is_empty() {
+            return vec![whole];
+        }
+        let last = self.params.len() - 1;
+        let text = self.params[last].as_str();
+        let (inner, action) = match text
+            .strip_prefix(ACTION_START)
+            .and_then(|t| t.strip_suffix('\u{1}'))
+        {
+            Some(inner) => (inner, true),
+            None => (text, false),
+        };
+        // Everything but the text itself: the line with the last parameter empty
+        // (which writes its ':'), and the action's wrapping.
+        let mut empty = self.clone();
+        empty.params[last] = String::new();
+        empty.tags.clear();
+        let wrap = if action { ACTION_START.len() + 1 } else { 0 };
+        let room = MAX_LINE_BYTES
+            .saturating_sub(empty.to_line().len() + wrap)
+            .max(MIN_PIECE_BYTES);
+        let mut out = Vec::new();
+        let mut rest = inner;
+        while !rest.is_empty() {
+            let mut end = rest.len().min(room);
+            while !rest.is_char_boundary(end) {
+                end -= 1;
+            }
+            let piece = &rest[..end];
+            rest = &rest[end..];
+            let mut message = self.clone();
+            message.params[last] = if action {
+                format!("{ACTION_START}{piece}\u{1}")
+            } else {
+                piece.to_owned()
+            };
+            out.push(message.to_line());
+        }
+        out
+    }
+
+    /// The length of `line` (this message's) without its tags section.
+    fn without_tags_len(&self, line: &str) -> usize {
+        if self.tags.is_empty() {
+            return line.len();
+        }
+        line.split_once(' ')
+            .map_or(line.len(), |(_, rest)| rest.len())
+    }
+}
+
+/// How a CTCP ACTION starts.
+const ACTION_START: &str = "\u{1}ACTION ";
+/// The least text a piece of a cut line carries, so that a message whose prefix and
+/// target leave (almost) no room still makes progress.
+const MIN_PIECE_BYTES: usize = 16;
+
 fn push_clean(out: &mut String, value: &str) {
     out.extend(value.chars().map(|c| {
         if matches!(c, '\r' | '\n' | '\0') {
@@ -348,7 +414,7 @@ impl LineReader {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::panic)]
+    #![allow(clippy::panic, clippy::unwrap_used)]
     use super::*;
 
     fn parse(line: &str) -> Message {
@@ -433,6 +499,39 @@ mod tests {
         );
         let long = format!("PRIVMSG x :{}", "a".repeat(500));
         assert_eq!(Message::parse(long.as_bytes()), Err(LineError::TooLong));
+    }
+
+    #[test]
+    fn long_output_is_cut_into_lines_that_fit() {
+        let text = "é".repeat(400);
+        let message = Message::new(Some("alice!alice@localhost"), "PRIVMSG")
+            .tag("time", Some("2026-12-07T01:02:03.456Z".to_owned()))
+            .param("#team")
+            .param(text.clone());
+        let lines = message.to_lines();
+        assert!(lines.len() > 1);
+        let mut joined = String::new();
+        for line in &lines {
+            let untagged = line.split_once(' ').unwrap().1;
+            assert!(untagged.len() <= MAX_LINE_BYTES, "{}", untagged.len());
+            let back = parse(line.trim_end());
+            assert_eq!(back.params[0], "#team");
+            joined.push_str(&back.params[1]);
+        }
+        assert_eq!(joined, text);
+
+        let action = Message::new(Some("a!a@h"), "PRIVMSG")
+            .param("bob")
+            .param(format!("\u{1}ACTION {}\u{1}", "w".repeat(600)));
+        let lines = action.to_lines();
+        assert_eq!(lines.len(), 2);
+        for line in &lines {
+            assert!(line.len() <= MAX_LINE_BYTES);
+            let text = &parse(line.trim_end()).params[1];
+            assert!(text.starts_with("\u{1}ACTION w") && text.ends_with("w\u{1}"));
+        }
+        let short = Message::new(None, "PING").param("x");
+        assert_eq!(short.to_lines(), [short.to_line()]);
     }
 
     #[test]

@@ -5,21 +5,22 @@
 //! IRC client is connected wait in the log.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
 use e2ee_client_core::{
-    Client, ClientError, ClientOptions, ConnectionState, Cursor, DeliveryState, Email, Event,
-    Events, PresenceState, StoreError,
+    Client, ClientError, ClientOptions, ConnectionState, ConversationId, Cursor, DeliveryState,
+    Email, Event, Events, GroupInfo, MessageId, PresenceState, StoreError,
 };
 use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use zeroize::Zeroizing;
 
+use crate::channel::{self, Channel, Channels};
 use crate::control::{CONTROL_CHANNEL, SERVICE_NICK};
 use crate::line::Message;
 use crate::nick::{self, NICKS_FILE, NickBook};
@@ -79,6 +80,15 @@ pub(crate) enum Out {
     Close,
 }
 
+/// Hands `message` to a connection's writer, cut into lines that fit (see
+/// [`Message::to_lines`]); false when the connection is gone.
+pub(crate) fn write(tx: &mpsc::UnboundedSender<Out>, message: &Message) -> bool {
+    message
+        .to_lines()
+        .into_iter()
+        .all(|line| tx.send(Out::Line(line)).is_ok())
+}
+
 /// A registered connection, as the gateway reaches it.
 pub(crate) struct Peer {
     pub(crate) tx: mpsc::UnboundedSender<Out>,
@@ -86,7 +96,23 @@ pub(crate) struct Peer {
     /// only sign that it read the lines before the PING.
     pub(crate) acks: Acks,
     pub(crate) nick: String,
+    /// The user name of its mask (`nick!user@localhost`).
+    pub(crate) user: String,
     pub(crate) server_time: bool,
+    /// The channels (folded) this connection was shown as joined, so that a JOIN,
+    /// PART or KICK of its own is shown once whether it came from its command or from
+    /// the group's event.
+    pub(crate) joined: BTreeSet<String>,
+    /// The group messages played back to it from the history, which the event log
+    /// must not show a second time.
+    pub(crate) played: HashSet<MessageId>,
+}
+
+impl Peer {
+    /// The connection's own mask.
+    pub(crate) fn mask(&self) -> String {
+        format!("{}!{}@localhost", self.nick, self.user)
+    }
 }
 
 /// What every connection shares.
@@ -106,6 +132,10 @@ pub(crate) struct Gateway {
     started: Cell<bool>,
     /// Notices for the control channel raised before any connection could see them.
     backlog: RefCell<Vec<String>>,
+    /// The profile's groups as channels.
+    pub(crate) channels: RefCell<Channels>,
+    /// The profile's own address, once known.
+    me: RefCell<Option<String>>,
 }
 
 /// Runs the gateway on `listener` for the profile of `options` until the process
@@ -148,6 +178,8 @@ async fn serve_local(listener: TcpListener, mut options: ClientOptions) -> Resul
         attached: Notify::new(),
         started: Cell::new(false),
         backlog: RefCell::new(Vec::new()),
+        channels: RefCell::new(Channels::default()),
+        me: RefCell::new(None),
     });
     if let Some(client) = client {
         gateway.attach_client(client).await?;
@@ -260,6 +292,65 @@ impl Gateway {
         });
     }
 
+    /// The profile's own address (empty before it has an account).
+    pub(crate) async fn own_email(&self) -> String {
+        if let Some(me) = self.me.borrow().clone() {
+            return me;
+        }
+        let Some(client) = self.client() else {
+            return String::new();
+        };
+        match client.whoami().await {
+            Ok(account) => {
+                *self.me.borrow_mut() = Some(account.email.clone());
+                account.email
+            }
+            Err(_) => String::new(),
+        }
+    }
+
+    /// The profile's own address if [`Self::own_email`] found it already.
+    pub(crate) fn own_email_cached(&self) -> Option<String> {
+        self.me.borrow().clone()
+    }
+
+    /// Reads the profile's groups again into the channel map.
+    pub(crate) async fn refresh_channels(&self) -> Result<(), ClientError> {
+        let Some(client) = self.client() else {
+            return Ok(());
+        };
+        let channels = Channels::load(&client).await?;
+        *self.channels.borrow_mut() = channels;
+        Ok(())
+    }
+
+    /// The channel `name` names, reading the groups again when the map has none.
+    pub(crate) async fn channel(&self, name: &str) -> Option<Channel> {
+        if let Some(found) = self.channels.borrow().get(name) {
+            return Some(found.clone());
+        }
+        if let Err(error) = self.refresh_channels().await {
+            tracing::warn!(%error, "reading the groups failed");
+        }
+        self.channels.borrow().get(name).cloned()
+    }
+
+    /// The channel of a group, reading the groups again when the map lacks it or
+    /// `fresh` asks (a group's event may have renamed or changed it).
+    pub(crate) async fn channel_by_id(
+        &self,
+        id: &e2ee_client_core::GroupId,
+        fresh: bool,
+    ) -> Option<Channel> {
+        if !fresh && let Some(found) = self.channels.borrow().by_id(id) {
+            return Some(found.clone());
+        }
+        if let Err(error) = self.refresh_channels().await {
+            tracing::warn!(%error, "reading the groups failed");
+        }
+        self.channels.borrow().by_id(id).cloned()
+    }
+
     pub(crate) fn save_nicks(&self) {
         let path = self
             .options
@@ -291,7 +382,7 @@ impl Gateway {
         self.next_id.set(id + 1);
         let backlog = std::mem::take(&mut *self.backlog.borrow_mut());
         for text in backlog {
-            let _ = peer.tx.send(Out::Line(service_notice(&text).to_line()));
+            write(&peer.tx, &service_notice(&text));
         }
         self.peers.borrow_mut().insert(id, peer);
         self.attached.notify_waiters();
@@ -327,7 +418,7 @@ impl Gateway {
     pub(crate) fn broadcast(&self, messages: &[Message]) {
         for peer in self.peers.borrow().values() {
             for message in messages {
-                let _ = peer.tx.send(Out::Line(message.to_line()));
+                write(&peer.tx, message);
             }
         }
     }
@@ -370,15 +461,68 @@ pub(crate) fn text_room(prefix: &str, command: &str, target: &str) -> usize {
 }
 
 /// What an event is shown as on one connection.
-fn render(gateway: &Gateway, event: &Event, peer: &Peer) -> Vec<Message> {
+fn render(gateway: &Gateway, event: &Event, peer: &mut Peer, context: &Context) -> Vec<Message> {
+    let server_time = peer.server_time;
     let time_tag = |message: Message, at: u64| {
-        if peer.server_time {
+        if server_time {
             message.tag("time", Some(text::server_time(at)))
         } else {
             message
         }
     };
     match event {
+        Event::Message(m) if matches!(m.conversation, ConversationId::Group(_)) => {
+            let Some(channel) = &context.channel else {
+                return Vec::new();
+            };
+            if peer.played.remove(&m.id) {
+                return Vec::new();
+            }
+            group_lines(
+                gateway,
+                &context.me,
+                peer,
+                &channel.name,
+                &m.from,
+                &m.text,
+                None,
+            )
+            .into_iter()
+            .map(|line| time_tag(line, m.sent_at))
+            .collect()
+        }
+        Event::SharedMessage { shared_by, message } => {
+            let Some(channel) = &context.channel else {
+                return Vec::new();
+            };
+            let by = channel::member_nick(gateway, &context.me, &peer.nick, shared_by.as_str());
+            group_lines(
+                gateway,
+                &context.me,
+                peer,
+                &channel.name,
+                &message.from,
+                &message.text,
+                Some(&by),
+            )
+            .into_iter()
+            .map(|line| time_tag(line, message.sent_at))
+            .collect()
+        }
+        Event::Group { title, event, .. } => {
+            let name = context
+                .channel
+                .as_ref()
+                .map_or_else(|| channel::name_of(title), |c| c.name.clone());
+            channel::render_event(
+                gateway,
+                &context.me,
+                peer,
+                &name,
+                context.info.as_ref(),
+                event,
+            )
+        }
         Event::Message(m) => {
             let email = m.from.as_str();
             let nick = gateway.nick_of(email);
@@ -471,6 +615,109 @@ fn render(gateway: &Gateway, event: &Event, peer: &Peer) -> Vec<Message> {
     }
 }
 
+/// `PRIVMSG #c` lines of a group message from `from`; `shared_by` marks history an
+/// admin shared when we joined.
+pub(crate) fn group_lines(
+    gateway: &Gateway,
+    me: &str,
+    peer: &Peer,
+    channel: &str,
+    from: &Email,
+    body: &str,
+    shared_by: Option<&str>,
+) -> Vec<Message> {
+    let mask = channel::member_mask(gateway, me, peer, from.as_str());
+    let body = match shared_by {
+        Some(by) => format!("[history shared by {by}] {body}"),
+        None => body.to_owned(),
+    };
+    let room = text_room(&mask, "PRIVMSG", channel);
+    text::lines(&body, room)
+        .into_iter()
+        .map(|line| {
+            let line = text::incoming_action(&line).unwrap_or(line);
+            Message::new(Some(&mask), "PRIVMSG")
+                .param(channel)
+                .param(line)
+        })
+        .collect()
+}
+
+/// What rendering an event needs that takes a look in the store: the profile's
+/// address, the event's channel and, for a group's event, the group as it is now.
+#[derive(Default)]
+struct Context {
+    me: String,
+    channel: Option<Channel>,
+    info: Option<GroupInfo>,
+}
+
+async fn prefetch(gateway: &Gateway, event: &Event) -> Context {
+    let (group, fresh) = match event {
+        Event::Message(m) => match &m.conversation {
+            ConversationId::Group(id) => (id, false),
+            _ => return Context::default(),
+        },
+        Event::SharedMessage { message, .. } => match &message.conversation {
+            ConversationId::Group(id) => (id, false),
+            _ => return Context::default(),
+        },
+        Event::Group { group, .. } => (group, true),
+        _ => return Context::default(),
+    };
+    let me = gateway.own_email().await;
+    let channel = gateway.channel_by_id(group, fresh).await;
+    let info = match (fresh, gateway.client()) {
+        (true, Some(client)) => client.group_info(group.as_str()).await.ok(),
+        _ => None,
+    };
+    // Nicks are given (and announced) now, while no connection is being rendered.
+    let mut emails: Vec<&str> = Vec::new();
+    match event {
+        Event::Message(m) => emails.push(m.from.as_str()),
+        Event::SharedMessage { shared_by, message } => {
+            emails.extend([shared_by.as_str(), message.from.as_str()]);
+        }
+        _ => {}
+    }
+    if let Some(info) = &info {
+        emails.extend(info.members.iter().map(|m| m.email.as_str()));
+    }
+    for email in emails.into_iter().filter(|e| *e != me) {
+        gateway.nick_of(email);
+    }
+    if let Event::Group { event, .. } = event {
+        for email in group_event_emails(event) {
+            if email != me {
+                gateway.nick_of(&email);
+            }
+        }
+    }
+    Context { me, channel, info }
+}
+
+/// The addresses a group event names.
+fn group_event_emails(event: &e2ee_client_core::GroupEvent) -> Vec<String> {
+    use e2ee_client_core::GroupEvent as G;
+    match event {
+        G::Joined { by }
+        | G::YouWereRemoved { by }
+        | G::JoinAccepted { by }
+        | G::JoinRejected { by } => vec![by.as_str().to_owned()],
+        G::MemberAdded { member, by }
+        | G::MemberRemoved { member, by }
+        | G::Banned { member, by }
+        | G::Unbanned { member, by }
+        | G::Promoted { member, by }
+        | G::Demoted { member, by } => vec![member.as_str().to_owned(), by.as_str().to_owned()],
+        G::JoinRequested { requester, .. } | G::RequestRejected { requester } => {
+            vec![requester.as_str().to_owned()]
+        }
+        G::Undecryptable { from } => vec![from.as_str().to_owned()],
+        _ => Vec::new(),
+    }
+}
+
 /// State the gateway keeps from events that show nothing (presence).
 fn observe(gateway: &Gateway, event: &Event) {
     if let Event::Presence { from, state, text } = event {
@@ -506,29 +753,33 @@ async fn pump(gateway: Rc<Gateway>, mut events: Events) {
             },
         };
         observe(&gateway, &event);
+        let context = prefetch(&gateway, &event).await;
         seq += 1;
         let (ack_tx, mut acked) = mpsc::unbounded_channel();
         let mut asked = false;
         loop {
             let attached = gateway.attached.notified();
-            {
-                let peers = gateway.peers.borrow();
-                if !peers.is_empty() {
-                    for peer in peers.values() {
-                        let lines = render(&gateway, &event, peer);
-                        if lines.is_empty() {
-                            continue;
-                        }
+            let ids: Vec<u64> = gateway.peers.borrow().keys().copied().collect();
+            if !ids.is_empty() {
+                for id in ids {
+                    // Out of the map while it is rendered: rendering may name a new
+                    // nick, which is announced to the other connections.
+                    let Some(mut peer) = gateway.peers.borrow_mut().remove(&id) else {
+                        continue;
+                    };
+                    let lines = render(&gateway, &event, &mut peer, &context);
+                    if !lines.is_empty() {
                         for line in lines {
-                            let _ = peer.tx.send(Out::Line(line.to_line()));
+                            write(&peer.tx, &line);
                         }
                         let token = format!("{ACK_TOKEN}{seq}");
                         peer.acks.borrow_mut().insert(token.clone(), ack_tx.clone());
                         let ping = Message::new(Some(SERVER_NAME), "PING").param(token);
-                        asked |= peer.tx.send(Out::Line(ping.to_line())).is_ok();
+                        asked |= write(&peer.tx, &ping);
                     }
-                    break;
+                    gateway.peers.borrow_mut().insert(id, peer);
                 }
+                break;
             }
             if !shows_anything(&event) {
                 break;
@@ -560,7 +811,9 @@ fn shows_anything(event: &Event) -> bool {
         | Event::IdentityChanged { .. }
         | Event::ContactAdded { .. }
         | Event::Dropped { .. }
-        | Event::Unsupported { .. } => true,
+        | Event::Unsupported { .. }
+        | Event::SharedMessage { .. }
+        | Event::Group { .. } => true,
         Event::Delivery { state, .. } => !matches!(state, DeliveryState::Sent),
         _ => false,
     }

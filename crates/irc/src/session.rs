@@ -1,6 +1,9 @@
 //! One IRC connection: registration (CAP, PASS, NICK, USER), then the commands. Every
 //! line gets an answer or a numeric; a bad line costs that line only.
 
+mod groups;
+
+use std::collections::{BTreeSet, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +20,7 @@ use crate::nick::{self, NICKLEN, RESERVED_NICKS};
 use crate::reply::*;
 use crate::server::{
     Acks, Gateway, Out, Peer, SERVER_NAME, contact_mask, service_mask, service_notice, text_room,
+    write,
 };
 use crate::text;
 
@@ -130,7 +134,7 @@ impl Session {
     }
 
     fn send(&self, message: Message) {
-        let _ = self.tx.send(Out::Line(message.to_line()));
+        write(&self.tx, &message);
     }
 
     fn me(&self) -> String {
@@ -390,10 +394,14 @@ impl Session {
             tx: self.tx.clone(),
             acks: Rc::clone(&self.acks),
             nick: nick.clone(),
+            user: self.user.clone().unwrap_or_else(|| "user".to_owned()),
             server_time: self.server_time,
+            joined: BTreeSet::new(),
+            played: HashSet::new(),
         });
         self.id = Some(id);
         self.join_control();
+        self.join_groups().await;
         self.greet().await;
     }
 
@@ -462,28 +470,22 @@ impl Session {
     async fn command(&mut self, m: &Message) {
         match m.command.as_str() {
             "PRIVMSG" | "NOTICE" => self.privmsg(m).await,
-            "JOIN" => self.join(m),
-            "PART" => self.part(m),
+            "JOIN" => self.join(m).await,
+            "PART" => self.part(m).await,
             "NAMES" => match m.arg(0) {
-                Some(channels) => channels.split(',').for_each(|c| self.names(c)),
+                Some(channels) => {
+                    for channel in channels.split(',') {
+                        self.names_any(channel).await;
+                    }
+                }
                 None => self.names(CONTROL_CHANNEL),
             },
-            "TOPIC" => self.topic(m),
-            "WHO" => self.who(m),
+            "TOPIC" => self.topic(m).await,
+            "WHO" => self.who(m).await,
             "WHOIS" => self.whois(m).await,
-            "MODE" => self.mode(m),
-            "LIST" => {
-                self.numeric(RPL_LISTSTART, &["Channel", "Users  Name"]);
-                self.numeric(
-                    RPL_LIST,
-                    &[
-                        CONTROL_CHANNEL,
-                        &self.members().len().to_string(),
-                        CONTROL_TOPIC,
-                    ],
-                );
-                self.numeric(RPL_LISTEND, &["End of /LIST"]);
-            }
+            "MODE" => self.mode(m).await,
+            "LIST" => self.list().await,
+            "ACCEPT" | "DENY" => self.answer_request(&m.command, m.arg(0), m.arg(1)).await,
             "ISON" => {
                 let known: Vec<&str> = m
                     .params
@@ -516,7 +518,8 @@ impl Session {
                     "one e2ee profile",
                 ],
             ),
-            "KICK" | "INVITE" => self.channel_admin(m),
+            "KICK" => self.kick(m).await,
+            "INVITE" => self.invite(m).await,
             other => self.numeric(ERR_UNKNOWNCOMMAND, &[other, "Unknown command"]),
         }
     }
@@ -544,7 +547,7 @@ impl Session {
         self.numeric(ERR_NOSUCHCHANNEL, &[channel, "No such channel"]);
     }
 
-    fn join(&self, m: &Message) {
+    async fn join(&self, m: &Message) {
         let Some(channels) = m.arg(0) else {
             self.numeric(ERR_NEEDMOREPARAMS, &["JOIN", "Not enough parameters"]);
             return;
@@ -553,12 +556,12 @@ impl Session {
             if channel == CONTROL_CHANNEL {
                 self.join_control();
             } else {
-                self.no_channel(channel);
+                self.join_group(channel).await;
             }
         }
     }
 
-    fn part(&self, m: &Message) {
+    async fn part(&self, m: &Message) {
         let Some(channels) = m.arg(0) else {
             self.numeric(ERR_NEEDMOREPARAMS, &["PART", "Not enough parameters"]);
             return;
@@ -571,12 +574,12 @@ impl Session {
                 }
                 self.send(part);
             } else {
-                self.no_channel(channel);
+                self.part_group(channel).await;
             }
         }
     }
 
-    fn topic(&self, m: &Message) {
+    async fn topic(&self, m: &Message) {
         match m.arg(0) {
             None => self.numeric(ERR_NEEDMOREPARAMS, &["TOPIC", "Not enough parameters"]),
             Some(CONTROL_CHANNEL) if m.params.len() == 1 => {
@@ -586,31 +589,11 @@ impl Session {
                 ERR_CHANOPRIVSNEEDED,
                 &[CONTROL_CHANNEL, "The control channel's topic is fixed"],
             ),
-            Some(channel) => self.no_channel(channel),
+            Some(channel) => self.group_topic(channel, m.arg(1)).await,
         }
     }
 
-    fn channel_admin(&self, m: &Message) {
-        // KICK #c nick / INVITE nick #c
-        let channel = if m.command == "INVITE" {
-            m.arg(1)
-        } else {
-            m.arg(0)
-        };
-        match channel {
-            None => self.numeric(ERR_NEEDMOREPARAMS, &[&m.command, "Not enough parameters"]),
-            Some(CONTROL_CHANNEL) => self.numeric(
-                ERR_CHANOPRIVSNEEDED,
-                &[
-                    CONTROL_CHANNEL,
-                    "The control channel's members are your contacts",
-                ],
-            ),
-            Some(channel) => self.no_channel(channel),
-        }
-    }
-
-    fn who(&self, m: &Message) {
+    async fn who(&self, m: &Message) {
         let mask = m.arg(0).unwrap_or("*");
         let row = |channel: &str, nick: &str, full: &str, real: &str| {
             let (user, host) = full
@@ -640,6 +623,8 @@ impl Session {
                     .map_or_else(|| "e2ee".to_owned(), str::to_owned);
                 row(CONTROL_CHANNEL, &nick, &full, &real);
             }
+        } else if mask.starts_with('#') {
+            self.who_group(mask).await;
         } else if let Some(full) = self.mask_of(mask) {
             let real = self
                 .gateway
@@ -719,7 +704,7 @@ impl Session {
         self.numeric(RPL_ENDOFWHOIS, &[&nick, "End of /WHOIS list"]);
     }
 
-    fn mode(&self, m: &Message) {
+    async fn mode(&self, m: &Message) {
         let Some(target) = m.arg(0) else {
             self.numeric(ERR_NEEDMOREPARAMS, &["MODE", "Not enough parameters"]);
             return;
@@ -741,7 +726,9 @@ impl Session {
                     &[CONTROL_CHANNEL, "The control channel's modes are fixed"],
                 ),
             }
-        } else if target.starts_with(['#', '&']) {
+        } else if target.starts_with('#') {
+            self.group_mode(target, &m.params[1..]).await;
+        } else if target.starts_with('&') {
             self.no_channel(target);
         } else if nick::fold(target) == nick::fold(&self.me()) {
             match m.arg(1) {
@@ -802,7 +789,9 @@ impl Session {
                 if !notice {
                     self.control(body).await;
                 }
-            } else if target.starts_with(['#', '&']) {
+            } else if target.starts_with('#') {
+                self.send_group(&m.command, target, body).await;
+            } else if target.starts_with('&') {
                 self.numeric(ERR_NOSUCHCHANNEL, &[target, "No such channel"]);
             } else {
                 let email = self.gateway.nicks.borrow().email(target).map(str::to_owned);
@@ -884,7 +873,7 @@ impl Session {
                 if peer.server_time {
                     echo = echo.tag("time", Some(text::server_time(now)));
                 }
-                let _ = peer.tx.send(Out::Line(echo.to_line()));
+                write(&peer.tx, &echo);
             }
         }
     }
@@ -916,6 +905,19 @@ impl Session {
             return;
         };
         let result: Result<Vec<String>, String> = match command {
+            Control::Accept { channel, who } => {
+                return self
+                    .answer_request("ACCEPT", Some(&channel), Some(&who))
+                    .await;
+            }
+            Control::Deny { channel, who } => {
+                return self
+                    .answer_request("DENY", Some(&channel), Some(&who))
+                    .await;
+            }
+            Control::Requests(channel) => return self.requests(&channel).await,
+            Control::Link(channel) => return self.link(&channel).await,
+            Control::Publish(channel) => return self.publish(&channel).await,
             Control::Help => Ok(HELP.iter().map(|l| (*l).to_owned()).collect()),
             Control::Whoami => client
                 .whoami()

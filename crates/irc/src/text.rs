@@ -13,7 +13,8 @@ pub fn clean(text: &str) -> String {
         .collect()
 }
 
-fn is_unsafe(c: char) -> bool {
+/// Whether an IRC client or terminal would act on `c`.
+pub(crate) fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}'
