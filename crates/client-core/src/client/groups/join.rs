@@ -1,9 +1,7 @@
 //! Join links and requests: an admin's link, a request carried pairwise to that
 //! admin, the one list of pending requests every admin sees, and the answers.
 
-use std::collections::BTreeMap;
-
-use e2ee_group::{Action, GroupState, JoinLink, JoinRequest, LinkSecret};
+use e2ee_group::{Action, JoinLink, JoinRequest, LinkSecret};
 
 use super::GroupChanged;
 use super::manage::require_member;
@@ -55,10 +53,8 @@ impl Client {
             Some(link) => link,
             None => {
                 let secret = LinkSecret::random(&mut rand::rng());
-                let make = move |_: &GroupState, _: &BTreeMap<String, [u8; 32]>| {
-                    Ok(vec![Action::SetJoinLink(Some(secret.clone()))])
-                };
-                self.own_change(group, &[], &make).await?;
+                self.single_action(group, Action::SetJoinLink(Some(secret)))
+                    .await?;
                 let mut conn = self.store.read().await?;
                 let row = Self::group_row(&mut conn, group).await?;
                 engine::restore(&row.changes, &me.row.email)?
@@ -153,12 +149,8 @@ impl Client {
         email: &str,
     ) -> Result<GroupChanged, ClientError> {
         let email = normalize_email(email)?;
-        let make = move |_: &GroupState, _: &BTreeMap<String, [u8; 32]>| {
-            Ok(vec![Action::AcceptRequest {
-                email: email.clone(),
-            }])
-        };
-        self.own_change(group, &[], &make).await
+        self.single_action(group, Action::AcceptRequest { email })
+            .await
     }
 
     /// Admin: refuses the pending request of `email`; it is told.
@@ -168,12 +160,8 @@ impl Client {
         email: &str,
     ) -> Result<GroupChanged, ClientError> {
         let email = normalize_email(email)?;
-        let make = move |_: &GroupState, _: &BTreeMap<String, [u8; 32]>| {
-            Ok(vec![Action::RejectRequest {
-                email: email.clone(),
-            }])
-        };
-        self.own_change(group, &[], &make).await
+        self.single_action(group, Action::RejectRequest { email })
+            .await
     }
 }
 

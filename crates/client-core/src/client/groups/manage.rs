@@ -119,12 +119,8 @@ impl Client {
         email: &str,
     ) -> Result<GroupChanged, ClientError> {
         let email = normalize_email(email)?;
-        let make = move |_: &GroupState, _: &BTreeMap<String, [u8; 32]>| {
-            Ok(vec![Action::RemoveMember {
-                email: email.clone(),
-            }])
-        };
-        self.own_change(group, &[], &make).await
+        self.single_action(group, Action::RemoveMember { email })
+            .await
     }
 
     /// Admin: removes `email` if it is a member and bans its address and key: its join
@@ -160,12 +156,7 @@ impl Client {
     /// Admin: lifts the ban on `email`.
     pub async fn group_unban(&self, group: &str, email: &str) -> Result<GroupChanged, ClientError> {
         let email = normalize_email(email)?;
-        let make = move |_: &GroupState, _: &BTreeMap<String, [u8; 32]>| {
-            Ok(vec![Action::Unban {
-                email: email.clone(),
-            }])
-        };
-        self.own_change(group, &[], &make).await
+        self.single_action(group, Action::Unban { email }).await
     }
 
     /// Admin: makes member `email` an admin.
@@ -175,12 +166,7 @@ impl Client {
         email: &str,
     ) -> Result<GroupChanged, ClientError> {
         let email = normalize_email(email)?;
-        let make = move |_: &GroupState, _: &BTreeMap<String, [u8; 32]>| {
-            Ok(vec![Action::Promote {
-                email: email.clone(),
-            }])
-        };
-        self.own_change(group, &[], &make).await
+        self.single_action(group, Action::Promote { email }).await
     }
 
     /// Admin: makes admin `email` a plain member (never the last admin).
@@ -190,18 +176,22 @@ impl Client {
         email: &str,
     ) -> Result<GroupChanged, ClientError> {
         let email = normalize_email(email)?;
-        let make = move |_: &GroupState, _: &BTreeMap<String, [u8; 32]>| {
-            Ok(vec![Action::Demote {
-                email: email.clone(),
-            }])
-        };
-        self.own_change(group, &[], &make).await
+        self.single_action(group, Action::Demote { email }).await
     }
 
     /// Leaves the group. The last admin of a group with other members must promote
     /// someone first ([`GroupError::LastAdmin`]).
     pub async fn group_leave(&self, group: &str) -> Result<GroupChanged, ClientError> {
-        let make = |_: &GroupState, _: &BTreeMap<String, [u8; 32]>| Ok(vec![Action::Leave]);
+        self.single_action(group, Action::Leave).await
+    }
+
+    /// One action of ours that needs no key from the relay: [`Self::own_change`] of it.
+    pub(super) async fn single_action(
+        &self,
+        group: &str,
+        action: Action,
+    ) -> Result<GroupChanged, ClientError> {
+        let make = move |_: &GroupState, _: &BTreeMap<String, [u8; 32]>| Ok(vec![action.clone()]);
         self.own_change(group, &[], &make).await
     }
 
