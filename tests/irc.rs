@@ -788,6 +788,21 @@ fn channels_are_groups_across_two_gateways_and_the_cli() {
     a.expect("353", |l| l.contains(" 353 alice = #team :"));
     a.send("TOPIC #team");
     a.numeric("331");
+    // Alice, an admin, sets the topic: both sides are shown it, and bob's query
+    // answers it. A topic with a control character is refused, with why.
+    a.send("TOPIC #team :plans \u{1b}[2J");
+    a.expect("control characters refused", |l| {
+        l.contains(" 400 alice #team ") && l.contains("control character")
+    });
+    a.send("TOPIC #team :plans for friday");
+    a.expect("own topic", |l| {
+        l.ends_with(" TOPIC #team :plans for friday")
+    });
+    b.expect("bob is shown the topic", |l| {
+        l.ends_with(":alice!alice@example.org TOPIC #team :plans for friday")
+    });
+    b.send("TOPIC #team");
+    b.expect("332", |l| l.contains(" 332 bob #team :plans for friday"));
     a.send("LIST");
     a.expect("322 #team", |l| l.contains(" 322 alice #team 2 :[member]"));
     a.numeric("323");

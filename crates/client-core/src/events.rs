@@ -402,6 +402,10 @@ fn fmt_group(f: &mut fmt::Formatter<'_>, title: &str, event: &GroupEvent) -> fmt
         }
         GroupEvent::JoinAccepted { by } => write!(f, "your join request was accepted by {by}"),
         GroupEvent::JoinRejected { by } => write!(f, "your join request was rejected by {by}"),
+        GroupEvent::TopicChanged { topic, by } if topic.is_empty() => {
+            write!(f, "{by} cleared the topic")
+        }
+        GroupEvent::TopicChanged { topic, by } => write!(f, "{by} set the topic: {topic}"),
         GroupEvent::Undecryptable { from } => write!(
             f,
             "a message from {from} could not be decrypted; it was asked to send it again"

@@ -240,6 +240,13 @@ pub enum GroupEvent {
         /// The admin who answered.
         by: Email,
     },
+    /// An admin set the group's topic (empty: cleared).
+    TopicChanged {
+        /// The new topic, as set: escape it for display.
+        topic: String,
+        /// The admin.
+        by: Email,
+    },
     /// A group message could not be decrypted; a resend was asked of its sender.
     Undecryptable {
         /// Its sender.
@@ -291,6 +298,12 @@ pub enum GroupError {
     MemberKeyMismatch {
         /// The member.
         email: String,
+    },
+    /// A topic longer than the group allows.
+    #[error("a group topic is at most {max} bytes")]
+    BadTopic {
+        /// The limit ([`e2ee_group::MAX_TOPIC_LEN`]).
+        max: usize,
     },
     /// The join link is not one.
     #[error("not a join link: {reason}")]

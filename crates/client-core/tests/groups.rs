@@ -814,3 +814,62 @@ async fn a_typing_notice_reaches_the_group_and_is_stored_nowhere() {
         assert!(events(u, "t").await.is_empty());
     }
 }
+
+/// An admin's topic reaches every member as an event and in the group's info; a plain
+/// member's is refused and changes nothing; an over-long one is refused before anything
+/// is signed.
+#[tokio::test]
+async fn an_admin_sets_the_topic_and_every_member_sees_it() {
+    let relay = relay().await;
+    let alice = user(&relay, "alice").await;
+    let bob = user(&relay, "bob").await;
+    let info = alice
+        .client
+        .create_group("team", JoinRule::Invite, 0)
+        .await
+        .unwrap();
+    let group = info.id.to_string();
+    alice
+        .client
+        .group_add(&group, &[bob.email.as_str()])
+        .await
+        .unwrap();
+    sync(&[&bob], 2).await;
+    events(&bob, "t").await;
+    alice
+        .client
+        .group_set_topic(&group, "plans for friday")
+        .await
+        .unwrap();
+    sync(&[&bob], 2).await;
+    let seen = group_events(&events(&bob, "t").await);
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            GroupEvent::TopicChanged { topic, by }
+                if topic == "plans for friday" && by.as_str() == "alice@example.org"
+        )),
+        "{seen:?}"
+    );
+    let bobs = bob.client.group_info(&group).await.unwrap();
+    assert_eq!(bobs.topic, "plans for friday");
+    let before = bobs.state_hash.clone();
+    assert!(matches!(
+        bob.client.group_set_topic(&group, "mine now").await,
+        Err(ClientError::Group(GroupError::NotAdmin { .. }))
+    ));
+    let long = "x".repeat(e2ee_group::MAX_TOPIC_LEN + 1);
+    assert!(matches!(
+        alice.client.group_set_topic(&group, &long).await,
+        Err(ClientError::Group(GroupError::BadTopic { .. }))
+    ));
+    sync(&[&alice, &bob], 2).await;
+    assert_eq!(
+        bob.client.group_info(&group).await.unwrap().state_hash,
+        before
+    );
+    assert_eq!(
+        alice.client.group_info(&group).await.unwrap().state_hash,
+        before
+    );
+}

@@ -66,6 +66,8 @@ pub struct Effects {
     /// Pending requests that ended without admission (rejected, or the requester banned):
     /// tell the requester.
     pub rejected: Vec<String>,
+    /// The topic changed (the state holds the new one).
+    pub topic_changed: bool,
     /// We became a member.
     pub we_joined: bool,
     /// We are no longer a member: the UI says so, and we stop sending to the group.
@@ -96,6 +98,7 @@ impl Effects {
             && self.demoted.is_empty()
             && self.requested.is_empty()
             && self.rejected.is_empty()
+            && !self.topic_changed
     }
 }
 
@@ -562,6 +565,7 @@ impl Group {
             .filter(|e| after.member(e).is_none())
             .map(|e| (*e).to_owned())
             .collect();
+        effects.topic_changed = after.topic() != before.topic();
         let was_member = before.member(&self.me).is_some();
         let is_member = after.member(&self.me).is_some();
         effects.we_joined = !was_member && is_member;

@@ -1393,3 +1393,15 @@ fn leaving_while_being_demoted_still_leaves() {
         assert!(g.state().member(BOB).is_none());
     }
 }
+
+#[test]
+fn a_topic_change_is_an_effect_and_setting_the_same_topic_is_none() {
+    let mut w = world(JoinRule::Invite);
+    let effects = w.alice_does(vec![Action::SetTopic("friday".into())]);
+    assert!(effects.topic_changed);
+    assert!(!effects.is_empty());
+    assert_eq!(w.group.state().topic(), "friday");
+    let again = w.alice_does(vec![Action::SetTopic("friday".into())]);
+    assert!(!again.topic_changed);
+    assert!(again.is_empty());
+}

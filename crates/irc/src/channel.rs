@@ -317,6 +317,11 @@ pub(crate) fn render_event(
                 .param("-b")
                 .param(ban_mask(member.as_str())),
         ],
+        GroupEvent::TopicChanged { topic, by } => vec![
+            Message::new(Some(&mask_of(by.as_str(), peer)), "TOPIC")
+                .param(channel)
+                .param(text::clean(topic)),
+        ],
         GroupEvent::Promoted { member, by } | GroupEvent::Demoted { member, by } => {
             let sign = if matches!(event, GroupEvent::Promoted { .. }) {
                 "+o"

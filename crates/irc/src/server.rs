@@ -703,7 +703,8 @@ fn group_event_emails(event: &e2ee_client_core::GroupEvent) -> Vec<String> {
         G::Joined { by }
         | G::YouWereRemoved { by }
         | G::JoinAccepted { by }
-        | G::JoinRejected { by } => vec![by.as_str().to_owned()],
+        | G::JoinRejected { by }
+        | G::TopicChanged { by, .. } => vec![by.as_str().to_owned()],
         G::MemberAdded { member, by }
         | G::MemberRemoved { member, by }
         | G::Banned { member, by }

@@ -412,6 +412,12 @@ pub(crate) fn events(
             }
         }
     }
+    if effects.topic_changed {
+        out.push(GroupEvent::TopicChanged {
+            topic: state.topic().to_owned(),
+            by: by.clone(),
+        });
+    }
     if effects.we_were_removed {
         out.push(GroupEvent::YouWereRemoved { by });
     }

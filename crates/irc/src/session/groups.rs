@@ -414,15 +414,14 @@ impl Session {
         let Some(channel) = self.member_of(name).await else {
             return;
         };
-        if new.is_some() {
-            // The client library has no call that changes a group's topic yet.
-            self.numeric(
-                ERR_CHANOPRIVSNEEDED,
-                &[
-                    name,
-                    "A group's topic cannot be changed from here yet (e2ee has no topic change)",
-                ],
-            );
+        if let Some(topic) = new {
+            // Every connection, this one too, is shown the TOPIC by the change's event.
+            let Some(client) = self.gateway.client() else {
+                return;
+            };
+            if let Err(error) = client.group_set_topic(channel.id.as_str(), topic).await {
+                self.refused(name, &error);
+            }
             return;
         }
         match self.info(&channel).await {

@@ -179,6 +179,23 @@ impl Client {
         self.single_action(group, Action::Demote { email }).await
     }
 
+    /// Admin: sets the group's topic (empty clears it); every member sees
+    /// [`GroupEvent::TopicChanged`].
+    pub async fn group_set_topic(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<GroupChanged, ClientError> {
+        if topic.len() > e2ee_group::MAX_TOPIC_LEN {
+            return Err(GroupError::BadTopic {
+                max: e2ee_group::MAX_TOPIC_LEN,
+            }
+            .into());
+        }
+        self.single_action(group, Action::SetTopic(topic.to_owned()))
+            .await
+    }
+
     /// Leaves the group. The last admin of a group with other members must promote
     /// someone first ([`GroupError::LastAdmin`]).
     pub async fn group_leave(&self, group: &str) -> Result<GroupChanged, ClientError> {

@@ -11,6 +11,7 @@
 //! | `group_remove(group, email)` | admin: kicks a member; everyone's sender key rotates before its next send |
 //! | `group_ban(group, email)` / `group_unban` | admin: kick and ban (its join requests are refused) / lift |
 //! | `group_promote(group, email)` / `group_demote` | admin: make or unmake an admin |
+//! | `group_set_topic(group, topic)` | admin: set (or, empty, clear) the topic every member sees |
 //! | `group_leave(group)` | leave (the last admin must promote someone first: [`GroupError::LastAdmin`]) |
 //! | `group_link(group)` | admin: the join link (made on first call), with our address for the requests |
 //! | `group_join(link, note)` | ask to join; [`JoinPending`] until an admin answers |
@@ -360,7 +361,8 @@ fn event_peer(event: &GroupEvent) -> Option<&Email> {
         GroupEvent::Joined { by }
         | GroupEvent::YouWereRemoved { by }
         | GroupEvent::JoinAccepted { by }
-        | GroupEvent::JoinRejected { by } => Some(by),
+        | GroupEvent::JoinRejected { by }
+        | GroupEvent::TopicChanged { by, .. } => Some(by),
         GroupEvent::Undecryptable { from } => Some(from),
         GroupEvent::Created => None,
     }
