@@ -75,9 +75,22 @@ fn two_people_chat_in_real_terminals() {
     a.line("/back");
     b.wait_for("● alice@example.org", SHOW);
 
-    // Groups are not pretended.
-    b.line("/join #rust");
-    b.wait_for("groups are not available in this version", SHOW);
+    // A group: Bob creates it and adds Alice; his message reaches her chat, which
+    // opens the group by name; a kick shows in both.
+    b.line("/create rust");
+    b.wait_for("#rust created", SHOW);
+    b.line("/add alice@example.org");
+    b.wait_for("alice@example.org was added by you", SHOW);
+    a.wait_for("#rust", SHOW);
+    b.line("hello rust");
+    a.line("/join #rust");
+    a.wait_for("bob@example.org: hello rust", SHOW);
+    b.line("/kick alice@example.org");
+    b.wait_for("alice@example.org was removed by you", SHOW);
+    a.wait_for("you were removed from the group by bob@example.org", SHOW);
+    // Back to the direct conversation for the rest.
+    a.line("/msg bob@example.org");
+    b.line("/msg alice@example.org");
 
     // A resize redraws at the new size, the conversation still there.
     a.resize(80, 24);

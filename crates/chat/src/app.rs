@@ -430,6 +430,12 @@ impl App {
         }
     }
 
+    /// A short result for the status line only: what the timeline shows already (a
+    /// group change of ours comes back as its own system line).
+    pub fn on_status(&mut self, text: String) {
+        self.status = Some(text);
+    }
+
     /// A key was trusted for `peer`: sending is unblocked.
     pub fn on_trusted(&mut self, peer: &Email, now: u64) {
         let conversation = self.conversation_mut(peer);

@@ -121,6 +121,8 @@ enum Report {
     History(Email, Vec<e2ee_client_core::HistoryMessage>),
     Sent(u64, SendOutcome),
     Notice(String),
+    /// A result for the status line only.
+    Status(String),
     Trusted(Email),
     /// A group's history (loaded even when empty).
     GroupHistory(
@@ -556,6 +558,10 @@ async fn session(
                 }
                 Report::Notice(text) => {
                     app.notice(text, now_ms());
+                    Vec::new()
+                }
+                Report::Status(text) => {
+                    app.on_status(text);
                     Vec::new()
                 }
                 Report::Trusted(peer) => {

@@ -93,12 +93,21 @@ pub(super) async fn command(
     report: &mpsc::UnboundedSender<Report>,
 ) {
     let name = group.as_ref().map(ToString::to_string).unwrap_or_default();
+    // An empty line is no notice (see `changed`).
     let notice = |text: String| {
-        let _ = report.send(Report::Notice(text));
+        if !text.is_empty() {
+            let _ = report.send(Report::Notice(text));
+        }
     };
+    // A change every member was reached with comes back as the library's group event,
+    // a system line in the timeline: only the status line confirms it, so the
+    // timeline does not say it twice.
     let changed =
         |what: String, result: Result<e2ee_client_core::GroupChanged, ClientError>| match result {
-            Ok(changed) if changed.not_reached.is_empty() => format!("#{}: {what}", changed.title),
+            Ok(changed) if changed.not_reached.is_empty() => {
+                let _ = report.send(Report::Status(format!("#{}: {what}", changed.title)));
+                String::new()
+            }
             Ok(changed) => {
                 let names: Vec<String> = changed
                     .not_reached
