@@ -600,3 +600,33 @@ fn help_lists_the_group_commands() {
         assert!(shown.contains(name), "{name}: {shown}");
     }
 }
+
+#[test]
+fn a_removed_member_sees_its_standing_in_the_header() {
+    let mut app = app();
+    app.open_group(&group(), "team", NOW);
+    let mut info = group_info(&[("bob@x.org", GroupRole::Admin)], &[]);
+    info.status = GroupStatus::Removed;
+    info.role = None;
+    info.topic = String::new();
+    app.on_group_info(&info);
+    app.on_event(
+        &Event::Group {
+            group: group(),
+            title: "team".into(),
+            event: GroupEvent::YouWereRemoved {
+                by: email("bob@x.org"),
+            },
+        },
+        NOW,
+    );
+    let shown = text(&screen(&app, 150, 16));
+    assert!(
+        shown.contains("#team · 1 members · you: removed"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("you were removed from the group by bob@x.org"),
+        "{shown}"
+    );
+}
