@@ -311,7 +311,8 @@ fn draw_timeline(frame: &mut Frame, app: &App, area: Rect, now: u64) {
 
 /// A group's header after its title: members, our standing, requests, topic.
 fn group_header(group: &GroupPanel) -> String {
-    let mut header = format!(" · {} members", group.members.len());
+    let count = group.members.len();
+    let mut header = format!(" · {count} member{}", if count == 1 { "" } else { "s" });
     match (group.status.as_str(), &group.role) {
         ("member", Some(role)) => header.push_str(&format!(" · you: {role}")),
         (status, _) => header.push_str(&format!(" · you: {status}")),
@@ -330,17 +331,27 @@ fn draw_members(frame: &mut Frame, app: &App, area: Rect) {
     let mut items = Vec::new();
     if let Some(group) = app.selected().and_then(|c| c.group.as_ref()) {
         for member in &group.members {
+            // Presence as heard in the direct conversation with the member, if any.
+            let presence = app
+                .conversations()
+                .iter()
+                .find(|c| {
+                    matches!(&c.id, e2ee_client_core::ConversationId::Direct(peer)
+                        if peer.as_str() == member.email)
+                })
+                .map_or(member.presence, |c| c.presence);
             items.push(ListItem::new(TextLine::from(vec![
-                Span::styled(
-                    member.presence.dot(),
-                    Style::new().fg(presence_color(member.presence)),
-                ),
+                Span::styled(presence.dot(), Style::new().fg(presence_color(presence))),
                 Span::raw(format!(
                     " {}",
                     text::truncate(&text::escape_line(&member.email), inner)
                 )),
             ])));
-            items.push(ListItem::new(format!("  {}", member.role)));
+            items.push(ListItem::new(format!(
+                "  {} · {}",
+                member.role,
+                presence.word()
+            )));
         }
         if group.pending > 0 {
             items.push(ListItem::new(format!(

@@ -543,6 +543,15 @@ fn a_group_shows_in_the_list_with_senders_shared_marks_and_system_lines() {
     }
     // A direct conversation with an unread message sits beside it.
     app.on_event(&message("dave@x.org", "d1", "psst", NOW), NOW);
+    app.on_event(&message("bob@x.org", "b1", "direct", NOW - 70_000), NOW);
+    app.on_event(
+        &Event::Presence {
+            from: email("bob@x.org"),
+            state: PresenceState::Away,
+            text: None,
+        },
+        NOW,
+    );
     app.on_key(KeyEvent::new(KeyCode::F(2), KeyModifiers::NONE), NOW);
     let rows = screen(&app, 150, 24);
     let shown = text(&rows);
@@ -567,7 +576,9 @@ fn a_group_shows_in_the_list_with_senders_shared_marks_and_system_lines() {
     // The member panel: each member with its role, and the pending count.
     let panel: Vec<&String> = rows.iter().filter(|r| r.contains("carol@x.org")).collect();
     assert!(!panel.is_empty(), "{shown}");
-    assert!(shown.contains("  admin"), "{shown}");
+    assert!(shown.contains("  admin · online"), "{shown}");
+    // Bob's presence as heard in the direct conversation with him.
+    assert!(shown.contains("  member · away"), "{shown}");
     assert!(shown.contains("1 pending (/requests)"), "{shown}");
     // Peer-controlled text never reaches the terminal raw.
     assert!(
@@ -621,10 +632,7 @@ fn a_removed_member_sees_its_standing_in_the_header() {
         NOW,
     );
     let shown = text(&screen(&app, 150, 16));
-    assert!(
-        shown.contains("#team · 1 members · you: removed"),
-        "{shown}"
-    );
+    assert!(shown.contains("#team · 1 member · you: removed"), "{shown}");
     assert!(
         shown.contains("you were removed from the group by bob@x.org"),
         "{shown}"
