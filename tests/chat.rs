@@ -45,6 +45,8 @@ fn two_people_chat_in_real_terminals() {
     let relay = Relay::start();
     let alice = User::registered("alice@example.org", &relay);
     let bob = User::registered("bob@example.org", &relay);
+    // The third member of the group below, on the CLI.
+    let carol = User::registered("carol@example.org", &relay);
 
     let a = chat(&alice, 120, 40);
     let b = chat(&bob, 120, 40);
@@ -75,9 +77,43 @@ fn two_people_chat_in_real_terminals() {
     a.line("/back");
     b.wait_for("● alice@example.org", SHOW);
 
-    // Groups are not pretended.
-    b.line("/join #rust");
-    b.wait_for("groups are not available in this version", SHOW);
+    // A group of three: Bob creates it in his chat and adds Alice (chat) and Carol
+    // (CLI); his message reaches both, Carol's answer shows in both chats, and a kick
+    // shows in both chats.
+    b.line("/create rust");
+    b.wait_for("#rust created", SHOW);
+    b.line("/add alice@example.org");
+    b.wait_for("alice@example.org was added by you", SHOW);
+    b.line("/add carol@example.org");
+    b.wait_for("carol@example.org was added by you", SHOW);
+    b.wait_for("3 members · you: admin", SHOW);
+    a.wait_for("#rust", SHOW);
+    b.line("hello rust");
+    a.line("/join #rust");
+    a.wait_for("bob@example.org: hello rust", SHOW);
+    let mut carol_read = Vec::new();
+    for _ in 0..5 {
+        carol_read.extend(
+            carol
+                .poll("2")
+                .into_iter()
+                .filter(|m| m["group"] == "rust" && m.get("change").is_none())
+                .filter_map(|m| m["text"].as_str().map(str::to_owned)),
+        );
+        if !carol_read.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(carol_read, ["hello rust"]);
+    carol.run(&["send", "#rust", "hi from carol"]).ok();
+    a.wait_for("carol@example.org: hi from carol", SHOW);
+    b.wait_for("carol@example.org: hi from carol", SHOW);
+    b.line("/kick alice@example.org");
+    b.wait_for("alice@example.org was removed by you", SHOW);
+    a.wait_for("you were removed from the group by bob@example.org", SHOW);
+    // Back to the direct conversation for the rest.
+    a.line("/msg bob@example.org");
+    b.line("/msg alice@example.org");
 
     // A resize redraws at the new size, the conversation still there.
     a.resize(80, 24);
@@ -94,6 +130,10 @@ fn two_people_chat_in_real_terminals() {
 
     // Restart: the history is intact, with its marks, and nothing shows twice.
     let a = chat(&alice, 120, 40);
+    // The group is listed again (which conversation opens first depends on which
+    // history is read first, so Bob's is opened by name).
+    a.wait_for("#rust", SHOW);
+    a.line("/msg bob@example.org");
     let again = a.wait_for("bob@example.org: hi Alice", SHOW);
     assert!(again.contains("me: hello Bob, 日本 🙂 ✓✓ read"), "{again}");
     assert_eq!(again.matches("hi Alice").count(), 1, "{again}");

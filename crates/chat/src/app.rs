@@ -7,13 +7,17 @@
 
 use std::collections::BTreeMap;
 
+mod groups;
+
+pub use groups::{group_title, system_line};
+
 use e2ee_client_core::{
-    ConnectionState, Contact, ConversationId, DeliveryState, DropReason, Email, Event,
+    ConnectionState, Contact, ConversationId, DeliveryState, DropReason, Email, Event, GroupId,
     HistoryMessage, MessageId, PresenceState, ReceiptKind, Trust,
 };
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::command::{self, Command};
+use crate::command::{self, Command, GroupCommand};
 use crate::input::Input;
 use crate::model::{Conversation, Entry, Line, Mark, Presence};
 use crate::settings::{KeyAction, Keymap, Settings};
@@ -93,6 +97,37 @@ pub enum Action {
     },
     /// Write the settings file.
     SaveSettings,
+    /// Post `text` to `group`; report with [`App::on_sent`].
+    SendGroup {
+        /// The chat's number for the message until the library names it.
+        local: u64,
+        /// The group.
+        group: GroupId,
+        /// The text.
+        text: String,
+    },
+    /// Read the last `limit` messages of `group` and its info; report with
+    /// [`App::on_group_history`] and [`App::on_group_info`].
+    LoadGroup {
+        /// The group.
+        group: GroupId,
+        /// How many.
+        limit: u32,
+    },
+    /// Read `group`'s members and standing again; report with [`App::on_group_info`].
+    GroupInfo {
+        /// The group.
+        group: GroupId,
+    },
+    /// Carry out a group command (on `group`, the open one, unless the command names
+    /// its group); report with [`App::notice`], and [`App::open_group`] for a group
+    /// created or asked to join.
+    Group {
+        /// The open group.
+        group: Option<GroupId>,
+        /// What to do.
+        command: GroupCommand,
+    },
 }
 
 /// What became of a [`Action::Send`], as the terminal loop reports it.
@@ -341,6 +376,7 @@ impl App {
                 at: m.sent_at,
                 mark,
                 identity_changed: m.identity_changed,
+                shared_by: None,
             }));
         }
         conversation.unread += unread.len();
@@ -392,6 +428,12 @@ impl App {
             Some(conversation) => conversation.push(Entry::Notice { at: now, text }),
             None => self.status = Some(text),
         }
+    }
+
+    /// A short result for the status line only: what the timeline shows already (a
+    /// group change of ours comes back as its own system line).
+    pub fn on_status(&mut self, text: String) {
+        self.status = Some(text);
     }
 
     /// A key was trusted for `peer`: sending is unblocked.
@@ -487,6 +529,35 @@ impl App {
     /// A library event.
     pub fn on_event(&mut self, event: &Event, now: u64) -> Vec<Action> {
         match event {
+            Event::Message(message) if matches!(message.conversation, ConversationId::Group(_)) => {
+                self.on_group_message(message, None)
+            }
+            Event::SharedMessage { shared_by, message } => {
+                self.on_group_message(message, Some(shared_by))
+            }
+            Event::Group {
+                group,
+                title,
+                event,
+            } => self.on_group_event(group, title, event, now),
+            Event::Unsupported {
+                conversation: ConversationId::Group(group),
+                kind,
+                sent_at,
+                ..
+            } => {
+                let line = format!(
+                    "⚠ a message of kind {:?}, which this version cannot show (kept in the \
+                     store)",
+                    text::escape_line(kind)
+                );
+                let title = group.to_string();
+                self.group_mut(group, &title).push(Entry::Placeholder {
+                    at: *sent_at,
+                    text: line,
+                });
+                Vec::new()
+            }
             Event::Message(message) => {
                 let ConversationId::Direct(peer) = &message.conversation else {
                     return Vec::new();
@@ -520,6 +591,7 @@ impl App {
                     at: message.sent_at,
                     mark: None,
                     identity_changed: message.identity_changed,
+                    shared_by: None,
                 }));
                 conversation.unread += 1;
                 let id = conversation.id.clone();
@@ -839,8 +911,9 @@ impl App {
         let text = text.unwrap_or(&line).to_owned();
         match self.selected.clone() {
             Some(ConversationId::Direct(peer)) => self.send(peer, text, now),
+            Some(ConversationId::Group(group)) => self.send_group(group, text, now),
             Some(_) => {
-                self.status = Some("groups are not available in this version".to_owned());
+                self.status = Some("this conversation cannot be written to".to_owned());
                 Vec::new()
             }
             None => {
@@ -865,6 +938,7 @@ impl App {
             at: now,
             mark: Some(Mark::Sending),
             identity_changed: false,
+            shared_by: None,
         }));
         self.sort();
         self.scroll = 0;
@@ -970,17 +1044,20 @@ impl App {
                 }],
                 None => self.refuse("open the contact's conversation first".to_owned()),
             },
-            Command::History(count) => match selected_peer {
-                Some(peer) => {
-                    let shown = self.selected().map_or(0, |c| c.entries.len());
-                    let more = count.unwrap_or(HISTORY_PAGE);
-                    let limit = u32::try_from(shown)
-                        .unwrap_or(u32::MAX)
-                        .saturating_add(more);
-                    vec![Action::LoadHistory { peer, limit }]
+            Command::History(count) => {
+                let shown = self.selected().map_or(0, |c| c.entries.len());
+                let more = count.unwrap_or(HISTORY_PAGE);
+                let limit = u32::try_from(shown)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(more);
+                match (selected_peer, self.selected.clone()) {
+                    (Some(peer), _) => vec![Action::LoadHistory { peer, limit }],
+                    (None, Some(ConversationId::Group(group))) => {
+                        vec![Action::LoadGroup { group, limit }]
+                    }
+                    _ => self.refuse("open a conversation first".to_owned()),
                 }
-                None => self.refuse("open a conversation first".to_owned()),
-            },
+            }
             Command::Set { name, on } => {
                 if self.settings.set(&name, on) {
                     self.status = Some(format!("{name} {}", if on { "on" } else { "off" }));
@@ -999,9 +1076,7 @@ impl App {
                 self.quit = true;
                 Vec::new()
             }
-            Command::Group(name) => {
-                self.refuse(format!("/{name}: groups are not available in this version"))
-            }
+            Command::Group(command) => self.group_command(command),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The input line's commands: `/tell EMAIL TEXT`, `/msg EMAIL`, `/quit`…
 //!
-//! Parsing only: what a command does is [`crate::App`]'s. Group commands parse too, so
-//! that they answer "not available in this version" instead of "unknown command".
+//! Parsing only: what a command does is [`crate::App`]'s. The group commands
+//! ([`GroupCommand`]) act on the open group unless they name one (`/create`, `/join`).
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +46,47 @@ pub enum Command {
     Help,
     /// `/quit`.
     Quit,
-    /// `/join`, `/leave`, `/invite`, `/kick`, `/ban`, `/requests`, `/accept`, `/reject`.
-    Group(&'static str),
+    /// A group command.
+    Group(GroupCommand),
+}
+
+/// The commands about groups; all but `/create` and `/join` act on the open group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupCommand {
+    /// `/create NAME`: a new group with us as its admin.
+    Create(String),
+    /// `/add EMAIL` (or `/invite`): add a member.
+    Add(String),
+    /// `/kick EMAIL`: remove a member.
+    Kick(String),
+    /// `/ban EMAIL`: remove and refuse its join requests.
+    Ban(String),
+    /// `/unban EMAIL`: lift a ban.
+    Unban(String),
+    /// `/op EMAIL`: make an admin.
+    Op(String),
+    /// `/deop EMAIL`: make a plain member.
+    Deop(String),
+    /// `/leave`: leave the group.
+    Leave,
+    /// `/link`: the group's join link.
+    Link,
+    /// `/join LINK [NOTE]` asks to join; `/join #NAME` opens a group of ours.
+    Join {
+        /// The link or `#name` as typed.
+        target: String,
+        /// A note to the admins.
+        note: Option<String>,
+    },
+    /// `/requests`: the join requests waiting.
+    Requests,
+    /// `/accept EMAIL`: admit a requester.
+    Accept(String),
+    /// `/reject EMAIL`: refuse a requester.
+    Reject(String),
+    /// `/info`: members, roles, pending requests, policy.
+    Info,
 }
 
 /// Why a line is no command.
@@ -62,16 +101,27 @@ pub enum CommandError {
     Usage(&'static str),
 }
 
-/// The group commands, which wait for groups.
-const GROUP_COMMANDS: [&str; 8] = [
-    "join", "leave", "invite", "kick", "ban", "requests", "accept", "reject",
+/// Every command name, for completion.
+pub const NAMES: [&str; 27] = [
+    "tell", "msg", "who", "away", "back", "search", "verify", "trust", "history", "set", "help",
+    "quit", "create", "add", "invite", "kick", "ban", "unban", "op", "deop", "leave", "link",
+    "join", "requests", "accept", "reject", "info",
 ];
 
-/// Every command name, for completion.
-pub const NAMES: [&str; 20] = [
-    "tell", "msg", "who", "away", "back", "search", "verify", "trust", "history", "set", "help",
-    "quit", "join", "leave", "invite", "kick", "ban", "requests", "accept", "reject",
-];
+/// The group commands taking one address, with their usage line.
+fn member_command(name: &str, email: String) -> Option<GroupCommand> {
+    Some(match name {
+        "add" | "invite" => GroupCommand::Add(email),
+        "kick" => GroupCommand::Kick(email),
+        "ban" => GroupCommand::Ban(email),
+        "unban" => GroupCommand::Unban(email),
+        "op" => GroupCommand::Op(email),
+        "deop" => GroupCommand::Deop(email),
+        "accept" => GroupCommand::Accept(email),
+        "reject" => GroupCommand::Reject(email),
+        _ => return None,
+    })
+}
 
 /// Parses `line` (which starts with `/`).
 pub fn parse(line: &str) -> Result<Command, CommandError> {
@@ -143,16 +193,54 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         }
         "help" => Command::Help,
         "quit" | "exit" => Command::Quit,
-        other => match GROUP_COMMANDS.iter().find(|g| **g == other) {
-            Some(group) => Command::Group(group),
-            None => return Err(CommandError::Unknown(other.to_owned())),
+        "create" => match arg {
+            Some(title) => Command::Group(GroupCommand::Create(title)),
+            None => return Err(CommandError::Usage("/create NAME")),
         },
+        "leave" | "part" => Command::Group(GroupCommand::Leave),
+        "link" => Command::Group(GroupCommand::Link),
+        "requests" => Command::Group(GroupCommand::Requests),
+        "info" => Command::Group(GroupCommand::Info),
+        "join" => {
+            let (target, note) = first_and_rest();
+            if target.is_empty() {
+                return Err(CommandError::Usage("/join LINK [NOTE] or /join #NAME"));
+            }
+            Command::Group(GroupCommand::Join {
+                target,
+                note: (!note.is_empty()).then_some(note),
+            })
+        }
+        other => {
+            let (email, more) = first_and_rest();
+            match member_command(other, email.clone()) {
+                Some(_) if email.is_empty() || !more.is_empty() => {
+                    return Err(CommandError::Usage(member_usage(other)));
+                }
+                Some(command) => Command::Group(command),
+                None => return Err(CommandError::Unknown(other.to_owned())),
+            }
+        }
     })
+}
+
+/// The usage line of a one-address group command.
+fn member_usage(name: &str) -> &'static str {
+    match name {
+        "add" | "invite" => "/add EMAIL",
+        "kick" => "/kick EMAIL",
+        "ban" => "/ban EMAIL",
+        "unban" => "/unban EMAIL",
+        "op" => "/op EMAIL",
+        "deop" => "/deop EMAIL",
+        "accept" => "/accept EMAIL",
+        _ => "/reject EMAIL",
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
 
@@ -189,10 +277,54 @@ mod tests {
     }
 
     #[test]
-    fn group_commands_are_recognised_and_bad_lines_explained() {
-        for name in GROUP_COMMANDS {
-            assert_eq!(parse(&format!("/{name} x")).unwrap(), Command::Group(name));
-        }
+    fn group_commands_parse_with_their_arguments() {
+        let g = |line: &str| match parse(line).unwrap() {
+            Command::Group(command) => command,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(
+            g("/create Team Alpha"),
+            GroupCommand::Create("Team Alpha".into())
+        );
+        assert_eq!(g("/add bob@y"), GroupCommand::Add("bob@y".into()));
+        assert_eq!(g("/invite bob@y"), GroupCommand::Add("bob@y".into()));
+        assert_eq!(g("/kick bob@y"), GroupCommand::Kick("bob@y".into()));
+        assert_eq!(g("/ban bob@y"), GroupCommand::Ban("bob@y".into()));
+        assert_eq!(g("/unban bob@y"), GroupCommand::Unban("bob@y".into()));
+        assert_eq!(g("/op bob@y"), GroupCommand::Op("bob@y".into()));
+        assert_eq!(g("/deop bob@y"), GroupCommand::Deop("bob@y".into()));
+        assert_eq!(g("/accept bob@y"), GroupCommand::Accept("bob@y".into()));
+        assert_eq!(g("/reject bob@y"), GroupCommand::Reject("bob@y".into()));
+        assert_eq!(g("/leave"), GroupCommand::Leave);
+        assert_eq!(g("/link"), GroupCommand::Link);
+        assert_eq!(g("/requests"), GroupCommand::Requests);
+        assert_eq!(g("/info"), GroupCommand::Info);
+        assert_eq!(
+            g("/join e2ee-join:abc please let me in"),
+            GroupCommand::Join {
+                target: "e2ee-join:abc".into(),
+                note: Some("please let me in".into())
+            }
+        );
+        assert_eq!(
+            g("/join #team"),
+            GroupCommand::Join {
+                target: "#team".into(),
+                note: None
+            }
+        );
+    }
+
+    #[test]
+    fn group_commands_missing_or_extra_arguments_say_their_usage() {
+        assert_eq!(parse("/create"), Err(CommandError::Usage("/create NAME")));
+        assert_eq!(parse("/kick"), Err(CommandError::Usage("/kick EMAIL")));
+        assert_eq!(parse("/op a@x b@x"), Err(CommandError::Usage("/op EMAIL")));
+        assert!(matches!(parse("/join"), Err(CommandError::Usage(_))));
+    }
+
+    #[test]
+    fn bad_lines_are_explained() {
         assert_eq!(
             parse("/frobnicate"),
             Err(CommandError::Unknown("frobnicate".into()))

@@ -20,14 +20,14 @@ pub mod ui;
 
 pub use app::{
     Action, App, Connection, HISTORY_PAGE, MAX_ENTRIES, Overlay, SendOutcome, TYPING_IDLE_MS,
-    TYPING_REFRESH_MS, TYPING_SHOWN_MS,
+    TYPING_REFRESH_MS, TYPING_SHOWN_MS, group_title, system_line,
 };
-pub use command::{Command, CommandError, parse as parse_command};
+pub use command::{Command, CommandError, GroupCommand, parse as parse_command};
 pub use input::Input;
 pub use login::{
     LoginAction, LoginForm, LoginOutcome, MAX_PASSPHRASE_BYTES, Profile, Unlock, list_profiles,
 };
-pub use model::{Conversation, Entry, Line, Mark, Member, Presence};
+pub use model::{Conversation, Entry, GroupPanel, Line, Mark, Member, Presence};
 pub use register::{Field, FormAction, RegisterForm, RegisterOutcome, Submit};
 pub use run::{CONSUMER, ChatError, SYNC_WAIT, load_keymap, load_settings, run, run_profile};
 pub use settings::{

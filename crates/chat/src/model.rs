@@ -111,6 +111,8 @@ pub struct Line {
     pub mark: Option<Mark>,
     /// It came under a key awaiting the user's decision.
     pub identity_changed: bool,
+    /// A group's past, shared with us by this admin when it admitted us.
+    pub shared_by: Option<String>,
 }
 
 /// One item of a timeline.
@@ -157,6 +159,21 @@ pub struct Member {
     pub presence: Presence,
 }
 
+/// What a group's header and member panel show (from the library's group info).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupPanel {
+    /// Members with their roles (`admin` or `member`), by address.
+    pub members: Vec<Member>,
+    /// Join requests waiting for an admin.
+    pub pending: usize,
+    /// Where we stand: `member`, `removed`, `left`, `pending`, `rejected`.
+    pub status: String,
+    /// Our role while a member.
+    pub role: Option<String>,
+    /// The topic, as set (escaped when drawn).
+    pub topic: String,
+}
+
 /// One conversation in the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversation {
@@ -178,6 +195,8 @@ pub struct Conversation {
     pub last_activity: u64,
     /// The history was read from the store.
     pub loaded: bool,
+    /// A group's members and standing, once its info is read (groups only).
+    pub group: Option<GroupPanel>,
 }
 
 impl Conversation {
@@ -193,6 +212,7 @@ impl Conversation {
             blocked: None,
             last_activity: 0,
             loaded: false,
+            group: None,
         }
     }
 

@@ -15,6 +15,8 @@ use e2ee_client_core::{
 use ratatui::crossterm::event::{Event as TermEvent, KeyEvent, KeyEventKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
+mod groups;
+
 use crate::app::{Action, App, SendOutcome};
 use crate::login::{LoginAction, LoginForm, LoginOutcome, Profile, list_profiles};
 use crate::register::{FormAction, RegisterForm, RegisterOutcome};
@@ -119,7 +121,18 @@ enum Report {
     History(Email, Vec<e2ee_client_core::HistoryMessage>),
     Sent(u64, SendOutcome),
     Notice(String),
+    /// A result for the status line only.
+    Status(String),
     Trusted(Email),
+    /// A group's history (loaded even when empty).
+    GroupHistory(
+        e2ee_client_core::GroupId,
+        Vec<e2ee_client_core::GroupHistoryMessage>,
+    ),
+    /// A group's members and standing.
+    GroupInfo(Box<e2ee_client_core::GroupInfo>),
+    /// A group created or asked to join: open it.
+    GroupOpened(e2ee_client_core::GroupId, String),
     /// An in-process library event the loop produced itself.
     Library(Event),
     /// The event stream failed.
@@ -347,6 +360,7 @@ async fn run_with(
     let settings = load_settings(&dir)?;
     let keymap = load_keymap(&dir)?;
     let contacts = client.contacts().await?;
+    let group_list = client.groups().await?;
     // Taken before the terminal changes: a second chat of the profile waits here.
     let client = Arc::new(client);
     let events = match client.try_events(CONSUMER).await? {
@@ -361,6 +375,7 @@ async fn run_with(
 
     let mut app = App::new(me, settings, keymap, now_ms());
     let mut first = app.add_contacts(&contacts);
+    first.extend(app.add_groups(&group_list));
     first.extend(app.greeting());
 
     let mut screen = match screen {
@@ -490,7 +505,7 @@ async fn session(
     // unread.
     let mut loading = first
         .iter()
-        .filter(|a| matches!(a, Action::LoadHistory { .. }))
+        .filter(|a| matches!(a, Action::LoadHistory { .. } | Action::LoadGroup { .. }))
         .count();
     for action in first {
         perform(client, action, app, &report_tx, dir);
@@ -545,10 +560,23 @@ async fn session(
                     app.notice(text, now_ms());
                     Vec::new()
                 }
+                Report::Status(text) => {
+                    app.on_status(text);
+                    Vec::new()
+                }
                 Report::Trusted(peer) => {
                     app.on_trusted(&peer, now_ms());
                     Vec::new()
                 }
+                Report::GroupHistory(group, messages) => {
+                    loading = loading.saturating_sub(1);
+                    app.on_group_history(&group, &messages)
+                }
+                Report::GroupInfo(info) => {
+                    app.on_group_info(&info);
+                    Vec::new()
+                }
+                Report::GroupOpened(group, title) => app.open_group(&group, &title, now_ms()),
                 Report::Events(error) | Report::Sync(error) => {
                     result = Err(error.into());
                     break;
@@ -671,6 +699,25 @@ fn perform(
                 Ok(_) => Report::Trusted(peer),
                 Err(error) => Report::Notice(format!("/trust: {error}")),
             }),
+            Action::SendGroup { local, group, text } => {
+                let (outcome, refused) = groups::send(&client, &group, &text).await;
+                if let Some(refused) = refused {
+                    let _ = report.send(Report::Notice(refused));
+                }
+                Some(Report::Sent(local, outcome))
+            }
+            Action::LoadGroup { group, limit } => {
+                groups::load(&client, &group, limit, &report).await;
+                None
+            }
+            Action::GroupInfo { group } => {
+                groups::info(&client, &group, &report).await;
+                None
+            }
+            Action::Group { group, command } => {
+                groups::command(&client, group, command, &report).await;
+                None
+            }
             Action::Search { email } => Some(Report::Notice(match client.lookup(&email).await {
                 Ok(Some(found)) => format!(
                     "{} is on the relay; identity key {}; safety number {}",

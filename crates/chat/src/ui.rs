@@ -22,7 +22,7 @@ use ratatui::text::{Line as TextLine, Span};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph};
 
 use crate::app::{App, Connection, Overlay};
-use crate::model::{self, Conversation, Entry, Mark, Presence};
+use crate::model::{self, Conversation, Entry, GroupPanel, Mark, Presence};
 use crate::text;
 
 /// Width of the conversation list, in cells.
@@ -176,10 +176,14 @@ pub fn timeline_rows(
         match entry {
             Entry::Message(line) => {
                 let time = model::clock(line.at);
-                let sender = if line.own {
-                    "me".to_owned()
-                } else {
-                    text::escape_line(&line.from)
+                let sender = match (&line.shared_by, line.own) {
+                    (Some(admin), _) => format!(
+                        "{} (shared by {})",
+                        text::escape_line(&line.from),
+                        text::escape_line(admin)
+                    ),
+                    (None, true) => "me".to_owned(),
+                    (None, false) => text::escape_line(&line.from),
                 };
                 let warn = if line.identity_changed { "⚠ " } else { "" };
                 let head = format!("{time} {warn}{sender}: ");
@@ -269,8 +273,12 @@ fn draw_timeline(frame: &mut Frame, app: &App, area: Rect, now: u64) {
         frame.render_widget(text, area);
         return;
     };
+    let group = conversation
+        .group
+        .as_ref()
+        .map_or(String::new(), group_header);
     let title = format!(
-        " {}{} ",
+        " {}{group}{} ",
         text::escape_line(&conversation.title),
         if conversation.blocked.is_some() {
             " · ⚠ key changed: sending blocked"
@@ -301,10 +309,57 @@ fn draw_timeline(frame: &mut Frame, app: &App, area: Rect, now: u64) {
     frame.render_widget(Paragraph::new(visible).block(block), area);
 }
 
+/// A group's header after its title: members, our standing, requests, topic.
+fn group_header(group: &GroupPanel) -> String {
+    let count = group.members.len();
+    let mut header = format!(" · {count} member{}", if count == 1 { "" } else { "s" });
+    match (group.status.as_str(), &group.role) {
+        ("member", Some(role)) => header.push_str(&format!(" · you: {role}")),
+        (status, _) => header.push_str(&format!(" · you: {status}")),
+    }
+    if group.pending > 0 {
+        header.push_str(&format!(" · {} join request(s) pending", group.pending));
+    }
+    if !group.topic.is_empty() {
+        header.push_str(&format!(" · topic: {}", text::escape_line(&group.topic)));
+    }
+    header
+}
+
 fn draw_members(frame: &mut Frame, app: &App, area: Rect) {
     let inner = area.width.saturating_sub(4) as usize;
     let mut items = Vec::new();
-    if let Some(c) = app.selected() {
+    if let Some(group) = app.selected().and_then(|c| c.group.as_ref()) {
+        for member in &group.members {
+            // Presence as heard in the direct conversation with the member, if any.
+            let presence = app
+                .conversations()
+                .iter()
+                .find(|c| {
+                    matches!(&c.id, e2ee_client_core::ConversationId::Direct(peer)
+                        if peer.as_str() == member.email)
+                })
+                .map_or(member.presence, |c| c.presence);
+            items.push(ListItem::new(TextLine::from(vec![
+                Span::styled(presence.dot(), Style::new().fg(presence_color(presence))),
+                Span::raw(format!(
+                    " {}",
+                    text::truncate(&text::escape_line(&member.email), inner)
+                )),
+            ])));
+            items.push(ListItem::new(format!(
+                "  {} · {}",
+                member.role,
+                presence.word()
+            )));
+        }
+        if group.pending > 0 {
+            items.push(ListItem::new(format!(
+                "{} pending (/requests)",
+                group.pending
+            )));
+        }
+    } else if let Some(c) = app.selected() {
         items.push(ListItem::new(TextLine::from(vec![
             Span::styled(
                 c.presence.dot(),
@@ -381,7 +436,9 @@ pub const HELP: &[&str] = &[
     "  /search EMAIL       is it on the relay    /history [N]",
     "  /verify [EMAIL]     safety number         /trust NUMBER",
     "  /set read-receipts|typing|presence on|off /quit",
-    "  groups (/join /invite /kick …) are not available in this version",
+    "Groups (the open one)",
+    "  /create NAME   /info   /link   /join LINK [NOTE] or #NAME   /leave",
+    "  /add /kick /ban /unban /op /deop EMAIL   /requests /accept /reject EMAIL",
 ];
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {

@@ -2,10 +2,10 @@
 //! events in, actions out.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use e2ee_chat::{Action, App, Entry, Keymap, Mark, Overlay, SendOutcome, Settings};
+use e2ee_chat::{Action, App, Entry, GroupCommand, Keymap, Mark, Overlay, SendOutcome, Settings};
 use e2ee_client_core::{
-    ConversationId, DeliveryState, DropReason, Email, Event, Message, MessageId, PresenceState,
-    ReceiptKind,
+    ConversationId, DeliveryState, DropReason, Email, Event, GroupEvent, Message, MessageId,
+    PresenceState, ReceiptKind,
 };
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -296,31 +296,150 @@ fn away_back_and_idleness_change_presence() {
     }));
 }
 
-#[test]
-fn group_commands_say_groups_are_not_available() {
-    let mut app = app();
-    for line in [
-        "/join #rust",
-        "/leave",
-        "/invite bob@x.org",
-        "/kick bob@x.org",
-        "/ban bob@x.org",
-        "/requests",
-        "/accept bob@x.org",
-        "/reject bob@x.org",
-    ] {
-        let actions = type_line(&mut app, line);
-        assert!(actions.is_empty(), "{line}: {actions:?}");
-        assert!(
-            app.status()
-                .unwrap()
-                .contains("groups are not available in this version"),
-            "{line}: {:?}",
-            app.status()
-        );
+fn group() -> e2ee_client_core::GroupId {
+    e2ee_client_core::GroupId::parse("BwcHBwcHBwcHBwcHBwcHBw").unwrap()
+}
+
+fn group_message(from: &str, id: &str, text: &str) -> Message {
+    Message {
+        conversation: ConversationId::Group(group()),
+        id: MessageId::new(id),
+        from: email(from),
+        text: text.to_owned(),
+        sent_at: NOW,
+        received_at: NOW,
+        identity_changed: false,
+        new_contact: false,
     }
+}
+
+#[test]
+fn group_commands_act_on_the_open_group_and_refuse_without_one() {
+    let mut app = app();
+    let actions = type_line(&mut app, "/kick bob@x.org");
+    assert!(actions.is_empty(), "{actions:?}");
+    assert!(app.status().unwrap().contains("open a group first"));
+    // /create needs no open group.
+    let actions = type_line(&mut app, "/create team");
+    assert!(matches!(
+        actions.as_slice(),
+        [Action::Group { group: None, command: GroupCommand::Create(t) }] if t == "team"
+    ));
+    let actions = app.open_group(&group(), "team", NOW);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::LoadGroup { .. }))
+    );
+    assert_eq!(app.selected().unwrap().title, "#team");
+    let actions = type_line(&mut app, "/kick bob@x.org");
+    assert!(matches!(
+        actions.as_slice(),
+        [Action::Group { group: Some(g), command: GroupCommand::Kick(e) }]
+            if *g == group() && e == "bob@x.org"
+    ));
+    // Enter in a group posts to it.
+    let actions = type_line(&mut app, "hello all");
+    assert!(matches!(
+        actions.as_slice(),
+        [Action::SendGroup { group: g, text, .. }] if *g == group() && text == "hello all"
+    ));
+    // /join #NAME opens a group of ours; an unknown one is refused with the fix.
+    app.on_event(&message("bob@x.org", "m1", "hi"), NOW);
+    let actions = type_line(&mut app, "/join #nope");
+    assert!(actions.is_empty());
+    assert!(app.status().unwrap().contains("no group #nope"));
     type_line(&mut app, "/frobnicate");
     assert!(app.status().unwrap().contains("unknown command"));
+}
+
+#[test]
+fn group_messages_events_and_shared_history_land_in_the_group() {
+    let mut app = app();
+    app.open_group(&group(), "team", NOW);
+    app.on_event(&message("dave@x.org", "d1", "direct"), NOW);
+    app.focus(false);
+    app.on_event(
+        &Event::Message(group_message("bob@x.org", "g1", "in the group")),
+        NOW,
+    );
+    // Twice (a redelivery) shows once.
+    app.on_event(
+        &Event::Message(group_message("bob@x.org", "g1", "in the group")),
+        NOW,
+    );
+    app.on_event(
+        &Event::SharedMessage {
+            shared_by: email("carol@x.org"),
+            message: group_message("erin@x.org", "g0", "before you came"),
+        },
+        NOW,
+    );
+    let actions = app.on_event(
+        &Event::Group {
+            group: group(),
+            title: "team".into(),
+            event: GroupEvent::MemberRemoved {
+                member: email("bob@x.org"),
+                by: email("alice@x.org"),
+            },
+        },
+        NOW,
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::GroupInfo { .. }))
+    );
+    app.on_event(
+        &Event::Group {
+            group: group(),
+            title: "team".into(),
+            event: GroupEvent::Undecryptable {
+                from: email("carol@x.org"),
+            },
+        },
+        NOW,
+    );
+    let c = app
+        .conversations()
+        .iter()
+        .find(|c| c.id == ConversationId::Group(group()))
+        .unwrap();
+    assert_eq!(
+        c.unread, 3,
+        "two messages and one system line, unread while unfocused"
+    );
+    let messages: Vec<_> = c
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Message(l) => Some((l.from.as_str(), l.text.as_str(), l.shared_by.as_deref())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            ("bob@x.org", "in the group", None),
+            ("erin@x.org", "before you came", Some("carol@x.org")),
+        ]
+    );
+    assert!(c.entries.iter().any(|e| matches!(
+        e,
+        Entry::Notice { text, .. } if text == "bob@x.org was removed by you"
+    )));
+    assert!(c.entries.iter().any(|e| matches!(
+        e,
+        Entry::Placeholder { text, .. } if text.contains("could not be decrypted")
+    )));
+    // The direct conversation got none of it.
+    let direct = app
+        .conversations()
+        .iter()
+        .find(|c| c.id == ConversationId::Direct(email("dave@x.org")))
+        .unwrap();
+    assert_eq!(direct.entries.len(), 1);
 }
 
 #[test]

@@ -3,8 +3,9 @@
 
 use e2ee_chat::{App, Keymap, SendOutcome, Settings, ui};
 use e2ee_client_core::{
-    ConnectionState, ConversationId, DropReason, Email, Event, Message, MessageId, PresenceState,
-    ReceiptKind,
+    ConnectionState, ConversationId, DropReason, Email, Event, GroupEvent, GroupHistoryMessage,
+    GroupId, GroupInfo, GroupMember, GroupPolicy, GroupRole, GroupStatus, JoinRule, Message,
+    MessageId, PendingJoin, PresenceState, ReceiptKind,
 };
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -238,7 +239,7 @@ fn typing_mark_member_panel_and_status_line() {
     assert!(shown.contains("Members"), "{shown}");
     assert!(shown.contains("peer · unknown"), "{shown}");
     assert!(
-        rows[19].contains("groups are not available in this version"),
+        rows[19].contains("no group #rust: ask an admin for its join link"),
         "{}",
         rows[19]
     );
@@ -435,4 +436,205 @@ fn login_screen_marks_a_new_profile_and_keeps_the_selected_one_in_view() {
     // A terminal too small for the box still draws its frame.
     let small = draw_login(&form, 20, 5);
     assert!(small.starts_with('┌') && small.ends_with('┘'), "{small}");
+}
+
+fn group() -> GroupId {
+    GroupId::parse("BwcHBwcHBwcHBwcHBwcHBw").unwrap()
+}
+
+fn group_info(members: &[(&str, GroupRole)], pending: &[&str]) -> GroupInfo {
+    GroupInfo {
+        id: group(),
+        title: "team".into(),
+        group_title: "team".into(),
+        topic: "release \u{1b}[2Jfriday".into(),
+        policy: GroupPolicy {
+            join: JoinRule::Request,
+            history: 0,
+        },
+        members: members
+            .iter()
+            .map(|(e, role)| GroupMember {
+                email: email(e),
+                role: *role,
+            })
+            .collect(),
+        pending: pending
+            .iter()
+            .map(|e| PendingJoin {
+                email: email(e),
+                note: String::new(),
+            })
+            .collect(),
+        banned: Vec::new(),
+        status: GroupStatus::Member,
+        role: Some(GroupRole::Admin),
+        version: 3,
+        state_hash: String::new(),
+    }
+}
+
+#[test]
+fn a_group_shows_in_the_list_with_senders_shared_marks_and_system_lines() {
+    let mut app = app();
+    app.open_group(&group(), "team", NOW - 60_000);
+    app.on_group_info(&group_info(
+        &[
+            ("alice@x.org", GroupRole::Admin),
+            ("bob@x.org", GroupRole::Member),
+            ("carol@x.org", GroupRole::Member),
+        ],
+        &["dave@x.org"],
+    ));
+    app.on_group_history(
+        &group(),
+        &[
+            GroupHistoryMessage {
+                id: MessageId::new("h0"),
+                from: email("erin@x.org"),
+                outgoing: false,
+                text: "old news".into(),
+                sent_at: NOW - 50_000,
+                received_at: NOW - 50_000,
+                shared_by: Some(email("alice@x.org")),
+            },
+            GroupHistoryMessage {
+                id: MessageId::new("h1"),
+                from: email("alice@x.org"),
+                outgoing: true,
+                text: "welcome".into(),
+                sent_at: NOW - 40_000,
+                received_at: NOW - 40_000,
+                shared_by: None,
+            },
+        ],
+    );
+    let mut from_bob = match message("bob@x.org", "g1", "hi \u{1b}]0;pwned\u{7} all", NOW) {
+        Event::Message(m) => m,
+        _ => unreachable!(),
+    };
+    from_bob.conversation = ConversationId::Group(group());
+    app.on_event(&Event::Message(from_bob), NOW);
+    for event in [
+        GroupEvent::MemberRemoved {
+            member: email("carol@x.org"),
+            by: email("alice@x.org"),
+        },
+        GroupEvent::Promoted {
+            member: email("bob@x.org"),
+            by: email("alice@x.org"),
+        },
+        GroupEvent::JoinRequested {
+            requester: email("dave@x.org"),
+            note: "let me in".into(),
+        },
+        GroupEvent::Undecryptable {
+            from: email("bob@x.org"),
+        },
+    ] {
+        app.on_event(
+            &Event::Group {
+                group: group(),
+                title: "team".into(),
+                event,
+            },
+            NOW,
+        );
+    }
+    // A direct conversation with an unread message sits beside it.
+    app.on_event(&message("dave@x.org", "d1", "psst", NOW), NOW);
+    app.on_event(&message("bob@x.org", "b1", "direct", NOW - 70_000), NOW);
+    app.on_event(
+        &Event::Presence {
+            from: email("bob@x.org"),
+            state: PresenceState::Away,
+            text: None,
+        },
+        NOW,
+    );
+    app.on_key(KeyEvent::new(KeyCode::F(2), KeyModifiers::NONE), NOW);
+    let rows = screen(&app, 150, 24);
+    let shown = text(&rows);
+    assert!(shown.contains("#team"), "{shown}");
+    assert!(
+        shown.contains("3 members · you: admin · 1 join request(s) pending"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("erin@x.org (shared by alice@x.org): old news"),
+        "{shown}"
+    );
+    assert!(shown.contains("me: welcome"), "{shown}");
+    assert!(shown.contains("bob@x.org: hi"), "{shown}");
+    assert!(shown.contains("carol@x.org was removed by you"), "{shown}");
+    assert!(
+        shown.contains("bob@x.org was made an admin by you"),
+        "{shown}"
+    );
+    assert!(shown.contains("dave@x.org asks to join"), "{shown}");
+    assert!(shown.contains("could not be decrypted"), "{shown}");
+    // The member panel: each member with its role, and the pending count.
+    let panel: Vec<&String> = rows.iter().filter(|r| r.contains("carol@x.org")).collect();
+    assert!(!panel.is_empty(), "{shown}");
+    assert!(shown.contains("  admin · online"), "{shown}");
+    // Bob's presence as heard in the direct conversation with him.
+    assert!(shown.contains("  member · away"), "{shown}");
+    assert!(shown.contains("1 pending (/requests)"), "{shown}");
+    // Peer-controlled text never reaches the terminal raw.
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown}"
+    );
+}
+
+#[test]
+fn help_lists_the_group_commands() {
+    let mut app = app();
+    app.on_key(KeyEvent::new(KeyCode::F(1), KeyModifiers::NONE), NOW);
+    let shown = text(&screen(&app, 100, 30));
+    for name in [
+        "/create",
+        "/add",
+        "/kick",
+        "/ban",
+        "/unban",
+        "/op",
+        "/deop",
+        "/leave",
+        "/link",
+        "/join",
+        "/requests",
+        "/accept",
+        "/reject",
+        "/info",
+    ] {
+        assert!(shown.contains(name), "{name}: {shown}");
+    }
+}
+
+#[test]
+fn a_removed_member_sees_its_standing_in_the_header() {
+    let mut app = app();
+    app.open_group(&group(), "team", NOW);
+    let mut info = group_info(&[("bob@x.org", GroupRole::Admin)], &[]);
+    info.status = GroupStatus::Removed;
+    info.role = None;
+    info.topic = String::new();
+    app.on_group_info(&info);
+    app.on_event(
+        &Event::Group {
+            group: group(),
+            title: "team".into(),
+            event: GroupEvent::YouWereRemoved {
+                by: email("bob@x.org"),
+            },
+        },
+        NOW,
+    );
+    let shown = text(&screen(&app, 150, 16));
+    assert!(shown.contains("#team · 1 member · you: removed"), "{shown}");
+    assert!(
+        shown.contains("you were removed from the group by bob@x.org"),
+        "{shown}"
+    );
 }
