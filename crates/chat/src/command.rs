@@ -87,6 +87,8 @@ pub enum GroupCommand {
     Reject(String),
     /// `/info`: members, roles, pending requests, policy.
     Info,
+    /// `/topic TEXT`: set the group's topic (`/topic` alone clears it).
+    Topic(String),
 }
 
 /// Why a line is no command.
@@ -102,10 +104,10 @@ pub enum CommandError {
 }
 
 /// Every command name, for completion.
-pub const NAMES: [&str; 27] = [
+pub const NAMES: [&str; 28] = [
     "tell", "msg", "who", "away", "back", "search", "verify", "trust", "history", "set", "help",
     "quit", "create", "add", "invite", "kick", "ban", "unban", "op", "deop", "leave", "link",
-    "join", "requests", "accept", "reject", "info",
+    "join", "requests", "accept", "reject", "info", "topic",
 ];
 
 /// The group commands taking one address, with their usage line.
@@ -201,6 +203,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "link" => Command::Group(GroupCommand::Link),
         "requests" => Command::Group(GroupCommand::Requests),
         "info" => Command::Group(GroupCommand::Info),
+        "topic" => Command::Group(GroupCommand::Topic(arg.unwrap_or_default())),
         "join" => {
             let (target, note) = first_and_rest();
             if target.is_empty() {
@@ -296,6 +299,11 @@ mod tests {
         assert_eq!(g("/accept bob@y"), GroupCommand::Accept("bob@y".into()));
         assert_eq!(g("/reject bob@y"), GroupCommand::Reject("bob@y".into()));
         assert_eq!(g("/leave"), GroupCommand::Leave);
+        assert_eq!(
+            g("/topic plans for friday"),
+            GroupCommand::Topic("plans for friday".into())
+        );
+        assert_eq!(g("/topic"), GroupCommand::Topic(String::new()));
         assert_eq!(g("/link"), GroupCommand::Link);
         assert_eq!(g("/requests"), GroupCommand::Requests);
         assert_eq!(g("/info"), GroupCommand::Info);

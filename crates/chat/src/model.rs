@@ -249,39 +249,20 @@ impl Conversation {
     }
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
-/// `civil_from_days`): no time zone database is needed for UTC dates.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-const DAY_MS: u64 = 86_400_000;
-
 /// The UTC day number of `ms`.
 pub fn day_of(ms: u64) -> u64 {
-    ms / DAY_MS
+    e2ee_client_core::unix_day(ms)
 }
 
 /// `YYYY-MM-DD` (UTC) of the day containing `ms`.
 pub fn date(ms: u64) -> String {
-    let days = i64::try_from(day_of(ms)).unwrap_or(i64::MAX / 2);
-    let (y, m, d) = civil(days);
-    format!("{y:04}-{m:02}-{d:02}")
+    e2ee_client_core::UtcTime::from_unix_ms(ms).date()
 }
 
 /// `HH:MM` (UTC) of `ms`.
 pub fn clock(ms: u64) -> String {
-    let minutes = (ms % DAY_MS) / 60_000;
-    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+    let time = e2ee_client_core::UtcTime::from_unix_ms(ms);
+    format!("{:02}:{:02}", time.hour, time.minute)
 }
 
 #[cfg(test)]

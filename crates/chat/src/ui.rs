@@ -439,6 +439,7 @@ pub const HELP: &[&str] = &[
     "Groups (the open one)",
     "  /create NAME   /info   /link   /join LINK [NOTE] or #NAME   /leave",
     "  /add /kick /ban /unban /op /deop EMAIL   /requests /accept /reject EMAIL",
+    "  /topic TEXT      set the topic (alone: clear it)",
 ];
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {

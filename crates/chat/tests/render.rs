@@ -607,6 +607,7 @@ fn help_lists_the_group_commands() {
         "/accept",
         "/reject",
         "/info",
+        "/topic",
     ] {
         assert!(shown.contains(name), "{name}: {shown}");
     }

@@ -349,6 +349,12 @@ pub fn system_line(me: &Email, event: &GroupEvent) -> String {
         GroupEvent::JoinRejected { by } => {
             format!("your join request was rejected by {}", who(by))
         }
+        GroupEvent::TopicChanged { topic, by } if topic.is_empty() => {
+            format!("{} cleared the topic", who(by))
+        }
+        GroupEvent::TopicChanged { topic, by } => {
+            format!("{} set the topic: {topic}", who(by))
+        }
         GroupEvent::Undecryptable { from } => format!(
             "⚠ a group message from {} could not be decrypted; they were asked to send it again",
             who(from)

@@ -168,6 +168,14 @@ pub(super) async fn command(
             Err(error) => format!("/reject {email}: {error}"),
         },
         GroupCommand::Leave => changed("you left".to_owned(), client.group_leave(&name).await),
+        GroupCommand::Topic(topic) => changed(
+            if topic.is_empty() {
+                "topic cleared".to_owned()
+            } else {
+                "topic set".to_owned()
+            },
+            client.group_set_topic(&name, &topic).await,
+        ),
         GroupCommand::Link => match client.group_link(&name).await {
             Ok(link) => format!("join link (give it to whom you invite): {link}"),
             Err(error) => format!("/link: {error}"),
