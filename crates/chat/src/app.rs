@@ -71,6 +71,14 @@ pub enum Action {
         /// Started or stopped.
         started: bool,
     },
+    /// Tell a group's members typing started or stopped (ephemeral; the library sends
+    /// nothing to a group above its notice limit).
+    GroupTyping {
+        /// The group.
+        group: GroupId,
+        /// Started or stopped.
+        started: bool,
+    },
     /// Tell every contact this presence (ephemeral).
     Presence {
         /// Online, away or offline.
@@ -209,8 +217,8 @@ pub struct App {
     /// `/away` was typed: idleness does not end it, `/back` does.
     away_by_choice: bool,
     last_key: u64,
-    /// The peer a "started typing" went to, and when.
-    typing_to: Option<(Email, u64)>,
+    /// The conversation a "started typing" went to, and when.
+    typing_to: Option<(ConversationId, u64)>,
     /// Delivery receipts owed, per peer; sent by [`App::flush_receipts`].
     delivered: BTreeMap<Email, Vec<MessageId>>,
     /// Per conversation, received messages not yet reported read.
@@ -459,13 +467,10 @@ impl App {
     /// Time passed: typing notices expire, idleness turns presence to away.
     pub fn tick(&mut self, now: u64) -> Vec<Action> {
         let mut actions = Vec::new();
-        if let Some((peer, _)) = &self.typing_to
+        if let Some((to, _)) = &self.typing_to
             && now.saturating_sub(self.last_key) >= TYPING_IDLE_MS
         {
-            actions.push(Action::Typing {
-                peer: peer.clone(),
-                started: false,
-            });
+            actions.extend(typing_action(to, false));
             self.typing_to = None;
         }
         let idle_ms = self.settings.away_after_minutes.saturating_mul(60_000);
@@ -499,11 +504,8 @@ impl App {
     /// Leaving: presence offline, typing stopped.
     pub fn farewell(&mut self) -> Vec<Action> {
         let mut actions = Vec::new();
-        if let Some((peer, _)) = self.typing_to.take() {
-            actions.push(Action::Typing {
-                peer,
-                started: false,
-            });
+        if let Some((to, _)) = self.typing_to.take() {
+            actions.extend(typing_action(&to, false));
         }
         if self.settings.presence {
             actions.push(Action::Presence {
@@ -712,6 +714,27 @@ impl App {
                 conversation.typing_until = started.then_some(now + TYPING_SHOWN_MS);
                 Vec::new()
             }
+            Event::Typing {
+                from,
+                conversation: ConversationId::Group(group),
+                started,
+            } if self.settings.typing => {
+                // Only for a group in the list: a notice never creates one.
+                if let Some(conversation) = self
+                    .conversations
+                    .iter_mut()
+                    .find(|c| matches!(&c.id, ConversationId::Group(g) if g == group))
+                {
+                    if *started {
+                        conversation
+                            .typing_members
+                            .insert(from.clone(), now + TYPING_SHOWN_MS);
+                    } else {
+                        conversation.typing_members.remove(from);
+                    }
+                }
+                Vec::new()
+            }
             Event::Presence { from, state, .. } if self.settings.presence => {
                 let presence = match state {
                     PresenceState::Online => Presence::Online,
@@ -863,11 +886,11 @@ impl App {
         if !self.settings.typing || self.input.text().starts_with('/') {
             return Vec::new();
         }
-        let Some(ConversationId::Direct(peer)) = self.selected.clone() else {
+        let Some(to) = self.selected.clone() else {
             return Vec::new();
         };
         let due = match &self.typing_to {
-            Some((to, at)) => to != &peer || now.saturating_sub(*at) >= TYPING_REFRESH_MS,
+            Some((old, at)) => old != &to || now.saturating_sub(*at) >= TYPING_REFRESH_MS,
             None => true,
         };
         if !due {
@@ -875,18 +898,12 @@ impl App {
         }
         let mut actions = Vec::new();
         if let Some((old, _)) = self.typing_to.take()
-            && old != peer
+            && old != to
         {
-            actions.push(Action::Typing {
-                peer: old,
-                started: false,
-            });
+            actions.extend(typing_action(&old, false));
         }
-        self.typing_to = Some((peer.clone(), now));
-        actions.push(Action::Typing {
-            peer,
-            started: true,
-        });
+        actions.extend(typing_action(&to, true));
+        self.typing_to = Some((to, now));
         actions
     }
 
@@ -944,7 +961,7 @@ impl App {
         self.scroll = 0;
         let mut actions = Vec::new();
         if let Some((to, _)) = &self.typing_to
-            && to == &peer
+            && matches!(to, ConversationId::Direct(p) if p == &peer)
         {
             // The message itself ends the peer's typing mark.
             self.typing_to = None;
@@ -1283,4 +1300,19 @@ fn common_prefix(words: &[String]) -> String {
             .min(end);
     }
     first[..end].to_owned()
+}
+
+/// The typing notice for `to`: pairwise for a peer, one fan-out for a group.
+fn typing_action(to: &ConversationId, started: bool) -> Option<Action> {
+    match to {
+        ConversationId::Direct(peer) => Some(Action::Typing {
+            peer: peer.clone(),
+            started,
+        }),
+        ConversationId::Group(group) => Some(Action::GroupTyping {
+            group: group.clone(),
+            started,
+        }),
+        _ => None,
+    }
 }

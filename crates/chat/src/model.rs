@@ -3,7 +3,9 @@
 //! A conversation is keyed by the library's [`ConversationId`], so a group slots in
 //! beside the direct ones; only its members and roles are new (see [`Member`]).
 
-use e2ee_client_core::{ConversationId, MessageId};
+use std::collections::BTreeMap;
+
+use e2ee_client_core::{ConversationId, Email, MessageId};
 
 /// Where an own message is, as its mark shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +191,8 @@ pub struct Conversation {
     pub presence: Presence,
     /// The peer is typing, until this time (unix ms).
     pub typing_until: Option<u64>,
+    /// The members typing in a group, each until a time (unix ms).
+    pub typing_members: BTreeMap<Email, u64>,
     /// The peer's new identity key awaits a decision: sending is blocked.
     pub blocked: Option<String>,
     /// Latest activity, unix ms: the list is ordered by it, newest first.
@@ -209,6 +213,7 @@ impl Conversation {
             unread: 0,
             presence: Presence::Unknown,
             typing_until: None,
+            typing_members: BTreeMap::new(),
             blocked: None,
             last_activity: 0,
             loaded: false,
@@ -219,6 +224,15 @@ impl Conversation {
     /// Whether the peer is typing at `now`.
     pub fn typing(&self, now: u64) -> bool {
         self.typing_until.is_some_and(|until| until > now)
+    }
+
+    /// The group members typing at `now`, in address order.
+    pub fn typing_members(&self, now: u64) -> Vec<&Email> {
+        self.typing_members
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(member, _)| member)
+            .collect()
     }
 
     /// Adds `entry` in time order (history loads after live messages may interleave).

@@ -743,6 +743,10 @@ async fn signal(client: &Client, action: Action) {
     let result = match action {
         Action::Receipt { peer, kind, ids } => client.send_receipt(&peer, kind, &ids).await,
         Action::Typing { peer, started } => client.send_typing(&peer, started).await,
+        Action::GroupTyping { group, started } => client
+            .group_typing(group.as_str(), started)
+            .await
+            .map(|_| ()),
         Action::Presence { state, text } => client.send_presence(state, text.as_deref()).await,
         _ => Ok(()),
     };

@@ -289,9 +289,25 @@ fn draw_timeline(frame: &mut Frame, app: &App, area: Rect, now: u64) {
     let inner = block.inner(area);
     let width = inner.width.saturating_sub(1) as usize;
     let mut rows = timeline_rows(conversation, app.me().as_str(), width.max(8));
-    if conversation.typing(now) {
+    let typers = conversation.typing_members(now);
+    let typing = match typers.as_slice() {
+        _ if conversation.typing(now) => Some(format!(
+            "{} is typing…",
+            text::escape_line(&conversation.title)
+        )),
+        [] => None,
+        [one] => Some(format!("{} is typing…", text::escape_line(one.as_str()))),
+        many => Some(format!(
+            "{} are typing…",
+            many.iter()
+                .map(|e| text::escape_line(e.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    };
+    if let Some(typing) = typing {
         rows.push(TextLine::styled(
-            format!("{} is typing…", text::escape_line(&conversation.title)),
+            typing,
             Style::new()
                 .fg(Color::DarkGray)
                 .add_modifier(Modifier::ITALIC),

@@ -338,11 +338,14 @@ fn group_commands_act_on_the_open_group_and_refuse_without_one() {
         [Action::Group { group: Some(g), command: GroupCommand::Kick(e) }]
             if *g == group() && e == "bob@x.org"
     ));
-    // Enter in a group posts to it.
+    // Enter in a group posts to it (after the members were told we type).
     let actions = type_line(&mut app, "hello all");
     assert!(matches!(
         actions.as_slice(),
-        [Action::SendGroup { group: g, text, .. }] if *g == group() && text == "hello all"
+        [
+            Action::GroupTyping { group: t, started: true },
+            Action::SendGroup { group: g, text, .. },
+        ] if *t == group() && *g == group() && text == "hello all"
     ));
     // /join #NAME opens a group of ours; an unknown one is refused with the fix.
     app.on_event(&message("bob@x.org", "m1", "hi"), NOW);
@@ -597,4 +600,59 @@ fn history(
         receipt,
         sender_safety_number: None,
     }
+}
+
+#[test]
+fn typing_in_a_group_goes_to_the_group_and_members_typing_are_marked() {
+    let mut app = app();
+    app.open_group(&group(), "team", NOW);
+    let first = app.on_key(key(KeyCode::Char('h')), NOW);
+    assert_eq!(
+        first,
+        [Action::GroupTyping {
+            group: group(),
+            started: true
+        }]
+    );
+    let idle = app.tick(NOW + e2ee_chat::TYPING_IDLE_MS);
+    assert!(idle.contains(&Action::GroupTyping {
+        group: group(),
+        started: false
+    }));
+    let typing = |from: &str, started: bool| Event::Typing {
+        from: email(from),
+        conversation: ConversationId::Group(group()),
+        started,
+    };
+    app.on_event(&typing("bob@x.org", true), NOW);
+    app.on_event(&typing("carol@x.org", true), NOW);
+    let typers = |app: &App, at: u64| -> Vec<String> {
+        app.selected()
+            .unwrap()
+            .typing_members(at)
+            .into_iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(typers(&app, NOW + 1), ["bob@x.org", "carol@x.org"]);
+    // Carol stops; bob's message ends his mark; nothing outlives the shown time.
+    app.on_event(&typing("carol@x.org", false), NOW);
+    assert_eq!(typers(&app, NOW + 1), ["bob@x.org"]);
+    app.on_event(&Event::Message(group_message("bob@x.org", "g1", "hi")), NOW);
+    assert!(typers(&app, NOW + 1).is_empty());
+    app.on_event(&typing("carol@x.org", true), NOW);
+    assert!(typers(&app, NOW + e2ee_chat::TYPING_SHOWN_MS).is_empty());
+    // A notice for a group not in the list creates nothing.
+    let before = app.conversations().len();
+    app.on_event(
+        &Event::Typing {
+            from: email("bob@x.org"),
+            conversation: ConversationId::Group(
+                e2ee_client_core::GroupId::parse("CAgICAgICAgICAgICAgICA").unwrap(),
+            ),
+            started: true,
+        },
+        NOW,
+    );
+    assert_eq!(app.conversations().len(), before);
 }

@@ -639,3 +639,24 @@ fn a_removed_member_sees_its_standing_in_the_header() {
         "{shown}"
     );
 }
+
+#[test]
+fn members_typing_in_a_group_are_named_under_the_timeline() {
+    let mut app = app();
+    app.open_group(&group(), "team", NOW);
+    for from in ["bob@x.org", "carol@x.org"] {
+        app.on_event(
+            &Event::Typing {
+                from: Email::parse(from).unwrap(),
+                conversation: ConversationId::Group(group()),
+                started: true,
+            },
+            NOW,
+        );
+    }
+    let shown = text(&screen(&app, 100, 24));
+    assert!(
+        shown.contains("bob@x.org, carol@x.org are typing…"),
+        "{shown}"
+    );
+}

@@ -134,6 +134,7 @@ impl App {
         if conversation.has_message(&message.id) {
             return Vec::new();
         }
+        conversation.typing_members.remove(&message.from);
         conversation.push(Entry::Message(Line {
             id: Some(message.id.clone()),
             local: None,
@@ -216,6 +217,12 @@ impl App {
         }));
         self.sort();
         self.scroll = 0;
+        if let Some((to, _)) = &self.typing_to
+            && matches!(to, ConversationId::Group(g) if g == &group)
+        {
+            // The message itself ends our typing mark at the members.
+            self.typing_to = None;
+        }
         vec![Action::SendGroup { local, group, text }]
     }
 
