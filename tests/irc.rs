@@ -53,6 +53,42 @@ impl Drop for Gateway {
     }
 }
 
+/// Bytes of a line after its tags, CR LF included (RFC 1459 / IRCv3 message-tags).
+const MAX_LINE_BYTES: usize = 512;
+
+/// Commands the gateway sends that irc-proto knows: each must parse as itself.
+const STANDARD_COMMANDS: [&str; 14] = [
+    "PRIVMSG", "NOTICE", "JOIN", "PART", "KICK", "MODE", "TOPIC", "PING", "PONG", "CAP", "INVITE",
+    "NICK", "QUIT", "ERROR",
+];
+
+/// Every line the gateway sends must parse with an independent codec (irc-proto, as
+/// an IRC client library reads it) and fit IRC's length limit without its tags.
+#[track_caller]
+fn conforms(line: &str) {
+    let message = match line.parse::<irc_proto::Message>() {
+        Ok(message) => message,
+        Err(error) => panic!("the gateway sent a line irc-proto cannot parse ({error}): {line:?}"),
+    };
+    // irc-proto reads a command with the wrong arguments as a raw one: a client library
+    // would not understand it as that command.
+    if let irc_proto::Command::Raw(command, _) = &message.command {
+        assert!(
+            !STANDARD_COMMANDS.contains(&command.as_str()),
+            "irc-proto reads this {command} as malformed: {line:?}"
+        );
+    }
+    let body = match line.strip_prefix('@') {
+        Some(tagged) => tagged.split_once(' ').map_or("", |(_, rest)| rest),
+        None => line,
+    };
+    assert!(
+        body.len() + 2 <= MAX_LINE_BYTES,
+        "a line of {} bytes (limit {MAX_LINE_BYTES} with CR LF): {line:?}",
+        body.len() + 2
+    );
+}
+
 /// A raw IRC connection: lines out, lines in, and waits for a line that matches.
 struct Irc {
     reader: BufReader<TcpStream>,
@@ -114,6 +150,7 @@ impl Irc {
                 ),
                 Ok(_) => {
                     let line = line.trim_end().to_owned();
+                    conforms(&line);
                     // The gateway confirms each event with a PING, as a real client
                     // answers it.
                     if let Some(token) = line.strip_prefix(":e2ee.gateway PING ") {
@@ -969,4 +1006,23 @@ fn channels_are_groups_across_two_gateways_and_the_cli() {
         .filter(|l| l.ends_with(":hello team"))
         .count();
     assert_eq!(shown, 1, "{:#?}", again.seen);
+}
+
+/// The check every received line goes through can fail: a line a client library cannot
+/// read, and one over IRC's limit, are refused.
+#[test]
+fn the_line_check_refuses_what_irc_clients_cannot_take() {
+    conforms(":e2ee.gateway 001 alice :Welcome");
+    conforms(&format!(
+        "@time=2026-12-07T01:02:03.456Z {}",
+        "x".repeat(500)
+    ));
+    for bad in [
+        String::new(),
+        ":e2ee.gateway PRIVMSG".to_owned(),
+        format!(":alice!alice@localhost PRIVMSG bob :{}", "x".repeat(500)),
+    ] {
+        let refused = std::panic::catch_unwind(|| conforms(&bad));
+        assert!(refused.is_err(), "accepted {bad:?}");
+    }
 }
