@@ -946,17 +946,7 @@ impl App {
         self.next_local += 1;
         let me = self.me.to_string();
         let conversation = self.conversation_mut(&peer);
-        conversation.push(Entry::Message(Line {
-            id: None,
-            local: Some(local),
-            from: me,
-            own: true,
-            text: text.clone(),
-            at: now,
-            mark: Some(Mark::Sending),
-            identity_changed: false,
-            shared_by: None,
-        }));
+        conversation.push(Entry::Message(Line::outgoing(local, me, text.clone(), now)));
         self.sort();
         self.scroll = 0;
         let mut actions = Vec::new();

@@ -117,6 +117,24 @@ pub struct Line {
     pub shared_by: Option<String>,
 }
 
+impl Line {
+    /// An own message just typed, before the library has it: the chat's number
+    /// `local`, marked as being sent.
+    pub fn outgoing(local: u64, me: String, text: String, at: u64) -> Self {
+        Self {
+            id: None,
+            local: Some(local),
+            from: me,
+            own: true,
+            text,
+            at,
+            mark: Some(Mark::Sending),
+            identity_changed: false,
+            shared_by: None,
+        }
+    }
+}
+
 /// One item of a timeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

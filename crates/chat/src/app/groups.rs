@@ -204,17 +204,7 @@ impl App {
         self.next_local += 1;
         let me = self.me.to_string();
         let conversation = self.group_mut(&group, &group.to_string());
-        conversation.push(Entry::Message(Line {
-            id: None,
-            local: Some(local),
-            from: me,
-            own: true,
-            text: text.clone(),
-            at: now,
-            mark: Some(Mark::Sending),
-            identity_changed: false,
-            shared_by: None,
-        }));
+        conversation.push(Entry::Message(Line::outgoing(local, me, text.clone(), now)));
         self.sort();
         self.scroll = 0;
         if let Some((to, _)) = &self.typing_to

@@ -3,7 +3,11 @@
 //! looks like in the channel (JOIN, KICK, MODE) comes back as the group's event, so
 //! every connection shows it the same way, once.
 
-use e2ee_client_core::{ClientError, GroupInfo, GroupRole, GroupStatus, JoinRule, ListingDraft};
+use std::rc::Rc;
+
+use e2ee_client_core::{
+    Client, ClientError, GroupInfo, GroupRole, GroupStatus, JoinRule, ListingDraft,
+};
 
 use super::Session;
 use crate::channel::{
@@ -646,22 +650,28 @@ impl Session {
         Some(email)
     }
 
-    pub(super) async fn kick(&self, m: &Message) {
-        let (Some(name), Some(targets)) = (m.arg(0), m.arg(1)) else {
-            self.numeric(ERR_NEEDMOREPARAMS, &["KICK", "Not enough parameters"]);
-            return;
-        };
+    /// The client and the group channel `name` for a command that changes who is in
+    /// it (KICK, INVITE), or the numeric saying why not: the control channel's members
+    /// are the contacts, and a channel must be one we are a member of.
+    async fn membership_channel(&self, name: &str) -> Option<(Rc<Client>, Channel)> {
         if name == crate::control::CONTROL_CHANNEL {
             self.numeric(
                 ERR_CHANOPRIVSNEEDED,
                 &[name, "The control channel's members are your contacts"],
             );
-            return;
+            return None;
         }
-        let Some(client) = self.gateway.client() else {
+        let client = self.gateway.client()?;
+        let channel = self.member_of(name).await?;
+        Some((client, channel))
+    }
+
+    pub(super) async fn kick(&self, m: &Message) {
+        let (Some(name), Some(targets)) = (m.arg(0), m.arg(1)) else {
+            self.numeric(ERR_NEEDMOREPARAMS, &["KICK", "Not enough parameters"]);
             return;
         };
-        let Some(channel) = self.member_of(name).await else {
+        let Some((client, channel)) = self.membership_channel(name).await else {
             return;
         };
         let info = match self.info(&channel).await {
@@ -684,17 +694,7 @@ impl Session {
             self.numeric(ERR_NEEDMOREPARAMS, &["INVITE", "Not enough parameters"]);
             return;
         };
-        if name == crate::control::CONTROL_CHANNEL {
-            self.numeric(
-                ERR_CHANOPRIVSNEEDED,
-                &[name, "The control channel's members are your contacts"],
-            );
-            return;
-        }
-        let Some(client) = self.gateway.client() else {
-            return;
-        };
-        let Some(channel) = self.member_of(name).await else {
+        let Some((client, channel)) = self.membership_channel(name).await else {
             return;
         };
         let email = if target.contains('@') {
