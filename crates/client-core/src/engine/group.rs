@@ -259,19 +259,9 @@ pub(crate) fn open_verified(
     verified: VerifiedGroupMessage,
 ) -> Option<Opened> {
     let index = candidates.iter().position(|(g, _)| g == group)?;
-    let mut record = candidates[index].1.clone();
-    match record.decrypt_verified(verified) {
-        Ok(plaintext) => Some(Opened::Message {
-            index,
-            plaintext: Zeroizing::new(plaintext),
-            record,
-        }),
-        Err(GroupDecryptError::Duplicate { .. }) => Some(Opened::Duplicate),
+    match decrypt_with(candidates, index, verified) {
         Err(GroupDecryptError::SenderKeyChanged) => None,
-        Err(e) => Some(Opened::Undecryptable {
-            index: Some(index),
-            reason: e.to_string(),
-        }),
+        result => Some(opened_at(index, result)),
     }
 }
 
@@ -283,16 +273,33 @@ pub(crate) fn open(candidates: &[([u8; 16], SenderKeyRecord)], message: &GroupMe
         Ok(prepared) => prepared,
         Err(opened) => return opened,
     };
-    let mut record = candidates[index].1.clone();
     let result = pending
         .verify()
-        .and_then(|verified| record.decrypt_verified(verified));
+        .and_then(|verified| decrypt_with(candidates, index, verified));
+    opened_at(index, result)
+}
+
+/// Decrypts `verified` with a copy of candidate `index`'s record: the copy, advanced,
+/// is returned with the plaintext, so the stored record only changes when it is saved.
+fn decrypt_with(
+    candidates: &[([u8; 16], SenderKeyRecord)],
+    index: usize,
+    verified: VerifiedGroupMessage,
+) -> Result<Opened, GroupDecryptError> {
+    let mut record = candidates[index].1.clone();
+    let plaintext = record.decrypt_verified(verified)?;
+    Ok(Opened::Message {
+        index,
+        plaintext: Zeroizing::new(plaintext),
+        record,
+    })
+}
+
+/// What a decrypt with candidate `index` comes to: a duplicate is its own answer, any
+/// other failure makes the message undecryptable.
+fn opened_at(index: usize, result: Result<Opened, GroupDecryptError>) -> Opened {
     match result {
-        Ok(plaintext) => Opened::Message {
-            index,
-            plaintext: Zeroizing::new(plaintext),
-            record,
-        },
+        Ok(opened) => opened,
         Err(GroupDecryptError::Duplicate { .. }) => Opened::Duplicate,
         Err(e) => Opened::Undecryptable {
             index: Some(index),
