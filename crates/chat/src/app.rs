@@ -584,27 +584,10 @@ impl App {
                         ),
                     });
                 }
-                conversation.push(Entry::Message(Line {
-                    id: Some(message.id.clone()),
-                    local: None,
-                    from: message.from.to_string(),
-                    own: false,
-                    text: message.text.clone(),
-                    at: message.sent_at,
-                    mark: None,
-                    identity_changed: message.identity_changed,
-                    shared_by: None,
-                }));
+                conversation.push(Entry::Message(Line::incoming(message, None)));
                 conversation.unread += 1;
                 let id = conversation.id.clone();
-                self.unread_ids
-                    .entry(id)
-                    .or_default()
-                    .push(message.id.clone());
-                self.trim();
-                self.sort();
-                self.ensure_selected();
-                self.read_selected()
+                self.arrived(id, &message.id)
             }
             Event::Delivery { to, ids, state } => {
                 let mark = match state {
@@ -1214,6 +1197,20 @@ impl App {
     }
 
     /// The conversation with `peer`, created when new.
+    /// A message `id` was added, unread, to conversation `conversation`: it is owed a
+    /// read receipt once seen, and the list is trimmed and reordered; the receipts
+    /// due if the conversation is the one open.
+    fn arrived(&mut self, conversation: ConversationId, id: &MessageId) -> Vec<Action> {
+        self.unread_ids
+            .entry(conversation)
+            .or_default()
+            .push(id.clone());
+        self.trim();
+        self.sort();
+        self.ensure_selected();
+        self.read_selected()
+    }
+
     fn conversation_mut(&mut self, peer: &Email) -> &mut Conversation {
         let position = match self.conversations.iter().position(|c| is_direct(c, peer)) {
             Some(position) => position,

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use e2ee_client_core::{ConversationId, Email, MessageId};
+use e2ee_client_core::{ConversationId, Email, Message, MessageId};
 
 /// Where an own message is, as its mark shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +118,22 @@ pub struct Line {
 }
 
 impl Line {
+    /// A message `message` from someone else, as it arrived (live or shared by an
+    /// admin, `shared_by`).
+    pub fn incoming(message: &Message, shared_by: Option<String>) -> Self {
+        Self {
+            id: Some(message.id.clone()),
+            local: None,
+            from: message.from.to_string(),
+            own: false,
+            text: message.text.clone(),
+            at: message.sent_at,
+            mark: None,
+            identity_changed: message.identity_changed,
+            shared_by,
+        }
+    }
+
     /// An own message just typed, before the library has it: the chat's number
     /// `local`, marked as being sent.
     pub fn outgoing(local: u64, me: String, text: String, at: u64) -> Self {

@@ -135,27 +135,13 @@ impl App {
             return Vec::new();
         }
         conversation.typing_members.remove(&message.from);
-        conversation.push(Entry::Message(Line {
-            id: Some(message.id.clone()),
-            local: None,
-            from: message.from.to_string(),
-            own: false,
-            text: message.text.clone(),
-            at: message.sent_at,
-            mark: None,
-            identity_changed: message.identity_changed,
-            shared_by: shared_by.map(Email::to_string),
-        }));
+        conversation.push(Entry::Message(Line::incoming(
+            message,
+            shared_by.map(Email::to_string),
+        )));
         conversation.unread += 1;
         let id = conversation.id.clone();
-        self.unread_ids
-            .entry(id)
-            .or_default()
-            .push(message.id.clone());
-        self.trim();
-        self.sort();
-        self.ensure_selected();
-        let mut actions = self.read_selected();
+        let mut actions = self.arrived(id, &message.id);
         if !known {
             // A group we had not heard of: its title and members come with its info.
             actions.push(Action::GroupInfo {
