@@ -905,6 +905,107 @@ async fn redis_dangling_reference_is_skipped_and_acked() {
     assert_eq!(q.depth("bob@x.org").await.unwrap(), 0);
 }
 
+/// Redis only: a queue written by a relay of the previous layout (a time index `t`
+/// beside `q`, members `id\nreceived_at\nfrom\nbody`) is served by this one without a
+/// migration: delivered in order before what is queued after the upgrade, acked,
+/// expired by the time in its members, its ids never repeated, and `t` removed by
+/// purge. Also: more expired entries than one sweep batch all go.
+#[tokio::test]
+async fn redis_queue_of_the_previous_layout_upgrades_in_place() {
+    let prefix = common::unique("e2ee-test");
+    let clock = Arc::new(ManualClock::new(T0));
+    let q = RedisQueue::connect(
+        &common::redis_url(),
+        &prefix,
+        limits(1000, 60),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let tag = recipient_tag("bob@x.org");
+    let key = |suffix: &str| format!("{prefix}:{{{tag}}}:{suffix}");
+    let client = ::redis::Client::open(common::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // Exactly what ENQUEUE_SCRIPT of the previous layout wrote for two sends.
+    let old = [(1u64, T0 - 20_000, "old 1"), (2, T0, "old 2")];
+    for (id, at, body) in old {
+        let () = ::redis::pipe()
+            .cmd("ZADD")
+            .arg(key("q"))
+            .arg(id)
+            .arg(format!("{id}\n{at}\na@x.org\n{body}"))
+            .ignore()
+            .cmd("ZADD")
+            .arg(key("t"))
+            .arg(at)
+            .arg(id)
+            .ignore()
+            .cmd("SET")
+            .arg(key("seq"))
+            .arg(id)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(key("q"))
+            .arg(60_000)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(key("t"))
+            .arg(60_000)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let new = q.enqueue("bob@x.org", "c@x.org", b"new").await.unwrap();
+    assert_eq!(new, 3, "ids go on from the old counter");
+    let got = q.fetch("bob@x.org", 10).await.unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|e| (e.id, e.body.as_slice()))
+            .collect::<Vec<_>>(),
+        [(1, &b"old 1"[..]), (2, b"old 2"), (3, b"new")],
+        "old entries first, in order, then the new one"
+    );
+    // 50 s on: "old 1" is 70 s old (TTL 60 s), "old 2" and "new" are 50 s old.
+    clock.advance(Duration::from_secs(50));
+    let got = q.fetch("bob@x.org", 10).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), [2, 3]);
+    q.ack("bob@x.org", &[2]).await.unwrap();
+    assert_eq!(q.depth("bob@x.org").await.unwrap(), 1);
+    // Past the TTL of everything: 150 expired entries (more than one sweep batch).
+    for i in 0..149 {
+        q.enqueue("bob@x.org", "c@x.org", format!("m{i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(61));
+    let last = q.enqueue("bob@x.org", "c@x.org", b"last").await.unwrap();
+    assert_eq!(last, 153, "ids never repeat");
+    let got = q.fetch("bob@x.org", 200).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), [last]);
+    assert_eq!(
+        q.depth("bob@x.org").await.unwrap(),
+        1,
+        "every expired entry swept"
+    );
+    let t_left: bool = ::redis::cmd("EXISTS")
+        .arg(key("t"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        t_left,
+        "the old index is left to its own expiry until purge"
+    );
+    q.purge("bob@x.org").await.unwrap();
+    let t_left: bool = ::redis::cmd("EXISTS")
+        .arg(key("t"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!t_left, "purge deletes the old index");
+}
+
 /// Redis only: ephemeral envelopes live in Redis, so a relay other than the one that
 /// took them delivers them (and only one delivers each).
 #[tokio::test]

@@ -3,7 +3,13 @@
 //! Keys of one recipient share the hash tag `{<recipient_tag>}` so they live in one
 //! cluster slot and one Lua script can touch all of them:
 //! - `<prefix>:{tag}:q`   sorted set, score = envelope id, member = `id\nreceived_at\nfrom\nbody`
-//! - `<prefix>:{tag}:t`   sorted set, score = received_at, member = id (for the TTL)
+//! - `<prefix>:{tag}:t`   no longer written: relays before 2026-12-07 kept a time index
+//!   here (score = received_at, member = id). Entries now expire by the `received_at`
+//!   in their member (`sweep_lua!`), which serves old entries and new alike, so an
+//!   upgrade needs no migration: a leftover `t` is never refreshed and disappears with
+//!   its own PEXPIRE within one queue TTL (purge still deletes it at once). Scripts
+//!   still take it among their KEYS so purge and any relay of the previous release
+//!   running beside this one keep the same slot layout.
 //! - `<prefix>:{tag}:seq` INCR counter of ids; never expires, so ids are never reused
 //! - `<prefix>:{tag}:e`   list of ephemeral envelopes (same member format), PEXPIRE
 //!   [`EPHEMERAL_TTL`] and trimmed to [`MAX_EPHEMERAL_PER_RECIPIENT`]; popped by fetch
@@ -70,6 +76,43 @@ const FANOUT_CHUNK: usize = 100;
 /// reference to it even when the relays' clocks run a little behind Redis's.
 const BODY_TTL_MARGIN: Duration = Duration::from_secs(60 * 60);
 
+/// Entries of a queue expire by the `received_at` their member carries (`id\nreceived_at\n`,
+/// a fan-out reference `@id\nreceived_at\n`). Ids are given in arrival order, so the
+/// expired entries are the queue's oldest, a prefix by rank: `sweep(q, cutoff)` reads
+/// the oldest member alone (the common case, nothing expired, costs one ZRANGE of one
+/// member), then batches of 64, and removes the expired prefix by rank.
+/// Relays' clocks that differ a little only delay an entry behind a younger one by
+/// that much. Answers how many were removed. This replaced a per-queue time index
+/// (`t`), whose ZADD and PEXPIRE were a third of the commands of every enqueue.
+macro_rules! sweep_lua {
+    () => {
+        r"
+local function sweep(q, cutoff)
+  local swept, batch = 0, 1
+  while true do
+    local head = redis.call('ZRANGE', q, 0, batch - 1)
+    local k = 0
+    for _, m in ipairs(head) do
+      local at = tonumber(string.match(m, '^@?%d+\n(%d+)\n'))
+      if not at or at > cutoff then
+        break
+      end
+      k = k + 1
+    end
+    if k > 0 then
+      redis.call('ZREMRANGEBYRANK', q, 0, k - 1)
+    end
+    swept = swept + k
+    if k < batch then
+      return swept
+    end
+    batch = 64
+  end
+end
+"
+    };
+}
+
 /// Queues a reference to one stored body for each of R recipients (on a cluster;
 /// a single Redis runs [`FANOUT_RECORD_SCRIPT`]). KEYS are `q`,
 /// `t`, `seq`, `d`, `dt` of each recipient; ARGV is now, TTL, cap, sender, wake
@@ -78,7 +121,9 @@ const BODY_TTL_MARGIN: Duration = Duration::from_secs(60 * 60);
 /// earlier entry with the same dedup field, else -1 if the queue is full, else
 /// queue a new reference. One PUBLISH of every woken tag. Answers
 /// `{expired, added, id-or-minus-one...}`.
-const FANOUT_SCRIPT: &str = r"
+const FANOUT_SCRIPT: &str = concat!(
+    sweep_lua!(),
+    r"
 local now = tonumber(ARGV[1])
 local ttl = ARGV[2]
 local cutoff = now - tonumber(ttl)
@@ -91,15 +136,8 @@ local nrec = tonumber(ARGV[9])
 local expired_total, added = 0, 0
 local out, woken = {}, {}
 for r = 1, nrec do
-  local q, t, seq, d, dt = KEYS[5 * r - 4], KEYS[5 * r - 3], KEYS[5 * r - 2], KEYS[5 * r - 1], KEYS[5 * r]
-  local expired = redis.call('ZRANGEBYSCORE', t, '-inf', cutoff)
-  for _, id in ipairs(expired) do
-    redis.call('ZREMRANGEBYSCORE', q, id, id)
-  end
-  if #expired > 0 then
-    redis.call('ZREMRANGEBYSCORE', t, '-inf', cutoff)
-  end
-  expired_total = expired_total + #expired
+  local q, seq, d, dt = KEYS[5 * r - 4], KEYS[5 * r - 2], KEYS[5 * r - 1], KEYS[5 * r]
+  expired_total = expired_total + sweep(q, cutoff)
   local stale = redis.call('ZRANGEBYSCORE', dt, '-inf', now)
   for _, f in ipairs(stale) do
     redis.call('HDEL', d, f)
@@ -115,9 +153,7 @@ for r = 1, nrec do
   else
     local id = redis.call('INCR', seq)
     redis.call('ZADD', q, id, '@' .. id .. tail)
-    redis.call('ZADD', t, now, id)
     redis.call('PEXPIRE', q, ttl)
-    redis.call('PEXPIRE', t, ttl)
     redis.call('HSET', d, field, id)
     redis.call('ZADD', dt, dedup_until, field)
     redis.call('PEXPIRE', d, window)
@@ -133,7 +169,8 @@ end
 table.insert(out, 1, added)
 table.insert(out, 1, expired_total)
 return out
-";
+"
+);
 
 /// [`FANOUT_SCRIPT`] for a single Redis, with the idempotency record folded into one
 /// hash per request. KEYS are `q`, `t`, `seq` of each recipient, then the request's
@@ -143,7 +180,9 @@ return out
 /// entries only when it is at the cap (every fetch sweeps it anyway, and a reader
 /// never sees an expired entry): at 1,000 recipients a send, a sweep per recipient is
 /// a sixth of the script. Answers as [`FANOUT_SCRIPT`].
-const FANOUT_RECORD_SCRIPT: &str = r"
+const FANOUT_RECORD_SCRIPT: &str = concat!(
+    sweep_lua!(),
+    r"
 local now = tonumber(ARGV[1])
 local ttl = ARGV[2]
 local cutoff = now - tonumber(ttl)
@@ -166,18 +205,12 @@ for r = 1, nrec do
   if seen then
     out[#out + 1] = tonumber(seen)
   else
-    local q, t, seq = KEYS[3 * r - 2], KEYS[3 * r - 1], KEYS[3 * r]
+    local q, seq = KEYS[3 * r - 2], KEYS[3 * r]
     local depth = redis.call('ZCARD', q)
     if depth >= max then
-      local expired = redis.call('ZRANGEBYSCORE', t, '-inf', cutoff)
-      for _, id in ipairs(expired) do
-        redis.call('ZREMRANGEBYSCORE', q, id, id)
-      end
-      if #expired > 0 then
-        redis.call('ZREMRANGEBYSCORE', t, '-inf', cutoff)
-      end
-      expired_total = expired_total + #expired
-      if #expired > 0 then
+      local expired = sweep(q, cutoff)
+      expired_total = expired_total + expired
+      if expired > 0 then
         depth = redis.call('ZCARD', q)
       end
     end
@@ -186,9 +219,7 @@ for r = 1, nrec do
     else
       local id = redis.call('INCR', seq)
       redis.call('ZADD', q, id, '@' .. id .. tail)
-      redis.call('ZADD', t, now, id)
       redis.call('PEXPIRE', q, ttl)
-      redis.call('PEXPIRE', t, ttl)
       record[#record + 1] = ARGV[8 + r]
       record[#record + 1] = id
       added = added + 1
@@ -211,7 +242,8 @@ end
 table.insert(out, 1, added)
 table.insert(out, 1, expired_total)
 return out
-";
+"
+);
 
 /// Pushes one ephemeral envelope to each of R recipients. KEYS are `e`, `seq` of each
 /// recipient; ARGV is now, sender, body, wake channel, ephemeral TTL, most kept, R,
@@ -243,7 +275,9 @@ return out
 /// On a cluster every key of one call must be in one slot, so the caller sends one
 /// call per run of envelopes to the same recipient; on a single Redis one call takes
 /// the whole request.
-const ENQUEUE_SCRIPT: &str = r"
+const ENQUEUE_SCRIPT: &str = concat!(
+    sweep_lua!(),
+    r"
 local now = tonumber(ARGV[1])
 local cutoff = now - tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
@@ -255,17 +289,10 @@ local out = {0, 0}
 local i = 7 + nrec
 while i < #ARGV do
   local r = tonumber(ARGV[i])
-  local q, t = KEYS[3 * r - 2], KEYS[3 * r - 1]
+  local q = KEYS[3 * r - 2]
   if not swept[r] then
     swept[r] = true
-    local expired = redis.call('ZRANGEBYSCORE', t, '-inf', cutoff)
-    for _, id in ipairs(expired) do
-      redis.call('ZREMRANGEBYSCORE', q, id, id)
-    end
-    if #expired > 0 then
-      redis.call('ZREMRANGEBYSCORE', t, '-inf', cutoff)
-    end
-    expired_total = expired_total + #expired
+    expired_total = expired_total + sweep(q, cutoff)
   end
   if redis.call('ZCARD', q) >= max then
     out[2] = 1
@@ -273,7 +300,6 @@ while i < #ARGV do
   end
   local id = redis.call('INCR', KEYS[3 * r])
   redis.call('ZADD', q, id, id .. '\n' .. ARGV[1] .. '\n' .. ARGV[4] .. '\n' .. ARGV[i + 1])
-  redis.call('ZADD', t, now, id)
   touched[r] = true
   out[#out + 1] = id
   i = i + 2
@@ -281,13 +307,13 @@ end
 for r = 1, nrec do
   if touched[r] then
     redis.call('PEXPIRE', KEYS[3 * r - 2], ARGV[2])
-    redis.call('PEXPIRE', KEYS[3 * r - 1], ARGV[2])
     redis.call('PUBLISH', ARGV[5], ARGV[6 + r])
   end
 end
 out[1] = expired_total
 return out
-";
+"
+);
 
 /// Sweeps the expired envelopes of KEYS `q`, `t` and returns `{expired, member...}`,
 /// at most ARGV[3] members, oldest first; ARGV is now, TTL, limit, ephemeral TTL.
@@ -295,20 +321,15 @@ return out
 /// older than the ephemeral TTL are dropped unseen). Members of ARGV[5..] are acked
 /// (removed) first, and the answer then starts with `{expired, acked, ...}`:
 /// `POST /v1/messages/poll` in one round trip. A limit of 0 reads nothing: a plain ack.
-const FETCH_SCRIPT: &str = r"
+const FETCH_SCRIPT: &str = concat!(
+    sweep_lua!(),
+    r"
 local acked = 0
 for i = 5, #ARGV do
   acked = acked + redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[i], ARGV[i])
-  redis.call('ZREM', KEYS[2], ARGV[i])
 end
 local cutoff = tonumber(ARGV[1]) - tonumber(ARGV[2])
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff)
-for _, id in ipairs(expired) do
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], id, id)
-end
-if #expired > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cutoff)
-end
+local expired = sweep(KEYS[1], cutoff)
 local limit = tonumber(ARGV[3])
 local items = {}
 if limit > 0 then
@@ -328,9 +349,10 @@ end
 if #ARGV > 4 then
   table.insert(items, 1, acked)
 end
-table.insert(items, 1, #expired)
+table.insert(items, 1, expired)
 return items
-";
+"
+);
 
 /// Deletes the queue KEYS `q`, `t`, `e`, `d`, `dt` of one recipient (never `seq`, so
 /// ids are never reused) and answers how many envelopes `q` held.
