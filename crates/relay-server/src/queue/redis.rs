@@ -315,7 +315,8 @@ return out
 "
 );
 
-/// Sweeps the expired envelopes of KEYS `q`, `t` and returns `{expired, member...}`,
+/// Sweeps the expired envelopes of KEYS `q` (`t` is passed but no longer read) and
+/// returns `{expired, member...}`,
 /// at most ARGV[3] members, oldest first; ARGV is now, TTL, limit, ephemeral TTL.
 /// While the limit allows, ephemeral members are then popped from KEYS `e` (those
 /// older than the ephemeral TTL are dropped unseen). Members of ARGV[5..] are acked
