@@ -7,9 +7,17 @@ cd "$(dirname "$0")/../.."
 # Binaries from `cargo build --release -p e2ee-relay-server -p e2ee-relay-load`,
 # honouring CARGO_TARGET_DIR.
 B=${CARGO_TARGET_DIR:-target}/release
+# RELAY_BIN runs another relay build under the same load (a "before" figure in the same
+# hour: a release build of an earlier commit); the generator is always this tree's.
+RELAY=${RELAY_BIN:-$B/e2ee-relay}
+# The fan-out limit is lifted as the send limit is (builds older than fan-out lack it).
+FANOUT_LIMITS=""
+"$RELAY" --help | grep -q -- --fanout-burst &&
+  FANOUT_LIMITS="--fanout-rate-per-minute 1000000000 --fanout-burst 10000000"
 # 15,000 idle polls are 15,000 sockets in the relay and as many in the generator; each
 # process needs its own file limit above that (20,000 is this machine's hard cap).
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+echo "== relay: $RELAY ($("$RELAY" --version 2>/dev/null))"
 echo "== machine: $(nproc) cores; $(uptime); open files per process: $(ulimit -n)"
 # How long this machine deschedules a busy process by itself: on a VM, stalls of
 # several milliseconds show up here with nothing of ours running, and each one lands in
@@ -23,9 +31,8 @@ run() { # label, extra relay args, loadgen args (the relay metrics' request coun
   local dir i; dir=$(mktemp -d)
   # The per-sender send limit (600 envelopes/min) is for people, not for a generator
   # sending thousands per second from 200 accounts.
-  $B/e2ee-relay --listen 127.0.0.1:0 --data-dir "$dir" --send-rate-per-minute 100000000 \
-    --send-burst 1000000 --fanout-rate-per-minute 1000000000 --fanout-burst 10000000 \
-    $2 > "$dir/out" 2>"$dir/err" &
+  "$RELAY" --listen 127.0.0.1:0 --data-dir "$dir" --send-rate-per-minute 100000000 \
+    --send-burst 1000000 $FANOUT_LIMITS $2 > "$dir/out" 2>"$dir/err" &
   local pid=$!
   for i in $(seq 50); do grep -q listening "$dir/out" 2>/dev/null && break; sleep 0.1; done
   local url; url=$(sed -n 's/listening on //p' "$dir/out")

@@ -233,6 +233,11 @@ impl TestClient {
         }
     }
 
+    /// The relay's base URL, as given to [`Self::new`] without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     /// Sends a request authenticated as `identity` when given (its session MAC, or a
     /// signature without a session); returns status and body.
     pub async fn send_raw(

@@ -36,7 +36,8 @@ struct Args {
     /// a relay's users do at any moment.
     #[arg(long, default_value_t = 0)]
     idle_waiters: usize,
-    /// Concurrent sending tasks.
+    /// Sending accounts, each sending one request at a time on its own keep-alive
+    /// connection, as the messenger client does.
     #[arg(long, default_value_t = 32)]
     senders: usize,
     /// Envelopes per send request (1..=100). People send one message at a time;
@@ -58,7 +59,8 @@ struct Args {
     body_size: usize,
     /// Issue one request every batch/rate seconds whether or not earlier ones were
     /// answered, and measure latency from each request's scheduled time (needs
-    /// --rate; --senders is then the number of signing accounts, not of tasks).
+    /// --rate); a request due while its account's previous one is unanswered waits
+    /// for it, and the wait counts.
     #[arg(long, requires = "rate")]
     open_loop: bool,
     /// Receive with GET /v1/messages plus a separate POST /v1/messages/ack per batch
