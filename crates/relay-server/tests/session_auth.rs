@@ -795,6 +795,60 @@ both_backends!(
     one_session_closed_by_id,
 );
 
+/// On embedded SQLite a relay keeps the session rows it read while the directory file
+/// is unchanged (`PRAGMA data_version`): a revocation committed by another process,
+/// here the real `e2ee-relay admin ban` on the relay's data dir, must still be seen by
+/// the next request under a session this relay has already used (and kept).
+#[tokio::test]
+async fn sqlite_a_revocation_by_another_process_is_seen_by_the_next_request() {
+    let relay = TestRelay::start(Backend::Sqlite).await;
+    let alice = relay.register("alice@example.org", 1).await;
+    let bob = relay.register("bob@example.org", 1).await;
+    let alices = open(&relay, &alice).await;
+    let bobs = open(&relay, &bob).await;
+    for _ in 0..3 {
+        for session in [&alices, &bobs] {
+            let (status, _) =
+                mac_call(&relay, session, Method::GET, "/v1/prekeys/count", None).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_e2ee-relay"))
+        .arg("--data-dir")
+        .arg(relay.dir.path())
+        .args(["admin", "ban", "alice@example.org"])
+        .env_remove("E2EE_DATABASE_URL")
+        .env_remove("E2EE_REDIS_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The account cache would let alice's account pass for 5 s more: what refuses her
+    // at once is that her session is gone from the file, not from this process.
+    assert_error(
+        mac_call(&relay, &alices, Method::GET, "/v1/prekeys/count", None).await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    );
+    // Bob's session, dropped from what this relay kept by the same commit, is read
+    // again and still works, and keeps working.
+    for _ in 0..2 {
+        let (status, _) = mac_call(&relay, &bobs, Method::GET, "/v1/prekeys/count", None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // A logout through this relay is seen by its own next request too.
+    let (status, _) = mac_call(&relay, &bobs, Method::DELETE, "/v1/sessions", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        mac_call(&relay, &bobs, Method::GET, "/v1/prekeys/count", None).await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    );
+}
+
 /// Two relay processes on one Redis: a session opened through one is accepted by the
 /// other, and closing it through one is seen by the other's next request.
 #[tokio::test]

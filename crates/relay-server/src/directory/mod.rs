@@ -3,6 +3,7 @@
 //! `sqlx::query` so no database is needed at build time; each backend embeds and
 //! applies its own migrations at open.
 
+mod changes;
 mod group_listings;
 mod postgres;
 mod sessions;
@@ -60,6 +61,9 @@ pub enum DirectoryError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The connection that tells whether the SQLite file changed could not be opened.
+    #[error("directory change watch: {0}")]
+    ChangeWatch(rusqlite::Error),
     /// Applying the embedded migrations failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -217,6 +221,8 @@ pub struct Directory {
     db: Db,
     cache: Arc<AccountCache>,
     keys: Arc<VerifyingKeys>,
+    /// Session rows read from an SQLite file, kept while nothing was committed to it.
+    sessions: Arc<sessions::KeptSessions>,
 }
 
 fn key32(bytes: &[u8], what: &'static str) -> Result<[u8; 32], DirectoryError> {
@@ -307,19 +313,23 @@ impl Directory {
         self.keys.get(identity_key)
     }
 
-    fn new(db: Db) -> Self {
+    fn new(db: Db, sessions: sessions::KeptSessions) -> Self {
         Self {
             db,
             cache: Arc::new(AccountCache::default()),
             keys: Arc::new(VerifyingKeys::default()),
+            sessions: Arc::new(sessions),
         }
     }
 
     /// Opens (creating if needed) the SQLite directory at `path` and migrates it.
     pub async fn open_sqlite(path: &Path) -> Result<Self, DirectoryError> {
-        sqlite::open(path)
-            .await
-            .map(|pool| Self::new(Db::Sqlite(pool)))
+        let pool = sqlite::open(path).await?;
+        let watch = changes::ChangeWatch::open(path).map_err(DirectoryError::ChangeWatch)?;
+        Ok(Self::new(
+            Db::Sqlite(pool),
+            sessions::KeptSessions::watching(watch),
+        ))
     }
 
     /// Connects to PostgreSQL and migrates. With `schema`, every connection uses it as
@@ -327,7 +337,7 @@ impl Directory {
     pub async fn connect_postgres(url: &str, schema: Option<&str>) -> Result<Self, DirectoryError> {
         postgres::connect(url, schema)
             .await
-            .map(|pool| Self::new(Db::Postgres(pool)))
+            .map(|pool| Self::new(Db::Postgres(pool), sessions::KeptSessions::none()))
     }
 
     /// Opens the directory named by `database_url`, or the SQLite file

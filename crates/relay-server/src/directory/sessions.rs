@@ -1,11 +1,23 @@
 //! The session table of a relay without Redis: one SQL text for SQLite and PostgreSQL
 //! (both bind `$N`, and both take `i64` and byte strings alike).
+//!
+//! On SQLite the rows read are kept in process while the file is unchanged
+//! ([`KeptSessions`]): a MACed request then finds its session without a query, and
+//! a revocation (logout, deletion, re-registration, `e2ee-relay admin ban` from
+//! another process) is still seen by the next request, because committing it changes
+//! the file's data version and that drops everything kept.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use e2ee_proto::{SessionId, SessionKey};
 use sqlx::Row as _;
 
+use super::changes::ChangeWatch;
 use super::{Db, Directory, DirectoryError, key32};
-use crate::sessions::{EXPIRED_SESSION_GRACE_MS, MAX_SESSIONS_PER_ACCOUNT, SessionRecord};
+use crate::sessions::{
+    EXPIRED_SESSION_GRACE_MS, MAX_CACHED_SESSIONS, MAX_SESSIONS_PER_ACCOUNT, SessionRecord,
+};
 
 const INSERT: &str = "INSERT INTO sessions (id, email, identity_key, mac_key, expires_at) VALUES ($1, $2, $3, $4, $5)";
 /// Sessions past their grace, of every account: the table never grows with accounts
@@ -18,6 +30,68 @@ const SELECT: &str =
     "SELECT identity_key, mac_key, expires_at FROM sessions WHERE id = $1 AND email = $2";
 const REVOKE: &str = "DELETE FROM sessions WHERE email = $1";
 const REVOKE_ONE: &str = "DELETE FROM sessions WHERE id = $1 AND email = $2";
+
+/// Session rows read from the directory, valid for one data version of its file.
+#[derive(Debug, Default)]
+pub(super) struct KeptSessions {
+    /// `None` (PostgreSQL, whose changes this process cannot see cheaply): nothing kept.
+    watch: Option<ChangeWatch>,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// The data version the rows were read under.
+    version: Option<i64>,
+    rows: HashMap<SessionId, SessionRecord>,
+}
+
+impl KeptSessions {
+    /// Keeps rows while `watch` reports the file unchanged.
+    pub(super) fn watching(watch: ChangeWatch) -> Self {
+        Self {
+            watch: Some(watch),
+            kept: Mutex::default(),
+        }
+    }
+
+    /// Keeps nothing: every lookup reads the database.
+    pub(super) fn none() -> Self {
+        Self::default()
+    }
+
+    /// The file's version now, having dropped what was kept under another one; `None`
+    /// when nothing may be kept.
+    fn current(&self) -> Option<i64> {
+        let version = self.watch.as_ref()?.version();
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.version != version || version.is_none() {
+            kept.rows.clear();
+            kept.version = version;
+        }
+        version
+    }
+
+    fn get(&self, email: &str, id: &SessionId, version: i64) -> Option<SessionRecord> {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.version != Some(version) {
+            return None;
+        }
+        kept.rows.get(id).filter(|row| row.email == email).cloned()
+    }
+
+    /// Keeps `row`, read after `version` was current, unless the file changed since.
+    fn keep(&self, id: SessionId, row: &SessionRecord, version: i64) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.version != Some(version) {
+            return;
+        }
+        if kept.rows.len() >= MAX_CACHED_SESSIONS {
+            kept.rows.clear();
+        }
+        kept.rows.insert(id, row.clone());
+    }
+}
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -69,8 +143,29 @@ impl Directory {
         Ok(())
     }
 
-    /// The session `id` of `email`, expired or not.
+    /// The session `id` of `email`, expired or not: as kept when the file is unchanged
+    /// since it was read, else from the database.
     pub(crate) async fn session(
+        &self,
+        email: &str,
+        id: &SessionId,
+    ) -> Result<Option<SessionRecord>, DirectoryError> {
+        // The version is read before the row: a commit after it changes the version, so
+        // a row read meanwhile is not kept past it.
+        let version = self.sessions.current();
+        if let Some(version) = version
+            && let Some(row) = self.sessions.get(email, id, version)
+        {
+            return Ok(Some(row));
+        }
+        let row = self.read_session(email, id).await?;
+        if let (Some(version), Some(row)) = (version, &row) {
+            self.sessions.keep(*id, row, version);
+        }
+        Ok(row)
+    }
+
+    async fn read_session(
         &self,
         email: &str,
         id: &SessionId,
