@@ -155,8 +155,7 @@ fn framing(headers: &HeaderMap) -> Result<Framing, HeadError> {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .last();
+            .rfind(|t| !t.is_empty());
         return match last {
             Some(coding) if coding.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
             _ => Err(malformed("unsupported Transfer-Encoding")),
