@@ -45,7 +45,7 @@ const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// longest poll (60 s) plus slack, so a client's next poll on the same connection is
 /// never cut off.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
-/// The stack buffer a refused connection's remaining input is discarded through.
+/// The buffer a refused connection's remaining input is discarded through.
 const DISCARD_CHUNK: usize = 1024;
 
 /// Resolves once the loop says stop (or is gone); holds no borrow of the channel after.
@@ -314,7 +314,8 @@ async fn linger_close(tcp: &mut TcpStream) {
     }
     let mut left = crate::api::LINGER_MAX_BYTES;
     let discarding = async {
-        let mut chunk = [0_u8; DISCARD_CHUNK];
+        // On the heap: an array here would be part of every connection task's size.
+        let mut chunk = vec![0_u8; DISCARD_CHUNK];
         while let Ok(read) = tcp.read(&mut chunk).await {
             if read == 0 {
                 break;
