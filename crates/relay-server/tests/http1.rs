@@ -111,6 +111,19 @@ impl Client {
         Answer { status, head, body }
     }
 
+    /// Reads the head of an answer that has no body (to `HEAD`).
+    async fn head_only(&mut self) -> String {
+        let end = loop {
+            if let Some(at) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            assert!(self.fill().await > 0, "EOF before a whole head");
+        };
+        String::from_utf8(self.pending.drain(..end).collect())
+            .unwrap()
+            .to_ascii_lowercase()
+    }
+
     /// Whether the relay closed the connection (after any answer already read).
     async fn closed(&mut self) -> bool {
         self.pending.is_empty() && self.fill().await == 0
@@ -381,4 +394,45 @@ async fn graceful_shutdown_answers_a_parked_poll_and_returns() {
         .expect("serve returns once every connection closed")
         .unwrap()
         .unwrap();
+}
+
+/// `HEAD`: the head says the length its `GET` would have, and no body follows (the
+/// next answer on the connection starts right after the head).
+#[tokio::test]
+async fn head_answers_have_no_body() {
+    let served = serve().await;
+    let mut client = Client::connect(served.addr).await;
+    let both = format!(
+        "HEAD /healthz HTTP/1.1\r\nHost: relay\r\n\r\n{}",
+        get("/healthz")
+    );
+    client.send(both.as_bytes()).await;
+    let head = client.head_only().await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let get = client.answer().await;
+    assert_eq!(get.status, 200, "{get:?}");
+    let length = format!("content-length: {}", get.body.len());
+    assert!(head.contains(&length), "{head} vs {get:?}");
+}
+
+/// A body the handler refused without reading is read and dropped by the connection,
+/// so the next request on it is parsed from the right byte (not from inside the body).
+#[tokio::test]
+async fn an_unread_body_is_drained_and_the_connection_reused() {
+    let served = serve().await;
+    let mut client = Client::connect(served.addr).await;
+    let body = "GET /nowhere HTTP/1.1\r\n\r\n".repeat(400);
+    let refused = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    client
+        .send(format!("{refused}{}", get("/healthz")).as_bytes())
+        .await;
+    let answer = client.answer().await;
+    assert_eq!(answer.status, 401, "{answer:?}");
+    assert_eq!(answer.json()["error"], "missing_auth");
+    let next = client.answer().await;
+    assert_eq!(next.status, 200, "{next:?}");
 }
