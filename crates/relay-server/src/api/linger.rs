@@ -1,9 +1,9 @@
 //! Lingering close for answers given before the body was read.
 //!
 //! The relay refuses some requests before it reads their body: a missing or stale
-//! signature, an unknown signer, a `Content-Length` over the route's limit. hyper then
-//! closes the connection with the body's bytes still unread in the kernel's receive
-//! buffer, and a TCP close with unread data sends a reset. An ordinary HTTP client
+//! signature, an unknown signer, a `Content-Length` over the route's limit. A connection
+//! closed then has the body's bytes still unread in the kernel's receive buffer, and a
+//! TCP close with unread data sends a reset. An ordinary HTTP client
 //! that writes the whole body before it reads the answer (curl, most libraries) gets
 //! "broken pipe" or "connection reset" instead of the 401 or 413 and its JSON error.
 //! As nginx does (`lingering_close`), the relay reads and discards what is left of
