@@ -359,3 +359,43 @@ async fn a_file_from_before_fanout_is_served_in_place() {
     assert_eq!(q.fetch("bob@x.org", 10).await.unwrap().len(), 2);
     q.close().await;
 }
+
+/// A poll's ack and read are one hop to the writer: the acked envelopes are gone
+/// from what it answers, and a fan-out reference whose body was lost (a damaged
+/// file) is skipped and acked away by it, the others served.
+#[tokio::test]
+async fn ack_and_fetch_acks_reads_and_drops_a_reference_without_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.sqlite");
+    let clock = Arc::new(ManualClock::new(T0));
+    let q = open(&path, &clock).await;
+    let first = q.enqueue("bob@x.org", "a@x.org", b"first").await.unwrap();
+    let outcomes = q
+        .enqueue_fanout(Fanout {
+            from: "a@x.org",
+            key: "lost",
+            recipients: &["bob@x.org"],
+            body: b"lost body",
+        })
+        .await
+        .unwrap();
+    let [FanoutOutcome::Queued(lost)] = outcomes[..] else {
+        panic!("{outcomes:?}");
+    };
+    let last = q.enqueue("bob@x.org", "a@x.org", b"last").await.unwrap();
+    {
+        let damage = rusqlite::Connection::open(&path).unwrap();
+        damage.busy_timeout(Duration::from_secs(10)).unwrap();
+        damage.execute("DELETE FROM bodies", []).unwrap();
+    }
+    let (acked, got) = q
+        .ack_and_fetch("bob@x.org", &[first, 999], 10)
+        .await
+        .unwrap();
+    assert_eq!(acked, 1, "only the existing id counts");
+    let ids: Vec<u64> = got.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [last], "the reference {lost} without body is skipped");
+    assert_eq!(got[0].body, b"last");
+    assert_eq!(q.depth("bob@x.org").await.unwrap(), 1, "and acked away");
+    q.close().await;
+}

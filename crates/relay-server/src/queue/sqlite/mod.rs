@@ -13,7 +13,9 @@
 //!   its group committed: "answered = durable".
 //! - [`readers`]: fetch and the depth counts run on a few reader connections on
 //!   tokio's blocking threads, one hop per read; each read sees every write
-//!   committed before it.
+//!   committed before it. A poll that acknowledges ([`QueueBackend::ack_and_fetch`])
+//!   is one write op instead: the ack and the read of what is left run in the same
+//!   transaction on the writer, one hop instead of two.
 //! - [`schema`]: the schema, the in-place upgrade of older files, the pragmas.
 //! - [`ephemerals`]: ephemeral envelopes, held in memory only.
 //!
@@ -79,7 +81,7 @@ fn to_u64(v: i64) -> u64 {
 
 /// A stored envelope row as fetch reads it, its body its own or the fan-out body it
 /// references, and `false` for a reference whose body is gone.
-type FetchedRow = (QueuedEnvelope, bool);
+pub(super) type FetchedRow = (QueuedEnvelope, bool);
 
 impl SqliteQueue {
     /// Opens (creating if needed) the queue database at `path`, upgrading a file of
@@ -172,6 +174,44 @@ impl SqliteQueue {
         write(&self.writes, op).await
     }
 
+    /// What a fetch answers from the rows it read: the envelopes with their bodies
+    /// (a reference whose body is gone is acked away and, if nothing else was read,
+    /// the fetch runs again), then the recipient's ephemeral envelopes while
+    /// `limit` allows, in id order.
+    async fn served(
+        &self,
+        recipient: &str,
+        rows: Vec<FetchedRow>,
+        limit: usize,
+    ) -> Result<Vec<QueuedEnvelope>, QueueError> {
+        let mut envelopes = Vec::with_capacity(rows.len());
+        let mut dangling = Vec::new();
+        for (envelope, has_body) in rows {
+            if has_body {
+                envelopes.push(envelope);
+            } else {
+                dangling.push(envelope.id);
+            }
+        }
+        if !dangling.is_empty() {
+            tracing::warn!(
+                count = dangling.len(),
+                "dropping fan-out references without a body"
+            );
+            self.ack(recipient, &dangling).await?;
+            if envelopes.is_empty() {
+                return self.fetch(recipient, limit).await;
+            }
+        }
+        let room = limit.saturating_sub(envelopes.len());
+        envelopes.extend(
+            self.ephemerals
+                .take(recipient, room, self.ephemeral_cutoff()),
+        );
+        envelopes.sort_by_key(|e| e.id);
+        Ok(envelopes)
+    }
+
     /// Commits the writes already handed over, waits for the reads running, then
     /// checkpoints the WAL and closes the file. Every later call (on any clone)
     /// answers [`QueueError::Closed`]; closing twice is harmless.
@@ -214,7 +254,7 @@ async fn sweep(
 
 /// Reads up to `limit` unexpired envelopes of `recipient` (received after
 /// `cutoff`), oldest first.
-fn read_envelopes(
+pub(super) fn read_envelopes(
     conn: &rusqlite::Connection,
     recipient: &str,
     cutoff: i64,
@@ -282,32 +322,7 @@ impl QueueBackend for SqliteQueue {
                 .readers
                 .read(move |conn| read_envelopes(conn, &owned, cutoff, limit))
                 .await?;
-            let mut envelopes = Vec::with_capacity(rows.len());
-            let mut dangling = Vec::new();
-            for (envelope, has_body) in rows {
-                if has_body {
-                    envelopes.push(envelope);
-                } else {
-                    dangling.push(envelope.id);
-                }
-            }
-            if !dangling.is_empty() {
-                tracing::warn!(
-                    count = dangling.len(),
-                    "dropping fan-out references without a body"
-                );
-                self.ack(recipient, &dangling).await?;
-                if envelopes.is_empty() {
-                    return self.fetch(recipient, limit).await;
-                }
-            }
-            let room = limit.saturating_sub(envelopes.len());
-            envelopes.extend(
-                self.ephemerals
-                    .take(recipient, room, self.ephemeral_cutoff()),
-            );
-            envelopes.sort_by_key(|e| e.id);
-            Ok(envelopes)
+            self.served(recipient, rows, limit).await
         })
     }
 
@@ -420,6 +435,30 @@ impl QueueBackend for SqliteQueue {
                 })
                 .await?;
             Ok(to_u64(n))
+        })
+    }
+
+    /// One hop to the writer: the ack and the read of what is left run in one
+    /// transaction, answered after it committed.
+    fn ack_and_fetch<'a>(
+        &'a self,
+        recipient: &'a str,
+        ids: &'a [u64],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<(u64, Vec<QueuedEnvelope>), QueueError>> {
+        Box::pin(async move {
+            if ids.is_empty() {
+                return Ok((0, self.fetch(recipient, limit).await?));
+            }
+            let (acked, rows) = self
+                .write(|done| WriteOp::AckFetch {
+                    recipient: recipient.to_owned(),
+                    ids: ids.to_vec(),
+                    limit,
+                    done,
+                })
+                .await?;
+            Ok((acked, self.served(recipient, rows, limit).await?))
         })
     }
 

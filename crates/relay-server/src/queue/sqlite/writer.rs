@@ -17,7 +17,7 @@ use super::super::{
     BatchOutcome, Clock, FANOUT_IDEMPOTENCY_WINDOW, FanoutOutcome, QueueError, QueueLimits,
     WaiterRegistry, recipient_tag,
 };
-use super::{to_i64, to_u64};
+use super::{FetchedRow, read_envelopes, to_i64, to_u64};
 
 /// Most writes committed in one transaction.
 const MAX_GROUP: usize = 256;
@@ -43,6 +43,14 @@ pub(super) enum WriteOp {
     Purge {
         recipient: String,
         done: oneshot::Sender<Result<u64, QueueError>>,
+    },
+    /// An ack, then a read of what is left in the same transaction (a poll's one
+    /// hop); answers how many of `ids` existed and the rows read.
+    AckFetch {
+        recipient: String,
+        ids: Vec<u64>,
+        limit: usize,
+        done: oneshot::Sender<Result<(u64, Vec<FetchedRow>), QueueError>>,
     },
     Fanout {
         from: String,
@@ -75,6 +83,7 @@ pub(super) enum WriteOp {
 enum Applied {
     Enqueued(BatchOutcome),
     Acked(u64),
+    AckedFetched(u64, Vec<FetchedRow>),
     FirstUse(bool),
     FannedOut(Vec<FanoutOutcome>),
     /// The first of the reserved ids.
@@ -113,16 +122,16 @@ impl Rules {
             WriteOp::Enqueue {
                 from, envelopes, ..
             } => self.enqueue(conn, from, envelopes).map(Applied::Enqueued),
-            WriteOp::Ack { recipient, ids, .. } => {
-                let ids_json = serde_json::Value::from(ids.clone()).to_string();
-                let refs = deleted_refs(
-                    conn,
-                    "DELETE FROM envelopes WHERE recipient = ?1
-                     AND id IN (SELECT value FROM json_each(?2)) RETURNING body_ref",
-                    params![recipient, ids_json],
-                )?;
-                delete_orphans(conn, &refs)?;
-                Ok(Applied::Acked(refs.len() as u64))
+            WriteOp::Ack { recipient, ids, .. } => ack(conn, recipient, ids).map(Applied::Acked),
+            WriteOp::AckFetch {
+                recipient,
+                ids,
+                limit,
+                ..
+            } => {
+                let acked = ack(conn, recipient, ids)?;
+                let rows = read_envelopes(conn, recipient, self.cutoff(), *limit)?;
+                Ok(Applied::AckedFetched(acked, rows))
             }
             WriteOp::Purge { recipient, .. } => {
                 let refs = deleted_refs(
@@ -367,6 +376,12 @@ impl Rules {
                     _ => Err(mismatch()),
                 }));
             }
+            WriteOp::AckFetch { done, .. } => {
+                let _ = done.send(result.and_then(|applied| match applied {
+                    Applied::AckedFetched(acked, rows) => Ok((acked, rows)),
+                    _ => Err(mismatch()),
+                }));
+            }
             WriteOp::Replay { done, .. } => {
                 let _ = done.send(result.and_then(|applied| match applied {
                     Applied::FirstUse(first) => Ok(first),
@@ -505,6 +520,20 @@ impl Writer {
             tracing::warn!(%error, "closing the queue file failed");
         }
     }
+}
+
+/// Removes `recipient`'s envelopes with these ids (and the bodies only they
+/// referenced); answers how many existed.
+fn ack(conn: &Connection, recipient: &str, ids: &[u64]) -> Result<u64, QueueError> {
+    let ids_json = serde_json::Value::from(ids).to_string();
+    let refs = deleted_refs(
+        conn,
+        "DELETE FROM envelopes WHERE recipient = ?1
+         AND id IN (SELECT value FROM json_each(?2)) RETURNING body_ref",
+        params![recipient, ids_json],
+    )?;
+    delete_orphans(conn, &refs)?;
+    Ok(refs.len() as u64)
 }
 
 /// Runs a `DELETE … RETURNING body_ref` and answers the references it deleted.
