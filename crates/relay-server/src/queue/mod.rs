@@ -57,7 +57,14 @@ pub enum QueueError {
     Redis(#[from] ::redis::RedisError),
     /// SQLite refused or failed a statement.
     #[error("sqlite: {0}")]
-    Sqlite(#[from] sqlx::Error),
+    Sqlite(#[from] rusqlite::Error),
+    /// The queue was closed (the relay is shutting down) before this call reached
+    /// it; nothing was done.
+    #[error("the queue is closed")]
+    Closed,
+    /// The relay could not start a thread the backend runs on.
+    #[error("starting a queue thread: {0}")]
+    Thread(std::io::Error),
     /// A stored value did not have the shape this relay writes.
     #[error("corrupt queue entry: {0}")]
     Corrupt(&'static str),
