@@ -170,6 +170,16 @@ impl From<QueueError> for ApiError {
                     )
                 }
             }
+            // Only a relay shutting down closes its queue; what it refused was not
+            // written, and the client's retry reaches a relay that serves.
+            QueueError::Closed => Self {
+                retry_after_secs: Some(STORE_RETRY_AFTER_SECS),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::StoreUnavailable,
+                    "the relay is shutting down; nothing was changed, retry shortly",
+                )
+            },
             other => Self::internal(&other),
         }
     }
