@@ -9,16 +9,19 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::queue::{QueueBackend, QueueError, QueuedEnvelope, recipient_tag};
+use crate::queue::{OpenSession, QueueBackend, QueueError, QueuedEnvelope, recipient_tag};
 
 /// Waits up to `timeout` for envelopes of `email`. `ack` is removed by the first read
-/// (in the same round trip on Redis); returns how many of it existed, and up to
-/// `limit` envelopes (none when the deadline passed or the relay shuts down first).
+/// (in the same round trip on Redis), made under `session` when given (nothing is
+/// acked or read if it was closed: [`QueueError::SessionClosed`]); returns how many of
+/// `ack` existed, and up to `limit` envelopes (none when the deadline passed or the
+/// relay shuts down first).
 pub(crate) async fn wait_for_envelopes(
     queue: &dyn QueueBackend,
     shutdown: &watch::Sender<bool>,
     email: &str,
     ack: &[u64],
+    session: Option<&OpenSession>,
     limit: usize,
     timeout: Duration,
 ) -> Result<(u64, Vec<QueuedEnvelope>), QueueError> {
@@ -30,8 +33,15 @@ pub(crate) async fn wait_for_envelopes(
         let notified = waiter.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let envelopes = match acked {
-            None if !ack.is_empty() => {
+        let envelopes = match (acked, session) {
+            (None, Some(session)) => {
+                let (count, envelopes) = queue
+                    .ack_and_fetch_if_open(email, ack, limit, session)
+                    .await?;
+                acked = Some(count);
+                envelopes
+            }
+            (None, None) if !ack.is_empty() => {
                 let (count, envelopes) = queue.ack_and_fetch(email, ack, limit).await?;
                 acked = Some(count);
                 envelopes

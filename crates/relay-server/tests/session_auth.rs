@@ -960,6 +960,104 @@ async fn a_revocation_by_another_relay_is_seen_by_the_next_request() {
     );
 }
 
+/// A poll under a session this relay already holds asks "still open?" inside its
+/// first queue read rather than in a call of its own: revoked through another relay,
+/// the poll is refused, and the envelope it acknowledged is still there for the
+/// account's next session.
+#[tokio::test]
+async fn a_poll_under_a_session_revoked_elsewhere_acks_and_reads_nothing() {
+    let prefix = common::unique("e2ee-test");
+    let with_prefix =
+        |p: String| move |c: &mut e2ee_relay_server::RelayConfig| c.redis_key_prefix = p;
+    let one = TestRelay::with(Backend::Redis, with_prefix(prefix.clone())).await;
+    let two = TestRelay::with(Backend::Redis, with_prefix(prefix)).await;
+    let alice = Identity::generate("alice@example.org");
+    let bob = Identity::generate("bob@example.org");
+    for relay in [&one, &two] {
+        // Separate directory files: both relays know both accounts.
+        for who in [&alice, &bob] {
+            let body = serde_json::to_value(who.registration(1)).unwrap();
+            let (status, answer) = relay
+                .call(Some(who), Method::POST, "/v1/accounts", Some(body))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{answer}");
+        }
+    }
+    let (status, answer) = one
+        .call(
+            Some(&alice),
+            Method::POST,
+            "/v1/messages",
+            Some(send_body("bob@example.org")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let poll = |ack: Vec<u64>| json!({"ack": ack, "timeout_ms": 0, "limit": 10});
+    let session = open(&one, &bob).await;
+    // Relay two reads the session on the first poll and holds it for the second.
+    let mut id = 0;
+    for _ in 0..2 {
+        let (status, answer) = mac_call(
+            &two,
+            &session,
+            Method::POST,
+            "/v1/messages/poll",
+            Some(poll(vec![])),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["envelopes"].as_array().unwrap().len(), 1, "{answer}");
+        id = answer["envelopes"][0]["id"].as_u64().unwrap();
+    }
+    let (status, _) = mac_call(&one, &session, Method::DELETE, "/v1/sessions", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        mac_call(
+            &two,
+            &session,
+            Method::POST,
+            "/v1/messages/poll",
+            Some(poll(vec![id])),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    );
+    // Refused again (the relay no longer holds it), and still nothing acked.
+    assert_error(
+        mac_call(
+            &two,
+            &session,
+            Method::POST,
+            "/v1/messages/poll",
+            Some(poll(vec![id])),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    );
+    let next = open(&two, &bob).await;
+    for expected_acked in [0, 1] {
+        let ack = if expected_acked == 0 {
+            vec![]
+        } else {
+            vec![id]
+        };
+        let (status, answer) = mac_call(
+            &two,
+            &next,
+            Method::POST,
+            "/v1/messages/poll",
+            Some(poll(ack)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["acked"], expected_acked, "{answer}");
+        let left = answer["envelopes"].as_array().unwrap().len();
+        assert_eq!(left, 1 - expected_acked as usize, "{answer}");
+    }
+}
+
 /// On a Redis Cluster a MACed send's one authentication call (session still open,
 /// replay entry) and the send limiter's lease each stay within one slot: sends are
 /// accepted once, replays refused, and a closed session is refused, over the real

@@ -24,7 +24,8 @@ use sha2::{Digest as _, Sha512};
 
 use super::{ApiError, AppState, json_error};
 use crate::directory::Account;
-use crate::sessions::{Confirmed, Found, SessionRecord, SessionStore};
+use crate::queue::OpenSession;
+use crate::sessions::{Confirmed, Found, RedisSessions, SessionRecord, SessionStore};
 
 /// Domain separation of the replay-cache entry of a MACed request, so that it can
 /// never collide with a signature's entry (the cache keys on 64 bytes).
@@ -130,15 +131,36 @@ pub struct Signed<T = NoBody> {
     pub body: T,
 }
 
-/// A [`Signed`] request whose credential is not recorded in the replay cache, for the
-/// one POST whose effect is idempotent: `POST /v1/messages/poll` acks (ids are never
+/// A [`Signed`] poll: its credential is not recorded in the replay cache, since the
+/// one POST whose effect is idempotent, `POST /v1/messages/poll`, acks (ids are never
 /// reused, so acking again removes nothing) and reads what a `GET /v1/messages` would,
 /// and GETs are not replay-checked either. Recording it would cost a Redis call or an
 /// SQLite commit on every poll of every online client and protect nothing that TLS
 /// does not: a captured poll can only be replayed by someone who can read the
 /// traffic, and they see the answers anyway (docs/THREAT_MODEL.md).
+///
+/// With nothing to record, a poll under a session this relay already holds would make
+/// a Redis call only to ask whether the session is still open. That question is
+/// handed to the poll's first queue read instead ([`Self::session`]), which asks it
+/// in the same script before it acks or reads anything.
 #[derive(Debug)]
-pub struct SignedIdempotent<T = NoBody>(pub Signed<T>);
+pub struct SignedPoll<T = NoBody> {
+    /// The authenticated request.
+    pub signed: Signed<T>,
+    /// Set when the session's "still open?" is not yet answered: the handler must make
+    /// its first read with [`crate::queue::QueueBackend::ack_and_fetch_if_open`] under
+    /// it, and do nothing else for the request before.
+    pub session: Option<PendingSession>,
+}
+
+/// A session whose "still open?" rides in the poll's first queue read.
+#[derive(Debug, Clone)]
+pub struct PendingSession {
+    /// The session.
+    pub id: SessionId,
+    /// The condition the read checks.
+    pub open: OpenSession,
+}
 
 /// A [`Signed`] GET whose credential is recorded in the replay cache all the same:
 /// `GET /v1/accounts/{email}/bundle` consumes one of the target's one-time prekeys, so
@@ -176,7 +198,7 @@ fn signature_required() -> ApiError {
     )
 }
 
-fn unknown_session() -> ApiError {
+pub(super) fn unknown_session() -> ApiError {
     ApiError::unauthorized(
         ErrorCode::UnknownSession,
         "this session is not open on this relay (closed, revoked or never opened); open a \
@@ -420,8 +442,9 @@ enum Replay {
     UnlessGet,
     /// Always: GETs that change state (a bundle fetch consumes a one-time prekey).
     Always,
-    /// Never (`POST /v1/messages/poll`, see [`SignedIdempotent`]).
-    Never,
+    /// Never, and a session's "still open?" is left to the poll's first queue read
+    /// (`POST /v1/messages/poll`, see [`SignedPoll`]).
+    NeverInPollRead,
 }
 
 /// Whether a session MAC may stand in for the identity key's signature.
@@ -520,7 +543,7 @@ async fn authenticate<T: FromBody>(
     state: &Arc<AppState>,
     replay: Replay,
     sessions: Sessions,
-) -> Result<Signed<T>, ApiError> {
+) -> Result<(Signed<T>, Option<PendingSession>), ApiError> {
     let headers = auth_headers(req.headers(), state)?;
     if sessions == Sessions::Refused && matches!(headers.credential, Credential::Session { .. }) {
         return Err(signature_required());
@@ -574,16 +597,26 @@ async fn finish<T: FromBody>(
     account: Account,
     redis_session: Option<&Found>,
     read: &ReadRequest,
-) -> Result<Signed<T>, ApiError> {
+) -> Result<(Signed<T>, Option<PendingSession>), ApiError> {
     if account.banned {
         return Err(ApiError::banned());
     }
     let record = match replay {
         Replay::UnlessGet => read.method != Method::GET,
         Replay::Always => true,
-        Replay::Never => false,
+        Replay::NeverInPollRead => false,
     };
+    let mut pending = None;
     match (redis_session, &state.sessions, &headers.credential) {
+        // Held by this process, nothing to record: the poll's first read asks.
+        (Some(found), SessionStore::Redis(_), Credential::Session { id, .. })
+            if replay == Replay::NeverInPollRead && !found.fresh =>
+        {
+            pending = Some(PendingSession {
+                id: *id,
+                open: RedisSessions::open_session(id, found),
+            });
+        }
         // A lookup that went to Redis just now already saw the session open; with no
         // entry to record there is nothing left to ask (the last arm).
         (Some(found), SessionStore::Redis(redis), Credential::Session { id, .. })
@@ -611,10 +644,13 @@ async fn finish<T: FromBody>(
         }
         _ => {}
     }
-    Ok(Signed {
-        account,
-        body: T::from_body(&read.body)?,
-    })
+    Ok((
+        Signed {
+            account,
+            body: T::from_body(&read.body)?,
+        },
+        pending,
+    ))
 }
 
 /// [`authenticate`] on the heap. Axum keeps a route's extractor futures and its handler
@@ -626,7 +662,7 @@ async fn authenticate_boxed<T: FromBody>(
     state: &Arc<AppState>,
     replay: Replay,
     sessions: Sessions,
-) -> Result<Signed<T>, ApiError> {
+) -> Result<(Signed<T>, Option<PendingSession>), ApiError> {
     Box::pin(authenticate(req, state, replay, sessions)).await
 }
 
@@ -634,7 +670,9 @@ impl<T: FromBody> FromRequest<Arc<AppState>> for Signed<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        authenticate_boxed(req, state, Replay::UnlessGet, Sessions::Accepted).await
+        authenticate_boxed(req, state, Replay::UnlessGet, Sessions::Accepted)
+            .await
+            .map(|(signed, _)| signed)
     }
 }
 
@@ -644,17 +682,17 @@ impl<T: FromBody> FromRequest<Arc<AppState>> for SignedOnce<T> {
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         authenticate_boxed(req, state, Replay::Always, Sessions::Accepted)
             .await
-            .map(Self)
+            .map(|(signed, _)| Self(signed))
     }
 }
 
-impl<T: FromBody> FromRequest<Arc<AppState>> for SignedIdempotent<T> {
+impl<T: FromBody> FromRequest<Arc<AppState>> for SignedPoll<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        authenticate_boxed(req, state, Replay::Never, Sessions::Accepted)
+        authenticate_boxed(req, state, Replay::NeverInPollRead, Sessions::Accepted)
             .await
-            .map(Self)
+            .map(|(signed, session)| Self { signed, session })
     }
 }
 
@@ -664,6 +702,6 @@ impl<T: FromBody> FromRequest<Arc<AppState>> for IdentitySigned<T> {
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         authenticate_boxed(req, state, Replay::UnlessGet, Sessions::Refused)
             .await
-            .map(Self)
+            .map(|(signed, _)| Self(signed))
     }
 }

@@ -18,9 +18,10 @@ use futures_util::future::try_join_all;
 use serde::Deserialize;
 
 use super::error::refused;
-use super::{ApiError, AppState, Signed, SignedIdempotent, query_error, rate_limited};
+use super::{ApiError, AppState, Signed, SignedPoll, query_error, rate_limited};
 use crate::metrics::Metrics;
-use crate::queue::{Fanout, FanoutOutcome, QueueError, QueuedEnvelope};
+use crate::queue::{Fanout, FanoutOutcome, OpenSession, QueueError, QueuedEnvelope};
+use crate::sessions::SessionStore;
 
 /// `POST /v1/messages`.
 pub(super) async fn send(
@@ -299,7 +300,7 @@ pub(super) async fn poll(
         query.limit.unwrap_or(MAX_POLL_LIMIT),
     )?;
     let (_, envelopes) =
-        wait_for_envelopes(&state, &signed.account.email, &[], limit, timeout).await?;
+        wait_for_envelopes(&state, &signed.account.email, &[], None, limit, timeout).await?;
     Metrics::add(&state.metrics.delivered, envelopes.len() as u64);
     Ok(Json(PollResponse {
         envelopes: envelopes.into_iter().map(to_wire).collect(),
@@ -311,13 +312,28 @@ pub(super) async fn poll(
 /// the answer never repeats an envelope this request acknowledged.
 pub(super) async fn ack_and_poll(
     State(state): State<Arc<AppState>>,
-    SignedIdempotent(signed): SignedIdempotent<PollAckRequest>,
+    SignedPoll { signed, session }: SignedPoll<PollAckRequest>,
 ) -> Result<Json<PollAckResponse>, ApiError> {
     let request = &signed.body;
     check_ack_count(&request.ack)?;
     let (timeout, limit) = poll_params(request.timeout_ms, request.limit)?;
-    let (acked, envelopes) =
-        wait_for_envelopes(&state, &signed.account.email, &request.ack, limit, timeout).await?;
+    let waited = wait_for_envelopes(
+        &state,
+        &signed.account.email,
+        &request.ack,
+        session.as_ref().map(|s| &s.open),
+        limit,
+        timeout,
+    )
+    .await;
+    if let (Err(_), Some(session), SessionStore::Redis(sessions)) =
+        (&waited, &session, &state.sessions)
+    {
+        // The first read found the session closed (or failed): the next request under
+        // it reads it again.
+        sessions.closed(&session.id);
+    }
+    let (acked, envelopes) = waited?;
     Metrics::add(&state.metrics.acked, acked);
     Metrics::add(&state.metrics.delivered, envelopes.len() as u64);
     Ok(Json(PollAckResponse {
@@ -331,6 +347,7 @@ async fn wait_for_envelopes(
     state: &AppState,
     email: &str,
     ack: &[u64],
+    session: Option<&OpenSession>,
     limit: usize,
     timeout: Duration,
 ) -> Result<(u64, Vec<QueuedEnvelope>), ApiError> {
@@ -339,6 +356,7 @@ async fn wait_for_envelopes(
         &state.shutdown,
         email,
         ack,
+        session,
         limit,
         timeout,
     )

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 pub use self::auth::{
     FromBody, IdentitySigned, MAX_CLOCK_SKEW_MS, NoBody, REPLAY_RETENTION_MS, RawSigned, Signed,
-    SignedIdempotent, SignedOnce,
+    SignedOnce, SignedPoll,
 };
 pub use self::error::{ApiError, json_error};
 pub use self::linger::{LINGER_MAX_BYTES, LINGER_MAX_TIME};

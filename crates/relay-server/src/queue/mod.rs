@@ -62,6 +62,10 @@ pub enum QueueError {
     /// it; nothing was done.
     #[error("the queue is closed")]
     Closed,
+    /// A poll's session was no longer open when its first read ran
+    /// ([`QueueBackend::ack_and_fetch_if_open`]); nothing was acked or read.
+    #[error("the session was closed")]
+    SessionClosed,
     /// The relay could not start a thread the backend runs on.
     #[error("starting a queue thread: {0}")]
     Thread(std::io::Error),
@@ -160,6 +164,19 @@ pub struct BatchOutcome {
     /// The envelope after that prefix was refused because its recipient's queue is
     /// full (and nothing after it was queued).
     pub full: bool,
+}
+
+/// The condition a poll's first read is made under on Redis: the poller's session is
+/// still stored as it was read (`<prefix>:{<tag>}:sessions`, in the poller's slot), so
+/// a session revoked since neither acks nor reads, and checking it costs no call of
+/// its own (crate::sessions).
+#[derive(Debug, Clone)]
+pub struct OpenSession {
+    /// The session's field in the account's sessions hash (the id in hex).
+    pub field: String,
+    /// What the stored value starts with while it is the same session
+    /// (`<expires_at>:<identity key hex>`; never the key itself).
+    pub head: String,
 }
 
 /// One body for many recipients: `POST /v1/messages/multi`.
@@ -278,6 +295,26 @@ pub trait QueueBackend: Send + Sync {
         Box::pin(async move {
             let acked = self.ack(recipient, ids).await?;
             Ok((acked, self.fetch(recipient, limit).await?))
+        })
+    }
+
+    /// [`Self::ack_and_fetch`] (with `ids` empty, [`Self::fetch`]) only if `session` is
+    /// still open, checked in the same atomic step: else
+    /// [`QueueError::SessionClosed`], and nothing was acked or read. Sessions are in
+    /// Redis only beside Redis queues; a backend without them refuses the condition
+    /// rather than ignore it.
+    fn ack_and_fetch_if_open<'a>(
+        &'a self,
+        recipient: &'a str,
+        ids: &'a [u64],
+        limit: usize,
+        session: &'a OpenSession,
+    ) -> BoxFuture<'a, Result<(u64, Vec<QueuedEnvelope>), QueueError>> {
+        let _ = (recipient, ids, limit, session);
+        Box::pin(async {
+            Err(QueueError::Config(
+                "this queue backend cannot check a Redis session".to_owned(),
+            ))
         })
     }
 

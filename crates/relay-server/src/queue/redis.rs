@@ -56,7 +56,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{
     BatchOutcome, BoxFuture, Clock, EPHEMERAL_TTL, FANOUT_IDEMPOTENCY_WINDOW, Fanout,
-    FanoutOutcome, MAX_EPHEMERAL_PER_RECIPIENT, QueueBackend, QueueError, QueueLimits,
+    FanoutOutcome, MAX_EPHEMERAL_PER_RECIPIENT, OpenSession, QueueBackend, QueueError, QueueLimits,
     QueuedEnvelope, ReplayCache, WaiterRegistry, recipient_tag,
 };
 
@@ -319,14 +319,23 @@ return out
 /// returns `{expired, member...}`,
 /// at most ARGV[3] members, oldest first; ARGV is now, TTL, limit, ephemeral TTL.
 /// While the limit allows, ephemeral members are then popped from KEYS `e` (those
-/// older than the ephemeral TTL are dropped unseen). Members of ARGV[5..] are acked
+/// older than the ephemeral TTL are dropped unseen). Members of ARGV[7..] are acked
 /// (removed) first, and the answer then starts with `{expired, acked, ...}`:
 /// `POST /v1/messages/poll` in one round trip. A limit of 0 reads nothing: a plain ack.
+/// With ARGV[5] not empty, all of it happens only if field ARGV[5] of the sessions hash
+/// KEYS[4] (the recipient's, same slot) still starts with ARGV[6]; else the answer is
+/// `{-1}` and nothing was acked or read: a poll's session check in the same call.
 const FETCH_SCRIPT: &str = concat!(
     sweep_lua!(),
     r"
+if ARGV[5] ~= '' then
+  local v = redis.call('HGET', KEYS[4], ARGV[5])
+  if not v or string.sub(v, 1, #ARGV[6]) ~= ARGV[6] then
+    return {-1}
+  end
+end
 local acked = 0
-for i = 5, #ARGV do
+for i = 7, #ARGV do
   acked = acked + redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[i], ARGV[i])
 end
 local cutoff = tonumber(ARGV[1]) - tonumber(ARGV[2])
@@ -347,7 +356,7 @@ if limit > 0 then
     end
   end
 end
-if #ARGV > 4 then
+if #ARGV > 6 then
   table.insert(items, 1, acked)
 end
 table.insert(items, 1, expired)
@@ -777,20 +786,21 @@ impl RedisQueue {
         recipient: &str,
         ids: &[u64],
         limit: usize,
+        session: Option<&OpenSession>,
     ) -> Result<(u64, Vec<QueuedEnvelope>), QueueError> {
-        let (acked, members) = self.fetch_script(recipient, ids, limit).await?;
+        let (acked, members) = self.fetch_script(recipient, ids, limit, session).await?;
         let (mut envelopes, mut dangling) = self.resolve(members).await?;
         while !dangling.is_empty() {
             tracing::debug!(
                 count = dangling.len(),
                 "dropping fan-out references whose body is gone"
             );
-            let (_, members) = self.fetch_script(recipient, &dangling, 0).await?;
+            let (_, members) = self.fetch_script(recipient, &dangling, 0, None).await?;
             debug_assert!(members.is_empty());
             if !envelopes.is_empty() {
                 break;
             }
-            let (_, members) = self.fetch_script(recipient, &[], limit).await?;
+            let (_, members) = self.fetch_script(recipient, &[], limit, None).await?;
             (envelopes, dangling) = self.resolve(members).await?;
         }
         Ok((acked, envelopes))
@@ -851,21 +861,29 @@ impl RedisQueue {
         recipient: &str,
         ids: &[u64],
         limit: usize,
+        session: Option<&OpenSession>,
     ) -> Result<(u64, Vec<Member>), QueueError> {
         let tag = recipient_tag(recipient);
         let mut conn = self.conn.clone();
+        let (field, head) = session.map_or(("", ""), |s| (s.field.as_str(), s.head.as_str()));
         let items: Vec<Value> = self
             .fetch
             .key(self.key(&tag, "q"))
             .key(self.key(&tag, "t"))
             .key(self.key(&tag, "e"))
+            .key(self.key(&tag, "sessions"))
             .arg(self.clock.now_ms())
             .arg(self.limits.ttl_ms())
             .arg(limit)
             .arg(u64::try_from(EPHEMERAL_TTL.as_millis()).unwrap_or(u64::MAX))
+            .arg(field)
+            .arg(head)
             .arg(ids)
             .invoke_async(&mut conn)
             .await?;
+        if session.is_some() && items.first().and_then(as_int) == Some(-1) {
+            return Err(QueueError::SessionClosed);
+        }
         let mut items = items.into_iter();
         let mut count = |what| {
             items
@@ -1108,7 +1126,7 @@ impl QueueBackend for RedisQueue {
         recipient: &'a str,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<QueuedEnvelope>, QueueError>> {
-        Box::pin(async move { Ok(self.fetch_run(recipient, &[], limit).await?.1) })
+        Box::pin(async move { Ok(self.fetch_run(recipient, &[], limit, None).await?.1) })
     }
 
     fn ack_and_fetch<'a>(
@@ -1117,7 +1135,17 @@ impl QueueBackend for RedisQueue {
         ids: &'a [u64],
         limit: usize,
     ) -> BoxFuture<'a, Result<(u64, Vec<QueuedEnvelope>), QueueError>> {
-        Box::pin(self.fetch_run(recipient, ids, limit))
+        Box::pin(self.fetch_run(recipient, ids, limit, None))
+    }
+
+    fn ack_and_fetch_if_open<'a>(
+        &'a self,
+        recipient: &'a str,
+        ids: &'a [u64],
+        limit: usize,
+        session: &'a OpenSession,
+    ) -> BoxFuture<'a, Result<(u64, Vec<QueuedEnvelope>), QueueError>> {
+        Box::pin(self.fetch_run(recipient, ids, limit, Some(session)))
     }
 
     fn ack<'a>(
@@ -1129,7 +1157,7 @@ impl QueueBackend for RedisQueue {
             if ids.is_empty() {
                 return Ok(0);
             }
-            Ok(self.fetch_run(recipient, ids, 0).await?.0)
+            Ok(self.fetch_run(recipient, ids, 0, None).await?.0)
         })
     }
 

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use super::cache::SessionCache;
 use super::{EXPIRED_SESSION_GRACE_MS, MAX_SESSIONS_PER_ACCOUNT, SessionRecord, SessionStoreError};
 use crate::queue::redis::{Connection, connect_commands};
-use crate::queue::{QueueError, recipient_tag};
+use crate::queue::{OpenSession, QueueError, recipient_tag};
 
 /// A session as [`RedisSessions::find`] found it.
 #[derive(Debug, Clone)]
@@ -285,6 +285,23 @@ impl RedisSessions {
                 Confirmed::Closed
             }
         })
+    }
+
+    /// The condition under which a poll's first queue read confirms `found` in the same
+    /// call ([`crate::queue::QueueBackend::ack_and_fetch_if_open`]) instead of
+    /// [`Self::confirm`]'s call of its own. The caller must not act on the request
+    /// before that read answered; a closed session leaves the cache there
+    /// ([`Self::closed`]).
+    pub(crate) fn open_session(id: &SessionId, found: &Found) -> OpenSession {
+        OpenSession {
+            field: hex::encode(id.0),
+            head: head(&found.record),
+        }
+    }
+
+    /// Forgets session `id`, found closed by a queue read made under its condition.
+    pub(crate) fn closed(&self, id: &SessionId) {
+        self.cache.forget(id);
     }
 
     /// Deletes session `id` from `email`'s hash (the field is named by the id, and the
