@@ -853,18 +853,7 @@ async fn sqlite_a_revocation_by_another_process_is_seen_by_the_next_request() {
 /// other, and closing it through one is seen by the other's next request.
 #[tokio::test]
 async fn a_session_is_shared_by_relays_on_one_redis() {
-    let prefix = common::unique("e2ee-test");
-    let with_prefix =
-        |p: String| move |c: &mut e2ee_relay_server::RelayConfig| c.redis_key_prefix = p;
-    let one = TestRelay::with(Backend::Redis, with_prefix(prefix.clone())).await;
-    let two = TestRelay::with(Backend::Redis, with_prefix(prefix)).await;
-    // The directories are separate files: the same account is registered in both.
-    let alice = one.register("alice@example.org", 1).await;
-    let body = serde_json::to_value(alice.registration(1)).unwrap();
-    let (status, answer) = two
-        .call(Some(&alice), Method::POST, "/v1/accounts", Some(body))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (one, two, alice, _) = two_relays_knowing_alice_and_bob().await;
     let session = open(&one, &alice).await;
     let (status, _) = mac_call(&two, &session, Method::GET, "/v1/prekeys/count", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -877,33 +866,34 @@ async fn a_session_is_shared_by_relays_on_one_redis() {
     );
 }
 
-/// A relay that has the session's key in memory still asks Redis on every request:
-/// a replay of a send accepted by another relay is refused, and once another relay
-/// closes the session its next send, poll and GET are all `unknown_session`.
-#[tokio::test]
-async fn a_revocation_by_another_relay_is_seen_by_the_next_request() {
+/// Two relays on one Redis (one key prefix), each with its own directory file, both
+/// knowing alice and bob with the same keys.
+async fn two_relays_knowing_alice_and_bob() -> (TestRelay, TestRelay, Identity, Identity) {
     let prefix = common::unique("e2ee-test");
     let with_prefix =
         |p: String| move |c: &mut e2ee_relay_server::RelayConfig| c.redis_key_prefix = p;
     let one = TestRelay::with(Backend::Redis, with_prefix(prefix.clone())).await;
     let two = TestRelay::with(Backend::Redis, with_prefix(prefix)).await;
-    let mut alice = None;
+    let alice = Identity::generate("alice@example.org");
+    let bob = Identity::generate("bob@example.org");
     for relay in [&one, &two] {
-        // Separate directory files: both relays know both accounts.
-        for email in ["alice@example.org", "bob@example.org"] {
-            let who = Identity::generate(email);
-            let who = match email {
-                "alice@example.org" => alice.get_or_insert(who).clone(),
-                _ => who,
-            };
+        for who in [&alice, &bob] {
             let body = serde_json::to_value(who.registration(1)).unwrap();
             let (status, answer) = relay
-                .call(Some(&who), Method::POST, "/v1/accounts", Some(body))
+                .call(Some(who), Method::POST, "/v1/accounts", Some(body))
                 .await;
             assert_eq!(status, StatusCode::CREATED, "{answer}");
         }
     }
-    let alice = alice.unwrap();
+    (one, two, alice, bob)
+}
+
+/// A relay that has the session's key in memory still asks Redis on every request:
+/// a replay of a send accepted by another relay is refused, and once another relay
+/// closes the session its next send, poll and GET are all `unknown_session`.
+#[tokio::test]
+async fn a_revocation_by_another_relay_is_seen_by_the_next_request() {
+    let (one, two, alice, _) = two_relays_knowing_alice_and_bob().await;
     let session = open(&one, &alice).await;
     // Relay two reads the session once and keeps its key.
     for _ in 0..2 {
@@ -966,23 +956,7 @@ async fn a_revocation_by_another_relay_is_seen_by_the_next_request() {
 /// account's next session.
 #[tokio::test]
 async fn a_poll_under_a_session_revoked_elsewhere_acks_and_reads_nothing() {
-    let prefix = common::unique("e2ee-test");
-    let with_prefix =
-        |p: String| move |c: &mut e2ee_relay_server::RelayConfig| c.redis_key_prefix = p;
-    let one = TestRelay::with(Backend::Redis, with_prefix(prefix.clone())).await;
-    let two = TestRelay::with(Backend::Redis, with_prefix(prefix)).await;
-    let alice = Identity::generate("alice@example.org");
-    let bob = Identity::generate("bob@example.org");
-    for relay in [&one, &two] {
-        // Separate directory files: both relays know both accounts.
-        for who in [&alice, &bob] {
-            let body = serde_json::to_value(who.registration(1)).unwrap();
-            let (status, answer) = relay
-                .call(Some(who), Method::POST, "/v1/accounts", Some(body))
-                .await;
-            assert_eq!(status, StatusCode::CREATED, "{answer}");
-        }
-    }
+    let (one, two, alice, bob) = two_relays_knowing_alice_and_bob().await;
     let (status, answer) = one
         .call(
             Some(&alice),
@@ -1011,31 +985,22 @@ async fn a_poll_under_a_session_revoked_elsewhere_acks_and_reads_nothing() {
     }
     let (status, _) = mac_call(&one, &session, Method::DELETE, "/v1/sessions", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_error(
-        mac_call(
-            &two,
-            &session,
-            Method::POST,
-            "/v1/messages/poll",
-            Some(poll(vec![id])),
-        )
-        .await,
-        StatusCode::UNAUTHORIZED,
-        "unknown_session",
-    );
-    // Refused again (the relay no longer holds it), and still nothing acked.
-    assert_error(
-        mac_call(
-            &two,
-            &session,
-            Method::POST,
-            "/v1/messages/poll",
-            Some(poll(vec![id])),
-        )
-        .await,
-        StatusCode::UNAUTHORIZED,
-        "unknown_session",
-    );
+    // Refused by the read that held it, then again by the lookup (the relay no longer
+    // holds it), and nothing acked either time.
+    for _ in 0..2 {
+        assert_error(
+            mac_call(
+                &two,
+                &session,
+                Method::POST,
+                "/v1/messages/poll",
+                Some(poll(vec![id])),
+            )
+            .await,
+            StatusCode::UNAUTHORIZED,
+            "unknown_session",
+        );
+    }
     let next = open(&two, &bob).await;
     for expected_acked in [0, 1] {
         let ack = if expected_acked == 0 {
