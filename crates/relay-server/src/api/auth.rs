@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha512};
 use super::{ApiError, AppState, json_error};
 use crate::directory::Account;
 use crate::queue::OpenSession;
-use crate::sessions::{Confirmed, Found, RedisSessions, SessionRecord, SessionStore};
+use crate::sessions::{Confirmed, Found, SessionRecord, SessionStore};
 
 /// Domain separation of the replay-cache entry of a MACed request, so that it can
 /// never collide with a signature's entry (the cache keys on 64 bytes).
@@ -609,12 +609,12 @@ async fn finish<T: FromBody>(
     let mut pending = None;
     match (redis_session, &state.sessions, &headers.credential) {
         // Held by this process, nothing to record: the poll's first read asks.
-        (Some(found), SessionStore::Redis(_), Credential::Session { id, .. })
+        (Some(found), SessionStore::Redis(redis), Credential::Session { id, .. })
             if replay == Replay::NeverInPollRead && !found.fresh =>
         {
             pending = Some(PendingSession {
                 id: *id,
-                open: RedisSessions::open_session(id, found),
+                open: redis.open_session(id, found),
             });
         }
         // A lookup that went to Redis just now already saw the session open; with no

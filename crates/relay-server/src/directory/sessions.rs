@@ -65,7 +65,7 @@ impl KeptSessions {
     fn current(&self) -> Option<i64> {
         let version = self.watch.as_ref()?.version();
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept.version != version || version.is_none() {
+        if kept.version != version {
             kept.rows.clear();
             kept.version = version;
         }

@@ -172,7 +172,9 @@ pub struct BatchOutcome {
 /// its own (crate::sessions).
 #[derive(Debug, Clone)]
 pub struct OpenSession {
-    /// The session's field in the account's sessions hash (the id in hex).
+    /// The account's sessions hash (named by crate::sessions, in the account's slot).
+    pub sessions_key: String,
+    /// The session's field in that hash (the id in hex).
     pub field: String,
     /// What the stored value starts with while it is the same session
     /// (`<expires_at>:<identity key hex>`; never the key itself).

@@ -322,9 +322,10 @@ return out
 /// older than the ephemeral TTL are dropped unseen). Members of ARGV[7..] are acked
 /// (removed) first, and the answer then starts with `{expired, acked, ...}`:
 /// `POST /v1/messages/poll` in one round trip. A limit of 0 reads nothing: a plain ack.
-/// With ARGV[5] not empty, all of it happens only if field ARGV[5] of the sessions hash
-/// KEYS[4] (the recipient's, same slot) still starts with ARGV[6]; else the answer is
-/// `{-1}` and nothing was acked or read: a poll's session check in the same call.
+/// With ARGV[5] not empty, KEYS ends with the recipient's sessions hash (same slot),
+/// and all of it happens only if its field ARGV[5] still starts with ARGV[6]; else the
+/// answer is `{-1}` and nothing was acked or read: a poll's session check in the same
+/// call.
 const FETCH_SCRIPT: &str = concat!(
     sweep_lua!(),
     r"
@@ -865,13 +866,19 @@ impl RedisQueue {
     ) -> Result<(u64, Vec<Member>), QueueError> {
         let tag = recipient_tag(recipient);
         let mut conn = self.conn.clone();
-        let (field, head) = session.map_or(("", ""), |s| (s.field.as_str(), s.head.as_str()));
-        let items: Vec<Value> = self
-            .fetch
+        let mut invocation = self.fetch.prepare_invoke();
+        invocation
             .key(self.key(&tag, "q"))
             .key(self.key(&tag, "t"))
-            .key(self.key(&tag, "e"))
-            .key(self.key(&tag, "sessions"))
+            .key(self.key(&tag, "e"));
+        let (field, head) = match session {
+            Some(s) => {
+                invocation.key(&s.sessions_key);
+                (s.field.as_str(), s.head.as_str())
+            }
+            None => ("", ""),
+        };
+        let items: Vec<Value> = invocation
             .arg(self.clock.now_ms())
             .arg(self.limits.ttl_ms())
             .arg(limit)

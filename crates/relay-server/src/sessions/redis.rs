@@ -292,8 +292,9 @@ impl RedisSessions {
     /// [`Self::confirm`]'s call of its own. The caller must not act on the request
     /// before that read answered; a closed session leaves the cache there
     /// ([`Self::closed`]).
-    pub(crate) fn open_session(id: &SessionId, found: &Found) -> OpenSession {
+    pub(crate) fn open_session(&self, id: &SessionId, found: &Found) -> OpenSession {
         OpenSession {
+            sessions_key: self.key(&found.record.email),
             field: hex::encode(id.0),
             head: head(&found.record),
         }
