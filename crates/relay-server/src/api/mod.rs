@@ -6,7 +6,6 @@ mod accounts;
 mod auth;
 mod directory;
 mod error;
-mod linger;
 mod messages;
 mod ops;
 mod prekeys;
@@ -33,7 +32,6 @@ pub use self::auth::{
     SignedOnce, SignedPoll,
 };
 pub use self::error::{ApiError, json_error};
-pub use self::linger::{LINGER_MAX_BYTES, LINGER_MAX_TIME};
 pub use self::ratelimit::{
     BUNDLE_FETCH_BURST, BUNDLE_FETCHES_PER_MINUTE, BUNDLE_FETCHES_PER_TARGET_BURST,
     BUNDLE_FETCHES_PER_TARGET_PER_MINUTE, FANOUT_RECIPIENT_BURST, FANOUT_RECIPIENTS_PER_MINUTE,
@@ -140,7 +138,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             Arc::clone(&state),
             ops::observe,
         ))
-        .layer(middleware::from_fn(linger::linger))
         .with_state(state)
 }
 

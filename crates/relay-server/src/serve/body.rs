@@ -348,7 +348,7 @@ pub(super) async fn drain(
     buf: &mut Vec<u8>,
     decoder: &mut Decoder,
 ) -> Result<bool, BodyError> {
-    let mut left = crate::api::LINGER_MAX_BYTES;
+    let mut left = super::LINGER_MAX_BYTES;
     let draining = async {
         loop {
             match decoder.step(buf)? {
@@ -363,7 +363,7 @@ pub(super) async fn drain(
             }
         }
     };
-    tokio::time::timeout(crate::api::LINGER_MAX_TIME, draining)
+    tokio::time::timeout(super::LINGER_MAX_TIME, draining)
         .await
         .unwrap_or(Ok(false))
 }

@@ -45,6 +45,17 @@ const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// longest poll (60 s) plus slack, so a client's next poll on the same connection is
 /// never cut off.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Most bytes discarded of what a client sends after an answer that did not need it
+/// (the unread rest of a body, or of a refused head): the largest body any route
+/// accepts (a full `POST /v1/messages`) plus slack, so a client refused early always
+/// sees the answer, while a client streaming without end cannot keep the relay
+/// reading. As nginx's lingering close: a TCP close with unread input sends a reset,
+/// and a client that writes its whole body before it reads (curl, most libraries)
+/// would get "connection reset" instead of the 401 or 413 and its JSON error.
+const LINGER_MAX_BYTES: usize = crate::api::MAX_SEND_BODY_BYTES + 64 * 1024;
+/// Longest time spent discarding; a slow sender past it gets the reset it would have
+/// got anyway.
+const LINGER_MAX_TIME: Duration = Duration::from_secs(2);
 /// The buffer a refused connection's remaining input is discarded through.
 const DISCARD_CHUNK: usize = 1024;
 
@@ -312,7 +323,7 @@ async fn linger_close(tcp: &mut TcpStream) {
     if tcp.shutdown().await.is_err() {
         return;
     }
-    let mut left = crate::api::LINGER_MAX_BYTES;
+    let mut left = LINGER_MAX_BYTES;
     let discarding = async {
         // On the heap: an array here would be part of every connection task's size.
         let mut chunk = vec![0_u8; DISCARD_CHUNK];
@@ -326,5 +337,5 @@ async fn linger_close(tcp: &mut TcpStream) {
             }
         }
     };
-    let _ = tokio::time::timeout(crate::api::LINGER_MAX_TIME, discarding).await;
+    let _ = tokio::time::timeout(LINGER_MAX_TIME, discarding).await;
 }
