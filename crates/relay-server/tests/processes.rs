@@ -235,22 +235,7 @@ async fn admin_ban_list_unban() {
     let client = test_client(&relay);
     let alice = Identity::generate("alice@example.org");
     client.register(&alice, 4).await.unwrap();
-    let admin = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_e2ee-relay"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .arg("admin")
-            .args(args)
-            .env_remove("E2EE_DATABASE_URL")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let admin = |args: &[&str]| common::relay_admin(dir.path(), args);
     assert_eq!(
         admin(&["ban", "Alice@Example.org"]),
         "banned alice@example.org (running relays refuse it within 5 s)\n"

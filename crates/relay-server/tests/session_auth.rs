@@ -813,19 +813,7 @@ async fn sqlite_a_revocation_by_another_process_is_seen_by_the_next_request() {
             assert_eq!(status, StatusCode::OK);
         }
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_e2ee-relay"))
-        .arg("--data-dir")
-        .arg(relay.dir.path())
-        .args(["admin", "ban", "alice@example.org"])
-        .env_remove("E2EE_DATABASE_URL")
-        .env_remove("E2EE_REDIS_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::relay_admin(relay.dir.path(), &["ban", "alice@example.org"]);
     // The account cache would let alice's account pass for 5 s more: what refuses her
     // at once is that her session is gone from the file, not from this process.
     assert_error(

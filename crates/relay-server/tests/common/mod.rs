@@ -27,6 +27,26 @@ pub use e2ee_testkit::redis::{RedisCluster, redis_url};
 #[allow(unused_imports)]
 pub use e2ee_testkit::{free_port, unique};
 
+/// Runs the real `e2ee-relay --data-dir DIR admin ARGS`, with no database or Redis
+/// taken from the environment; panics unless it succeeds; answers its standard output.
+pub fn relay_admin(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_e2ee-relay"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("admin")
+        .args(args)
+        .env_remove("E2EE_DATABASE_URL")
+        .env_remove("E2EE_REDIS_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub fn postgres_url() -> String {
     std::env::var("E2EE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
