@@ -46,16 +46,21 @@ async fn redis(limits: QueueLimits) -> Fixture {
     redis_at(&common::redis_url(), limits).await
 }
 
-async fn redis_at(url: &str, limits: QueueLimits) -> Fixture {
+/// A Redis queue at `url` under `prefix`, on a manual clock at [`T0`].
+async fn redis_queue(
+    url: &str,
+    prefix: &str,
+    limits: QueueLimits,
+) -> (RedisQueue, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
-    let q = RedisQueue::connect(
-        url,
-        &common::unique("e2ee-test"),
-        limits,
-        clock.clone() as Arc<dyn Clock>,
-    )
-    .await
-    .unwrap();
+    let q = RedisQueue::connect(url, prefix, limits, clock.clone() as Arc<dyn Clock>)
+        .await
+        .unwrap();
+    (q, clock)
+}
+
+async fn redis_at(url: &str, limits: QueueLimits) -> Fixture {
+    let (q, clock) = redis_queue(url, &common::unique("e2ee-test"), limits).await;
     Fixture {
         queue: Arc::new(q.clone()),
         replay: Arc::new(q),
@@ -853,15 +858,7 @@ async fn fanout_body_on_another_node(url: &str) {
 #[tokio::test]
 async fn redis_dangling_reference_is_skipped_and_acked() {
     let prefix = common::unique("e2ee-test");
-    let clock = Arc::new(ManualClock::new(T0));
-    let q = RedisQueue::connect(
-        &common::redis_url(),
-        &prefix,
-        limits(10, 3600),
-        clock.clone(),
-    )
-    .await
-    .unwrap();
+    let (q, _clock) = redis_queue(&common::redis_url(), &prefix, limits(10, 3600)).await;
     q.enqueue_fanout(fanout("gone", &["bob@x.org"], b"lost"))
         .await
         .unwrap();
@@ -913,15 +910,7 @@ async fn redis_dangling_reference_is_skipped_and_acked() {
 #[tokio::test]
 async fn redis_queue_of_the_previous_layout_upgrades_in_place() {
     let prefix = common::unique("e2ee-test");
-    let clock = Arc::new(ManualClock::new(T0));
-    let q = RedisQueue::connect(
-        &common::redis_url(),
-        &prefix,
-        limits(1000, 60),
-        clock.clone(),
-    )
-    .await
-    .unwrap();
+    let (q, clock) = redis_queue(&common::redis_url(), &prefix, limits(1000, 60)).await;
     let tag = recipient_tag("bob@x.org");
     let key = |suffix: &str| format!("{prefix}:{{{tag}}}:{suffix}");
     let client = ::redis::Client::open(common::redis_url()).unwrap();
