@@ -82,7 +82,8 @@ pub struct LoadConfig {
     pub users: usize,
     /// Further accounts that only hold long polls; nobody sends to them.
     pub idle_waiters: usize,
-    /// Sending accounts, each sending one request at a time on its own connection.
+    /// Sending accounts, each sending one request at a time (in the open loop on its
+    /// own connection, in the closed loop from the shared pool).
     pub senders: usize,
     /// Envelopes per `POST /v1/messages`.
     pub batch: usize,
