@@ -267,6 +267,119 @@ async fn waiting_poll_wakes_on_send(backend: Backend) {
     );
 }
 
+/// Starts `who`'s `POST /v1/messages/poll` with `body` and waits until it sleeps in
+/// the relay (the waiter gauge counts it).
+async fn parked_poll(
+    relay: &std::sync::Arc<TestRelay>,
+    who: &std::sync::Arc<Identity>,
+    body: serde_json::Value,
+) -> tokio::task::JoinHandle<(StatusCode, serde_json::Value)> {
+    let poller = {
+        let (relay, who) = (relay.clone(), who.clone());
+        tokio::spawn(async move {
+            relay
+                .call(Some(&who), Method::POST, "/v1/messages/poll", Some(body))
+                .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while relay.relay.state().queue.waiters().waiting() == 0 {
+        assert!(Instant::now() < deadline, "the poll never went to sleep");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    poller
+}
+
+fn ids_and_bodies(answer: &serde_json::Value) -> Vec<(u64, Vec<u8>)> {
+    answer["envelopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let body = e2ee_proto::decode_b64(e["body"].as_str().unwrap()).unwrap();
+            (e["id"].as_u64().unwrap(), body)
+        })
+        .collect()
+}
+
+/// A poll that sleeps on an empty queue is answered what a read would give: every
+/// envelope queued since, in order, up to its limit, the rest by the next poll; and
+/// the same for a body too large for a wake-up to carry, and for an ephemeral one,
+/// which is handed out once.
+async fn a_woken_poll_answers_what_a_read_would(backend: Backend) {
+    let relay = std::sync::Arc::new(TestRelay::start(backend).await);
+    let alice = relay.register("alice@example.org", 0).await;
+    let bob = std::sync::Arc::new(relay.register("bob@example.org", 0).await);
+    relay.register("carol@example.org", 0).await;
+    let wait = |ack: Vec<u64>| json!({"ack": ack, "timeout_ms": 20000, "limit": 2});
+
+    let poller = parked_poll(&relay, &bob, wait(vec![])).await;
+    let send = json!({"messages": [
+        msg("bob@example.org", b"one"),
+        msg("carol@example.org", b"not bob's"),
+        msg("bob@example.org", b"two"),
+        msg("bob@example.org", b"three"),
+    ]});
+    let (status, sent) = relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let ids: Vec<u64> = serde_json::from_value(sent["ids"].clone()).unwrap();
+    let (status, first) = poller.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(
+        ids_and_bodies(&first),
+        [(ids[0], b"one".to_vec()), (ids[2], b"two".to_vec())]
+    );
+    assert_eq!(first["envelopes"][0]["from"], "alice@example.org");
+    let (_, second) = relay
+        .call(
+            Some(&bob),
+            Method::POST,
+            "/v1/messages/poll",
+            Some(wait(vec![ids[0], ids[2]])),
+        )
+        .await;
+    assert_eq!(second["acked"], 2);
+    assert_eq!(ids_and_bodies(&second), [(ids[3], b"three".to_vec())]);
+
+    let large = vec![7u8; 20 * 1024];
+    let poller = parked_poll(&relay, &bob, wait(vec![ids[3]])).await;
+    let send = json!({"messages": [msg("bob@example.org", &large)]});
+    let (_, sent) = relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    let (_, third) = poller.await.unwrap();
+    assert_eq!(third["acked"], 1);
+    assert_eq!(
+        ids_and_bodies(&third),
+        [(sent["ids"][0].as_u64().unwrap(), large)]
+    );
+
+    let poller = parked_poll(&relay, &bob, wait(vec![sent["ids"][0].as_u64().unwrap()])).await;
+    let send = json!({"messages": [
+        {"to": "bob@example.org", "body": e2ee_proto::encode_b64(b"typing"), "ephemeral": true}
+    ]});
+    let (status, sent) = relay
+        .call(Some(&alice), Method::POST, "/v1/messages", Some(send))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let (_, fourth) = poller.await.unwrap();
+    assert_eq!(
+        ids_and_bodies(&fourth),
+        [(sent["ids"][0].as_u64().unwrap(), b"typing".to_vec())]
+    );
+    let (_, fifth) = relay
+        .call(
+            Some(&bob),
+            Method::POST,
+            "/v1/messages/poll",
+            Some(json!({"timeout_ms": 0})),
+        )
+        .await;
+    assert_eq!(fifth["envelopes"], json!([]), "an ephemeral envelope twice");
+}
+
 async fn shutdown_releases_polls(backend: Backend) {
     let relay = std::sync::Arc::new(TestRelay::start(backend).await);
     let bob = relay.register("bob@example.org", 0).await;
@@ -740,6 +853,10 @@ macro_rules! api_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn waiting_poll_wakes_on_send() {
                 super::waiting_poll_wakes_on_send($backend).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_woken_poll_answers_what_a_read_would() {
+                super::a_woken_poll_answers_what_a_read_would($backend).await
             }
             #[tokio::test]
             async fn shutdown_releases_polls() {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use e2ee_relay_server::queue::{
-    Clock, EPHEMERAL_TTL, FANOUT_IDEMPOTENCY_WINDOW, Fanout, FanoutOutcome, ManualClock,
+    Clock, EPHEMERAL_TTL, FANOUT_IDEMPOTENCY_WINDOW, Fanout, FanoutOutcome, Inbox, ManualClock,
     QueueBackend, QueueError, QueueLimits, RedisQueue, ReplayCache, SqliteQueue, recipient_tag,
 };
 
@@ -715,6 +715,74 @@ async fn ephemeral_wakes_and_purge_clears(f: Fixture) {
     assert!(q.fetch("bob@x.org", 10).await.unwrap().is_empty());
 }
 
+/// What a wake-up hands a waiter, on each backend: on Redis the envelopes themselves
+/// (exactly what a read of the queue then gives) for a small batch, a plain wake-up
+/// for a body too large to carry, a fan-out or an ephemeral envelope; a backend that
+/// does not carry (`carries` false) always wakes plainly.
+async fn wake_ups_carry_what_a_read_gives(f: Fixture, carries: bool) {
+    let q = f.queue.clone();
+    let waiter = q.waiters().register(&recipient_tag("bob@x.org"));
+    let woken = |what: &'static str| {
+        let waiter = &waiter;
+        async move {
+            loop {
+                tokio::time::timeout(Duration::from_secs(5), waiter.notify().notified())
+                    .await
+                    .unwrap_or_else(|_| panic!("{what} woke nobody"));
+                // An empty inbox: the permit of a wake-up already taken.
+                match waiter.take() {
+                    Inbox::Empty => {}
+                    inbox => return inbox,
+                }
+            }
+        }
+    };
+    waiter.arm();
+    let batch = [
+        ("bob@x.org", b"1".as_slice()),
+        ("carol@x.org", b"x".as_slice()),
+        ("bob@x.org", b"2\n3".as_slice()),
+    ];
+    let ids = q.enqueue_batch("alice@x.org", &batch).await.unwrap().ids;
+    let read = q.fetch("bob@x.org", 10).await.unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [ids[0], ids[2]]
+    );
+    match woken("a batch").await {
+        Inbox::Carried(mut carried) => {
+            assert!(carries, "this backend carries nothing");
+            // A cluster queues the batch in one call per run of one recipient's
+            // envelopes, each with its own wake-up.
+            while carried.len() < read.len() {
+                match woken("the rest of a batch").await {
+                    Inbox::Carried(more) => carried.extend(more),
+                    other => panic!("then woken with {other:?}"),
+                }
+            }
+            assert_eq!(carried, read);
+        }
+        Inbox::Reread => assert!(!carries, "a small batch woke without its envelopes"),
+        Inbox::Empty => unreachable!("woken() waits past empty inboxes"),
+    }
+    q.ack("bob@x.org", &[ids[0], ids[2]]).await.unwrap();
+
+    let large = vec![b'L'; 9 * 1024];
+    q.enqueue("bob@x.org", "alice@x.org", &large).await.unwrap();
+    assert!(matches!(woken("a large body").await, Inbox::Reread));
+    q.enqueue_fanout(fanout("m1", &["bob@x.org"], b"g"))
+        .await
+        .unwrap();
+    assert!(matches!(woken("a fan-out").await, Inbox::Reread));
+    q.enqueue_ephemeral("alice@x.org", &["bob@x.org"], b"typing")
+        .await
+        .unwrap();
+    assert!(matches!(
+        woken("an ephemeral envelope").await,
+        Inbox::Reread
+    ));
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -804,6 +872,50 @@ conformance!(sqlite);
 conformance!(redis);
 
 #[tokio::test]
+async fn sqlite_wake_ups_are_plain() {
+    wake_ups_carry_what_a_read_gives(sqlite(limits(10, 3600)).await, false).await;
+}
+
+#[tokio::test]
+async fn redis_wake_ups_carry_small_envelopes() {
+    wake_ups_carry_what_a_read_gives(redis(limits(10, 3600)).await, true).await;
+}
+
+/// Redis: the envelopes one relay queued reach a poll waiting on another relay in the
+/// wake-up itself, and a lost subscription's catch-up wake-up makes every waiter read.
+#[tokio::test]
+async fn redis_a_wake_up_carries_envelopes_to_another_relay() {
+    let prefix = common::unique("e2ee-test");
+    let (one, _) = redis_queue(&common::redis_url(), &prefix, limits(10, 3600)).await;
+    let (two, _) = redis_queue(&common::redis_url(), &prefix, limits(10, 3600)).await;
+    let waiter = two.waiters().register(&recipient_tag("bob@x.org"));
+    waiter.arm();
+    let id = one
+        .enqueue("bob@x.org", "alice@x.org", b"hi")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waiter.notify().notified())
+        .await
+        .expect("the other relay's waiter is woken");
+    let Inbox::Carried(carried) = waiter.take() else {
+        panic!("the wake-up did not carry the envelope");
+    };
+    assert_eq!(carried, two.fetch("bob@x.org", 10).await.unwrap());
+    assert_eq!(
+        (carried[0].id, carried[0].body.as_slice()),
+        (id, b"hi".as_slice())
+    );
+    one.enqueue("bob@x.org", "alice@x.org", b"again")
+        .await
+        .unwrap();
+    two.waiters().wake_all();
+    tokio::time::timeout(Duration::from_secs(5), waiter.notify().notified())
+        .await
+        .unwrap();
+    assert!(matches!(waiter.take(), Inbox::Reread));
+}
+
+#[tokio::test]
 async fn default_limits_are_the_design_constants() {
     let limits = QueueLimits::default();
     assert_eq!(limits.max_len, 10_000);
@@ -832,6 +944,7 @@ async fn redis_cluster_conformance() {
     ephemeral_envelopes(redis_at(&url, limits(10, 3600)).await).await;
     ephemeral_outside_the_cap(redis_at(&url, limits(2, 3600)).await).await;
     ephemeral_wakes_and_purge_clears(redis_at(&url, limits(10, 3600)).await).await;
+    wake_ups_carry_what_a_read_gives(redis_at(&url, limits(10, 3600)).await, true).await;
     fanout_body_on_another_node(&url).await;
 }
 

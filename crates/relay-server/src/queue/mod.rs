@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 pub use self::redis::RedisQueue;
 pub use self::sqlite::SqliteQueue;
-pub use self::waiters::{WaiterGuard, WaiterRegistry};
+pub use self::waiters::{Inbox, WaiterGuard, WaiterRegistry};
 
 /// Most envelopes one recipient's queue holds; beyond it sends get `507 queue_full`.
 pub const MAX_QUEUE_LEN: usize = 10_000;

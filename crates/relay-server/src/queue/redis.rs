@@ -35,7 +35,10 @@
 //! expired, check the cap, INCR, ZADD for each envelope in order, then one PUBLISH
 //! per recipient. The
 //! PUBLISH goes to `<prefix>:wake` with the recipient tag as payload (a fan-out
-//! publishes the tags of one call joined by commas, once). On a cluster a
+//! publishes the tags of one call joined by commas, once), or, when the recipient's
+//! new members fit in [`WAKE_UP_CARRY_MAX_BYTES`], with the members themselves
+//! ([`parse_wake_up`]), which a poll sleeping on an empty queue answers without
+//! reading it again (crate::delivery). On a cluster a
 //! plain PUBLISH is forwarded to every node over the cluster bus, so each relay keeps
 //! ONE subscriber connection, to any node, and hears every wake-up (no RESP3 or
 //! sharded pub/sub needed). Pub/sub is fire-and-forget; waiters re-read their queue
@@ -62,6 +65,11 @@ use super::{
 
 /// How often the local change of the total-depth counter is pushed to Redis.
 const DEPTH_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Most member bytes (ids, times, sender and bodies together) one recipient's wake-up
+/// carries. Every relay process receives every wake-up, so carrying is kept to what
+/// people send one at a time; a larger batch wakes with its tag alone and its polls
+/// read the queue, as every wake-up did before.
+const WAKE_UP_CARRY_MAX_BYTES: usize = 8 * 1024;
 /// Pause before reconnecting the subscriber after it lost its connection.
 const SUBSCRIBER_RETRY: Duration = Duration::from_millis(500);
 /// Per-command timeout; scripts touch at most one queue, so this is generous.
@@ -268,9 +276,11 @@ return out
 
 /// Queues a batch of envelopes atomically, in order, stopping at the first full
 /// queue. KEYS are `q`, `t`, `seq` of each distinct recipient; ARGV is now, TTL, cap,
-/// sender, wake channel, recipient count R, the R recipient tags, then pairs
-/// (1-based recipient index, body). Each recipient is swept once and woken once, after
-/// all of its envelopes are in. Answers `{expired, full, id...}`.
+/// sender, wake channel, recipient count R, the most member bytes a wake-up carries,
+/// the R recipient tags, then pairs (1-based recipient index, body). Each recipient is
+/// swept once and woken once, after all of its envelopes are in: with the members
+/// themselves when they fit ([`parse_wake_up`]), else with its tag alone. Answers
+/// `{expired, full, id...}`.
 ///
 /// On a cluster every key of one call must be in one slot, so the caller sends one
 /// call per run of envelopes to the same recipient; on a single Redis one call takes
@@ -282,11 +292,12 @@ local now = tonumber(ARGV[1])
 local cutoff = now - tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
 local nrec = tonumber(ARGV[6])
+local carry = tonumber(ARGV[7])
 local swept = {}
-local touched = {}
+local added = {}
 local expired_total = 0
 local out = {0, 0}
-local i = 7 + nrec
+local i = 8 + nrec
 while i < #ARGV do
   local r = tonumber(ARGV[i])
   local q = KEYS[3 * r - 2]
@@ -299,15 +310,36 @@ while i < #ARGV do
     break
   end
   local id = redis.call('INCR', KEYS[3 * r])
-  redis.call('ZADD', q, id, id .. '\n' .. ARGV[1] .. '\n' .. ARGV[4] .. '\n' .. ARGV[i + 1])
-  touched[r] = true
+  local m = id .. '\n' .. ARGV[1] .. '\n' .. ARGV[4] .. '\n' .. ARGV[i + 1]
+  redis.call('ZADD', q, id, m)
+  local members = added[r]
+  if not members then
+    members = {}
+    added[r] = members
+  end
+  members[#members + 1] = m
   out[#out + 1] = id
   i = i + 2
 end
 for r = 1, nrec do
-  if touched[r] then
+  local members = added[r]
+  if members then
     redis.call('PEXPIRE', KEYS[3 * r - 2], ARGV[2])
-    redis.call('PUBLISH', ARGV[5], ARGV[6 + r])
+    local tag = ARGV[7 + r]
+    local size = 0
+    for _, m in ipairs(members) do
+      size = size + #m
+    end
+    if size <= carry then
+      local parts = {'=', tag}
+      for _, m in ipairs(members) do
+        parts[#parts + 1] = '\n' .. #m .. '\n'
+        parts[#parts + 1] = m
+      end
+      redis.call('PUBLISH', ARGV[5], table.concat(parts))
+    else
+      redis.call('PUBLISH', ARGV[5], tag)
+    end
   end
 end
 out[1] = expired_total
@@ -755,7 +787,8 @@ impl RedisQueue {
             .arg(self.limits.max_len)
             .arg(from)
             .arg(self.wake_channel())
-            .arg(tags.len());
+            .arg(tags.len())
+            .arg(WAKE_UP_CARRY_MAX_BYTES);
         for tag in &tags {
             invocation.arg(tag);
         }
@@ -1022,9 +1055,16 @@ async fn run_subscriber(
         {
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
-                if let Ok(tags) = std::str::from_utf8(message.get_payload_bytes()) {
-                    for tag in tags.split(',') {
-                        waiters.wake(tag);
+                match parse_wake_up(message.get_payload_bytes()) {
+                    WakeUp::Tags(tags) => {
+                        for tag in tags.split(',') {
+                            waiters.wake(tag);
+                        }
+                    }
+                    WakeUp::Carrying(tag, envelopes) => waiters.wake_with(tag, &envelopes),
+                    WakeUp::Malformed(Some(tag)) => waiters.wake(tag),
+                    WakeUp::Malformed(None) => {
+                        tracing::debug!("ignoring a wake-up this relay cannot read");
                     }
                 }
             }
@@ -1039,6 +1079,61 @@ async fn run_subscriber(
         };
         // Wake-ups published while we were away are gone: make every waiter re-read.
         waiters.wake_all();
+    }
+}
+
+/// A message on the wake-up channel.
+#[derive(Debug, PartialEq, Eq)]
+enum WakeUp<'a> {
+    /// Recipient tags joined by commas: read the queue.
+    Tags(&'a str),
+    /// `=<tag>` then, per envelope queued by one script call, `\n<length>\n<member>`:
+    /// the recipient's new envelopes, in id order.
+    Carrying(&'a str, Vec<QueuedEnvelope>),
+    /// Not a shape this relay writes; the tag, when it could be read, is woken to read.
+    Malformed(Option<&'a str>),
+}
+
+fn parse_wake_up(payload: &[u8]) -> WakeUp<'_> {
+    let Some(carried) = payload.strip_prefix(b"=") else {
+        return match std::str::from_utf8(payload) {
+            Ok(tags) => WakeUp::Tags(tags),
+            Err(_) => WakeUp::Malformed(None),
+        };
+    };
+    let tag_end = carried
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(carried.len());
+    let Ok(tag) = std::str::from_utf8(&carried[..tag_end]) else {
+        return WakeUp::Malformed(None);
+    };
+    let mut rest = &carried[tag_end..];
+    let mut envelopes = Vec::new();
+    while let Some(after) = rest.strip_prefix(b"\n") {
+        let member = after
+            .iter()
+            .position(|&b| b == b'\n')
+            .and_then(|end| {
+                let length: usize = std::str::from_utf8(&after[..end]).ok()?.parse().ok()?;
+                let start = end + 1;
+                let member = after.get(start..start.checked_add(length)?)?;
+                rest = &after[start + length..];
+                Some(member)
+            })
+            .and_then(|member| match parse_member(member) {
+                Ok(Member::Inline(envelope)) => Some(envelope),
+                _ => None,
+            });
+        match member {
+            Some(envelope) => envelopes.push(envelope),
+            None => return WakeUp::Malformed(Some(tag)),
+        }
+    }
+    if rest.is_empty() && !envelopes.is_empty() {
+        WakeUp::Carrying(tag, envelopes)
+    } else {
+        WakeUp::Malformed(Some(tag))
     }
 }
 
@@ -1233,5 +1328,70 @@ impl ReplayCache for RedisQueue {
                 .await?;
             Ok(set.is_some())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn member(id: u64, body: &[u8]) -> Vec<u8> {
+        let mut m = format!("{id}\n1700000000000\nalice@x.org\n").into_bytes();
+        m.extend_from_slice(body);
+        m
+    }
+
+    fn carrying(tag: &str, members: &[Vec<u8>]) -> Vec<u8> {
+        let mut payload = format!("={tag}").into_bytes();
+        for m in members {
+            payload.extend_from_slice(format!("\n{}\n", m.len()).as_bytes());
+            payload.extend_from_slice(m);
+        }
+        payload
+    }
+
+    #[test]
+    fn a_carried_wake_up_gives_back_every_member_even_with_newlines_in_bodies() {
+        let members = [member(7, b"a\nb\n12\nc"), member(8, &[0, 255, b'\n'])];
+        let payload = carrying("abc", &members);
+        let WakeUp::Carrying(tag, envelopes) = parse_wake_up(&payload) else {
+            panic!("not read as carrying");
+        };
+        assert_eq!(tag, "abc");
+        assert_eq!(envelopes.iter().map(|e| e.id).collect::<Vec<_>>(), [7, 8]);
+        assert_eq!(envelopes[0].body, b"a\nb\n12\nc");
+        assert_eq!(envelopes[1].body, [0, 255, b'\n']);
+        assert_eq!(envelopes[1].from, "alice@x.org");
+        assert_eq!(envelopes[1].received_at, 1_700_000_000_000);
+    }
+
+    #[test]
+    fn plain_wake_ups_are_tags() {
+        assert_eq!(parse_wake_up(b"t1,t2"), WakeUp::Tags("t1,t2"));
+        assert_eq!(parse_wake_up(&[0xff]), WakeUp::Malformed(None));
+    }
+
+    #[test]
+    fn a_damaged_carried_wake_up_still_wakes_its_tag_to_read() {
+        let good = carrying("abc", &[member(7, b"hi")]);
+        for cut in 5..good.len() {
+            assert_eq!(
+                parse_wake_up(&good[..cut]),
+                WakeUp::Malformed(Some("abc")),
+                "cut at {cut}"
+            );
+        }
+        let mut long = good.clone();
+        long.push(b'x');
+        assert_eq!(parse_wake_up(&long), WakeUp::Malformed(Some("abc")));
+        assert_eq!(parse_wake_up(b"=abc"), WakeUp::Malformed(Some("abc")));
+        assert_eq!(
+            parse_wake_up(b"=abc\n99999999999999999999999\nx"),
+            WakeUp::Malformed(Some("abc"))
+        );
+        let reference = carrying("abc", &[[b"@".as_slice(), &member(7, b"k")].concat()]);
+        assert_eq!(parse_wake_up(&reference), WakeUp::Malformed(Some("abc")));
     }
 }
