@@ -33,8 +33,10 @@ use crate::client::{Identity, LoadError, now_ms};
 const MAX_RESPONSE_HEADERS: usize = 32;
 /// Most bytes a response head may take before it is refused as malformed.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Free room ensured in the read buffer before each read.
-const READ_CHUNK: usize = 16 * 1024;
+/// Free room ensured in the read buffer before each read (it grows by doubling past
+/// that): a poll answer of a few envelopes fits, and 15,000 idle waiters' connections
+/// hold 4 KiB each, not more.
+const READ_CHUNK: usize = 4 * 1024;
 /// The read buffer is shrunk back to this after an unusually large answer.
 const KEPT_BUFFER: usize = 256 * 1024;
 
@@ -96,9 +98,9 @@ impl Connection {
         Ok(Self {
             host: authority.to_owned(),
             stream: None,
-            out: Vec::with_capacity(1024),
-            json: Vec::with_capacity(1024),
-            buf: Vec::with_capacity(READ_CHUNK),
+            out: Vec::new(),
+            json: Vec::new(),
+            buf: Vec::new(),
             chunked: Vec::new(),
             connects: 0,
         })

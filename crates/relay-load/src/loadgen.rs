@@ -33,6 +33,11 @@
 //!   the previous one is unanswered waits, and that wait counts too. This is the
 //!   figure to compare with a latency goal.
 //!
+//! Every receiver's polls and every sender's sends go out on a [`Connection`] of its own
+//! (one socket, no connection task, no pool), so the generator's CPU per delivered
+//! message is mostly the loopback syscalls; registration, sessions and `/metrics` reads
+//! use the pooled [`TestClient`].
+//!
 //! Latency counts only envelopes stamped after a warm-up (`--warmup-seconds`, 1 s by
 //! default) in which the load already runs at the full rate: the first requests of a
 //! run pay for things a serving relay has long done (every generator connection
