@@ -52,6 +52,16 @@ pub enum LoadError {
     /// A task of the load run panicked or was cancelled.
     #[error("a load task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// A [`Connection`](crate::Connection) failed to connect, to write the request or
+    /// to read the answer (the relay closing before its answer was complete included).
+    #[error("connection: {0}")]
+    Connection(#[from] std::io::Error),
+    /// A [`Connection`](crate::Connection)'s answer was not HTTP/1.1 it can read.
+    #[error("bad response: {0}")]
+    Response(String),
+    /// The relay URL is not `http://HOST:PORT`.
+    #[error("not an http://HOST:PORT relay URL: {0}")]
+    Url(String),
 }
 
 /// How the generator authenticates its requests (docs/API.md, "Request signing" and

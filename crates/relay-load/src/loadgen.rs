@@ -33,6 +33,11 @@
 //!   the previous one is unanswered waits, and that wait counts too. This is the
 //!   figure to compare with a latency goal.
 //!
+//! Every receiver's polls and every sender's sends go out on a [`Connection`] of its own
+//! (one socket, no connection task, no pool), so the generator's CPU per delivered
+//! message is mostly the loopback syscalls; registration, sessions and `/metrics` reads
+//! use the pooled [`TestClient`].
+//!
 //! Latency counts only envelopes stamped after a warm-up (`--warmup-seconds`, 1 s by
 //! default) in which the load already runs at the full rate: the first requests of a
 //! run pay for things a serving relay has long done (every generator connection
@@ -52,6 +57,7 @@ use rand::RngExt as _;
 use tokio::sync::{mpsc, watch};
 
 use crate::client::{Auth, Identity, LoadError, TestClient};
+use crate::connection::Connection;
 use crate::usage::{ProcessCpu, RedisCpu};
 
 /// How long receivers keep draining after the senders stop.
@@ -82,8 +88,8 @@ pub struct LoadConfig {
     pub users: usize,
     /// Further accounts that only hold long polls; nobody sends to them.
     pub idle_waiters: usize,
-    /// Sending accounts, each sending one request at a time (in the open loop on its
-    /// own connection, in the closed loop from the shared pool).
+    /// Sending accounts, each sending one request at a time on its own keep-alive
+    /// connection (in the closed loop one task per account).
     pub senders: usize,
     /// Envelopes per `POST /v1/messages`.
     pub batch: usize,
@@ -345,13 +351,12 @@ pub(crate) async fn register_users(
 /// in the next poll (or, with `separate_acks`, in a request of its own first).
 /// Returns the latencies, microseconds, of the measured deliveries.
 async fn receive(
-    url: String,
+    mut client: Connection,
     user: Arc<Identity>,
     tally: Arc<Tally>,
     mut stop: watch::Receiver<bool>,
     separate_acks: bool,
 ) -> Vec<u64> {
-    let client = TestClient::single_connection(&url);
     let mut latencies = Vec::new();
     // Ids delivered by the last poll, acknowledged by the next request.
     let mut to_ack: Vec<u64> = Vec::new();
@@ -359,7 +364,7 @@ async fn receive(
         let answer = tokio::select! {
             biased;
             _ = stop.wait_for(|stopped| *stopped) => break,
-            answer = poll_once(&client, &user, &mut to_ack, separate_acks) => answer,
+            answer = poll_once(&mut client, &user, &mut to_ack, separate_acks) => answer,
         };
         let Ok(envelopes) = answer else {
             tally.poll_errors.fetch_add(1, Ordering::Relaxed);
@@ -403,7 +408,7 @@ async fn receive(
 
 /// One long poll; `to_ack` is emptied once the relay has taken the acks.
 async fn poll_once(
-    client: &TestClient,
+    client: &mut Connection,
     user: &Identity,
     to_ack: &mut Vec<u64>,
     separate_acks: bool,
@@ -549,7 +554,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     let mut receivers = tokio::task::JoinSet::new();
     for user in users.iter().chain(&idle) {
         receivers.spawn(receive(
-            config.url.clone(),
+            Connection::new(&config.url)?,
             Arc::clone(user),
             Arc::clone(&tally),
             stopped.clone(),
@@ -577,7 +582,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     let send_for = config.warmup + config.duration;
     let batch = config.batch.clamp(1, e2ee_proto::MAX_MESSAGES_PER_REQUEST);
     let senders = Senders {
-        client: client.clone(),
+        url: config.url.clone(),
         users: users.clone(),
         identities: config.senders.max(1),
         batch,
@@ -586,9 +591,9 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
         send_errors: Arc::new(AtomicU64::new(0)),
     };
     let open_loop = if config.open_loop && config.rate > 0 {
-        Some(senders.open_loop(config.rate, send_for).await)
+        Some(senders.open_loop(config.rate, send_for).await?)
     } else {
-        senders.closed_loop(config.rate, send_for).await;
+        senders.closed_loop(config.rate, send_for).await?;
         None
     };
     let send_seconds = started.elapsed().as_secs_f64();
@@ -654,7 +659,8 @@ struct OpenLoopStats {
 /// Everything a sending task needs.
 #[derive(Clone)]
 struct Senders {
-    client: TestClient,
+    /// The relay's base URL; every sending task opens its own [`Connection`] to it.
+    url: String,
     users: Vec<Arc<Identity>>,
     /// How many of the users send (request `k` is signed by user `k % identities`).
     identities: usize,
@@ -667,7 +673,7 @@ struct Senders {
 impl Senders {
     /// One signed `POST /v1/messages` from `me` of `batch` envelopes to random
     /// recipients, each body starting with `stamp_us` (the time latency counts from).
-    async fn send_one(&self, me: &Identity, stamp_us: u64) {
+    async fn send_one(&self, client: &mut Connection, me: &Identity, stamp_us: u64) {
         let messages = (0..self.batch)
             .map(|_| {
                 let to = &self.users[rand::rng().random_range(0..self.users.len())];
@@ -676,8 +682,7 @@ impl Senders {
                 OutgoingMessage::new(to.email.clone(), body)
             })
             .collect();
-        let answer: Result<SendResponse, _> = self
-            .client
+        let answer: Result<SendResponse, _> = client
             .call(
                 me,
                 Method::POST,
@@ -699,15 +704,17 @@ impl Senders {
         }
     }
 
-    /// `identities` tasks, each sending and awaiting the answer before its next tick
-    /// (`rate` 0: no ticks, as fast as answers come). Bodies are stamped when built.
-    async fn closed_loop(&self, rate: u64, duration: Duration) {
+    /// `identities` tasks, each on its own keep-alive connection sending and awaiting
+    /// the answer before its next tick (`rate` 0: no ticks, as fast as answers come).
+    /// Bodies are stamped when built.
+    async fn closed_loop(&self, rate: u64, duration: Duration) -> Result<(), LoadError> {
         let deadline = Instant::now() + duration;
         let period = (rate > 0)
             .then(|| Duration::from_secs_f64((self.identities * self.batch) as f64 / rate as f64));
         let mut sending = tokio::task::JoinSet::new();
         for s in 0..self.identities {
             let this = self.clone();
+            let mut client = Connection::new(&self.url)?;
             sending.spawn(async move {
                 let me = Arc::clone(&this.users[s % this.users.len()]);
                 let mut tick = period.map(|p| {
@@ -719,11 +726,12 @@ impl Senders {
                     if let Some(tick) = tick.as_mut() {
                         tick.tick().await;
                     }
-                    this.send_one(&me, now_us()).await;
+                    this.send_one(&mut client, &me, now_us()).await;
                 }
             });
         }
         while sending.join_next().await.is_some() {}
+        Ok(())
     }
 
     /// Request `k` is due at `start + k * batch / rate` and is sent by account
@@ -737,7 +745,7 @@ impl Senders {
     /// connection set-ups that made the relay slower still: at 5,000/s it skipped
     /// thousands of sends with a p99 of 1.9 s while the closed loop did 10,000/s.)
     /// Returns after the last answer.
-    async fn open_loop(&self, rate: u64, duration: Duration) -> OpenLoopStats {
+    async fn open_loop(&self, rate: u64, duration: Duration) -> Result<OpenLoopStats, LoadError> {
         let period_ns = 1e9 * self.batch as f64 / rate as f64;
         let requests = (duration.as_secs_f64() * 1e9 / period_ns).floor() as u64;
         let in_flight = Arc::new(AtomicUsize::new(0));
@@ -746,15 +754,13 @@ impl Senders {
         for s in 0..self.identities {
             let (queue, mut due) = mpsc::unbounded_channel::<u64>();
             queues.push(queue);
-            let this = Senders {
-                client: TestClient::single_connection(self.client.base_url()),
-                ..self.clone()
-            };
+            let this = self.clone();
+            let mut client = Connection::new(&self.url)?;
             let me = Arc::clone(&self.users[s % self.users.len()]);
             let in_flight = Arc::clone(&in_flight);
             sending.spawn(async move {
                 while let Some(stamp_us) = due.recv().await {
-                    this.send_one(&me, stamp_us).await;
+                    this.send_one(&mut client, &me, stamp_us).await;
                     in_flight.fetch_sub(1, Ordering::Relaxed);
                 }
             });
@@ -782,12 +788,12 @@ impl Senders {
         drop(queues);
         while sending.join_next().await.is_some() {}
         lags_us.sort_unstable();
-        OpenLoopStats {
+        Ok(OpenLoopStats {
             lag_ms: [
                 percentile(&lags_us, 0.99),
                 lags_us.last().copied().unwrap_or(0) as f64 / 1000.0,
             ],
             skipped,
-        }
+        })
     }
 }

@@ -36,9 +36,8 @@ struct Args {
     /// a relay's users do at any moment.
     #[arg(long, default_value_t = 0)]
     idle_waiters: usize,
-    /// Sending accounts, each sending one request at a time, as the messenger client
-    /// does (in the open loop each on its own keep-alive connection; in the closed
-    /// loop from a shared pool, which then holds one connection per sender).
+    /// Sending accounts, each sending one request at a time on its own keep-alive
+    /// connection, as the messenger client does (in the closed loop one task each).
     #[arg(long, default_value_t = 32)]
     senders: usize,
     /// Envelopes per send request (1..=100). People send one message at a time;
