@@ -857,9 +857,20 @@ async fn a_session_is_shared_by_relays_on_one_redis() {
 /// Two relays on one Redis (one key prefix), each with its own directory file, both
 /// knowing alice and bob with the same keys.
 async fn two_relays_knowing_alice_and_bob() -> (TestRelay, TestRelay, Identity, Identity) {
+    two_relays_knowing_alice_and_bob_sending(e2ee_relay_server::api::RateLimit::SEND).await
+}
+
+/// [`two_relays_knowing_alice_and_bob`] with this send limit (shared through Redis).
+async fn two_relays_knowing_alice_and_bob_sending(
+    send_rate: e2ee_relay_server::api::RateLimit,
+) -> (TestRelay, TestRelay, Identity, Identity) {
     let prefix = common::unique("e2ee-test");
-    let with_prefix =
-        |p: String| move |c: &mut e2ee_relay_server::RelayConfig| c.redis_key_prefix = p;
+    let with_prefix = |p: String| {
+        move |c: &mut e2ee_relay_server::RelayConfig| {
+            c.redis_key_prefix = p;
+            c.send_rate = send_rate;
+        }
+    };
     let one = TestRelay::with(Backend::Redis, with_prefix(prefix.clone())).await;
     let two = TestRelay::with(Backend::Redis, with_prefix(prefix)).await;
     let alice = Identity::generate("alice@example.org");
@@ -935,6 +946,91 @@ async fn a_revocation_by_another_relay_is_seen_by_the_next_request() {
         mac_call(&two, &session, Method::GET, "/v1/prekeys/count", None).await,
         StatusCode::UNAUTHORIZED,
         "unknown_session",
+    );
+}
+
+/// A send under a session this relay holds asks "still open?" and records its replay
+/// entry inside its enqueue on a single Redis: revoked through another relay, a send is
+/// refused as `unknown_session` whatever else it would have been refused for, nothing
+/// is queued or handed out, and what the refused sends took of the sender's budget is
+/// the sender's again.
+#[tokio::test]
+async fn a_send_under_a_session_revoked_elsewhere_queues_nothing_and_spends_nothing() {
+    let limit = e2ee_relay_server::api::RateLimit {
+        per_minute: 1,
+        burst: 4,
+    };
+    let (one, two, alice, bob) = two_relays_knowing_alice_and_bob_sending(limit).await;
+    let session = open(&one, &alice).await;
+    let send = |body: serde_json::Value| {
+        let session = &session;
+        let two = &two;
+        async move { mac_call(two, session, Method::POST, "/v1/messages", Some(body)).await }
+    };
+    let (status, answer) = send(send_body("bob@example.org")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _) = mac_call(&one, &session, Method::DELETE, "/v1/sessions", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ephemeral = json!({"messages": [
+        {"to": "bob@example.org", "body": encode_b64(b"typing"), "ephemeral": true}
+    ]});
+    for refused in [
+        send_body("bob@example.org"),
+        send_body("nobody@example.org"),
+        ephemeral,
+        json!({"messages": []}),
+    ] {
+        assert_error(
+            send(refused.clone()).await,
+            StatusCode::UNAUTHORIZED,
+            "unknown_session",
+        );
+    }
+    let bobs = open(&two, &bob).await;
+    let (status, answer) = mac_call(
+        &two,
+        &bobs,
+        Method::POST,
+        "/v1/messages/poll",
+        Some(json!({"timeout_ms": 0, "limit": 10})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let bodies: Vec<&str> = answer["envelopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [encode_b64(b"opaque")],
+        "only the send before revocation"
+    );
+    // Three of the four were left to the budget; the refused sends spent none of it.
+    let next = open(&two, &alice).await;
+    for _ in 0..3 {
+        let (status, answer) = mac_call(
+            &two,
+            &next,
+            Method::POST,
+            "/v1/messages",
+            Some(send_body("bob@example.org")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    assert_error(
+        mac_call(
+            &two,
+            &next,
+            Method::POST,
+            "/v1/messages",
+            Some(send_body("bob@example.org")),
+        )
+        .await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
     );
 }
 

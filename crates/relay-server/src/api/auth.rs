@@ -24,7 +24,7 @@ use sha2::{Digest as _, Sha512};
 
 use super::{ApiError, AppState, json_error};
 use crate::directory::Account;
-use crate::queue::OpenSession;
+use crate::queue::{OpenSession, SendCondition};
 use crate::sessions::{Confirmed, Found, SessionRecord, SessionStore};
 
 /// Domain separation of the replay-cache entry of a MACed request, so that it can
@@ -160,6 +160,62 @@ pub struct PendingSession {
     pub id: SessionId,
     /// The condition the read checks.
     pub open: OpenSession,
+}
+
+/// A [`Signed`] send (`POST /v1/messages`): under a session on a single Redis, the
+/// session's "still open?" and the request's replay entry are not asked in a call of
+/// their own but by the send's enqueue script, before it queues anything
+/// ([`crate::queue::QueueBackend::enqueue_batch_if_open`]): one Redis call per message
+/// fewer.
+#[derive(Debug)]
+pub struct SignedSend<T = NoBody> {
+    /// The authenticated request.
+    pub signed: Signed<T>,
+    /// Set when that check is still to be made: the handler must queue nothing but
+    /// under [`PendingSend::condition`], and, if it answers without queueing, make the
+    /// check with [`PendingSend::confirm`] first and answer its refusal instead.
+    pub pending: Option<PendingSend>,
+}
+
+/// A send's session check and replay entry, not yet made ([`SignedSend`]).
+#[derive(Debug)]
+pub struct PendingSend {
+    id: SessionId,
+    found: Found,
+    entry: [u8; 64],
+    ttl_ms: u64,
+    condition: SendCondition,
+}
+
+impl PendingSend {
+    /// What the enqueue must check and record.
+    pub fn condition(&self) -> &SendCondition {
+        &self.condition
+    }
+
+    /// Makes the check in a call of its own, as every other request does: for a send
+    /// answered without an enqueue (refused, or nothing durable to queue).
+    pub async fn confirm(self, state: &AppState) -> Result<(), ApiError> {
+        let SessionStore::Redis(redis) = &state.sessions else {
+            return Err(unknown_session());
+        };
+        match redis
+            .confirm(&self.id, &self.found, Some((&self.entry, self.ttl_ms)))
+            .await?
+        {
+            Confirmed::Open => Ok(()),
+            Confirmed::Replayed => Err(replayed()),
+            _ => Err(unknown_session()),
+        }
+    }
+
+    /// The enqueue under [`Self::condition`] found the session closed: forget it, as a
+    /// poll's read does.
+    pub fn closed(&self, state: &AppState) {
+        if let SessionStore::Redis(redis) = &state.sessions {
+            redis.closed(&self.id);
+        }
+    }
 }
 
 /// A [`Signed`] GET whose credential is recorded in the replay cache all the same:
@@ -379,7 +435,7 @@ async fn record_once(
     }
 }
 
-fn replayed() -> ApiError {
+pub(super) fn replayed() -> ApiError {
     ApiError::unauthorized(
         ErrorCode::ReplayedRequest,
         "this request was already accepted; sign (or MAC) a new one with a fresh timestamp",
@@ -445,6 +501,16 @@ enum Replay {
     /// Never, and a session's "still open?" is left to the poll's first queue read
     /// (`POST /v1/messages/poll`, see [`SignedPoll`]).
     NeverInPollRead,
+    /// Always, and under a session on a single Redis the entry and the "still open?"
+    /// are left to the send's enqueue (`POST /v1/messages`, see [`SignedSend`]).
+    InSendEnqueue,
+}
+
+/// A check [`finish`] left to the handler's first store call.
+enum Deferred {
+    None,
+    PollRead(PendingSession),
+    SendEnqueue(PendingSend),
 }
 
 /// Whether a session MAC may stand in for the identity key's signature.
@@ -543,7 +609,7 @@ async fn authenticate<T: FromBody>(
     state: &Arc<AppState>,
     replay: Replay,
     sessions: Sessions,
-) -> Result<(Signed<T>, Option<PendingSession>), ApiError> {
+) -> Result<(Signed<T>, Deferred), ApiError> {
     let headers = auth_headers(req.headers(), state)?;
     if sessions == Sessions::Refused && matches!(headers.credential, Credential::Session { .. }) {
         return Err(signature_required());
@@ -597,25 +663,46 @@ async fn finish<T: FromBody>(
     account: Account,
     redis_session: Option<&Found>,
     read: &ReadRequest,
-) -> Result<(Signed<T>, Option<PendingSession>), ApiError> {
+) -> Result<(Signed<T>, Deferred), ApiError> {
     if account.banned {
         return Err(ApiError::banned());
     }
     let record = match replay {
         Replay::UnlessGet => read.method != Method::GET,
-        Replay::Always => true,
+        Replay::Always | Replay::InSendEnqueue => true,
         Replay::NeverInPollRead => false,
     };
-    let mut pending = None;
+    let mut deferred = Deferred::None;
+    let send_condition = |redis: &crate::sessions::RedisSessions, id, found| {
+        let entry = headers.credential.replay_entry();
+        let expires = headers.timestamp_ms.saturating_add(REPLAY_RETENTION_MS);
+        let ttl_ms = expires.saturating_sub(state.clock.now_ms());
+        redis
+            .send_condition(id, found, &entry, ttl_ms)
+            .map(|condition| PendingSend {
+                id: *id,
+                found: found.clone(),
+                entry,
+                ttl_ms,
+                condition,
+            })
+    };
     match (redis_session, &state.sessions, &headers.credential) {
         // Held by this process, nothing to record: the poll's first read asks.
         (Some(found), SessionStore::Redis(redis), Credential::Session { id, .. })
             if replay == Replay::NeverInPollRead && !found.fresh =>
         {
-            pending = Some(PendingSession {
+            deferred = Deferred::PollRead(PendingSession {
                 id: *id,
                 open: redis.open_session(id, found),
             });
+        }
+        // A send on a single Redis: its enqueue asks and records.
+        (Some(found), SessionStore::Redis(redis), Credential::Session { id, .. })
+            if replay == Replay::InSendEnqueue
+                && let Some(pending) = send_condition(redis, id, found) =>
+        {
+            deferred = Deferred::SendEnqueue(pending);
         }
         // A lookup that went to Redis just now already saw the session open; with no
         // entry to record there is nothing left to ask (the last arm).
@@ -649,7 +736,7 @@ async fn finish<T: FromBody>(
             account,
             body: T::from_body(&read.body)?,
         },
-        pending,
+        deferred,
     ))
 }
 
@@ -662,7 +749,7 @@ async fn authenticate_boxed<T: FromBody>(
     state: &Arc<AppState>,
     replay: Replay,
     sessions: Sessions,
-) -> Result<(Signed<T>, Option<PendingSession>), ApiError> {
+) -> Result<(Signed<T>, Deferred), ApiError> {
     Box::pin(authenticate(req, state, replay, sessions)).await
 }
 
@@ -692,7 +779,29 @@ impl<T: FromBody> FromRequest<Arc<AppState>> for SignedPoll<T> {
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         authenticate_boxed(req, state, Replay::NeverInPollRead, Sessions::Accepted)
             .await
-            .map(|(signed, session)| Self { signed, session })
+            .map(|(signed, deferred)| Self {
+                signed,
+                session: match deferred {
+                    Deferred::PollRead(session) => Some(session),
+                    _ => None,
+                },
+            })
+    }
+}
+
+impl<T: FromBody> FromRequest<Arc<AppState>> for SignedSend<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        authenticate_boxed(req, state, Replay::InSendEnqueue, Sessions::Accepted)
+            .await
+            .map(|(signed, deferred)| Self {
+                signed,
+                pending: match deferred {
+                    Deferred::SendEnqueue(pending) => Some(pending),
+                    _ => None,
+                },
+            })
     }
 }
 

@@ -171,6 +171,7 @@ impl From<QueueError> for ApiError {
                 }
             }
             QueueError::SessionClosed => super::auth::unknown_session(),
+            QueueError::Replayed => super::auth::replayed(),
             // Only a relay shutting down closes its queue; what it refused was not
             // written, and the client's retry reaches a relay that serves.
             QueueError::Closed => Self {

@@ -17,6 +17,7 @@ use e2ee_proto::{
 use futures_util::future::try_join_all;
 use serde::Deserialize;
 
+use super::auth::{PendingSend, SignedSend};
 use super::error::refused;
 use super::{ApiError, AppState, Signed, SignedPoll, query_error, rate_limited};
 use crate::metrics::Metrics;
@@ -26,7 +27,43 @@ use crate::sessions::SessionStore;
 /// `POST /v1/messages`.
 pub(super) async fn send(
     State(state): State<Arc<AppState>>,
-    signed: Signed<SendRequest>,
+    SignedSend { signed, pending }: SignedSend<SendRequest>,
+) -> Result<Json<SendResponse>, ApiError> {
+    let mut pending = pending;
+    let mut taken = 0;
+    let mut answer = send_checked(&state, &signed, &mut pending, &mut taken).await;
+    // Answered without its enqueue: the session check left to that call is made now,
+    // and its refusal comes first, as every request's check comes before its handler.
+    if let Some(pending) = pending
+        && let Err(refusal) = pending.confirm(&state).await
+    {
+        answer = Err(refusal);
+    }
+    if let Err(error) = &answer
+        && matches!(
+            error.code,
+            ErrorCode::UnknownSession | ErrorCode::ReplayedRequest
+        )
+        && taken > 0
+    {
+        // Refused by the session check: what it took of the sender's budget is theirs
+        // again, so a closed session's requests cannot spend it.
+        state
+            .send_limiter
+            .refund(&signed.account.email, taken)
+            .await?;
+    }
+    answer
+}
+
+/// The send, with its session check (if `pending`) made by the durable enqueue, or
+/// by [`PendingSend::confirm`] before anything else is queued. `taken` says what the
+/// send limiter took.
+async fn send_checked(
+    state: &AppState,
+    signed: &Signed<SendRequest>,
+    pending: &mut Option<PendingSend>,
+    taken: &mut u32,
 ) -> Result<Json<SendResponse>, ApiError> {
     let request = &signed.body;
     if request.messages.is_empty() || request.messages.len() > MAX_MESSAGES_PER_REQUEST {
@@ -60,6 +97,7 @@ pub(super) async fn send(
             state.send_limiter.limit(),
         ));
     }
+    *taken = cost;
     // Every recipient is checked before anything is queued, so an unknown address
     // never leaves half a request delivered.
     let distinct: BTreeSet<&str> = recipients.iter().map(String::as_str).collect();
@@ -79,10 +117,24 @@ pub(super) async fn send(
     let envelopes: Vec<(&str, &[u8])> = durable.iter().map(|&i| envelope(i)).collect();
     // One round trip (Redis) or one transaction (SQLite) for the durable envelopes; it
     // stops at the first full queue, so the ids are those of the first N of them.
-    let outcome = if envelopes.is_empty() {
-        crate::queue::BatchOutcome::default()
-    } else {
-        state.queue.enqueue_batch(from, &envelopes).await?
+    let outcome = match (envelopes.is_empty(), pending.take()) {
+        (true, pending) => {
+            if let Some(pending) = pending {
+                pending.confirm(state).await?;
+            }
+            crate::queue::BatchOutcome::default()
+        }
+        (false, Some(pending)) => {
+            let queued = state
+                .queue
+                .enqueue_batch_if_open(from, &envelopes, pending.condition())
+                .await;
+            if matches!(queued, Err(QueueError::SessionClosed)) {
+                pending.closed(state);
+            }
+            queued?
+        }
+        (false, None) => state.queue.enqueue_batch(from, &envelopes).await?,
     };
     Metrics::add(&state.metrics.enqueued, outcome.ids.len() as u64);
     // Ephemeral envelopes never fill a queue; those before the first refused durable

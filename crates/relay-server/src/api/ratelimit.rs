@@ -91,6 +91,17 @@ redis.call('PEXPIRE', KEYS[1], full_in)
 return {taken, math.floor(tokens * 1000)}
 ";
 
+/// Gives tokens back to a shared bucket: KEYS[1] as for [`LEASE_SCRIPT`]; ARGV is
+/// burst, tokens. A bucket that is gone is full already. Never beyond the burst.
+const REFUND_SCRIPT: &str = r"
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens'))
+if tokens then
+  tokens = math.min(tonumber(ARGV[1]), tokens + tonumber(ARGV[2]))
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens))
+end
+return 0
+";
+
 /// Rate and burst of a limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -159,6 +170,15 @@ impl RateLimiter {
         self.check_cost(key, 1, now_ms)
     }
 
+    /// Gives back `cost` tokens taken for `key` by a request that was then refused
+    /// before it did anything (never beyond the burst).
+    pub fn refund(&self, key: &str, cost: u32) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((tokens, _)) = buckets.get_mut(key) {
+            *tokens = (*tokens + f64::from(cost)).min(f64::from(self.limit.burst));
+        }
+    }
+
     /// Takes `cost` tokens for `key` at `now_ms`, or says after how many seconds to
     /// retry. A cost above the burst can never pass; callers bound their costs.
     pub fn check_cost(&self, key: &str, cost: u32, now_ms: u64) -> Result<(), u64> {
@@ -189,6 +209,7 @@ pub struct RedisBuckets {
     conn: Connection,
     prefix: Arc<str>,
     lease: Arc<Script>,
+    refund: Arc<Script>,
 }
 
 impl std::fmt::Debug for RedisBuckets {
@@ -206,6 +227,7 @@ impl RedisBuckets {
             conn,
             prefix,
             lease: Arc::new(Script::new(LEASE_SCRIPT)),
+            refund: Arc::new(Script::new(REFUND_SCRIPT)),
         }
     }
 }
@@ -282,6 +304,26 @@ impl SharedRateLimiter {
             let until_ms = now_ms.saturating_add(LEASE_LIFETIME_MS);
             leases.insert(key.to_owned(), Lease { tokens, until_ms });
         }
+    }
+
+    /// Gives back `cost` tokens that [`Self::check`] took for `key`, for a request
+    /// refused before it did anything (its session was closed): to the shared bucket
+    /// with Redis (one call, on this refusal only), never beyond the burst.
+    pub async fn refund(&self, key: &str, cost: u32) -> Result<(), QueueError> {
+        let Some(redis) = &self.redis else {
+            self.local.refund(key, cost);
+            return Ok(());
+        };
+        let bucket = format!("{}:rl:{}:{}", redis.prefix, self.kind, recipient_tag(key));
+        let mut conn = redis.conn.clone();
+        let _: i64 = redis
+            .refund
+            .key(bucket)
+            .arg(self.local.limit().burst)
+            .arg(cost)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     /// Takes `cost` tokens for `key` (an email; Redis sees only its hash): `Ok(Err(s))`

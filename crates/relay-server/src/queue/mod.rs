@@ -66,6 +66,10 @@ pub enum QueueError {
     /// ([`QueueBackend::ack_and_fetch_if_open`]); nothing was acked or read.
     #[error("the session was closed")]
     SessionClosed,
+    /// A send's replay entry was already recorded when its enqueue ran
+    /// ([`QueueBackend::enqueue_batch_if_open`]); nothing was queued.
+    #[error("the request was already accepted")]
+    Replayed,
     /// The relay could not start a thread the backend runs on.
     #[error("starting a queue thread: {0}")]
     Thread(std::io::Error),
@@ -181,6 +185,20 @@ pub struct OpenSession {
     pub head: String,
 }
 
+/// What a send's enqueue checks and records first on a single Redis
+/// ([`QueueBackend::enqueue_batch_if_open`]): the sender's session is still open, and
+/// the request's replay entry is new (then recorded). The send's own call to ask
+/// both, made by every other request, is saved.
+#[derive(Debug, Clone)]
+pub struct SendCondition {
+    /// The sender's session, as a poll's read checks it.
+    pub open: OpenSession,
+    /// The request's replay entry (in the sender's slot).
+    pub replay_key: String,
+    /// How long the entry is kept, in ms (at least 1).
+    pub replay_ttl_ms: u64,
+}
+
 /// One body for many recipients: `POST /v1/messages/multi`.
 #[derive(Debug, Clone, Copy)]
 pub struct Fanout<'a> {
@@ -229,6 +247,24 @@ pub trait QueueBackend: Send + Sync {
         from: &'a str,
         envelopes: &'a [(&'a str, &'a [u8])],
     ) -> BoxFuture<'a, Result<BatchOutcome, QueueError>>;
+
+    /// [`Self::enqueue_batch`] only if `condition` holds, checked and recorded in the
+    /// same atomic step: else [`QueueError::SessionClosed`] or [`QueueError::Replayed`],
+    /// and nothing was queued or recorded. Only a single Redis (one script may touch
+    /// the sender's keys and the recipients') can; the default refuses.
+    fn enqueue_batch_if_open<'a>(
+        &'a self,
+        from: &'a str,
+        envelopes: &'a [(&'a str, &'a [u8])],
+        condition: &'a SendCondition,
+    ) -> BoxFuture<'a, Result<BatchOutcome, QueueError>> {
+        let _ = (from, envelopes, condition);
+        Box::pin(async {
+            Err(QueueError::Config(
+                "this queue backend cannot check a Redis session".to_owned(),
+            ))
+        })
+    }
 
     /// Appends one envelope and returns its id, or [`QueueError::Full`] leaving the
     /// queue untouched: a batch of one.

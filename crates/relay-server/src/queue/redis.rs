@@ -60,7 +60,7 @@ use sha2::{Digest as _, Sha256};
 use super::{
     BatchOutcome, BoxFuture, Clock, EPHEMERAL_TTL, FANOUT_IDEMPOTENCY_WINDOW, Fanout,
     FanoutOutcome, MAX_EPHEMERAL_PER_RECIPIENT, OpenSession, QueueBackend, QueueError, QueueLimits,
-    QueuedEnvelope, ReplayCache, WaiterRegistry, recipient_tag,
+    QueuedEnvelope, ReplayCache, SendCondition, WaiterRegistry, recipient_tag,
 };
 
 /// How often the local change of the total-depth counter is pushed to Redis.
@@ -277,7 +277,11 @@ return out
 /// Queues a batch of envelopes atomically, in order, stopping at the first full
 /// queue. KEYS are `q`, `t`, `seq` of each distinct recipient; ARGV is now, TTL, cap,
 /// sender, wake channel, recipient count R, the most member bytes a wake-up carries,
-/// the R recipient tags, then pairs (1-based recipient index, body). Each recipient is
+/// the session field, its head and the replay entry's TTL (all empty but for a send
+/// made under a [`SendCondition`]), the R recipient tags, then pairs (1-based
+/// recipient index, body). With the field set, KEYS end with the sender's sessions
+/// hash and the replay entry, and nothing happens unless the field still starts with
+/// the head (else `{-1}`) and the entry is new (else `{-2}`; then it is recorded). Each recipient is
 /// swept once and woken once, after all of its envelopes are in: with the members
 /// themselves when they fit ([`parse_wake_up`]), else with its tag alone. Answers
 /// `{expired, full, id...}`.
@@ -293,11 +297,20 @@ local cutoff = now - tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
 local nrec = tonumber(ARGV[6])
 local carry = tonumber(ARGV[7])
+if ARGV[8] ~= '' then
+  local v = redis.call('HGET', KEYS[3 * nrec + 1], ARGV[8])
+  if not v or string.sub(v, 1, #ARGV[9]) ~= ARGV[9] then
+    return {-1}
+  end
+  if not redis.call('SET', KEYS[3 * nrec + 2], '1', 'NX', 'PX', ARGV[10]) then
+    return {-2}
+  end
+end
 local swept = {}
 local added = {}
 local expired_total = 0
 local out = {0, 0}
-local i = 8 + nrec
+local i = 11 + nrec
 while i < #ARGV do
   local r = tonumber(ARGV[i])
   local q = KEYS[3 * r - 2]
@@ -325,7 +338,7 @@ for r = 1, nrec do
   local members = added[r]
   if members then
     redis.call('PEXPIRE', KEYS[3 * r - 2], ARGV[2])
-    local tag = ARGV[7 + r]
+    local tag = ARGV[10 + r]
     local size = 0
     for _, m in ipairs(members) do
       size = size + #m
@@ -760,6 +773,7 @@ impl RedisQueue {
         &self,
         from: &str,
         envelopes: &[(&str, &[u8])],
+        condition: Option<&SendCondition>,
     ) -> Result<BatchOutcome, QueueError> {
         let mut recipients: Vec<&str> = Vec::new();
         let mut invocation = self.enqueue.prepare_invoke();
@@ -789,6 +803,18 @@ impl RedisQueue {
             .arg(self.wake_channel())
             .arg(tags.len())
             .arg(WAKE_UP_CARRY_MAX_BYTES);
+        match condition {
+            Some(c) => {
+                invocation.key(&c.open.sessions_key).key(&c.replay_key);
+                invocation
+                    .arg(&c.open.field)
+                    .arg(&c.open.head)
+                    .arg(c.replay_ttl_ms.max(1));
+            }
+            None => {
+                invocation.arg("").arg("").arg("");
+            }
+        }
         for tag in &tags {
             invocation.arg(tag);
         }
@@ -798,6 +824,8 @@ impl RedisQueue {
         let mut conn = self.conn.clone();
         let answer: Vec<i64> = invocation.invoke_async(&mut conn).await?;
         let (expired, full, ids) = match answer.as_slice() {
+            [-1] if condition.is_some() => return Err(QueueError::SessionClosed),
+            [-2] if condition.is_some() => return Err(QueueError::Replayed),
             [expired, full, ids @ ..] => (*expired, *full != 0, ids),
             _ => return Err(QueueError::Corrupt("enqueue script answer")),
         };
@@ -1155,7 +1183,7 @@ impl QueueBackend for RedisQueue {
     ) -> BoxFuture<'a, Result<BatchOutcome, QueueError>> {
         Box::pin(async move {
             if !self.cluster {
-                return self.enqueue_run(from, envelopes).await;
+                return self.enqueue_run(from, envelopes, None).await;
             }
             // A cluster refuses a script whose keys span slots, and calls to
             // different nodes could not stop at the first full queue together (a
@@ -1164,7 +1192,7 @@ impl QueueBackend for RedisQueue {
             // of consecutive envelopes to the same recipient, in order.
             let mut outcome = BatchOutcome::default();
             for run in envelopes.chunk_by(|a, b| a.0 == b.0) {
-                let part = self.enqueue_run(from, run).await?;
+                let part = self.enqueue_run(from, run, None).await?;
                 outcome.ids.extend(part.ids);
                 if part.full {
                     outcome.full = true;
@@ -1172,6 +1200,22 @@ impl QueueBackend for RedisQueue {
                 }
             }
             Ok(outcome)
+        })
+    }
+
+    fn enqueue_batch_if_open<'a>(
+        &'a self,
+        from: &'a str,
+        envelopes: &'a [(&'a str, &'a [u8])],
+        condition: &'a SendCondition,
+    ) -> BoxFuture<'a, Result<BatchOutcome, QueueError>> {
+        Box::pin(async move {
+            if self.cluster {
+                return Err(QueueError::Config(
+                    "a cluster cannot check a session in another slot's script".to_owned(),
+                ));
+            }
+            self.enqueue_run(from, envelopes, Some(condition)).await
         })
     }
 

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use super::cache::SessionCache;
 use super::{EXPIRED_SESSION_GRACE_MS, MAX_SESSIONS_PER_ACCOUNT, SessionRecord, SessionStoreError};
 use crate::queue::redis::{Connection, connect_commands};
-use crate::queue::{OpenSession, QueueError, recipient_tag};
+use crate::queue::{OpenSession, QueueError, SendCondition, recipient_tag};
 
 /// A session as [`RedisSessions::find`] found it.
 #[derive(Debug, Clone)]
@@ -105,6 +105,9 @@ pub struct RedisSessions {
     revoke: Arc<Script>,
     confirm: Arc<Script>,
     cache: SessionCache,
+    /// On a cluster a sender's keys and a recipient's are in different slots, so a
+    /// send's check cannot ride in its enqueue script.
+    cluster: bool,
 }
 
 impl std::fmt::Debug for RedisSessions {
@@ -149,9 +152,10 @@ impl RedisSessions {
     /// Connects to the relay's Redis (`urls` as for the queues: one URL or the
     /// comma-separated seeds of a cluster); keys go under `prefix`.
     pub async fn connect(urls: &str, prefix: &str) -> Result<Self, SessionStoreError> {
-        let conn = connect_commands(urls, prefix).await?.conn;
+        let connected = connect_commands(urls, prefix).await?;
         Ok(Self {
-            conn,
+            conn: connected.conn,
+            cluster: connected.cluster,
             prefix: Arc::from(prefix),
             open: Arc::new(Script::new(OPEN_SCRIPT)),
             revoke: Arc::new(Script::new(REVOKE_SCRIPT)),
@@ -263,15 +267,10 @@ impl RedisSessions {
             self.cache.forget(id);
             return Ok(Confirmed::Closed);
         };
-        let tag = recipient_tag(&record.email);
         let mut invocation = self.confirm.prepare_invoke();
         invocation
             .key(self.key(&record.email))
-            .key(format!(
-                "{}:{{{tag}}}:replay:{}",
-                self.prefix,
-                hex::encode(entry)
-            ))
+            .key(self.replay_key(&record.email, entry))
             .arg(hex::encode(id.0))
             .arg(head(record))
             .arg(ttl.max(1));
@@ -284,6 +283,35 @@ impl RedisSessions {
                 self.cache.forget(id);
                 Confirmed::Closed
             }
+        })
+    }
+
+    /// Where a session-MACed request's replay entry is kept: in the account's slot.
+    fn replay_key(&self, email: &str, entry: &[u8; 64]) -> String {
+        format!(
+            "{}:{{{}}}:replay:{}",
+            self.prefix,
+            recipient_tag(email),
+            hex::encode(entry)
+        )
+    }
+
+    /// The condition under which a send's enqueue confirms `found` and records the
+    /// request's replay `entry` (kept `ttl_ms`) in the same call
+    /// ([`crate::queue::QueueBackend::enqueue_batch_if_open`]) instead of
+    /// [`Self::confirm`]'s call of its own; `None` on a cluster. The caller must not
+    /// act on the request before that call answered, or must make [`Self::confirm`]'s.
+    pub(crate) fn send_condition(
+        &self,
+        id: &SessionId,
+        found: &Found,
+        entry: &[u8; 64],
+        ttl_ms: u64,
+    ) -> Option<SendCondition> {
+        (!self.cluster).then(|| SendCondition {
+            open: self.open_session(id, found),
+            replay_key: self.replay_key(&found.record.email, entry),
+            replay_ttl_ms: ttl_ms.max(1),
         })
     }
 
