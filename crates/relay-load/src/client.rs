@@ -207,6 +207,22 @@ impl Identity {
     }
 }
 
+/// The JSON body of an answer with status `expect`; any other status is
+/// [`LoadError::Status`] with the body as text.
+pub(crate) fn json_answer<T: DeserializeOwned>(
+    status: StatusCode,
+    expect: StatusCode,
+    body: &[u8],
+) -> Result<T, LoadError> {
+    if status != expect {
+        return Err(LoadError::Status {
+            status,
+            body: String::from_utf8_lossy(body).into_owned(),
+        });
+    }
+    Ok(serde_json::from_slice(body)?)
+}
+
 /// Idle connections a shared [`TestClient`] keeps for its concurrent callers (the
 /// senders of a load run, the requests of a test).
 const SHARED_POOL_IDLE: usize = 1024;
@@ -293,13 +309,7 @@ impl TestClient {
         let (status, answer) = self
             .send_raw(Some(identity), method, path_and_query, bytes)
             .await?;
-        if status != expect {
-            return Err(LoadError::Status {
-                status,
-                body: String::from_utf8_lossy(&answer).into_owned(),
-            });
-        }
-        Ok(serde_json::from_slice(&answer)?)
+        json_answer(status, expect, &answer)
     }
 
     /// Registers `identity` with `opks` one-time prekeys.

@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::client::{Identity, LoadError, now_ms};
+use crate::client::{Identity, LoadError, json_answer, now_ms};
 
 /// Most response header lines parsed (the relay sends a handful).
 const MAX_RESPONSE_HEADERS: usize = 32;
@@ -163,13 +163,7 @@ impl Connection {
         );
         self.out.extend_from_slice(&self.json);
         let (status, answer) = self.exchange(&method).await?;
-        if status != expect {
-            return Err(LoadError::Status {
-                status,
-                body: String::from_utf8_lossy(answer).into_owned(),
-            });
-        }
-        Ok(serde_json::from_slice(answer)?)
+        json_answer(status, expect, answer)
     }
 
     /// Writes `self.out` and reads the answer. The socket is taken out for the

@@ -7,8 +7,9 @@
 //! puts next to the load generator's.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
 
 use e2ee_testkit::redis::redis_url;
 use e2ee_testkit::relay::RelayProcess;
@@ -21,25 +22,9 @@ struct Relay {
     _dir: tempfile::TempDir,
 }
 
-fn relay_binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_e2ee-relay-load")).with_file_name("e2ee-relay");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --bins` first",
-        path.display()
-    );
-    path
-}
-
 fn start_relay(redis: bool) -> Relay {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(relay_binary());
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env_remove("E2EE_REDIS_URL")
-        .env_remove("E2EE_DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit());
+    let mut cmd = common::relay_command(dir.path(), "127.0.0.1:0");
     let prefix = redis.then(|| e2ee_testkit::unique("e2ee-test-load"));
     if let Some(prefix) = &prefix {
         cmd.args(["--redis-url", &redis_url(), "--redis-key-prefix", prefix]);

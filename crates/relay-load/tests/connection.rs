@@ -7,8 +7,9 @@
 //! puts next to the load generator's.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::path::Path;
 
 use e2ee_proto::{
     ErrorBody, MAX_ENVELOPE_BODY_BYTES, OutgoingMessage, PollAckRequest, PollAckResponse,
@@ -18,26 +19,9 @@ use e2ee_relay_load::{Connection, Identity, LoadError, TestClient};
 use e2ee_testkit::relay::RelayProcess;
 use hyper::{Method, StatusCode};
 
-fn relay_binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_e2ee-relay-load")).with_file_name("e2ee-relay");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --bins` first",
-        path.display()
-    );
-    path
-}
-
 /// A relay on SQLite in `dir`, listening on `listen`.
 fn start_relay(dir: &Path, listen: &str) -> RelayProcess {
-    let mut cmd = Command::new(relay_binary());
-    cmd.args(["serve", "--listen", listen, "--data-dir"])
-        .arg(dir)
-        .env_remove("E2EE_REDIS_URL")
-        .env_remove("E2EE_DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit());
-    RelayProcess::spawn(&mut cmd)
+    RelayProcess::spawn(&mut common::relay_command(dir, listen))
 }
 
 /// A registered account with an open session (set up with the pooled `TestClient`).

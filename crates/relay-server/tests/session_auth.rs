@@ -962,12 +962,12 @@ async fn a_send_under_a_session_revoked_elsewhere_queues_nothing_and_spends_noth
     };
     let (one, two, alice, bob) = two_relays_knowing_alice_and_bob_sending(limit).await;
     let session = open(&one, &alice).await;
-    let send = |body: serde_json::Value| {
-        let session = &session;
+    let send = |session: &Session, body: serde_json::Value| {
+        let session = session.clone();
         let two = &two;
-        async move { mac_call(two, session, Method::POST, "/v1/messages", Some(body)).await }
+        async move { mac_call(two, &session, Method::POST, "/v1/messages", Some(body)).await }
     };
-    let (status, answer) = send(send_body("bob@example.org")).await;
+    let (status, answer) = send(&session, send_body("bob@example.org")).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (status, _) = mac_call(&one, &session, Method::DELETE, "/v1/sessions", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -981,7 +981,7 @@ async fn a_send_under_a_session_revoked_elsewhere_queues_nothing_and_spends_noth
         json!({"messages": []}),
     ] {
         assert_error(
-            send(refused.clone()).await,
+            send(&session, refused).await,
             StatusCode::UNAUTHORIZED,
             "unknown_session",
         );
@@ -1010,25 +1010,11 @@ async fn a_send_under_a_session_revoked_elsewhere_queues_nothing_and_spends_noth
     // Three of the four were left to the budget; the refused sends spent none of it.
     let next = open(&two, &alice).await;
     for _ in 0..3 {
-        let (status, answer) = mac_call(
-            &two,
-            &next,
-            Method::POST,
-            "/v1/messages",
-            Some(send_body("bob@example.org")),
-        )
-        .await;
+        let (status, answer) = send(&next, send_body("bob@example.org")).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
     assert_error(
-        mac_call(
-            &two,
-            &next,
-            Method::POST,
-            "/v1/messages",
-            Some(send_body("bob@example.org")),
-        )
-        .await,
+        send(&next, send_body("bob@example.org")).await,
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
     );

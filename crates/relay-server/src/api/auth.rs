@@ -673,10 +673,17 @@ async fn finish<T: FromBody>(
         Replay::NeverInPollRead => false,
     };
     let mut deferred = Deferred::None;
+    // How long from now this request's replay entry is kept (REPLAY_RETENTION_MS
+    // from its timestamp).
+    let replay_ttl_ms = || {
+        headers
+            .timestamp_ms
+            .saturating_add(REPLAY_RETENTION_MS)
+            .saturating_sub(state.clock.now_ms())
+    };
     let send_condition = |redis: &crate::sessions::RedisSessions, id, found| {
         let entry = headers.credential.replay_entry();
-        let expires = headers.timestamp_ms.saturating_add(REPLAY_RETENTION_MS);
-        let ttl_ms = expires.saturating_sub(state.clock.now_ms());
+        let ttl_ms = replay_ttl_ms();
         redis
             .send_condition(id, found, &entry, ttl_ms)
             .map(|condition| PendingSend {
@@ -710,10 +717,8 @@ async fn finish<T: FromBody>(
             if record || !found.fresh =>
         {
             let entry = headers.credential.replay_entry();
-            let expires = headers.timestamp_ms.saturating_add(REPLAY_RETENTION_MS);
-            let ttl = expires.saturating_sub(state.clock.now_ms());
             match redis
-                .confirm(id, found, record.then_some((&entry, ttl)))
+                .confirm(id, found, record.then_some((&entry, replay_ttl_ms())))
                 .await?
             {
                 Confirmed::Open => {}
