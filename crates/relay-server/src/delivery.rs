@@ -8,8 +8,12 @@
 //! A wake-up that carries the envelopes it announces ([`Inbox::Carried`]) is answered
 //! from them: the read before the sleep found the queue empty, and every envelope
 //! queued since then came with a wake-up, so they are what a read would return (in id
-//! order, up to the limit; the rest stay queued for the next poll). One plain wake-up
-//! among them, or too many envelopes, and the poll reads its queue as before.
+//! order, up to the limit; the rest stay queued for the next poll). Wake-ups arrive on
+//! their own connection, so one can come after the read already saw (or this very
+//! poll acked) its envelopes: the read's [`crate::queue::PollRead::newest_id`] tells them apart,
+//! and only envelopes queued after it are answered. One plain wake-up among them, too
+//! many envelopes, or a backend that gives no newest id, and the poll reads its queue
+//! as before.
 
 use std::time::Duration;
 
@@ -36,30 +40,24 @@ pub(crate) async fn wait_for_envelopes(
     let deadline = tokio::time::Instant::now() + timeout;
     let waiter = queue.waiters().register(&recipient_tag(email));
     let mut shutdown = shutdown.subscribe();
-    let mut acked = None;
+    // The first read acks, under the session; the reads after a wake-up only read.
+    let mut first = Some((ack, session));
+    let mut acked_count = 0;
     loop {
         waiter.arm();
-        let envelopes = match (acked, session) {
-            (None, Some(session)) => {
-                let (count, envelopes) = queue
-                    .ack_and_fetch_if_open(email, ack, limit, session)
-                    .await?;
-                acked = Some(count);
-                envelopes
+        let read = match first.take() {
+            Some((ack, session)) => {
+                let read = queue.poll_read(email, ack, limit, session).await?;
+                acked_count = read.acked;
+                read
             }
-            (None, None) if !ack.is_empty() => {
-                let (count, envelopes) = queue.ack_and_fetch(email, ack, limit).await?;
-                acked = Some(count);
-                envelopes
-            }
-            _ => queue.fetch(email, limit).await?,
+            None => queue.poll_read(email, &[], limit, None).await?,
         };
-        let acked_count = acked.unwrap_or(0);
-        if !envelopes.is_empty() || *shutdown.borrow() {
-            return Ok((acked_count, envelopes));
+        if !read.envelopes.is_empty() || *shutdown.borrow() {
+            return Ok((acked_count, read.envelopes));
         }
         tokio::select! {
-            carried = carried_after_wake_up(&waiter, limit) => {
+            carried = carried_after_wake_up(&waiter, limit, read.newest_id) => {
                 if let Some(envelopes) = carried {
                     return Ok((acked_count, envelopes));
                 }
@@ -70,16 +68,26 @@ pub(crate) async fn wait_for_envelopes(
     }
 }
 
-/// Sleeps until a wake-up; answers the envelopes it carried (the first `limit` by
-/// id), or `None` when the queue must be read.
-async fn carried_after_wake_up(waiter: &WaiterGuard, limit: usize) -> Option<Vec<QueuedEnvelope>> {
+/// Sleeps until a wake-up; answers the envelopes it carried that are newer than
+/// `newest_id` (the first `limit` by id), or `None` when the queue must be read.
+async fn carried_after_wake_up(
+    waiter: &WaiterGuard,
+    limit: usize,
+    newest_id: Option<u64>,
+) -> Option<Vec<QueuedEnvelope>> {
     loop {
         waiter.notify().notified().await;
-        match waiter.take() {
+        match (waiter.take(), newest_id) {
             // A permit left by a wake-up that came before the inbox was last emptied:
             // nothing new, keep sleeping.
-            Inbox::Empty => {}
-            Inbox::Carried(mut envelopes) if !envelopes.is_empty() => {
+            (Inbox::Empty, _) => {}
+            (Inbox::Carried(mut envelopes), Some(newest_id)) => {
+                // Queued before the read: read then, or acked since; keep sleeping
+                // when that is all the wake-up carried.
+                envelopes.retain(|e| e.id > newest_id);
+                if envelopes.is_empty() {
+                    continue;
+                }
                 // Pub/sub keeps one publisher's order; sorting also covers a cluster's
                 // nodes forwarding in their own order.
                 envelopes.sort_by_key(|e| e.id);
@@ -87,7 +95,60 @@ async fn carried_after_wake_up(waiter: &WaiterGuard, limit: usize) -> Option<Vec
                 envelopes.truncate(limit);
                 return Some(envelopes);
             }
-            Inbox::Carried(_) | Inbox::Reread => return None,
+            (Inbox::Carried(_) | Inbox::Reread, _) => return None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::queue::WaiterRegistry;
+
+    fn envelope(id: u64) -> QueuedEnvelope {
+        QueuedEnvelope {
+            id,
+            from: "alice@x.org".into(),
+            received_at: 1,
+            body: vec![0],
+        }
+    }
+
+    /// A wake-up delivered after the read that already saw its envelope (its own
+    /// connection was slower) is not answered again; a later one is.
+    #[tokio::test]
+    async fn a_late_wake_up_for_an_envelope_already_read_is_not_answered() {
+        let registry = Arc::new(WaiterRegistry::default());
+        let waiter = registry.register("t");
+        waiter.arm();
+        registry.wake_with("t", &[envelope(4), envelope(5)]);
+        let waiting = carried_after_wake_up(&waiter, 10, Some(5));
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut waiting)
+                .await
+                .is_err(),
+            "answered envelopes the read had passed"
+        );
+        registry.wake_with("t", &[envelope(5), envelope(6)]);
+        let answered = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answered, [envelope(6)]);
+    }
+
+    /// Without a newest id (a backend that never carries) every wake-up reads.
+    #[tokio::test]
+    async fn without_a_newest_id_a_carried_wake_up_reads_the_queue() {
+        let registry = Arc::new(WaiterRegistry::default());
+        let waiter = registry.register("t");
+        registry.wake_with("t", &[envelope(1)]);
+        assert_eq!(carried_after_wake_up(&waiter, 10, None).await, None);
     }
 }

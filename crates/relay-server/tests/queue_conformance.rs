@@ -749,6 +749,11 @@ async fn wake_ups_carry_what_a_read_gives(f: Fixture, carries: bool) {
         read.iter().map(|e| e.id).collect::<Vec<_>>(),
         [ids[0], ids[2]]
     );
+    // A poll's read names the newest id handed out, which tells a carried envelope it
+    // already read from one queued after it.
+    let poll_read = q.poll_read("bob@x.org", &[], 10, None).await.unwrap();
+    assert_eq!(poll_read.envelopes, read);
+    assert_eq!(poll_read.newest_id, carries.then_some(ids[2]));
     match woken("a batch").await {
         Inbox::Carried(mut carried) => {
             assert!(carries, "this backend carries nothing");

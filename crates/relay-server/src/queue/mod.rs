@@ -160,6 +160,21 @@ pub struct QueuedEnvelope {
     pub body: Vec<u8>,
 }
 
+/// One read of a long poll ([`QueueBackend::poll_read`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollRead {
+    /// How many of the ids to ack existed.
+    pub acked: u64,
+    /// What the read found, as [`QueueBackend::fetch`] answers it.
+    pub envelopes: Vec<QueuedEnvelope>,
+    /// The newest id the recipient's queue had handed out when it was read: every
+    /// envelope queued since has a larger one. Given by a backend whose wake-ups
+    /// carry envelopes ([`WaiterRegistry::wake_with`]), so that a poll can tell those
+    /// queued after its read from those it read (or saw acked) already; `None`
+    /// makes the poll read its queue on every wake-up.
+    pub newest_id: Option<u64>,
+}
+
 /// What [`QueueBackend::enqueue_batch`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
@@ -353,6 +368,35 @@ pub trait QueueBackend: Send + Sync {
             Err(QueueError::Config(
                 "this queue backend cannot check a Redis session".to_owned(),
             ))
+        })
+    }
+
+    /// A long poll's read: `ids` acked first, under `session` when given, as
+    /// [`Self::ack_and_fetch_if_open`] (without `session`, [`Self::ack_and_fetch`], or
+    /// with no `ids` [`Self::fetch`]). A backend whose wake-ups carry envelopes must
+    /// answer [`PollRead::newest_id`]; the default, for one that does not, makes
+    /// those calls.
+    fn poll_read<'a>(
+        &'a self,
+        recipient: &'a str,
+        ids: &'a [u64],
+        limit: usize,
+        session: Option<&'a OpenSession>,
+    ) -> BoxFuture<'a, Result<PollRead, QueueError>> {
+        Box::pin(async move {
+            let (acked, envelopes) = match session {
+                Some(session) => {
+                    self.ack_and_fetch_if_open(recipient, ids, limit, session)
+                        .await?
+                }
+                None if !ids.is_empty() => self.ack_and_fetch(recipient, ids, limit).await?,
+                None => (0, self.fetch(recipient, limit).await?),
+            };
+            Ok(PollRead {
+                acked,
+                envelopes,
+                newest_id: None,
+            })
         })
     }
 

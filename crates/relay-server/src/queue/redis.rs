@@ -59,8 +59,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::{
     BatchOutcome, BoxFuture, Clock, EPHEMERAL_TTL, FANOUT_IDEMPOTENCY_WINDOW, Fanout,
-    FanoutOutcome, MAX_EPHEMERAL_PER_RECIPIENT, OpenSession, QueueBackend, QueueError, QueueLimits,
-    QueuedEnvelope, ReplayCache, SendCondition, WaiterRegistry, recipient_tag,
+    FanoutOutcome, MAX_EPHEMERAL_PER_RECIPIENT, OpenSession, PollRead, QueueBackend, QueueError,
+    QueueLimits, QueuedEnvelope, ReplayCache, SendCondition, WaiterRegistry, recipient_tag,
 };
 
 /// How often the local change of the total-depth counter is pushed to Redis.
@@ -361,13 +361,15 @@ return out
 );
 
 /// Sweeps the expired envelopes of KEYS `q` (`t` is passed but no longer read) and
-/// returns `{expired, member...}`,
+/// returns `{expired, newest, member...}` (`newest`: the last id KEYS `seq` handed
+/// out, so every envelope queued after this read has a larger one),
 /// at most ARGV[3] members, oldest first; ARGV is now, TTL, limit, ephemeral TTL.
 /// While the limit allows, ephemeral members are then popped from KEYS `e` (those
 /// older than the ephemeral TTL are dropped unseen). Members of ARGV[7..] are acked
-/// (removed) first, and the answer then starts with `{expired, acked, ...}`:
+/// (removed) first, and the answer then starts with `{expired, newest, acked, ...}`:
 /// `POST /v1/messages/poll` in one round trip. A limit of 0 reads nothing: a plain ack.
-/// With ARGV[5] not empty, KEYS ends with the recipient's sessions hash (same slot),
+/// With ARGV[5] not empty, KEYS ends (after `q`, `t`, `e`, `seq`) with the recipient's
+/// sessions hash (same slot),
 /// and all of it happens only if its field ARGV[5] still starts with ARGV[6]; else the
 /// answer is `{-1}` and nothing was acked or read: a poll's session check in the same
 /// call.
@@ -375,7 +377,7 @@ const FETCH_SCRIPT: &str = concat!(
     sweep_lua!(),
     r"
 if ARGV[5] ~= '' then
-  local v = redis.call('HGET', KEYS[4], ARGV[5])
+  local v = redis.call('HGET', KEYS[5], ARGV[5])
   if not v or string.sub(v, 1, #ARGV[6]) ~= ARGV[6] then
     return {-1}
   end
@@ -405,6 +407,7 @@ end
 if #ARGV > 6 then
   table.insert(items, 1, acked)
 end
+table.insert(items, 1, tonumber(redis.call('GET', KEYS[4])) or 0)
 table.insert(items, 1, expired)
 return items
 "
@@ -849,23 +852,29 @@ impl RedisQueue {
         ids: &[u64],
         limit: usize,
         session: Option<&OpenSession>,
-    ) -> Result<(u64, Vec<QueuedEnvelope>), QueueError> {
-        let (acked, members) = self.fetch_script(recipient, ids, limit, session).await?;
+    ) -> Result<PollRead, QueueError> {
+        let (acked, mut newest, members) =
+            self.fetch_script(recipient, ids, limit, session).await?;
         let (mut envelopes, mut dangling) = self.resolve(members).await?;
         while !dangling.is_empty() {
             tracing::debug!(
                 count = dangling.len(),
                 "dropping fan-out references whose body is gone"
             );
-            let (_, members) = self.fetch_script(recipient, &dangling, 0, None).await?;
+            let (_, _, members) = self.fetch_script(recipient, &dangling, 0, None).await?;
             debug_assert!(members.is_empty());
             if !envelopes.is_empty() {
                 break;
             }
-            let (_, members) = self.fetch_script(recipient, &[], limit, None).await?;
+            let (_, again, members) = self.fetch_script(recipient, &[], limit, None).await?;
+            newest = again;
             (envelopes, dangling) = self.resolve(members).await?;
         }
-        Ok((acked, envelopes))
+        Ok(PollRead {
+            acked,
+            envelopes,
+            newest_id: Some(newest),
+        })
     }
 
     /// Fetches the bodies of the references among `members` (one GET per distinct
@@ -917,21 +926,23 @@ impl RedisQueue {
         Ok((envelopes, dangling))
     }
 
-    /// One call of [`FETCH_SCRIPT`]: acks `ids`, then reads up to `limit` members.
+    /// One call of [`FETCH_SCRIPT`]: acks `ids`, then reads up to `limit` members;
+    /// answers how many of `ids` were acked, the newest id handed out, the members.
     async fn fetch_script(
         &self,
         recipient: &str,
         ids: &[u64],
         limit: usize,
         session: Option<&OpenSession>,
-    ) -> Result<(u64, Vec<Member>), QueueError> {
+    ) -> Result<(u64, u64, Vec<Member>), QueueError> {
         let tag = recipient_tag(recipient);
         let mut conn = self.conn.clone();
         let mut invocation = self.fetch.prepare_invoke();
         invocation
             .key(self.key(&tag, "q"))
             .key(self.key(&tag, "t"))
-            .key(self.key(&tag, "e"));
+            .key(self.key(&tag, "e"))
+            .key(self.key(&tag, "seq"));
         let (field, head) = match session {
             Some(s) => {
                 invocation.key(&s.sessions_key);
@@ -961,6 +972,7 @@ impl RedisQueue {
                 .ok_or(QueueError::Corrupt(what))
         };
         let expired = count("fetch script answer")?;
+        let newest = u64::try_from(count("fetch script newest id")?).unwrap_or(0);
         let acked = if ids.is_empty() {
             0
         } else {
@@ -977,7 +989,7 @@ impl RedisQueue {
                     .and_then(parse_member)
             })
             .collect::<Result<_, _>>()?;
-        Ok((u64::try_from(acked).unwrap_or(0), envelopes))
+        Ok((u64::try_from(acked).unwrap_or(0), newest, envelopes))
     }
 
     /// Pushes the locally accumulated change of the total depth to Redis.
@@ -1272,7 +1284,7 @@ impl QueueBackend for RedisQueue {
         recipient: &'a str,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<QueuedEnvelope>, QueueError>> {
-        Box::pin(async move { Ok(self.fetch_run(recipient, &[], limit, None).await?.1) })
+        Box::pin(async move { Ok(self.fetch_run(recipient, &[], limit, None).await?.envelopes) })
     }
 
     fn ack_and_fetch<'a>(
@@ -1281,7 +1293,10 @@ impl QueueBackend for RedisQueue {
         ids: &'a [u64],
         limit: usize,
     ) -> BoxFuture<'a, Result<(u64, Vec<QueuedEnvelope>), QueueError>> {
-        Box::pin(self.fetch_run(recipient, ids, limit, None))
+        Box::pin(async move {
+            let read = self.fetch_run(recipient, ids, limit, None).await?;
+            Ok((read.acked, read.envelopes))
+        })
     }
 
     fn ack_and_fetch_if_open<'a>(
@@ -1291,7 +1306,20 @@ impl QueueBackend for RedisQueue {
         limit: usize,
         session: &'a OpenSession,
     ) -> BoxFuture<'a, Result<(u64, Vec<QueuedEnvelope>), QueueError>> {
-        Box::pin(self.fetch_run(recipient, ids, limit, Some(session)))
+        Box::pin(async move {
+            let read = self.fetch_run(recipient, ids, limit, Some(session)).await?;
+            Ok((read.acked, read.envelopes))
+        })
+    }
+
+    fn poll_read<'a>(
+        &'a self,
+        recipient: &'a str,
+        ids: &'a [u64],
+        limit: usize,
+        session: Option<&'a OpenSession>,
+    ) -> BoxFuture<'a, Result<PollRead, QueueError>> {
+        Box::pin(self.fetch_run(recipient, ids, limit, session))
     }
 
     fn ack<'a>(
@@ -1303,7 +1331,7 @@ impl QueueBackend for RedisQueue {
             if ids.is_empty() {
                 return Ok(0);
             }
-            Ok(self.fetch_run(recipient, ids, 0, None).await?.0)
+            Ok(self.fetch_run(recipient, ids, 0, None).await?.acked)
         })
     }
 
